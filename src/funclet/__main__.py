@@ -1,0 +1,3 @@
+from funclet.cli import main
+
+main()

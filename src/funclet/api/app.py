@@ -1,0 +1,78 @@
+"""The Starlette application: routes, error handlers, the platform's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from funclet.api import functions, invoke
+from funclet.api.responses import error_response, json_response
+from funclet.errors import ApiError
+from funclet.platform import Platform
+
+log = logging.getLogger(__name__)
+
+
+class _NotFound(ApiError):
+    code = "NotFound"
+    status = 404
+
+
+class _MethodNotAllowed(ApiError):
+    code = "MethodNotAllowed"
+    status = 405
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(_MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+    return error_response(_NotFound(f"no such API: {request.method} {request.url.path}"))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("Request %s %s failed.", request.method, request.url.path)
+    error = ApiError(f"internal error: {type(exc).__name__}: {exc}")
+    return error_response(error)
+
+
+async def _health(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+def build_app(platform: Platform) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await platform.start()
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    app = Starlette(
+        routes=[
+            *invoke.routes,
+            *functions.routes,
+            Route("/healthz", _health, methods=["GET"]),
+        ],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    return app

@@ -1,0 +1,201 @@
+"""FC 3.0's function, instance and (funclet's) invocation-record endpoints."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from funclet.api.responses import fc_time, int_param, json_body, json_response
+from funclet.errors import ApiError, InvalidArgument
+from funclet.instances.instance import Instance
+from funclet.instances.state import FC_STATUS, InstanceState
+from funclet.platform import Platform
+from funclet.store import FunctionRow
+
+PREFIX = "/2023-03-30"
+
+
+def function_json(platform: Platform, row: FunctionRow) -> dict[str, Any]:
+    s = platform.settings
+    return {
+        **row.config.to_fc(),
+        "functionArn": f"acs:fc:{s.region}:{s.account_id}:functions/{row.name}",
+        "functionId": row.function_id,
+        "codeChecksum": row.code_checksum,
+        "codeSize": row.code_size,
+        "createdTime": fc_time(row.created_ms),
+        "lastModifiedTime": fc_time(row.modified_ms),
+        "state": "Active",
+        "stateReason": "",
+        "stateReasonCode": "",
+        "lastUpdateStatus": "Successful",
+        "lastUpdateStatusReason": "",
+        "lastUpdateStatusReasonCode": "",
+    }
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+async def create_function(request: Request) -> Response:
+    platform = _platform(request)
+    row = await platform.functions.create(await json_body(request))
+    return json_response(function_json(platform, row))
+
+
+async def get_function(request: Request) -> Response:
+    platform = _platform(request)
+    row = await platform.functions.get(request.path_params["name"])
+    return json_response(function_json(platform, row))
+
+
+async def update_function(request: Request) -> Response:
+    platform = _platform(request)
+    row = await platform.functions.update(request.path_params["name"], await json_body(request))
+    return json_response(function_json(platform, row))
+
+
+async def delete_function(request: Request) -> Response:
+    await _platform(request).functions.delete(request.path_params["name"])
+    return Response(status_code=204)
+
+
+async def list_functions(request: Request) -> Response:
+    platform = _platform(request)
+    limit = int_param(request, "limit", 20, 1, 100)
+    token = request.query_params.get("nextToken") or ""
+    after = _decode_token(token) if token else ""
+    rows = await platform.functions.list(request.query_params.get("prefix", ""), limit + 1, after)
+    out: dict[str, Any] = {"functions": [function_json(platform, r) for r in rows[:limit]]}
+    if len(rows) > limit:
+        out["nextToken"] = _encode_token(rows[limit - 1].name)
+    return json_response(out)
+
+
+def _instance_json(inst: Instance | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(inst, Instance):
+        state, reason = inst.state.value, inst.stop_reason
+        iid, created, destroyed = inst.instance_id, inst.created_ms, inst.destroyed_ms
+    else:
+        state, reason = inst["state"], inst["stop_reason"]
+        iid, created, destroyed = inst["instance_id"], inst["created_ms"], inst["destroyed_ms"]
+    return {
+        "instanceId": iid,
+        "versionId": "0",
+        "qualifier": "LATEST",
+        "status": FC_STATUS[InstanceState(state)],
+        "createdTimeMs": created,
+        "destroyedTimeMs": destroyed,
+        "state": state,
+        "stopReason": reason,
+    }
+
+
+async def list_instances(request: Request) -> Response:
+    """Live instances first, then recently stopped ones (with their stop reason)."""
+    platform = _platform(request)
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    limit = int_param(request, "limit", 100, 1, 1000)
+    live = platform.registry.instances(name)
+    seen = {i.instance_id for i in live}
+    await platform.recorder.flush()
+    stored = [r for r in await platform.store.list_instances(name, limit) if r["instance_id"] not in seen]
+    include_stopped = request.query_params.get("withAllActive", "").lower() != "true"
+    items = [_instance_json(i) for i in live]
+    if include_stopped:
+        items += [_instance_json(r) for r in stored if r["state"] == "stopped"]
+    return json_response({"instances": items[:limit], "requestId": ""})
+
+
+def invocation_json(rec: dict[str, Any], with_log: bool) -> dict[str, Any]:
+    out = {
+        "requestId": rec["request_id"],
+        "functionName": rec["function_name"],
+        "mode": rec["mode"],
+        "status": rec["status"],
+        "startKind": rec["start_kind"],
+        "instanceId": rec["instance_id"],
+        "initDurationMs": rec["init_ms"],
+        "durationMs": rec["duration_ms"],
+        "queueMs": rec["queue_ms"],
+        "errorType": rec["error_type"],
+        "errorMessage": rec["error_message"],
+        "startedTime": fc_time(rec["started_ms"]),
+        "startedTimeMs": rec["started_ms"],
+    }
+    if with_log:
+        out["log"] = rec["log"]
+    return out
+
+
+async def list_invocations(request: Request) -> Response:
+    platform = _platform(request)
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    limit = int_param(request, "limit", 20, 1, 100)
+    status = request.query_params.get("status") or None
+    if status is not None and status not in ("succeeded", "failed"):
+        raise InvalidArgument(f"status must be 'succeeded' or 'failed', got '{status}'")
+    token = request.query_params.get("nextToken")
+    before = None
+    if token:
+        try:
+            before = int(_decode_token(token))
+        except ValueError:
+            raise InvalidArgument("nextToken is not valid") from None
+    await platform.recorder.flush()
+    rows = await platform.store.list_invocations(name, status, limit + 1, before)
+    out: dict[str, Any] = {"invocations": [invocation_json(r, False) for r in rows[:limit]]}
+    if len(rows) > limit:
+        out["nextToken"] = _encode_token(str(rows[limit - 1]["started_ms"]))
+    return json_response(out)
+
+
+async def get_invocation(request: Request) -> Response:
+    platform = _platform(request)
+    name, request_id = request.path_params["name"], request.path_params["request_id"]
+    await platform.recorder.flush()
+    rec = await platform.store.get_invocation(request_id)
+    if rec is None or rec["function_name"] != name:
+        raise InvocationNotFound(request_id)
+    return json_response(invocation_json(rec, True))
+
+
+class InvocationNotFound(ApiError):
+    code = "InvocationNotFound"
+    status = 404
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no invocation with request id '{request_id}'")
+
+
+def _encode_token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except ValueError:
+        raise InvalidArgument("nextToken is not valid") from None
+
+
+routes = [
+    Route(f"{PREFIX}/functions", create_function, methods=["POST"]),
+    Route(f"{PREFIX}/functions", list_functions, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}", get_function, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}", update_function, methods=["PUT"]),
+    Route(f"{PREFIX}/functions/{{name}}", delete_function, methods=["DELETE"]),
+    Route(f"{PREFIX}/functions/{{name}}/instances", list_instances, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}/invocations", list_invocations, methods=["GET"]),
+    Route(
+        f"{PREFIX}/functions/{{name}}/invocations/{{request_id}}", get_invocation, methods=["GET"]
+    ),
+]

@@ -1,0 +1,67 @@
+"""InvokeFunction: ``POST /2023-03-30/functions/{name}/invocations``."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from funclet.api.functions import PREFIX
+from funclet.api.responses import error_response, new_request_id
+from funclet.errors import ApiError, InvalidArgument, PayloadTooLarge
+from funclet.instances.state import StartKind
+from funclet.logs import tail
+from funclet.platform import Platform
+
+
+async def invoke_function(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    request_id = request.headers.get("x-fc-request-id") or new_request_id()
+    try:
+        mode = request.headers.get("x-fc-invocation-type", "Sync")
+        if mode.lower() != "sync":
+            raise InvalidArgument(
+                f"x-fc-invocation-type '{mode}' is not supported yet; use 'Sync'"
+            )
+        event = await _read_event(request, platform.settings.max_sync_payload)
+        out = await platform.invoker.invoke(request.path_params["name"], event, request_id)
+    except ApiError as exc:
+        return error_response(exc, request_id)
+    headers = {
+        "x-fc-request-id": request_id,
+        "x-fc-code-checksum": out.code_checksum,
+        "x-funclet-start-kind": out.start_kind.value if out.start_kind else "",
+        "x-funclet-instance-id": out.instance_id,
+        "x-funclet-duration-ms": f"{out.duration_ms:.3f}",
+        "x-funclet-queue-ms": f"{out.queue_ms:.3f}",
+    }
+    if out.start_kind is StartKind.COLD:
+        headers["x-funclet-init-duration-ms"] = f"{out.init_ms:.3f}"
+    if request.headers.get("x-fc-log-type", "").lower() == "tail":
+        headers["x-fc-log-result"] = tail(out.log)
+    if out.error is not None:
+        headers["x-fc-error-type"] = out.error.fc_error_type
+        return Response(orjson.dumps(out.error.body()), 200, headers, "application/json")
+    return Response(out.body, 200, headers)
+
+
+async def _read_event(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"the event is {declared} bytes, over the sync invocation limit of {limit} bytes"
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the event is over the sync invocation limit of {limit} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+routes = [Route(f"{PREFIX}/functions/{{name}}/invocations", invoke_function, methods=["POST"])]

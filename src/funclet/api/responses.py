@@ -1,0 +1,66 @@
+"""JSON responses, FC-style API errors, request ids and FC's time format."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from funclet.errors import ApiError, InvalidArgument
+
+
+def new_request_id() -> str:
+    return f"1-{secrets.token_hex(4)}-{secrets.token_hex(4)}-{secrets.token_hex(6)}"
+
+
+def fc_time(ms: int | float | None) -> str | None:
+    """FC's timestamps: ISO 8601, UTC, whole seconds (``2023-04-01T08:15:27Z``)."""
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def json_response(data: Any, status: int = 200, request_id: str | None = None) -> Response:
+    return Response(
+        orjson.dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers={"x-fc-request-id": request_id or new_request_id()},
+    )
+
+
+def error_response(exc: ApiError, request_id: str | None = None) -> Response:
+    request_id = request_id or new_request_id()
+    return json_response(
+        {"Code": exc.code, "Message": exc.message, "RequestId": request_id},
+        exc.status,
+        request_id,
+    )
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidArgument("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    return body
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be an integer, got '{raw}'") from None
+    if not low <= value <= high:
+        raise InvalidArgument(f"{name} must be between {low} and {high}, got {value}")
+    return value

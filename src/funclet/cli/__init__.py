@@ -1,0 +1,274 @@
+"""The ``funclet`` command: serve the platform, deploy and invoke functions, read logs."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from funclet.cli.client import CliError, Client
+
+app = typer.Typer(
+    help="funclet: a self-hosted function compute platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+Endpoint = Annotated[
+    str, typer.Option("--endpoint", envvar="FUNCLET_ENDPOINT", help="funclet's API address.")
+]
+DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 9000].")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Metadata and code packages [default: ./.funclet].")
+    ] = None,
+    examples: Annotated[
+        Path | None, typer.Option(help="Deploy each folder here that has a function.json.")
+    ] = None,
+) -> None:
+    """Run the platform (API, instances, everything) in the foreground."""
+    from funclet.config import load_settings
+    from funclet.server import serve as run
+
+    try:
+        settings = load_settings(host=host, port=port, data_dir=data_dir)
+    except ValueError as exc:
+        raise CliError(f"invalid configuration: {exc}") from None
+    run(settings, examples)
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--env takes KEY=VALUE, got '{pair}'")
+        env[key] = value
+    return env
+
+
+@app.command()
+def deploy(
+    source: Annotated[Path, typer.Argument(help="A folder (zipped for you) or a .zip file.")],
+    name: Annotated[str | None, typer.Option(help="Function name [default: folder name].")] = None,
+    runtime: Annotated[str | None, typer.Option(help="e.g. python3.11.")] = None,
+    handler: Annotated[str | None, typer.Option(help="module.function, e.g. index.handler.")] = None,
+    timeout: Annotated[int | None, typer.Option(help="Seconds, 1-86400.")] = None,
+    memory: Annotated[int | None, typer.Option(help="MB, 128-32768, multiple of 64.")] = None,
+    initializer: Annotated[str | None, typer.Option(help="module.function run once per instance.")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Create a function, or update it if it exists."""
+    from funclet.packaging import read_manifest, zip_dir
+
+    if source.is_dir():
+        body: dict[str, Any] = read_manifest(source)
+        data = zip_dir(source)
+    elif source.is_file():
+        body, data = {}, source.read_bytes()
+    else:
+        raise CliError(f"{source} is neither a folder nor a file")
+    name = name or body.get("functionName") or source.stem
+    flags = {"runtime": runtime, "handler": handler, "timeout": timeout, "memorySize": memory}
+    body.update({k: v for k, v in flags.items() if v is not None})
+    body.setdefault("runtime", f"python{sys.version_info.major}.{sys.version_info.minor}")
+    body.setdefault("handler", "index.handler")
+    if initializer:
+        body.setdefault("instanceLifecycleConfig", {})["initializer"] = {
+            "handler": initializer, "timeout": 30}
+    if env:
+        body["environmentVariables"] = {**body.get("environmentVariables", {}), **_parse_env(env)}
+    body["code"] = {"zipFile": base64.b64encode(data).decode()}
+    client = Client(endpoint)
+    body["functionName"] = name
+    try:
+        fn = client.json("POST", "/functions", json=body)
+        verb = "Created"
+    except CliError as exc:
+        if not str(exc).startswith("FunctionAlreadyExists"):
+            raise
+        body.pop("functionName")
+        fn = client.json("PUT", f"/functions/{name}", json=body)
+        verb = "Updated"
+    out.print(
+        f"{verb} [bold]{name}[/] ({fn['runtime']}, {fn['handler']}, {fn['codeSize']} bytes, "
+        f"checksum {fn['codeChecksum'][:12]})."
+    )
+
+
+@app.command()
+def invoke(
+    name: str,
+    payload: Annotated[str | None, typer.Option(help="The event, e.g. a JSON document.")] = None,
+    payload_file: Annotated[Path | None, typer.Option(help="Read the event from a file.")] = None,
+    log: Annotated[bool, typer.Option("--log", help="Print the invocation's log.")] = False,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Invoke a function synchronously and print its result."""
+    if payload is not None and payload_file is not None:
+        raise CliError("give --payload or --payload-file, not both")
+    try:
+        event = payload_file.read_bytes() if payload_file else (payload or "").encode()
+    except OSError as exc:
+        raise CliError(f"cannot read {payload_file}: {exc.strerror}") from None
+    headers = {"x-fc-invocation-type": "Sync"}
+    if log:
+        headers["x-fc-log-type"] = "Tail"
+    response = Client(endpoint).request(
+        "POST", f"/functions/{name}/invocations", content=event, headers=headers
+    )
+    if log and response.headers.get("x-fc-log-result"):
+        err.print(base64.b64decode(response.headers["x-fc-log-result"]).decode(errors="replace"),
+                  end="", markup=False, highlight=False)
+    sys.stdout.buffer.write(response.content)
+    if response.content and not response.content.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    kind = response.headers.get("x-funclet-start-kind", "")
+    err.print(
+        f"[dim]request {response.headers.get('x-fc-request-id')}, {kind} start, "
+        f"{response.headers.get('x-funclet-duration-ms')} ms[/]"
+    )
+    error_type = response.headers.get("x-fc-error-type")
+    if error_type:
+        detail = response.json()
+        raise CliError(f"{error_type}: {detail.get('errorType')}: {detail.get('errorMessage')}")
+
+
+@app.command("ls")
+def list_functions(
+    prefix: Annotated[str, typer.Option(help="Only names starting with this.")] = "",
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """List functions."""
+    client = Client(endpoint)
+    table = Table("name", "runtime", "handler", "memory", "timeout", "modified")
+    token = None
+    while True:
+        params = {"prefix": prefix, "limit": 100, **({"nextToken": token} if token else {})}
+        page = client.json("GET", "/functions", params=params)
+        for fn in page["functions"]:
+            table.add_row(fn["functionName"], fn["runtime"], fn["handler"],
+                          f"{fn['memorySize']} MB", f"{fn['timeout']} s", fn["lastModifiedTime"])
+        token = page.get("nextToken")
+        if not token:
+            break
+    out.print(table)
+
+
+@app.command()
+def info(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Show a function's configuration as JSON."""
+    fn = Client(endpoint).json("GET", f"/functions/{name}")
+    out.print_json(data=fn)
+
+
+@app.command("rm")
+def remove(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Delete a function; its instances stop."""
+    Client(endpoint).request("DELETE", f"/functions/{name}")
+    out.print(f"Deleted [bold]{name}[/].")
+
+
+@app.command()
+def logs(
+    name: str,
+    request_id: Annotated[str | None, typer.Option(help="One invocation's log.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new logs.")] = False,
+    limit: Annotated[int, typer.Option(help="How many recent invocations.")] = 10,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Print invocation logs: one, the recent ones, or new ones as they come."""
+    client = Client(endpoint)
+    if request_id:
+        rec = client.json("GET", f"/functions/{name}/invocations/{request_id}")
+        _print_log(rec["log"])
+        return
+    seen: set[str] = set()
+    while True:
+        page = client.json("GET", f"/functions/{name}/invocations", params={"limit": limit})
+        for rec in reversed(page["invocations"]):
+            if rec["requestId"] in seen:
+                continue
+            seen.add(rec["requestId"])
+            full = client.json("GET", f"/functions/{name}/invocations/{rec['requestId']}")
+            _print_log(full["log"])
+        if not follow:
+            return
+        time.sleep(1.0)
+
+
+def _print_log(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def invocations(
+    name: str,
+    status: Annotated[str | None, typer.Option(help="succeeded or failed.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """List a function's recent invocations, newest first."""
+    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+    page = Client(endpoint).json("GET", f"/functions/{name}/invocations", params=params)
+    table = Table("request id", "started", "status", "start", "init ms", "run ms", "error")
+    for rec in page["invocations"]:
+        table.add_row(
+            rec["requestId"], rec["startedTime"], rec["status"], rec["startKind"] or "",
+            f"{rec['initDurationMs']:.1f}" if rec["startKind"] == "cold" else "",
+            f"{rec['durationMs']:.1f}", rec["errorType"] or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def instances(
+    name: Annotated[str | None, typer.Argument(help="One function [default: all].")] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """List instances: live ones, then recently stopped ones with their stop reason."""
+    client = Client(endpoint)
+    names = [name] if name else [
+        f["functionName"] for f in client.json("GET", "/functions", params={"limit": 100})["functions"]
+    ]
+    table = Table("function", "instance", "state", "stop reason", "created", "destroyed")
+    for fn in names:
+        for inst in client.json("GET", f"/functions/{fn}/instances")["instances"]:
+            table.add_row(fn, inst["instanceId"], inst["state"], inst["stopReason"] or "",
+                          _ms(inst["createdTimeMs"]), _ms(inst["destroyedTimeMs"]))
+    out.print(table)
+
+
+def _ms(ms: int | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000)) if ms else ""
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        err.print(f"Error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except orjson.JSONDecodeError as exc:
+        err.print(f"Error: the API answered with something that is not JSON: {exc}", markup=False)
+        sys.exit(1)

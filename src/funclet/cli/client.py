@@ -1,0 +1,40 @@
+"""A small client for funclet's API, raising one-line errors for the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+API = "/2023-03-30"
+
+
+class CliError(Exception):
+    """A failure to report to the user in one line, with a non-zero exit code."""
+
+
+class Client:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._http = httpx.Client(base_url=self.endpoint, timeout=httpx.Timeout(30.0, read=None))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, API + path, **kwargs)
+        except httpx.ConnectError:
+            raise CliError(
+                f"cannot reach funclet at {self.endpoint}; is 'funclet serve' running?"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.endpoint} failed: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message = f"{body['Code']}: {body['Message']}"
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {response.status_code}: {response.text[:200]}"
+            raise CliError(message)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()

@@ -1,0 +1,78 @@
+"""funclet's configuration: typed, frozen, built once.
+
+Values come, highest priority first, from the arguments the CLI passes in, then
+``FUNCLET_*`` environment variables, then a TOML file (``FUNCLET_CONFIG``, or
+``funclet.toml`` in the working directory when present), then the defaults below.
+No other module of the platform reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Paths left empty derive from ``data_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNCLET_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(9000, ge=0, le=65535)
+    data_dir: Path = Path(".funclet")
+    database_url: str = ""
+    code_dir: Path | None = None
+
+    region: str = "local"
+    account_id: str = "1000000000000000"
+
+    max_code_size: int = 100 * MB
+    max_unpacked_size: int = 500 * MB
+    max_compression_ratio: int = 200
+    max_sync_payload: int = 32 * MB
+
+    keep_alive_seconds: float = Field(180.0, gt=0)
+    reclaim_interval_seconds: float = Field(1.0, gt=0)
+    python_interpreters: dict[str, str] = Field(default_factory=dict)
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("FUNCLET_CONFIG", "funclet.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'funclet.db'}"
+
+    @property
+    def resolved_code_dir(self) -> Path:
+        return (self.code_dir or self.data_dir / "code").resolve()
+
+    @property
+    def run_dir(self) -> Path:
+        """Sockets and other per-run files."""
+        return (self.data_dir / "run").resolve()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings; ``None`` overrides (CLI flags not given) are left out."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

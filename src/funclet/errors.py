@@ -1,0 +1,118 @@
+"""funclet's errors, one tree, catchable at any level::
+
+    FuncletError
+    ├── ApiError                    an API call is refused: FC's {"Code", "Message", "RequestId"}
+    │   ├── InvalidArgument         400, bad input; nothing was stored
+    │   │   └── InvalidCodePackage  400, the zip is unusable (not a zip, traversal, bomb, …)
+    │   ├── FunctionNotFound        404
+    │   ├── FunctionAlreadyExists   409
+    │   └── PayloadTooLarge         413
+    └── InvocationError             the function ran (or tried to) and failed: FC's
+        │                           {"errorMessage", "errorType", "stackTrace"} body
+        ├── HandlerError            the handler raised; the user's own error type
+        ├── InitializationError     imports, module code or the initializer failed
+        ├── FunctionTimeout         the handler ran past the function's timeout
+        └── InstanceCrashed         the instance died while running the invocation
+
+An ``InvocationError`` that killed or poisoned its instance says so with
+``instance_lost``; the pool then replaces the instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FuncletError(Exception):
+    """Root of every error funclet raises on purpose."""
+
+
+class ApiError(FuncletError):
+    """An API call that is refused, with FC's error code and HTTP status."""
+
+    code = "InternalError"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ApiError):
+    code = "InvalidArgument"
+    status = 400
+
+
+class InvalidCodePackage(InvalidArgument):
+    """The code package cannot be deployed; the message says why."""
+
+
+class FunctionNotFound(ApiError):
+    code = "FunctionNotFound"
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"function '{name}' does not exist")
+
+
+class FunctionAlreadyExists(ApiError):
+    code = "FunctionAlreadyExists"
+    status = 409
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"function '{name}' already exists")
+
+
+class PayloadTooLarge(ApiError):
+    code = "RequestEntityTooLarge"
+    status = 413
+
+
+class InvocationError(FuncletError):
+    """A failed invocation, shaped as FC's function error body.
+
+    ``fc_error_type`` goes in the ``x-fc-error-type`` header; ``error_type`` is the
+    body's ``errorType`` (the user's exception name for a handler error).
+    """
+
+    fc_error_type = "UnhandledInvocationError"
+    instance_lost = False
+
+    def __init__(
+        self, message: str, error_type: str, stack_trace: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.stack_trace = stack_trace or []
+        self.log = ""
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "errorMessage": self.message,
+            "errorType": self.error_type,
+            "stackTrace": self.stack_trace,
+        }
+
+
+class HandlerError(InvocationError):
+    """The handler raised; the instance is fine and stays warm."""
+
+
+class InitializationError(InvocationError):
+    """The instance could not be initialised; it is stopped."""
+
+    instance_lost = True
+
+
+class FunctionTimeout(InvocationError):
+    instance_lost = True
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            f"Task timed out after {timeout:g} seconds", "FunctionTimeoutError"
+        )
+
+
+class InstanceCrashed(InvocationError):
+    instance_lost = True

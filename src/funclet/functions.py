@@ -1,0 +1,155 @@
+"""Deploying functions: validate config and code, store both, swap the running version."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from funclet.codestore import CodeStore, Package
+from funclet.errors import FunctionNotFound, InvalidArgument, InvalidCodePackage
+from funclet.instances.registry import Registry
+from funclet.models import FunctionConfig, FunctionVersion, handler_modules, parse_config
+from funclet.runtimes import Runtime
+from funclet.store import FunctionRow, Store
+
+
+class Functions:
+    """CreateFunction, UpdateFunction, DeleteFunction and reads, over store and registry.
+
+    Nothing is stored unless the whole request is valid: config first, then the
+    package, then the handler modules against the package's files.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        code: CodeStore,
+        registry: Registry,
+        runtimes: dict[str, Runtime],
+    ) -> None:
+        self._store = store
+        self._code = code
+        self._registry = registry
+        self._runtimes = runtimes
+
+    async def create(self, body: dict[str, Any]) -> FunctionRow:
+        config = parse_config(body)
+        self._check_runtime(config)
+        if await self._store.get_function(config.name) is not None:
+            from funclet.errors import FunctionAlreadyExists
+
+            raise FunctionAlreadyExists(config.name)
+        data, package = self._package(body, required=True)
+        assert data is not None and package is not None
+        self._check_handlers(config, package.files)
+        await self._code.put(data, package)
+        now = _now_ms()
+        row = FunctionRow(config, str(uuid.uuid4()), 1, package.checksum, package.size, now, now)
+        await self._store.create_function(row)
+        self._registry.deploy(self._version(row))
+        return row
+
+    async def update(self, name: str, body: dict[str, Any]) -> FunctionRow:
+        current = await self.get(name)
+        config = parse_config(body, base=current.config)
+        self._check_runtime(config)
+        data, package = self._package(body, required=False)
+        if package is not None:
+            files = package.files
+        else:
+            files = _files_of(self._code.code_dir(current.code_checksum))
+        self._check_handlers(config, files)
+        if data is not None and package is not None:
+            await self._code.put(data, package)
+        row = replace(
+            current,
+            config=config,
+            revision=current.revision + 1,
+            code_checksum=package.checksum if package else current.code_checksum,
+            code_size=package.size if package else current.code_size,
+            modified_ms=_now_ms(),
+        )
+        await self._store.update_function(row)
+        self._registry.deploy(self._version(row))
+        return row
+
+    async def delete(self, name: str) -> None:
+        await self._store.delete_function(name)
+        self._registry.undeploy(name)
+
+    async def get(self, name: str) -> FunctionRow:
+        row = await self._store.get_function(name)
+        if row is None:
+            raise FunctionNotFound(name)
+        return row
+
+    async def list(self, prefix: str, limit: int, after: str) -> list[FunctionRow]:
+        return await self._store.list_functions(prefix, limit, after)
+
+    async def load_all(self) -> list[FunctionRow]:
+        """Put every stored function's current version in the registry (at start-up)."""
+        rows = await self._store.list_functions()
+        for row in rows:
+            self._registry.deploy(self._version(row))
+        return rows
+
+    def _version(self, row: FunctionRow) -> FunctionVersion:
+        return FunctionVersion(
+            row.config, row.revision, row.code_checksum, self._code.code_dir(row.code_checksum)
+        )
+
+    def _check_runtime(self, config: FunctionConfig) -> None:
+        if config.runtime not in self._runtimes:
+            supported = ", ".join(self._runtimes)
+            raise InvalidArgument(
+                f"runtime '{config.runtime}' is not supported; supported runtimes: {supported}"
+            )
+
+    def _package(
+        self, body: dict[str, Any], *, required: bool
+    ) -> tuple[bytes | None, Package | None]:
+        code = body.get("code")
+        if code is None or (isinstance(code, dict) and not code.get("zipFile")):
+            if required:
+                raise InvalidArgument("code.zipFile is required: a base64-encoded zip archive")
+            return None, None
+        if not isinstance(code, dict) or not isinstance(code.get("zipFile"), str):
+            raise InvalidArgument("code.zipFile must be a base64-encoded zip archive")
+        try:
+            data = base64.b64decode(code["zipFile"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidCodePackage("code.zipFile is not valid base64") from None
+        return data, self._code.check(data)
+
+    @staticmethod
+    def _check_handlers(config: FunctionConfig, files: frozenset[str]) -> None:
+        for what, handler in handler_modules(config):
+            module = handler.rpartition(".")[0].replace(".", "/")
+            candidates = (f"{module}.py", f"{module}/__init__.py")
+            found = any(c in files for c in candidates) or any(
+                f.startswith(module + ".") and f.endswith(".so") for f in files
+            )
+            if not found:
+                raise InvalidArgument(
+                    f"{what} '{handler}': module '{handler.rpartition('.')[0]}' is not in the "
+                    f"code package (looked for {candidates[0]} and {candidates[1]})"
+                )
+
+
+def _files_of(code_dir: str) -> frozenset[str]:
+    import os
+
+    out = set()
+    for root, _dirs, names in os.walk(code_dir):
+        rel = os.path.relpath(root, code_dir)
+        for n in names:
+            out.add(n if rel == "." else f"{rel}/{n}")
+    return frozenset(out)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

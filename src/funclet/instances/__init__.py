@@ -1,0 +1,1 @@
+"""Instances: lifecycle state, pools per function version, reclaiming idle ones."""

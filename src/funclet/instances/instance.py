@@ -1,0 +1,84 @@
+"""An instance's lifecycle: state, in-flight count, timestamps. No OS work here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from funclet.instances.state import (
+    FC_STATUS,
+    TRANSITIONS,
+    IllegalTransition,
+    InstanceState,
+    StopReason,
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class Instance:
+    """One running copy of one function version, as the pool tracks it.
+
+    The state changes only through the methods below, each checked against
+    ``TRANSITIONS``; ``in_flight`` counts invocations running on it (more than one
+    only with instance concurrency). ``last_used`` is monotonic seconds.
+    """
+
+    instance_id: str
+    function_name: str
+    revision: int
+    concurrency: int = 1
+    state: InstanceState = InstanceState.STARTING
+    stop_reason: StopReason | None = None
+    in_flight: int = 0
+    created_ms: int = field(default_factory=_now_ms)
+    destroyed_ms: int | None = None
+    last_used: float = field(default_factory=time.monotonic)
+
+    def _move(self, to: InstanceState) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"instance {self.instance_id}: {self.state} -> {to}")
+        self.state = to
+
+    @property
+    def has_room(self) -> bool:
+        return self.state in (InstanceState.IDLE, InstanceState.BUSY) and (
+            self.in_flight < self.concurrency
+        )
+
+    @property
+    def fc_status(self) -> str:
+        return FC_STATUS[self.state]
+
+    def begin(self) -> None:
+        """An invocation starts on this instance."""
+        if self.state is not InstanceState.BUSY:
+            self._move(InstanceState.BUSY)
+        self.in_flight += 1
+
+    def end(self) -> None:
+        """An invocation finished; the keep-alive clock restarts when none is left."""
+        self.in_flight -= 1
+        self.last_used = time.monotonic()
+        if self.in_flight == 0 and self.state is InstanceState.BUSY:
+            self._move(InstanceState.IDLE)
+
+    def ready(self) -> None:
+        """The cold start finished; the instance waits for work."""
+        self.last_used = time.monotonic()
+        self._move(InstanceState.IDLE)
+
+    def drain(self) -> None:
+        """Take no new invocations; stop once the running ones finish."""
+        if self.state is not InstanceState.DRAINING:
+            self._move(InstanceState.DRAINING)
+
+    def stop(self, reason: StopReason) -> None:
+        if self.state is InstanceState.STOPPED:
+            return
+        self._move(InstanceState.STOPPED)
+        self.stop_reason = reason
+        self.destroyed_ms = _now_ms()

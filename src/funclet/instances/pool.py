@@ -1,0 +1,290 @@
+"""Placement: the instances of one function version, warm reuse and cold starts.
+
+``acquire`` follows one fallback order: an instance with room (warm) → a new
+instance (cold). ``run`` sends the invocation to the instance and enforces its
+deadline; ``release`` hands the instance back. Stopping runs the preStop hook
+first when the instance is stopped on purpose (reclaimed, undeployed, shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from funclet.errors import (
+    FunctionTimeout,
+    HandlerError,
+    InitializationError,
+    InstanceCrashed,
+    InvocationError,
+)
+from funclet.instances.instance import Instance
+from funclet.instances.state import InstanceState, StartKind, StopReason
+from funclet.models import FunctionVersion
+from funclet.runtimes import protocol
+from funclet.sandbox import ChannelClosed, Sandbox, SandboxProcess, ZygoteFailed
+from funclet.sandbox.channel import INIT
+
+log = logging.getLogger(__name__)
+
+InstanceListener = Callable[[Instance], None]
+_GRACEFUL = frozenset({StopReason.RECLAIMED, StopReason.UNDEPLOYED, StopReason.SHUTDOWN,
+                       StopReason.EVICTED})
+
+
+def new_instance_id() -> str:
+    return f"c-{secrets.token_hex(4)}-{secrets.token_hex(4)}-{secrets.token_hex(6)}"
+
+
+@dataclass
+class Lease:
+    """An instance lent to one invocation."""
+
+    instance: Instance
+    process: SandboxProcess
+    start_kind: StartKind
+    init_ms: float = 0.0
+    init_log: str = ""
+
+
+@dataclass
+class Reply:
+    body: bytes
+    log: str
+
+
+class _Expired(Exception):
+    pass
+
+
+class Pool:
+    """The instances of one function version (see the module docstring)."""
+
+    def __init__(
+        self,
+        version: FunctionVersion,
+        sandbox: Sandbox,
+        base_env: dict[str, str],
+        on_change: InstanceListener,
+    ) -> None:
+        self.version = version
+        self._sandbox = sandbox
+        self._base_env = base_env
+        self._on_change = on_change
+        self._instances: dict[str, Instance] = {}
+        self._processes: dict[str, SandboxProcess] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    @property
+    def instances(self) -> list[Instance]:
+        return list(self._instances.values())
+
+    async def acquire(self, request_id: str) -> Lease:
+        """An instance for one invocation: warm if one has room, else a cold start."""
+        # Most recently used first, so surplus instances go idle and get reclaimed.
+        best: Instance | None = None
+        for inst in self._instances.values():
+            if inst.has_room and (best is None or inst.last_used > best.last_used):
+                best = inst
+        if best is not None:
+            best.begin()
+            return Lease(best, self._processes[best.instance_id], StartKind.WARM)
+        return await self._cold_start(request_id)
+
+    async def _cold_start(self, request_id: str) -> Lease:
+        cfg = self.version.config
+        inst = Instance(new_instance_id(), cfg.name, self.version.revision,
+                        cfg.instance_concurrency)
+        self._instances[inst.instance_id] = inst
+        self._on_change(inst)
+        started = time.perf_counter()
+        try:
+            process = await self._sandbox.create(cfg.runtime, self._spec(inst, request_id))
+        except (ZygoteFailed, OSError) as exc:
+            self._forget(inst, StopReason.START_FAILED)
+            raise InitializationError(str(exc), "Runtime.StartFailed") from exc
+        self._processes[inst.instance_id] = process
+        budget = cfg.timeout + (cfg.initializer.timeout if cfg.initializer else 0)
+        try:
+            header, _ = await self._await(process, process.channel.expect(INIT), budget)
+        except _Expired:
+            self._kill(inst, StopReason.START_FAILED)
+            raise InitializationError(
+                f"Instance initialization timed out after {budget} seconds",
+                "InitializationTimeout",
+            ) from None
+        except ChannelClosed:
+            code = await _exit_code(process)
+            self._kill(inst, StopReason.START_FAILED)
+            raise InitializationError(
+                f"Process exited unexpectedly during initialization (exit code {code})",
+                "Runtime.ExitError",
+            ) from None
+        if header["type"] == protocol.INIT_ERROR:
+            self._kill(inst, StopReason.START_FAILED)
+            err = header["error"]
+            error = InitializationError(err["errorMessage"], err["errorType"], err["stackTrace"])
+            error.log = header.get("log", "")
+            raise error
+        inst.begin()
+        init_ms = (time.perf_counter() - started) * 1000
+        log.debug("Cold start of instance %s took %.1f ms.", inst.instance_id, init_ms)
+        return Lease(inst, process, StartKind.COLD, init_ms, header.get("log", ""))
+
+    async def run(self, lease: Lease, request_id: str, event: bytes) -> Reply:
+        """Run one invocation on the leased instance, within the function's timeout."""
+        timeout = self.version.config.timeout
+        channel = lease.process.channel
+        reply = channel.expect(request_id)
+        try:
+            channel.send(
+                {"type": protocol.INVOKE, "id": request_id,
+                 "deadline": int((time.time() + timeout) * 1000)},
+                event,
+            )
+            header, body = await self._await(lease.process, reply, timeout)
+        except _Expired:
+            self._kill(lease.instance, StopReason.TIMED_OUT)
+            raise FunctionTimeout(timeout) from None
+        except ChannelClosed:
+            code = await _exit_code(lease.process)
+            self._kill(lease.instance, StopReason.CRASHED)
+            raise InstanceCrashed(
+                f"Process exited unexpectedly before completing request (exit code {code})",
+                "Runtime.ExitError",
+            ) from None
+        if header["type"] == protocol.ERROR:
+            err = header["error"]
+            error = HandlerError(err["errorMessage"], err["errorType"], err["stackTrace"])
+            error.log = header.get("log", "")
+            raise error
+        return Reply(body, header.get("log", ""))
+
+    def release(self, lease: Lease) -> None:
+        inst = lease.instance
+        if inst.state is InstanceState.STOPPED:
+            return
+        inst.end()
+        if inst.in_flight == 0 and (self.draining or inst.state is InstanceState.DRAINING):
+            self._stop_later(inst, StopReason.UNDEPLOYED)
+
+    def reclaim(self, victims: list[Instance]) -> None:
+        """Stop idle instances past their keep-alive (chosen by ``keepalive.expired``)."""
+        for inst in victims:
+            self._stop_later(inst, StopReason.RECLAIMED)
+
+    async def drain(self, reason: StopReason) -> None:
+        """Stop every instance: idle ones now, busy ones when their invocations end."""
+        self.draining = True
+        for inst in list(self._instances.values()):
+            if inst.state is InstanceState.IDLE:
+                self._stop_later(inst, reason)
+            elif inst.state is InstanceState.BUSY:
+                inst.drain()
+                self._on_change(inst)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+
+    def kill_all(self) -> None:
+        for inst in list(self._instances.values()):
+            self._kill(inst, StopReason.SHUTDOWN)
+
+    # -- stopping --------------------------------------------------------
+
+    def _stop_later(self, inst: Instance, reason: StopReason) -> None:
+        if inst.state is not InstanceState.DRAINING:
+            inst.drain()
+        task = asyncio.get_running_loop().create_task(self._stop(inst, reason))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _stop(self, inst: Instance, reason: StopReason) -> None:
+        process = self._processes.get(inst.instance_id)
+        hook = self.version.config.pre_stop
+        if process is not None and hook is not None and reason in _GRACEFUL:
+            reply = process.channel.expect(protocol.PRE_STOP)
+            with contextlib.suppress(ChannelClosed, _Expired):
+                process.channel.send({"type": protocol.PRE_STOP, "id": inst.instance_id,
+                                      "deadline": int((time.time() + hook.timeout) * 1000)})
+                header, _ = await self._await(process, reply, hook.timeout)
+                if header.get("log"):
+                    log.info("preStop of instance %s logged:\n%s", inst.instance_id,
+                             header["log"].rstrip())
+        self._kill(inst, reason)
+        log.info("Stopped instance %s of %s (%s).", inst.instance_id, inst.function_name, reason)
+
+    def _kill(self, inst: Instance, reason: StopReason) -> None:
+        process = self._processes.pop(inst.instance_id, None)
+        if process is not None:
+            process.kill()
+        self._forget(inst, reason)
+
+    def _forget(self, inst: Instance, reason: StopReason) -> None:
+        self._instances.pop(inst.instance_id, None)
+        if inst.state is not InstanceState.STOPPED:
+            inst.stop(reason)
+            self._on_change(inst)
+
+    # -- helpers -----------------------------------------------------------
+
+    @staticmethod
+    async def _await(
+        process: SandboxProcess, fut: asyncio.Future[Any], timeout: float
+    ) -> Any:
+        """Await a reply, or raise ``_Expired`` past ``timeout`` (no task per call)."""
+        def expire() -> None:
+            if not fut.done():
+                fut.set_exception(_Expired())
+
+        handle = asyncio.get_running_loop().call_later(timeout, expire)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+
+    def _spec(self, inst: Instance, request_id: str) -> dict[str, Any]:
+        cfg = self.version.config
+        env = {
+            **self._base_env,
+            "FC_FUNCTION_NAME": cfg.name,
+            "FC_FUNCTION_HANDLER": cfg.handler,
+            "FC_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
+            "FC_FUNCTION_TIMEOUT": str(cfg.timeout),
+            "FC_INSTANCE_ID": inst.instance_id,
+            "FC_FUNC_CODE_PATH": self.version.code_dir,
+            **cfg.environment,
+        }
+        hooks = {}
+        if cfg.initializer:
+            hooks["initializer"] = {"handler": cfg.initializer.handler,
+                                    "timeout": cfg.initializer.timeout}
+        if cfg.pre_stop:
+            hooks["preStop"] = {"handler": cfg.pre_stop.handler, "timeout": cfg.pre_stop.timeout}
+        return {
+            "functionName": cfg.name,
+            "handler": cfg.handler,
+            "memorySize": cfg.memory_size,
+            "timeout": cfg.timeout,
+            "region": env["FC_REGION"],
+            "accountId": env["FC_ACCOUNT_ID"],
+            "codeDir": self.version.code_dir,
+            "requestId": request_id,
+            "env": env,
+            **hooks,
+        }
+
+
+async def _exit_code(process: SandboxProcess) -> int | None:
+    with contextlib.suppress(TimeoutError):
+        return await asyncio.wait_for(asyncio.shield(process.exited), 1.0)
+    return None
+
+
+__all__ = ["InvocationError", "Lease", "Pool", "Reply", "new_instance_id"]

@@ -1,0 +1,100 @@
+"""The deployed functions' current versions, each with its pool, and reclaiming."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from funclet.errors import FunctionNotFound
+from funclet.instances.instance import Instance
+from funclet.instances.keepalive import expired
+from funclet.instances.pool import InstanceListener, Pool
+from funclet.instances.state import StopReason
+from funclet.models import FunctionVersion
+from funclet.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    """Maps a function name to the pool of its current version.
+
+    Deploying a new version swaps the pool at once; the old pool drains in the
+    background (idle instances stop now, busy ones when their invocation ends).
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        base_env: dict[str, str],
+        keep_alive: float,
+        on_change: InstanceListener,
+    ) -> None:
+        self._sandbox = sandbox
+        self._base_env = base_env
+        self._keep_alive = keep_alive
+        self._on_change = on_change
+        self._pools: dict[str, Pool] = {}
+        self._draining: set[Pool] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def pool(self, name: str) -> Pool:
+        try:
+            return self._pools[name]
+        except KeyError:
+            raise FunctionNotFound(name) from None
+
+    def deploy(self, version: FunctionVersion) -> None:
+        old = self._pools.get(version.name)
+        if old is not None and old.version == version:
+            return
+        self._pools[version.name] = Pool(version, self._sandbox, self._base_env, self._on_change)
+        if old is not None:
+            self._retire(old)
+
+    def undeploy(self, name: str) -> None:
+        old = self._pools.pop(name, None)
+        if old is not None:
+            self._retire(old)
+
+    def instances(self, name: str) -> list[Instance]:
+        """Live instances of every version of the function, draining ones included."""
+        pools = [p for p in (self._pools.get(name), *self._draining) if p and p.version.name == name]
+        return [inst for pool in pools for inst in pool.instances]
+
+    def reclaim(self, now: float) -> None:
+        for pool in self._pools.values():
+            keep_alive = pool.version.config.keep_alive_seconds or self._keep_alive
+            pool.reclaim(expired(pool.instances, now, keep_alive))
+
+    async def reclaim_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.reclaim(time.monotonic())
+            except Exception:
+                log.exception("Reclaiming idle instances failed; trying again in %.1f s.", interval)
+
+    async def close(self) -> None:
+        """Stop every instance, running preStop hooks."""
+        pools = [*self._pools.values(), *self._draining]
+        self._pools.clear()
+        await asyncio.gather(*(p.drain(StopReason.SHUTDOWN) for p in pools))
+        for pool in pools:
+            pool.kill_all()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _retire(self, pool: Pool) -> None:
+        self._draining.add(pool)
+
+        async def drain() -> None:
+            await pool.drain(StopReason.UNDEPLOYED)
+            while pool.instances:
+                await asyncio.sleep(0.05)
+            self._draining.discard(pool)
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,97 @@
+"""The invoker: drives one invocation from admission to its record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from funclet.errors import InvocationError
+from funclet.instances.pool import Pool
+from funclet.instances.registry import Registry
+from funclet.instances.state import StartKind
+from funclet.invoker.admission import Admission
+from funclet.store.recorder import InvocationRecord, Recorder
+
+
+@dataclass
+class Invocation:
+    """The outcome of one invocation, as the API answers it."""
+
+    request_id: str
+    function_name: str
+    code_checksum: str
+    body: bytes = b""
+    log: str = ""
+    error: InvocationError | None = None
+    start_kind: StartKind | None = None
+    instance_id: str = ""
+    init_ms: float = 0.0
+    duration_ms: float = 0.0
+    queue_ms: float = 0.0
+
+
+class Invoker:
+    """Runs invocations through admission, a pool's instance and the recorder."""
+
+    def __init__(self, registry: Registry, admission: Admission, recorder: Recorder) -> None:
+        self._registry = registry
+        self._admission = admission
+        self._recorder = recorder
+
+    async def invoke(
+        self, function_name: str, event: bytes, request_id: str, mode: str = "sync"
+    ) -> Invocation:
+        # 1. The function's current version and its pool (raises FunctionNotFound).
+        pool = self._registry.pool(function_name)
+        out = Invocation(request_id, function_name, pool.version.code_checksum)
+        started_ms = time.time() * 1000
+        # 2. Admission: may it run now?
+        out.queue_ms = await self._admission.acquire(function_name)
+        try:
+            await self._place_and_run(pool, out, event)
+        finally:
+            self._admission.release(function_name)
+        # 6. The record, written off the hot path.
+        self._recorder.invocation(_record(out, mode, started_ms))
+        return out
+
+    @staticmethod
+    async def _place_and_run(pool: Pool, out: Invocation, event: bytes) -> None:
+        # 3. Placement: a warm instance, or a cold start.
+        try:
+            lease = await pool.acquire(out.request_id)
+        except InvocationError as exc:
+            out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
+            return
+        out.start_kind, out.instance_id = lease.start_kind, lease.instance.instance_id
+        out.init_ms = lease.init_ms
+        # 4. The run, under the function's deadline.
+        run_started = time.perf_counter()
+        try:
+            reply = await pool.run(lease, out.request_id, event)
+            out.body, out.log = reply.body, lease.init_log + reply.log
+        except InvocationError as exc:
+            out.error, out.log = exc, lease.init_log + exc.log
+        finally:
+            out.duration_ms = (time.perf_counter() - run_started) * 1000
+            # 5. The instance goes back to its pool (or away, if it was lost).
+            pool.release(lease)
+
+
+def _record(out: Invocation, mode: str, started_ms: float) -> InvocationRecord:
+    error = out.error
+    return InvocationRecord(
+        request_id=out.request_id,
+        function_name=out.function_name,
+        mode=mode,
+        start_kind=out.start_kind.value if out.start_kind else None,
+        instance_id=out.instance_id,
+        init_ms=out.init_ms,
+        duration_ms=out.duration_ms,
+        queue_ms=out.queue_ms,
+        status="failed" if error else "succeeded",
+        error_type=error.error_type if error else None,
+        error_message=error.message if error else None,
+        log=out.log,
+        started_ms=int(started_ms),
+    )

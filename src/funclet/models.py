@@ -1,0 +1,192 @@
+"""A function's configuration: validated from FC 3.0's JSON, rendered back to it.
+
+``FunctionConfig`` is what the user set; ``FunctionVersion`` is one immutable
+revision of a function (config + code) that instances run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from funclet.errors import InvalidArgument
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+DEFAULT_TIMEOUT = 60
+MAX_TIMEOUT = 86_400
+DEFAULT_MEMORY = 512
+MAX_ENV_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Hook:
+    """An instance lifecycle hook: ``initializer`` or ``preStop``."""
+
+    handler: str
+    timeout: int
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    name: str
+    runtime: str
+    handler: str
+    timeout: int = DEFAULT_TIMEOUT
+    memory_size: int = DEFAULT_MEMORY
+    instance_concurrency: int = 1
+    description: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
+    initializer: Hook | None = None
+    pre_stop: Hook | None = None
+    keep_alive_seconds: float | None = None
+
+    def to_fc(self) -> dict[str, Any]:
+        lifecycle: dict[str, Any] = {}
+        if self.initializer:
+            lifecycle["initializer"] = asdict(self.initializer)
+        if self.pre_stop:
+            lifecycle["preStop"] = asdict(self.pre_stop)
+        out: dict[str, Any] = {
+            "functionName": self.name,
+            "runtime": self.runtime,
+            "handler": self.handler,
+            "timeout": self.timeout,
+            "memorySize": self.memory_size,
+            "instanceConcurrency": self.instance_concurrency,
+            "description": self.description,
+            "environmentVariables": dict(self.environment),
+            "instanceLifecycleConfig": lifecycle,
+        }
+        if self.keep_alive_seconds is not None:
+            out["keepAliveSeconds"] = self.keep_alive_seconds
+        return out
+
+
+@dataclass(frozen=True)
+class FunctionVersion:
+    """What instances run: one revision of a function's config and code."""
+
+    config: FunctionConfig
+    revision: int
+    code_checksum: str
+    code_dir: str
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> FunctionConfig:
+    """Validate CreateFunction's (or, with ``base``, UpdateFunction's) JSON body."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    if base is None:
+        name = _required_str(body, "functionName")
+        if not NAME_RE.match(name):
+            raise InvalidArgument(
+                f"functionName '{name}' is invalid: 1-128 characters, letters, digits, '_' "
+                "and '-', not starting with a digit or '-'"
+            )
+        runtime = _required_str(body, "runtime")
+        handler = _required_str(body, "handler")
+        config = FunctionConfig(name=name, runtime=runtime, handler=handler)
+    else:
+        config = base
+        changes: dict[str, Any] = {}
+        for key, attr in (("runtime", "runtime"), ("handler", "handler")):
+            if body.get(key) is not None:
+                changes[attr] = _required_str(body, key)
+        config = replace(config, **changes)
+    changes = {}
+    if body.get("timeout") is not None:
+        changes["timeout"] = _int(body, "timeout", 1, MAX_TIMEOUT)
+    if body.get("memorySize") is not None:
+        memory = _int(body, "memorySize", 128, 32768)
+        if memory % 64:
+            raise InvalidArgument(f"memorySize must be a multiple of 64 MB, got {memory}")
+        changes["memory_size"] = memory
+    if body.get("instanceConcurrency") is not None:
+        changes["instance_concurrency"] = _int(body, "instanceConcurrency", 1, 200)
+    if body.get("description") is not None:
+        description = body["description"]
+        if not isinstance(description, str) or len(description) > 256:
+            raise InvalidArgument("description must be a string of at most 256 characters")
+        changes["description"] = description
+    if body.get("environmentVariables") is not None:
+        changes["environment"] = _environment(body["environmentVariables"])
+    if body.get("instanceLifecycleConfig") is not None:
+        lifecycle = body["instanceLifecycleConfig"]
+        if not isinstance(lifecycle, dict):
+            raise InvalidArgument("instanceLifecycleConfig must be an object")
+        changes["initializer"] = _hook(lifecycle, "initializer", 600)
+        changes["pre_stop"] = _hook(lifecycle, "preStop", 90)
+    if body.get("keepAliveSeconds") is not None:
+        changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
+    config = replace(config, **changes)
+    if not HANDLER_RE.match(config.handler):
+        raise InvalidArgument(
+            f"handler '{config.handler}' is malformed: expected 'module.function', "
+            "e.g. 'index.handler'"
+        )
+    return config
+
+
+def handler_modules(config: FunctionConfig) -> list[tuple[str, str]]:
+    """(what, handler) for the handler and each hook, to check against the package."""
+    out = [("handler", config.handler)]
+    if config.initializer:
+        out.append(("instanceLifecycleConfig.initializer.handler", config.initializer.handler))
+    if config.pre_stop:
+        out.append(("instanceLifecycleConfig.preStop.handler", config.pre_stop.handler))
+    return out
+
+
+def _required_str(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{key} is required and must be a non-empty string")
+    return value
+
+
+def _int(body: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = body[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise InvalidArgument(f"{key} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidArgument(f"{key} must be between {low} and {high}, got {value}")
+    return int(value)
+
+
+def _environment(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidArgument("environmentVariables must be an object of strings")
+    size = 0
+    for key, val in value.items():
+        if not ENV_NAME_RE.match(key) or not isinstance(val, str):
+            raise InvalidArgument(
+                f"environmentVariables: '{key}' must be a valid name with a string value"
+            )
+        size += len(key) + len(val)
+    if size > MAX_ENV_BYTES:
+        raise InvalidArgument(f"environmentVariables exceed {MAX_ENV_BYTES} bytes in total")
+    return dict(value)
+
+
+def _hook(lifecycle: dict[str, Any], key: str, max_timeout: int) -> Hook | None:
+    hook = lifecycle.get(key)
+    if hook is not None and not isinstance(hook, dict):
+        raise InvalidArgument(f"instanceLifecycleConfig.{key} must be an object")
+    if not hook or not hook.get("handler"):
+        return None
+    handler = hook["handler"]
+    if not isinstance(handler, str) or not HANDLER_RE.match(handler):
+        raise InvalidArgument(
+            f"instanceLifecycleConfig.{key}.handler '{handler}' is malformed: "
+            "expected 'module.function'"
+        )
+    timeout = _int(hook, "timeout", 1, max_timeout) if hook.get("timeout") is not None else 3
+    return Hook(handler=handler, timeout=timeout)

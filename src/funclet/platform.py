@@ -1,0 +1,80 @@
+"""The platform: every part built from the settings, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+
+from funclet.codestore import CodeStore
+from funclet.codestore.archive import Limits
+from funclet.config import Settings
+from funclet.functions import Functions
+from funclet.instances.registry import Registry
+from funclet.invoker import Invoker
+from funclet.invoker.admission import Admission
+from funclet.runtimes import discover
+from funclet.sandbox import Sandbox
+from funclet.store import Recorder, Store
+
+log = logging.getLogger(__name__)
+
+
+class Platform:
+    """Owns the store, code store, sandbox, registry, invoker and recorder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtimes = discover(settings.python_interpreters)
+        self.store = Store(settings.resolved_database_url)
+        self.code = CodeStore(
+            settings.resolved_code_dir,
+            settings.max_code_size,
+            Limits(settings.max_unpacked_size, settings.max_compression_ratio),
+        )
+        self.recorder = Recorder(self.store)
+        self.sandbox = Sandbox(self.runtimes, settings.run_dir)
+        base_env = {
+            "FC_REGION": settings.region,
+            "FC_ACCOUNT_ID": settings.account_id,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": "/tmp",
+        }
+        self.registry = Registry(
+            self.sandbox, base_env, settings.keep_alive_seconds, self.recorder.instance
+        )
+        self.admission = Admission()
+        self.invoker = Invoker(self.registry, self.admission, self.recorder)
+        self.functions = Functions(self.store, self.code, self.registry, self.runtimes)
+        self._reclaimer: asyncio.Task[None] | None = None
+
+    @property
+    def default_runtime(self) -> str:
+        return f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.store.close_stale_instances()
+        self.recorder.start()
+        rows = await self.functions.load_all()
+        for runtime in {self.default_runtime, *(r.config.runtime for r in rows)}:
+            if runtime in self.runtimes:
+                await self.sandbox.warm_up(runtime)
+        self._reclaimer = asyncio.get_running_loop().create_task(
+            self.registry.reclaim_forever(self.settings.reclaim_interval_seconds)
+        )
+        log.info(
+            "funclet is ready: %d functions, runtimes %s.", len(rows), ", ".join(self.runtimes)
+        )
+
+    async def stop(self) -> None:
+        if self._reclaimer is not None:
+            self._reclaimer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reclaimer
+        await self.registry.close()
+        await self.sandbox.close()
+        await self.recorder.close()
+        await self.store.close()

@@ -1,0 +1,61 @@
+"""The platform↔instance protocol: framed messages over a stream socket.
+
+This module is loaded *inside* instances too, so it imports only the standard
+library. A frame is ``!II`` (header length, body length), a UTF-8 JSON header
+object with a ``type`` key, then the body bytes (the event or the result, never
+re-encoded). ``docs/runtimes.md`` describes the messages.
+
+Platform → instance: ``invoke`` {id, deadline} + event, ``pre_stop`` {}.
+Instance → platform: ``ready`` {initMs, log}, ``init_error`` {error, log},
+``result`` {id, log} + body, ``error`` {id, error, log}, ``pre_stop_done`` {log}.
+
+The zygote's control socket is a SEQPACKET socket: one JSON object a packet,
+``spawn`` packets carrying the instance's socket as SCM_RIGHTS.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from typing import Any
+
+PREFIX = struct.Struct("!II")
+
+INVOKE = "invoke"
+PRE_STOP = "pre_stop"
+READY = "ready"
+INIT_ERROR = "init_error"
+RESULT = "result"
+ERROR = "error"
+PRE_STOP_DONE = "pre_stop_done"
+
+
+def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
+    """One frame: prefix, JSON header, body."""
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return PREFIX.pack(len(raw), len(body)) + raw + body
+
+
+def read_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes] | None:
+    """Read one frame from a blocking socket; ``None`` at end of stream."""
+    prefix = _read_exactly(sock, PREFIX.size)
+    if prefix is None:
+        return None
+    header_len, body_len = PREFIX.unpack(prefix)
+    payload = _read_exactly(sock, header_len + body_len)
+    if payload is None:
+        return None
+    return json.loads(payload[:header_len]), bytes(payload[header_len:])
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return buf

@@ -1,0 +1,421 @@
+"""The Python runtime: a zygote that forks instances, and the instance loop.
+
+Started by the platform as ``python -I -S -B bootstrap.py zygote FD PARENT_PID``:
+isolated mode and no ``site``, so neither the platform's packages nor any
+site-packages are on the path; the function sees the standard library, its own
+code and what its zip vendors. Only the standard library is imported here.
+
+Zygote: preloads common modules once, then for each ``spawn`` packet on its
+control socket forks a child that becomes one instance, and reports the pid
+(``spawned``) and, later, the exit status (``exited``).
+
+Instance: imports the handler module and runs the initializer (the end of the
+cold start), says ``ready``, then serves ``invoke`` and ``pre_stop`` frames.
+"""
+
+import os
+import signal
+import socket
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_protocol():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(_HERE), "protocol.py")
+    spec = importlib.util.spec_from_file_location("_funclet_protocol", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+protocol = _load_protocol()
+
+# Preloaded once in the zygote so that an instance's imports of them are free.
+_PRELOAD = (
+    "json logging traceback threading datetime time base64 hashlib hmac re random uuid "
+    "collections functools itertools dataclasses typing decimal io urllib.parse "
+    "urllib.request http.client ssl email.utils tempfile shutil struct zlib gzip "
+    "importlib importlib.util ctypes selectors math string textwrap contextlib"
+).split()
+
+_LOG_LIMIT = 1024 * 1024
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid):  # type: ignore[no-untyped-def]
+    """Ask the kernel for SIGKILL when the parent dies, so nothing outlives the platform."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+# ---------------------------------------------------------------- zygote
+
+
+def zygote(control_fd, parent_pid):  # type: ignore[no-untyped-def]
+    import json
+    import selectors
+
+    _die_with_parent(parent_pid)
+    for name in _PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    control = socket.socket(fileno=control_fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sel = selectors.DefaultSelector()
+    sel.register(control, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    control.send(json.dumps({"type": "zygote_ready", "pid": os.getpid()}).encode())
+    me = os.getpid()
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is wake_r:
+                os.read(wake_r, 4096)
+                _reap(control)
+                continue
+            data, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
+            if not data:
+                os._exit(0)
+            msg = json.loads(data)
+            pid = os.fork()
+            if pid == 0:
+                sel.close()
+                control.close()
+                os.close(wake_r)
+                os.close(wake_w)
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.setpgid(0, 0)
+                _die_with_parent(me)
+                try:
+                    _instance(msg["spec"], socket.socket(fileno=fds[0]))
+                finally:
+                    os._exit(0)
+            for fd in fds:
+                os.close(fd)
+            control.send(json.dumps({"type": "spawned", "sid": msg["sid"], "pid": pid}).encode())
+
+
+def _reap(control):  # type: ignore[no-untyped-def]
+    import json
+
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        control.send(json.dumps({"type": "exited", "pid": pid, "code": code}).encode())
+
+
+# ---------------------------------------------------------------- instance
+
+
+def _instance(spec, sock):  # type: ignore[no-untyped-def]
+    import time
+
+    started = time.monotonic()
+    code_dir = spec["codeDir"]
+    os.chdir(code_dir)
+    sys.path.insert(0, code_dir)
+    sys.dont_write_bytecode = True
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    runtime = _Runtime(spec, sock)
+    runtime.initialise(started)
+    runtime.serve()
+
+
+class _Credentials:
+    def __init__(self):  # type: ignore[no-untyped-def]
+        self.access_key_id = ""
+        self.access_key_secret = ""
+        self.security_token = ""
+
+
+class _FunctionMeta:
+    def __init__(self, spec):  # type: ignore[no-untyped-def]
+        self.name = spec["functionName"]
+        self.handler = spec["handler"]
+        self.memory = spec["memorySize"]
+        self.timeout = spec["timeout"]
+        init = spec.get("initializer") or {}
+        self.initializer = init.get("handler", "")
+        self.initialization_timeout = init.get("timeout", 0)
+
+
+class Context:
+    """What a handler receives beside its event (FC's Python context)."""
+
+    def __init__(self, request_id, spec, deadline_ms, logger):  # type: ignore[no-untyped-def]
+        self.request_id = request_id
+        self.function = _FunctionMeta(spec)
+        self.region = spec["region"]
+        self.account_id = spec["accountId"]
+        self.credentials = _Credentials()
+        self.logger = logger
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):  # type: ignore[no-untyped-def]
+        import time
+
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+
+class _Log:
+    """One invocation's captured output, bounded."""
+
+    def __init__(self):  # type: ignore[no-untyped-def]
+        self.parts = []
+        self.size = 0
+
+    def write(self, text):  # type: ignore[no-untyped-def]
+        if self.size >= _LOG_LIMIT:
+            return
+        self.size += len(text)
+        if self.size >= _LOG_LIMIT:
+            text = text[: max(0, _LOG_LIMIT - (self.size - len(text)))]
+            text += "\n[funclet: log of this invocation cut at 1 MiB]\n"
+        self.parts.append(text)
+
+    def text(self):  # type: ignore[no-untyped-def]
+        return "".join(self.parts)
+
+
+class _Capture:
+    """Stands in for sys.stdout/sys.stderr: routes writes to the current invocation's log."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, current):  # type: ignore[no-untyped-def]
+        self._current = current
+
+    def write(self, text):  # type: ignore[no-untyped-def]
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        log = getattr(self._current, "log", None) or self._current.fallback
+        log.write(text)
+        return len(text)
+
+    def writelines(self, lines):  # type: ignore[no-untyped-def]
+        for line in lines:
+            self.write(line)
+
+    def flush(self):  # type: ignore[no-untyped-def]
+        pass
+
+    def isatty(self):  # type: ignore[no-untyped-def]
+        return False
+
+    def fileno(self):  # type: ignore[no-untyped-def]
+        raise OSError("captured stream has no file descriptor")
+
+    def writable(self):  # type: ignore[no-untyped-def]
+        return True
+
+
+class _Runtime:
+    def __init__(self, spec, sock):  # type: ignore[no-untyped-def]
+        import logging
+        import threading
+
+        self.spec = spec
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.current = threading.local()
+        self.current.fallback = _Log()
+        sys.stdout = _Capture(self.current)
+        sys.stderr = _Capture(self.current)
+        current = self.current
+
+        class _RequestId(logging.Filter):
+            def filter(self, record):  # type: ignore[no-untyped-def]
+                record.request_id = getattr(current, "request_id", "")
+                return True
+
+        class _Formatter(logging.Formatter):
+            def formatTime(self, record, datefmt=None):  # type: ignore[no-untyped-def]  # noqa: N802
+                import time
+
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                return "%s.%03dZ" % (stamp, record.msecs)
+
+        handler = logging.StreamHandler(sys.stdout)
+        handler.addFilter(_RequestId())
+        handler.setFormatter(_Formatter("%(asctime)s %(request_id)s [%(levelname)s] %(message)s"))
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        self.logger = root
+
+    def send(self, header, body=b""):  # type: ignore[no-untyped-def]
+        frame = protocol.encode(header, body)
+        with self.send_lock:
+            self.sock.sendall(frame)
+
+    # -- cold start ---------------------------------------------------
+
+    def initialise(self, started):  # type: ignore[no-untyped-def]
+        import time
+
+        spec = self.spec
+        request_id = spec.get("requestId", "")
+        log = self.current.fallback
+        try:
+            self.handler = _load(spec["handler"], "handler")
+            init = spec.get("initializer")
+            pre_stop = spec.get("preStop")
+            self.pre_stop = _load(pre_stop["handler"], "preStop") if pre_stop else None
+            if init:
+                initializer = _load(init["handler"], "initializer")
+                log.write("FC Initialize Start RequestId: %s\n" % request_id)
+                self.current.request_id = request_id
+                try:
+                    ctx = Context(request_id, spec, time.time() * 1000 + init["timeout"] * 1000,
+                                  self.logger)
+                    initializer(ctx)
+                except Exception as exc:
+                    raise _Failure(_user_error(exc, "Initializer failed: ")) from None
+                finally:
+                    log.write("FC Initialize End RequestId: %s\n" % request_id)
+        except _Failure as failure:
+            self.send({"type": protocol.INIT_ERROR, "error": failure.error, "log": log.text()})
+            return os._exit(0)
+        init_ms = (time.monotonic() - started) * 1000
+        self.current.fallback = _Log()
+        self.send({"type": protocol.READY, "initMs": init_ms, "log": log.text()})
+
+    # -- warm loop ----------------------------------------------------
+
+    def serve(self):  # type: ignore[no-untyped-def]
+        while True:
+            frame = protocol.read_frame(self.sock)
+            if frame is None:
+                return
+            header, body = frame
+            kind = header["type"]
+            if kind == protocol.INVOKE:
+                self.invoke(header, body)
+            elif kind == protocol.PRE_STOP:
+                self.run_pre_stop(header)
+
+    def invoke(self, header, event):  # type: ignore[no-untyped-def]
+        request_id = header["id"]
+        log = _Log()
+        log.write("FC Invoke Start RequestId: %s\n" % request_id)
+        current = self.current
+        current.log = log
+        current.request_id = request_id
+        current.fallback = log
+        ctx = Context(request_id, self.spec, header["deadline"], self.logger)
+        try:
+            value = self.handler(event, ctx)
+            body = _to_bytes(value)
+        except Exception as exc:
+            error = _user_error(exc)
+            log.write("FC Invoke End RequestId: %s\n" % request_id)
+            current.log = None
+            self.send({"type": protocol.ERROR, "id": request_id, "error": error,
+                       "log": log.text()})
+            return
+        log.write("FC Invoke End RequestId: %s\n" % request_id)
+        current.log = None
+        self.send({"type": protocol.RESULT, "id": request_id, "log": log.text()}, body)
+
+    def run_pre_stop(self, header):  # type: ignore[no-untyped-def]
+        log = _Log()
+        request_id = header.get("id", "")
+        self.current.log = log
+        self.current.request_id = request_id
+        error = None
+        if self.pre_stop is not None:
+            log.write("FC PreStop Start RequestId: %s\n" % request_id)
+            ctx = Context(request_id, self.spec, header["deadline"], self.logger)
+            try:
+                self.pre_stop(ctx)
+            except Exception as exc:
+                error = _user_error(exc)
+            log.write("FC PreStop End RequestId: %s\n" % request_id)
+        self.current.log = None
+        self.send({"type": protocol.PRE_STOP_DONE, "error": error, "log": log.text()})
+
+
+class _Failure(Exception):
+    def __init__(self, error):  # type: ignore[no-untyped-def]
+        super().__init__(error["errorMessage"])
+        self.error = error
+
+
+def _load(handler, what):  # type: ignore[no-untyped-def]
+    """Import ``module.function`` from the code package, or fail with a stable error code."""
+    import importlib
+
+    module_name, _, attr = handler.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as exc:
+        raise _Failure(_user_error(exc, "Syntax error in module '%s': " % module_name,
+                                   "Runtime.UserCodeSyntaxError")) from None
+    except Exception as exc:
+        raise _Failure(_user_error(exc, "Unable to import module '%s': " % module_name,
+                                   "Runtime.ImportModuleError")) from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise _Failure({
+            "errorMessage": "%s '%s' missing on module '%s'" % (
+                what.capitalize() if what != "preStop" else "PreStop handler", attr, module_name),
+            "errorType": "Runtime.HandlerNotFound",
+            "stackTrace": [],
+        })
+    return func
+
+
+def _user_error(exc, prefix="", error_type=None):  # type: ignore[no-untyped-def]
+    """FC's error body, with the runtime's own frames removed from the trace."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(_HERE) and "<frozen importlib" not in f.filename]
+    stack = traceback.format_list(frames)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        stack.append('  File "%s", line %s\n    %s\n' % (
+            exc.filename, exc.lineno, (exc.text or "").strip()))
+    message = str(exc)
+    return {
+        "errorMessage": prefix + (message or type(exc).__name__),
+        "errorType": error_type or type(exc).__name__,
+        "stackTrace": stack,
+    }
+
+
+def _to_bytes(value):  # type: ignore[no-untyped-def]
+    if value is None:
+        return b""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    import json
+
+    return json.dumps(value).encode("utf-8")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "zygote":
+        zygote(int(sys.argv[2]), int(sys.argv[3]))

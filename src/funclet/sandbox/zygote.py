@@ -1,0 +1,172 @@
+"""A zygote: one pre-initialised interpreter of a runtime that forks instances."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from funclet.sandbox.channel import Channel
+
+log = logging.getLogger(__name__)
+
+
+class ZygoteFailed(RuntimeError):
+    """The runtime's zygote could not be started or died."""
+
+
+@dataclass
+class SandboxProcess:
+    """One instance's process as the OS sees it: a pid, its socket, its exit."""
+
+    pid: int
+    channel: Channel
+    exited: asyncio.Future[int] = field(repr=False)
+
+    def kill(self) -> None:
+        """SIGKILL the instance and everything it started (its own process group)."""
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(self.pid, signal.SIGKILL)
+        self.channel.close()
+
+
+class Zygote:
+    """Starts ``interpreter bootstrap zygote`` and asks it to fork instances.
+
+    The control socket is SEQPACKET: a ``spawn`` packet carries the new instance's
+    socket as SCM_RIGHTS; the zygote answers ``spawned`` with the pid and, when the
+    instance ends, ``exited`` with its exit code (negative: killed by that signal).
+    """
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self._argv = argv
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._spawns: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._next_sid = 0
+        self._stopping = False
+
+    @property
+    def alive(self) -> bool:
+        return self._control is not None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._log_path, "ab") as out:
+            self._proc = subprocess.Popen(
+                [*self._argv, "zygote", str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env={"PATH": os.defpath, "LANG": "C.UTF-8"},
+                start_new_session=True,
+            )
+        theirs.close()
+        ours.setblocking(False)
+        self._control = ours
+        self._ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._on_readable)
+        try:
+            await asyncio.wait_for(self._ready, 30)
+        except (TimeoutError, ZygoteFailed) as exc:
+            await self.stop()
+            raise ZygoteFailed(
+                f"runtime {self.name} did not start; see {self._log_path}"
+            ) from exc
+        log.info("Started the %s zygote (pid %d).", self.name, self._proc.pid)
+
+    async def spawn(self, spec: dict[str, Any]) -> SandboxProcess:
+        """Fork one instance from the zygote; it starts initialising at once."""
+        if self._control is None:
+            raise ZygoteFailed(f"runtime {self.name} is not running")
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._next_sid += 1
+        sid = self._next_sid
+        spawned: asyncio.Future[int] = loop.create_future()
+        self._spawns[sid] = spawned
+        try:
+            packet = orjson.dumps({"type": "spawn", "sid": sid, "spec": spec})
+            socket.send_fds(self._control, [packet], [theirs.fileno()])
+        except OSError as exc:
+            self._spawns.pop(sid, None)
+            ours.close()
+            raise ZygoteFailed(f"runtime {self.name} refused a spawn: {exc}") from exc
+        finally:
+            theirs.close()
+        pid = await spawned
+        exited = self._exits.setdefault(pid, loop.create_future())
+        _, channel = await loop.connect_accepted_socket(Channel, ours)
+        return SandboxProcess(pid, channel, exited)
+
+    def _on_readable(self) -> None:
+        assert self._control is not None
+        while True:
+            try:
+                data = self._control.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            msg = orjson.loads(data)
+            kind = msg["type"]
+            if kind == "spawned":
+                fut = self._spawns.pop(msg["sid"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg["pid"])
+            elif kind == "exited":
+                loop = asyncio.get_running_loop()
+                exit_fut = self._exits.setdefault(msg["pid"], loop.create_future())
+                if not exit_fut.done():
+                    exit_fut.set_result(msg["code"])
+                self._exits.pop(msg["pid"], None)
+            elif kind == "zygote_ready" and self._ready and not self._ready.done():
+                self._ready.set_result(None)
+
+    def _lost(self) -> None:
+        """The zygote is gone; its instances die with it (parent-death signal)."""
+        if self._control is not None:
+            asyncio.get_running_loop().remove_reader(self._control.fileno())
+            self._control.close()
+            self._control = None
+            if not self._stopping:
+                log.warning("The %s zygote exited; it restarts on the next cold start.", self.name)
+        error = ZygoteFailed(f"runtime {self.name} exited")
+        for fut in [*self._spawns.values(), self._ready]:
+            if fut is not None and not fut.done():
+                fut.set_exception(error)
+        for exit_fut in self._exits.values():
+            if not exit_fut.done():
+                exit_fut.set_result(-signal.SIGKILL)
+        self._spawns.clear()
+        self._exits.clear()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._control is not None:
+            self._lost()
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await asyncio.to_thread(self._proc.wait)
+            self._proc = None

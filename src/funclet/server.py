@@ -1,0 +1,82 @@
+"""Running the platform: uvicorn serving the API inside funclet's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from funclet.api import build_app
+from funclet.config import Settings
+from funclet.errors import ApiError, FunctionAlreadyExists
+from funclet.packaging import read_manifest, zip_dir
+from funclet.platform import Platform
+
+log = logging.getLogger("funclet")
+
+
+def serve(settings: Settings, examples: Path | None = None) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    platform = Platform(settings)
+    config = uvicorn.Config(
+        build_app(platform),
+        host=settings.host,
+        port=settings.port,
+        loop="none",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve())
+        if examples is not None:
+            while not server.started and not task.done():
+                await asyncio.sleep(0.02)
+            if server.started:
+                await deploy_examples(platform, examples)
+        await task
+
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(main())
+
+
+async def deploy_examples(platform: Platform, folder: Path) -> None:
+    """Create (or update) one function per example folder that has a ``function.json``."""
+    names = []
+    for example in sorted(p for p in folder.iterdir() if (p / "function.json").exists()):
+        body = read_manifest(example)
+        body.setdefault("functionName", example.name)
+        body["code"] = {"zipFile": base64.b64encode(zip_dir(example)).decode()}
+        try:
+            try:
+                await platform.functions.create(body)
+            except FunctionAlreadyExists:
+                body.pop("functionName")
+                await platform.functions.update(example.name, body)
+        except ApiError as exc:
+            log.error("Example %s was not deployed: %s", example.name, exc.message)
+            continue
+        names.append(example.name)
+    s = platform.settings
+    print(f"\nDeployed the examples: {', '.join(names)}.", flush=True)
+    if names:
+        print(
+            f"Invoke one:\n  curl -s -X POST http://{s.host}:{s.port}/2023-03-30/functions/"
+            f"{names[0]}/invocations -d '{{\"name\": \"funclet\"}}'\n"
+            f"  .venv/bin/funclet invoke {names[0]} --payload '{{\"name\": \"funclet\"}}' --log\n",
+            flush=True,
+        )

@@ -1,0 +1,199 @@
+"""The metadata store: SQLAlchemy Core over aiosqlite (default) or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from funclet.errors import FunctionAlreadyExists, FunctionNotFound
+from funclet.models import FunctionConfig, parse_config
+from funclet.store import schema
+
+
+@dataclass(frozen=True)
+class FunctionRow:
+    """A deployed function as stored: its config, code and bookkeeping."""
+
+    config: FunctionConfig
+    function_id: str
+    revision: int
+    code_checksum: str
+    code_size: int
+    created_ms: int
+    modified_ms: int
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def _row(r: Any) -> FunctionRow:
+    return FunctionRow(
+        config=parse_config(r.config),
+        function_id=r.function_id,
+        revision=r.revision,
+        code_checksum=r.code_checksum,
+        code_size=r.code_size,
+        created_ms=r.created_ms,
+        modified_ms=r.modified_ms,
+    )
+
+
+def _values(row: FunctionRow) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "function_id": row.function_id,
+        "revision": row.revision,
+        "config": row.config.to_fc(),
+        "code_checksum": row.code_checksum,
+        "code_size": row.code_size,
+        "created_ms": row.created_ms,
+        "modified_ms": row.modified_ms,
+    }
+
+
+class Store:
+    """Reads and writes metadata. SQLite runs in WAL mode with ``synchronous=NORMAL``."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite"):
+            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def open(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- functions -----------------------------------------------------------
+
+    async def create_function(self, row: FunctionRow) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(schema.functions).values(**_values(row)))
+        except IntegrityError:
+            raise FunctionAlreadyExists(row.name) from None
+
+    async def update_function(self, row: FunctionRow) -> None:
+        t = schema.functions
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t).where(t.c.name == row.name).values(**_values(row))
+            )
+        if result.rowcount == 0:
+            raise FunctionNotFound(row.name)
+
+    async def get_function(self, name: str) -> FunctionRow | None:
+        t = schema.functions
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(t).where(t.c.name == name))).first()
+        return _row(r) if r else None
+
+    async def delete_function(self, name: str) -> None:
+        t = schema.functions
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(t).where(t.c.name == name))
+        if result.rowcount == 0:
+            raise FunctionNotFound(name)
+
+    async def list_functions(
+        self, prefix: str = "", limit: int | None = None, after: str = ""
+    ) -> list[FunctionRow]:
+        """Functions by name; ``after`` is the last name of the previous page."""
+        t = schema.functions
+        query = select(t).order_by(t.c.name)
+        if prefix:
+            query = query.where(t.c.name.startswith(prefix, autoescape=True))
+        if after:
+            query = query.where(t.c.name > after)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in await conn.execute(query)]
+
+    # -- invocations and instances -------------------------------------------
+
+    async def write(
+        self, invocations: Sequence[dict[str, Any]], instances: Sequence[dict[str, Any]]
+    ) -> None:
+        """One batch from the recorder, in one transaction."""
+        async with self.engine.begin() as conn:
+            if invocations:
+                await conn.execute(insert(schema.invocations), list(invocations))
+            for values in instances:
+                await conn.execute(self._upsert_instance(values))
+
+    def _upsert_instance(self, values: dict[str, Any]) -> Any:
+        t = schema.instances
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(t).values(**values)
+        changing = {k: stmt.excluded[k] for k in ("state", "stop_reason", "destroyed_ms")}
+        return stmt.on_conflict_do_update(index_elements=[t.c.instance_id], set_=changing)
+
+    async def list_invocations(
+        self,
+        function_name: str,
+        status: str | None = None,
+        limit: int = 20,
+        before_ms: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; ``before_ms`` pages back in time."""
+        t = schema.invocations
+        query = (
+            select(t)
+            .where(t.c.function_name == function_name)
+            .order_by(t.c.started_ms.desc(), t.c.request_id.desc())
+            .limit(limit)
+        )
+        if status:
+            query = query.where(t.c.status == status)
+        if before_ms is not None:
+            query = query.where(t.c.started_ms < before_ms)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def get_invocation(self, request_id: str) -> dict[str, Any] | None:
+        t = schema.invocations
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(t).where(t.c.request_id == request_id))).first()
+        return dict(r._mapping) if r else None
+
+    async def close_stale_instances(self) -> None:
+        """Instances recorded as live by an earlier run that ended without stopping them."""
+        t = schema.instances
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t)
+                .where(t.c.state != "stopped")
+                .values(state="stopped", stop_reason="shutdown", destroyed_ms=t.c.created_ms)
+            )
+
+    async def list_instances(self, function_name: str, limit: int = 100) -> list[dict[str, Any]]:
+        t = schema.instances
+        query = (
+            select(t)
+            .where(t.c.function_name == function_name)
+            .order_by(t.c.created_ms.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

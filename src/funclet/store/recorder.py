@@ -1,0 +1,101 @@
+"""Writes invocation and instance records in batches, off the invocation path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from funclet.logs import clip_lines
+
+if TYPE_CHECKING:
+    from funclet.instances.instance import Instance
+    from funclet.store.metadata import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InvocationRecord:
+    request_id: str
+    function_name: str
+    mode: str
+    start_kind: str | None
+    instance_id: str
+    init_ms: float
+    duration_ms: float
+    queue_ms: float
+    status: str
+    error_type: str | None
+    error_message: str | None
+    log: str
+    started_ms: int
+
+
+class Recorder:
+    """Queues records in memory and flushes them every ``interval`` seconds.
+
+    ``invocation`` and ``instance`` only append to a list: nothing on the hot path
+    waits for the database. ``flush`` (also called on shutdown) writes what is queued.
+    """
+
+    def __init__(self, store: Store, interval: float = 0.05) -> None:
+        self._store = store
+        self._interval = interval
+        self._invocations: list[dict[str, Any]] = []
+        self._instances: dict[str, dict[str, Any]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def invocation(self, record: InvocationRecord) -> None:
+        self._invocations.append(asdict(record))
+        self._wake.set()
+
+    def instance(self, inst: Instance) -> None:
+        self._instances[inst.instance_id] = {
+            "instance_id": inst.instance_id,
+            "function_name": inst.function_name,
+            "revision": inst.revision,
+            "state": inst.state.value,
+            "stop_reason": inst.stop_reason.value if inst.stop_reason else None,
+            "created_ms": inst.created_ms,
+            "destroyed_ms": inst.destroyed_ms,
+        }
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("Writing invocation records failed; they are kept for the next try.")
+
+    async def flush(self) -> None:
+        invocations, self._invocations = self._invocations, []
+        instances, self._instances = self._instances, {}
+        if not invocations and not instances:
+            return
+        for rec in invocations:
+            rec["log"] = clip_lines(rec["log"])
+        try:
+            await self._store.write(invocations, list(instances.values()))
+        except Exception:
+            self._invocations[:0] = invocations
+            for key, value in instances.items():
+                self._instances.setdefault(key, value)
+            raise
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

@@ -1,0 +1,63 @@
+"""The metadata tables (SQLAlchemy Core): functions, invocations, instances."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("function_id", String(36), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("code_checksum", String(64), nullable=False),
+    Column("code_size", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+)
+
+invocations = Table(
+    "invocations",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("function_name", String(128), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("start_kind", String(16)),
+    Column("instance_id", String(64)),
+    Column("init_ms", Float),
+    Column("duration_ms", Float),
+    Column("queue_ms", Float),
+    Column("status", String(16), nullable=False),
+    Column("error_type", String(128)),
+    Column("error_message", Text),
+    Column("log", Text),
+    Column("started_ms", BigInteger, nullable=False),
+    Index("ix_invocations_function_started", "function_name", "started_ms"),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("function_name", String(128), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("stop_reason", String(16)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("destroyed_ms", BigInteger),
+    Index("ix_instances_function_created", "function_name", "created_ms"),
+)

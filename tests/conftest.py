@@ -1,0 +1,120 @@
+"""Each test session starts its own funclet on a free port with a temporary data folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def descendants(pid: int) -> list[int]:
+    """Processes started by ``pid``: its zygotes (by parent pid on their command line)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"zygote" in argv and str(pid).encode() in argv:
+            found.append(int(entry))
+    return found
+
+
+def start_server(tmp: Path, **env: str) -> Server:
+    port = free_port()
+    data_dir = tmp / "data"
+    log_path = tmp / "funclet.log"
+    full_env = {
+        **os.environ,
+        "FUNCLET_PORT": str(port),
+        "FUNCLET_DATA_DIR": str(data_dir),
+        "FUNCLET_LOG_LEVEL": "info",
+        "FUNCLET_SECRET_MARKER": "platform-only",
+        **env,
+    }
+    with open(log_path, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "funclet", "serve"],
+            env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"funclet exited at start:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Server(url, port, data_dir, process, log_path)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"funclet did not start:\n{log_path.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    """SIGTERM, then check that no zygote or instance is left behind."""
+    pid = server.process.pid
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+        raise AssertionError(f"funclet did not stop on SIGTERM:\n{server.log()[-3000:]}")
+    deadline = time.monotonic() + 5
+    while descendants(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = descendants(pid)
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"processes left behind by funclet: {left}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("funclet")
+    srv = start_server(
+        tmp,
+        FUNCLET_MAX_UNPACKED_SIZE=str(20 * 1024 * 1024),
+        FUNCLET_MAX_SYNC_PAYLOAD=str(1024 * 1024),
+    )
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c

@@ -1,0 +1,294 @@
+"""Sync invocation end to end: events, results, headers, logs, errors, warm reuse."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+
+from tests.helpers import API, deploy, invoke
+
+ECHO = {
+    "index.py": """
+        import json
+
+        def handler(event, context):
+            return event
+
+        def as_str(event, context):
+            return "héllo"
+
+        def as_json(event, context):
+            return {"got": len(event), "request_id": context.request_id}
+
+        def as_none(event, context):
+            return None
+    """
+}
+
+
+def test_event_bytes_reach_the_handler_unchanged_and_come_back(client: httpx.Client) -> None:
+    name = deploy(client, ECHO)
+    event = bytes(range(256)) * 3
+    r = invoke(client, name, event)
+    assert r.status_code == 200
+    assert r.content == event
+    assert "x-fc-error-type" not in r.headers
+
+
+def test_return_values_become_the_body(client: httpx.Client) -> None:
+    for handler, check in (
+        ("index.as_str", lambda r: r.content == "héllo".encode()),
+        ("index.as_json", lambda r: r.json()["got"] == 3
+         and r.json()["request_id"] == r.headers["x-fc-request-id"]),
+        ("index.as_none", lambda r: r.content == b""),
+    ):
+        name = deploy(client, ECHO, handler=handler)
+        r = invoke(client, name, b"abc")
+        assert r.status_code == 200 and check(r), (handler, r.content)
+
+
+def test_first_invocation_is_cold_and_the_next_is_warm_on_the_same_instance(
+    client: httpx.Client,
+) -> None:
+    name = deploy(client, ECHO)
+    first = invoke(client, name, b"1")
+    second = invoke(client, name, b"2")
+    assert first.headers["x-funclet-start-kind"] == "cold"
+    assert float(first.headers["x-funclet-init-duration-ms"]) > 0
+    assert second.headers["x-funclet-start-kind"] == "warm"
+    assert "x-funclet-init-duration-ms" not in second.headers
+    assert first.headers["x-funclet-instance-id"] == second.headers["x-funclet-instance-id"]
+    for r in (first, second):
+        assert r.headers["x-fc-request-id"].startswith("1-")
+        assert len(r.headers["x-fc-code-checksum"]) == 64
+        assert float(r.headers["x-funclet-duration-ms"]) >= 0
+
+
+def test_module_level_state_persists_across_warm_invocations(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        count = 0
+
+        def handler(event, context):
+            global count
+            count += 1
+            return str(count)
+    """})
+    assert [invoke(client, name).text for _ in range(3)] == ["1", "2", "3"]
+
+
+def test_tail_log_returns_the_invocation_log_in_fc_format(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        import sys
+
+        def handler(event, context):
+            print("to stdout")
+            print("to stderr", file=sys.stderr)
+            context.logger.info("via logger")
+            return "ok"
+    """})
+    r = invoke(client, name, **{"x-fc-log-type": "Tail"})
+    log = base64.b64decode(r.headers["x-fc-log-result"]).decode()
+    rid = r.headers["x-fc-request-id"]
+    assert f"FC Invoke Start RequestId: {rid}" in log
+    assert log.rstrip().endswith(f"FC Invoke End RequestId: {rid}")
+    assert "to stdout\n" in log and "to stderr\n" in log
+    assert f"Z {rid} [INFO] via logger" in log
+    assert "x-fc-log-result" not in invoke(client, name).headers
+
+
+def test_tail_log_is_at_most_4_kb(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        def handler(event, context):
+            for i in range(2000):
+                print("line", i)
+            return "ok"
+    """})
+    r = invoke(client, name, **{"x-fc-log-type": "Tail"})
+    log = base64.b64decode(r.headers["x-fc-log-result"])
+    assert len(log) == 4096
+    assert log.rstrip().endswith(r.headers["x-fc-request-id"].encode())
+
+
+def test_handler_exception_gives_fc_error_with_user_frames_only(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        def helper():
+            raise ValueError("bad input")
+
+        def handler(event, context):
+            helper()
+    """})
+    r = invoke(client, name)
+    assert r.status_code == 200
+    assert r.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    body = r.json()
+    assert body["errorType"] == "ValueError"
+    assert body["errorMessage"] == "bad input"
+    trace = "".join(body["stackTrace"])
+    assert "in handler" in trace and "in helper" in trace
+    files = [line.split('"')[1] for line in body["stackTrace"]]
+    assert files and all(f.endswith("/index.py") for f in files), files
+    # The instance survives a handler error.
+    again = invoke(client, name)
+    assert again.headers["x-funclet-start-kind"] == "warm"
+
+
+def test_unknown_function_is_404_function_not_found(client: httpx.Client) -> None:
+    r = invoke(client, "no-such-function")
+    assert r.status_code == 404
+    body = r.json()
+    assert body["Code"] == "FunctionNotFound"
+    assert "no-such-function" in body["Message"]
+    assert body["RequestId"] == r.headers["x-fc-request-id"]
+
+
+def test_timeout_kills_the_instance_and_the_next_invocation_is_cold(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        import time
+
+        def handler(event, context):
+            if event == b"slow":
+                time.sleep(30)
+            return "fast"
+    """}, timeout=1)
+    warm = invoke(client, name, b"fast")
+    r = invoke(client, name, b"slow")
+    assert r.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert r.json()["errorMessage"] == "Task timed out after 1 seconds"
+    assert 900 <= float(r.headers["x-funclet-duration-ms"]) < 5000
+    after = invoke(client, name, b"fast")
+    assert after.text == "fast"
+    assert after.headers["x-funclet-start-kind"] == "cold"
+    assert after.headers["x-funclet-instance-id"] != warm.headers["x-funclet-instance-id"]
+
+
+def test_a_crashing_handler_fails_clearly_and_the_next_gets_a_new_instance(
+    client: httpx.Client,
+) -> None:
+    name = deploy(client, {"index.py": """
+        import os
+
+        def handler(event, context):
+            if event == b"crash":
+                os._exit(3)
+            return "alive"
+    """})
+    first = invoke(client, name, b"ok")
+    r = invoke(client, name, b"crash")
+    assert r.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert "exited unexpectedly" in r.json()["errorMessage"]
+    after = invoke(client, name, b"ok")
+    assert after.text == "alive"
+    assert after.headers["x-funclet-instance-id"] != first.headers["x-funclet-instance-id"]
+
+
+def test_import_errors_are_clear_and_carry_the_users_traceback(client: httpx.Client) -> None:
+    cases = {
+        "Runtime.ImportModuleError": {"index.py": "import not_a_module\n"},
+        "Runtime.UserCodeSyntaxError": {"index.py": "def handler(:\n"},
+        "Runtime.HandlerNotFound": {"index.py": "def other(event, context):\n    pass\n"},
+    }
+    for error_type, files in cases.items():
+        name = deploy(client, files)
+        r = invoke(client, name, **{"x-fc-log-type": "Tail"})
+        body = r.json()
+        assert r.headers["x-fc-error-type"] == "UnhandledInvocationError", body
+        assert body["errorType"] == error_type, body
+        assert r.headers["x-funclet-start-kind"] == "cold"
+    name = deploy(client, {"index.py": "import not_a_module\n"})
+    body = invoke(client, name).json()
+    assert "No module named 'not_a_module'" in body["errorMessage"]
+    assert any("index.py" in line for line in body["stackTrace"])
+    syntax = invoke(client, deploy(client, cases["Runtime.UserCodeSyntaxError"])).json()
+    assert any("index.py" in line for line in syntax["stackTrace"])
+
+
+def test_context_carries_fc_fields(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        import json
+
+        def handler(event, context):
+            f = context.function
+            return json.dumps({
+                "request_id": context.request_id, "name": f.name, "handler": f.handler,
+                "memory": f.memory, "timeout": f.timeout, "region": context.region,
+                "account_id": context.account_id,
+                "ak": context.credentials.access_key_id,
+                "remaining": context.get_remaining_time_in_millis(),
+            })
+    """}, timeout=30, memorySize=256)
+    r = invoke(client, name)
+    ctx = r.json()
+    assert ctx["request_id"] == r.headers["x-fc-request-id"]
+    assert (ctx["name"], ctx["handler"], ctx["memory"], ctx["timeout"]) == (
+        name, "index.handler", 256, 30)
+    assert ctx["region"] and ctx["account_id"]
+    assert ctx["ak"] == ""
+    assert 25_000 < ctx["remaining"] <= 30_000
+
+
+def test_environment_has_fc_variables_and_the_functions_own_but_not_the_platforms(
+    client: httpx.Client,
+) -> None:
+    name = deploy(client, {"index.py": """
+        import json, os
+
+        def handler(event, context):
+            return json.dumps(dict(os.environ))
+    """}, environmentVariables={"GREETING": "hi"}, memorySize=1024)
+    env = invoke(client, name).json()
+    assert env["GREETING"] == "hi"
+    assert env["FC_FUNCTION_NAME"] == name
+    assert env["FC_FUNCTION_HANDLER"] == "index.handler"
+    assert env["FC_FUNCTION_MEMORY_SIZE"] == "1024"
+    assert env["FC_INSTANCE_ID"].startswith("c-")
+    assert env["FC_REGION"] and env["FC_ACCOUNT_ID"]
+    assert not any(k.startswith("FUNCLET_") for k in env)
+
+
+def test_function_sees_its_code_and_the_stdlib_but_not_the_platforms_packages(
+    client: httpx.Client,
+) -> None:
+    name = deploy(client, {
+        "index.py": """
+            import importlib.util, json, sys
+            import vendored
+
+            def handler(event, context):
+                found = {m: importlib.util.find_spec(m) is not None
+                         for m in ("funclet", "starlette", "httpx", "json", "vendored")}
+                return json.dumps({"found": found, "path": sys.path, "v": vendored.VALUE})
+        """,
+        "vendored/__init__.py": "VALUE = 42\n",
+    })
+    out = invoke(client, name).json()
+    assert out["found"] == {"funclet": False, "starlette": False, "httpx": False,
+                            "json": True, "vendored": True}
+    assert out["v"] == 42
+    assert not any("site-packages" in p for p in out["path"])
+
+
+def test_oversized_event_is_413_and_nothing_runs(client: httpx.Client) -> None:
+    name = deploy(client, ECHO)
+    r = invoke(client, name, b"x" * (1024 * 1024 + 1))
+    assert r.status_code == 413
+    assert r.json()["Code"] == "RequestEntityTooLarge"
+    records = client.get(f"{API}/functions/{name}/invocations").json()["invocations"]
+    assert records == []
+
+
+def test_async_invocation_is_refused_clearly_until_it_exists(client: httpx.Client) -> None:
+    name = deploy(client, ECHO)
+    r = invoke(client, name, **{"x-fc-invocation-type": "Async"})
+    assert r.status_code == 400
+    assert "Async" in r.json()["Message"]
+
+
+def test_json_error_body_is_parseable_for_non_ascii_messages(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        def handler(event, context):
+            raise RuntimeError("échec")
+    """})
+    body = json.loads(invoke(client, name).content)
+    assert body["errorMessage"] == "échec"
