@@ -86,6 +86,7 @@ class InvocationError(FuncletError):
         self.error_type = error_type
         self.stack_trace = stack_trace or []
         self.log = ""
+        self.instance_id = ""  # the instance it happened on, when there was one
 
     def body(self) -> dict[str, Any]:
         return {

@@ -104,6 +104,15 @@ class Pool:
                         cfg.instance_concurrency)
         self._instances[inst.instance_id] = inst
         self._on_change(inst)
+        try:
+            return await self._initialise(inst, request_id)
+        except InvocationError as exc:
+            exc.instance_id = inst.instance_id
+            raise
+
+    async def _initialise(self, inst: Instance, request_id: str) -> Lease:
+        """Fetch a process from the sandbox and wait until its runtime says ``ready``."""
+        cfg = self.version.config
         started = time.perf_counter()
         try:
             process = await self._sandbox.create(cfg.runtime, self._spec(inst, request_id))

@@ -62,6 +62,7 @@ class Invoker:
             lease = await pool.acquire(out.request_id)
         except InvocationError as exc:
             out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
+            out.instance_id = exc.instance_id
             return
         out.start_kind, out.instance_id = lease.start_kind, lease.instance.instance_id
         out.init_ms = lease.init_ms

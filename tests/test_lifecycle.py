@@ -1,0 +1,162 @@
+"""Instance lifecycle: initializer, preStop, keep-alive reclaim, the warm-state trap."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import httpx
+
+from funclet.packaging import read_manifest, zip_dir
+from tests.helpers import API, b64, deploy, invoke, unique, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOOKS = """
+    import os, time
+
+    runs = {"init": 0}
+
+    def init(context):
+        runs["init"] += 1
+        print("initializing", context.request_id)
+        if os.environ.get("INIT_MODE") == "fail":
+            raise RuntimeError("cannot connect to the database")
+        if os.environ.get("INIT_MODE") == "slow":
+            time.sleep(30)
+
+    def handler(event, context):
+        return str(runs["init"])
+
+    def pre_stop(context):
+        with open(os.environ["MARKER"], "a") as f:
+            f.write(os.environ["FC_INSTANCE_ID"] + "\\n")
+        print("pre-stop ran")
+"""
+
+
+def _lifecycle(init_timeout: int = 5) -> dict[str, object]:
+    return {
+        "initializer": {"handler": "index.init", "timeout": init_timeout},
+        "preStop": {"handler": "index.pre_stop", "timeout": 5},
+    }
+
+
+def test_initializer_runs_once_per_instance_and_its_log_comes_with_the_cold_start(
+    client: httpx.Client, tmp_path: Path,
+) -> None:
+    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
+                  environmentVariables={"MARKER": str(tmp_path / "m")})
+    cold = invoke(client, name, **{"x-fc-log-type": "Tail"})
+    assert cold.text == "1"
+    log = base64.b64decode(cold.headers["x-fc-log-result"]).decode()
+    rid = cold.headers["x-fc-request-id"]
+    assert f"FC Initialize Start RequestId: {rid}" in log
+    assert f"initializing {rid}" in log
+    assert log.index("FC Initialize End") < log.index("FC Invoke Start")
+    assert [invoke(client, name).text for _ in range(3)] == ["1", "1", "1"]
+
+
+def test_initializer_failure_fails_the_invocation_and_the_next_gets_a_new_instance(
+    client: httpx.Client, tmp_path: Path,
+) -> None:
+    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
+                  environmentVariables={"INIT_MODE": "fail", "MARKER": str(tmp_path / "m")})
+    first = invoke(client, name)
+    body = first.json()
+    assert first.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert body["errorType"] == "RuntimeError"
+    assert "cannot connect to the database" in body["errorMessage"]
+    assert any("in init" in line for line in body["stackTrace"])
+    second = invoke(client, name)
+    assert second.headers["x-funclet-start-kind"] == "cold"
+    assert second.headers["x-funclet-instance-id"] != first.headers["x-funclet-instance-id"]
+
+
+def test_initializer_timeout_fails_the_invocation(client: httpx.Client, tmp_path: Path) -> None:
+    name = deploy(client, {"index.py": HOOKS}, timeout=1,
+                  instanceLifecycleConfig=_lifecycle(init_timeout=1),
+                  environmentVariables={"INIT_MODE": "slow", "MARKER": str(tmp_path / "m")})
+    r = invoke(client, name)
+    assert r.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert r.json()["errorType"] == "InitializationTimeout"
+    assert "timed out" in r.json()["errorMessage"]
+
+
+def test_idle_instance_is_reclaimed_after_keep_alive_running_pre_stop_first(
+    client: httpx.Client, tmp_path: Path,
+) -> None:
+    marker = tmp_path / "prestop"
+    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
+                  keepAliveSeconds=1, environmentVariables={"MARKER": str(marker)})
+    first = invoke(client, name)
+    instance_id = first.headers["x-funclet-instance-id"]
+    wait_for(lambda: marker.exists() and instance_id in marker.read_text(), timeout=10)
+
+    def reclaimed() -> bool:
+        items = client.get(f"{API}/functions/{name}/instances").json()["instances"]
+        return any(i["instanceId"] == instance_id and i["stopReason"] == "reclaimed"
+                   and i["status"] == "Stopped" and i["destroyedTimeMs"] for i in items)
+
+    wait_for(reclaimed)
+    after = invoke(client, name)
+    assert after.headers["x-funclet-start-kind"] == "cold"
+
+
+def test_pre_stop_runs_when_an_update_replaces_the_instance(
+    client: httpx.Client, tmp_path: Path,
+) -> None:
+    marker = tmp_path / "prestop"
+    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
+                  environmentVariables={"MARKER": str(marker)})
+    instance_id = invoke(client, name).headers["x-funclet-instance-id"]
+    r = client.put(f"{API}/functions/{name}", json={"description": "v2"})
+    assert r.status_code == 200
+    wait_for(lambda: marker.exists() and instance_id in marker.read_text())
+
+
+def test_list_instances_shows_live_ones_in_fc_shape(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": "def handler(e, c):\n    return 'x'\n"})
+    instance_id = invoke(client, name).headers["x-funclet-instance-id"]
+    body = client.get(f"{API}/functions/{name}/instances").json()
+    (inst,) = body["instances"]
+    assert inst["instanceId"] == instance_id
+    assert inst["status"] == "Running" and inst["state"] == "idle"
+    assert inst["createdTimeMs"] > 0 and inst["destroyedTimeMs"] is None
+    assert client.get(f"{API}/functions/nope-{name}/instances").status_code == 404
+
+
+def _deploy_example(client: httpx.Client, folder: str) -> str:
+    body = read_manifest(ROOT / "examples" / folder)
+    body["functionName"] = unique(folder)
+    body["code"] = {"zipFile": b64(zip_dir(ROOT / "examples" / folder))}
+    r = client.post(f"{API}/functions", json=body)
+    assert r.status_code == 200, r.text
+    return str(body["functionName"])
+
+
+def test_time_read_at_module_level_is_frozen_across_warm_invocations(
+    client: httpx.Client,
+) -> None:
+    trap = _deploy_example(client, "time-trap")
+    fixed = _deploy_example(client, "time-fixed")
+    trap_times = []
+    fixed_times = []
+    for _ in range(3):
+        trap_times.append(invoke(client, trap).json()["now"])
+        fixed_times.append(invoke(client, fixed).json()["now"])
+    assert len(set(trap_times)) == 1, "module-level time is computed once per instance"
+    assert len(set(fixed_times)) == 3, "time read in the handler changes on every call"
+
+
+def test_lifecycle_example_runs(client: httpx.Client) -> None:
+    name = _deploy_example(client, "lifecycle")
+    first = invoke(client, name).json()
+    second = invoke(client, name).json()
+    assert first["instance"]["initialized_at"] == second["instance"]["initialized_at"]
+    assert second["instance"]["invocations"] == 2
+
+
+def test_hello_example_runs(client: httpx.Client) -> None:
+    name = _deploy_example(client, "hello")
+    assert invoke(client, name, b'{"name": "tests"}').text == "hello, tests!"
