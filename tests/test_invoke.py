@@ -273,7 +273,7 @@ def test_oversized_event_is_413_and_nothing_runs(client: httpx.Client) -> None:
     name = deploy(client, ECHO)
     r = invoke(client, name, b"x" * (1024 * 1024 + 1))
     assert r.status_code == 413
-    assert r.json()["Code"] == "RequestEntityTooLarge"
+    assert r.json()["Code"] == "EntityTooLarge"
     records = client.get(f"{API}/functions/{name}/invocations").json()["invocations"]
     assert records == []
 

@@ -64,7 +64,7 @@ class FunctionAlreadyExists(ApiError):
 
 
 class PayloadTooLarge(ApiError):
-    code = "RequestEntityTooLarge"
+    code = "EntityTooLarge"
     status = 413
 
 

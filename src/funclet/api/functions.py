@@ -146,15 +146,16 @@ async def list_invocations(request: Request) -> Response:
     token = request.query_params.get("nextToken")
     before = None
     if token:
-        try:
-            before = int(_decode_token(token))
-        except ValueError:
-            raise InvalidArgument("nextToken is not valid") from None
+        ms, _, request_id = _decode_token(token).partition(":")
+        if not ms.isdigit() or not request_id:
+            raise InvalidArgument("nextToken is not valid")
+        before = (int(ms), request_id)
     await platform.recorder.flush()
     rows = await platform.store.list_invocations(name, status, limit + 1, before)
     out: dict[str, Any] = {"invocations": [invocation_json(r, False) for r in rows[:limit]]}
     if len(rows) > limit:
-        out["nextToken"] = _encode_token(str(rows[limit - 1]["started_ms"]))
+        last = rows[limit - 1]
+        out["nextToken"] = _encode_token(f"{last['started_ms']}:{last['request_id']}")
     return json_response(out)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import and_, delete, event, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -146,9 +146,9 @@ class Store:
         function_name: str,
         status: str | None = None,
         limit: int = 20,
-        before_ms: int | None = None,
+        before: tuple[int, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first; ``before_ms`` pages back in time."""
+        """Newest first; ``before`` (started_ms, request_id) of the last row seen pages back."""
         t = schema.invocations
         query = (
             select(t)
@@ -158,8 +158,14 @@ class Store:
         )
         if status:
             query = query.where(t.c.status == status)
-        if before_ms is not None:
-            query = query.where(t.c.started_ms < before_ms)
+        if before is not None:
+            ms, request_id = before
+            query = query.where(
+                or_(
+                    t.c.started_ms < ms,
+                    and_(t.c.started_ms == ms, t.c.request_id < request_id),
+                )
+            )
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
 

@@ -1,0 +1,101 @@
+"""The funclet CLI against a running funclet, and its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Server, free_port
+from tests.helpers import unique
+
+
+def cli(server_url: str, *args: str, input_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "funclet", *args, "--endpoint", server_url],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_deploy_invoke_inspect_and_remove_a_folder(server: Server, tmp_path: Path) -> None:
+    folder = tmp_path / "greeter"
+    folder.mkdir()
+    (folder / "main.py").write_text(
+        "import os\n\ndef go(event, context):\n"
+        "    print('greeting', event.decode())\n"
+        "    return os.environ['WORD'] + ' ' + event.decode()\n"
+    )
+    name = unique("cli")
+    r = cli(server.url, "deploy", str(folder), "--name", name, "--runtime", "python3.11",
+            "--handler", "main.go", "--timeout", "5", "--memory", "256", "--env", "WORD=hi")
+    assert r.returncode == 0, r.stderr
+    assert f"Created {name}" in r.stdout
+
+    r = cli(server.url, "invoke", name, "--payload", "there", "--log")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hi there\n"
+    assert "FC Invoke Start RequestId" in r.stderr and "greeting there" in r.stderr
+
+    payload = tmp_path / "event.txt"
+    payload.write_text("file")
+    r = cli(server.url, "invoke", name, "--payload-file", str(payload))
+    assert r.stdout == "hi file\n"
+
+    r = cli(server.url, "deploy", str(folder), "--name", name, "--handler", "main.go",
+            "--env", "WORD=hello")
+    assert r.returncode == 0 and f"Updated {name}" in r.stdout, r.stderr
+    assert cli(server.url, "invoke", name, "--payload", "x").stdout == "hello x\n"
+
+    listed = cli(server.url, "ls", "--prefix", name)
+    assert name in listed.stdout and "main.go" in listed.stdout
+    info = cli(server.url, "info", name)
+    assert '"handler": "main.go"' in info.stdout
+
+    logs = cli(server.url, "logs", name)
+    assert logs.stdout.count("FC Invoke Start RequestId") == 3
+    assert "greeting file" in logs.stdout
+
+    invocations = cli(server.url, "invocations", name)
+    assert invocations.returncode == 0 and "succeeded" in invocations.stdout
+
+    instances = cli(server.url, "instances", name)
+    assert instances.returncode == 0 and "c-" in instances.stdout
+
+    r = cli(server.url, "rm", name)
+    assert r.returncode == 0 and f"Deleted {name}" in r.stdout
+
+
+def test_logs_of_one_request(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text("def handler(e, c):\n    print('only me')\n")
+    name = unique("cli")
+    assert cli(server.url, "deploy", str(tmp_path), "--name", name).returncode == 0
+    r = cli(server.url, "invoke", name)
+    request_id = r.stderr.split("request ")[1].split(",")[0]
+    logs = cli(server.url, "logs", name, "--request-id", request_id)
+    assert f"FC Invoke Start RequestId: {request_id}\nonly me\n" in logs.stdout
+
+
+def test_errors_are_one_line_and_exit_non_zero(server: Server, tmp_path: Path) -> None:
+    r = cli(server.url, "invoke", "does-not-exist")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "Error: FunctionNotFound: function 'does-not-exist' does not exist"]
+
+    (tmp_path / "index.py").write_text("def handler(e, c):\n    raise ValueError('nope')\n")
+    name = unique("cli")
+    cli(server.url, "deploy", str(tmp_path), "--name", name)
+    r = cli(server.url, "invoke", name)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        "Error: UnhandledInvocationError: ValueError: nope")
+    assert "Traceback" not in r.stderr
+
+    r = cli(server.url, "deploy", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "neither a folder nor a file" in r.stderr
+
+    r = cli(server.url, "deploy", str(tmp_path), "--handler", "nodot")
+    assert r.returncode == 1 and r.stderr.startswith("Error: InvalidArgument: handler 'nodot'")
+
+    r = cli(f"http://127.0.0.1:{free_port()}", "ls")
+    assert r.returncode == 1
+    assert "cannot reach funclet" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,91 @@
+"""The official Alibaba FC 3.0 SDK, unchanged, against funclet."""
+
+from __future__ import annotations
+
+import pytest
+from alibabacloud_fc20230330 import models as fc
+from alibabacloud_fc20230330.client import Client
+from alibabacloud_tea_openapi import models as openapi
+from alibabacloud_tea_openapi.exceptions import ClientException
+
+from tests.conftest import Server
+from tests.helpers import b64, make_zip, unique
+
+CODE = {"index.py": """
+    def handler(event, context):
+        return b"echo:" + event
+
+    def v2(event, context):
+        return "v2"
+
+    def init(context):
+        pass
+"""}
+
+
+@pytest.fixture(scope="module")
+def sdk(server: Server) -> Client:
+    return Client(openapi.Config(
+        access_key_id="test-ak", access_key_secret="test-sk",
+        endpoint=f"127.0.0.1:{server.port}", protocol="http", region_id="local",
+    ))
+
+
+def test_sdk_creates_gets_lists_updates_invokes_and_deletes(sdk: Client) -> None:
+    name = unique("sdk")
+    created = sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(make_zip(CODE))),
+        timeout=30, memory_size=256, description="from the SDK",
+        environment_variables={"K": "V"},
+        instance_lifecycle_config=fc.InstanceLifecycleConfig(
+            initializer=fc.LifecycleHook(handler="index.init", timeout=3)),
+    )))
+    assert created.status_code == 200
+    assert created.body.function_name == name
+    assert created.body.function_arn.endswith(f"functions/{name}")
+
+    got = sdk.get_function(name, fc.GetFunctionRequest())
+    assert got.body.runtime == "python3.11"
+    assert got.body.memory_size == 256
+    assert got.body.environment_variables == {"K": "V"}
+    assert got.body.instance_lifecycle_config.initializer.handler == "index.init"
+    assert got.body.code_checksum and got.body.created_time
+
+    listed = sdk.list_functions(fc.ListFunctionsRequest(prefix=name, limit=10))
+    assert [f.function_name for f in listed.body.functions] == [name]
+
+    invoked = sdk.invoke_function(name, fc.InvokeFunctionRequest(body=b"ping"))
+    assert invoked.body.read() == b"echo:ping"
+    assert invoked.headers["x-fc-request-id"]
+
+    tail = sdk.invoke_function_with_options(
+        name, fc.InvokeFunctionRequest(body=b"x"),
+        fc.InvokeFunctionHeaders(x_fc_log_type="Tail", x_fc_invocation_type="Sync"),
+        __import__("darabonba.runtime", fromlist=["RuntimeOptions"]).RuntimeOptions(),
+    )
+    assert tail.headers["x-fc-log-result"]
+
+    updated = sdk.update_function(name, fc.UpdateFunctionRequest(
+        body=fc.UpdateFunctionInput(handler="index.v2", timeout=10)))
+    assert updated.body.handler == "index.v2" and updated.body.timeout == 10
+    assert sdk.invoke_function(name, fc.InvokeFunctionRequest(body=b"")).body.read() == b"v2"
+
+    instances = sdk.list_instances(name, fc.ListInstancesRequest())
+    assert instances.body.instances and instances.body.instances[0].instance_id.startswith("c-")
+
+    sdk.delete_function(name)
+    with pytest.raises(ClientException) as info:
+        sdk.get_function(name, fc.GetFunctionRequest())
+    assert info.value.code == "FunctionNotFound"
+    assert info.value.status_code == 404
+
+
+def test_sdk_sees_fc_errors_for_bad_input(sdk: Client) -> None:
+    with pytest.raises(ClientException) as info:
+        sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+            function_name=unique("sdk"), runtime="python2.7", handler="index.handler",
+            code=fc.InputCodeLocation(zip_file=b64(make_zip(CODE))),
+        )))
+    assert info.value.code == "InvalidArgument"
+    assert "python3.11" in info.value.message

@@ -1,0 +1,54 @@
+"""The platform process: nothing outlives it, and it restarts with its functions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import descendants, start_server, stop_server
+from tests.helpers import deploy, invoke, wait_for
+
+
+def test_instances_die_with_a_killed_platform(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            name = deploy(client, {"index.py": "def handler(e, c):\n    return 'up'\n"})
+            instance_pid_count = len(descendants(server.process.pid))
+            assert invoke(client, name).text == "up"
+            assert len(descendants(server.process.pid)) == instance_pid_count + 1
+        pid = server.process.pid
+        os.kill(pid, signal.SIGKILL)
+        server.process.wait(10)
+        wait_for(lambda: not descendants(pid), timeout=10)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+
+
+def test_functions_survive_a_restart(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        name = deploy(client, {"index.py": "def handler(e, c):\n    return 'still here'\n"})
+        first = invoke(client, name)
+    stop_server(server)
+    time.sleep(0.1)
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            again = invoke(client, name)
+            assert again.text == "still here"
+            assert again.headers["x-funclet-start-kind"] == "cold"
+            rid = first.headers["x-fc-request-id"]
+            record = client.get(f"/2023-03-30/functions/{name}/invocations/{rid}")
+            assert record.status_code == 200
+            instances = client.get(f"/2023-03-30/functions/{name}/instances").json()["instances"]
+            old = next(i for i in instances
+                       if i["instanceId"] == first.headers["x-funclet-instance-id"])
+            assert old["state"] == "stopped" and old["stopReason"] == "shutdown"
+    finally:
+        stop_server(server)
