@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +46,8 @@ class Recorder:
         self._invocations: list[dict[str, Any]] = []
         self._instances: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     def invocation(self, record: InvocationRecord) -> None:
@@ -69,7 +70,7 @@ class Recorder:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             await asyncio.sleep(self._interval)
             self._wake.clear()
@@ -77,25 +78,30 @@ class Recorder:
                 await self.flush()
             except Exception:
                 log.exception("Writing invocation records failed; they are kept for the next try.")
+                await asyncio.sleep(1.0)
+                self._wake.set()
 
     async def flush(self) -> None:
-        invocations, self._invocations = self._invocations, []
-        instances, self._instances = self._instances, {}
-        if not invocations and not instances:
-            return
-        for rec in invocations:
-            rec["log"] = clip_lines(rec["log"])
-        try:
-            await self._store.write(invocations, list(instances.values()))
-        except Exception:
-            self._invocations[:0] = invocations
-            for key, value in instances.items():
-                self._instances.setdefault(key, value)
-            raise
+        """Write what is queued now (one writer at a time; readers call it first)."""
+        async with self._lock:
+            invocations, self._invocations = self._invocations, []
+            instances, self._instances = self._instances, {}
+            if not invocations and not instances:
+                return
+            for rec in invocations:
+                rec["log"] = clip_lines(rec["log"])
+            try:
+                await self._store.write(invocations, list(instances.values()))
+            except BaseException:
+                self._invocations[:0] = invocations
+                for key, value in instances.items():
+                    self._instances.setdefault(key, value)
+                raise
 
     async def close(self) -> None:
+        """Let the writer finish its batch (never cancel it mid-write), then flush the rest."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         await self.flush()

@@ -1,0 +1,197 @@
+"""funclet's benchmark: cold start, warm latency and throughput, against a floor.
+
+Runs, on this machine and in one go:
+- cold start as the client sees it: the first invocation of each of N just-deployed
+  hello functions (p50, p99), against a keep-alive request to the floor app;
+- warm sync invocations over HTTP with wrk: p50/p99 latency and requests/s at 1
+  connection, requests/s at 32 connections, D seconds each;
+- the floor: a bare uvicorn (uvloop + httptools) hello world, measured the same way.
+
+Usage: python bench/bench.py [--functions 60] [--duration 10]
+Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = b"def handler(event, context):\n    return b'hello, bench!'\n"
+TARGETS = {"cold p50": "<= 10 ms", "warm p50 @1": "<= 0.4 ms", "req/s @32": ">= 5,000"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited: {url}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    sys.exit(f"server did not start: {url}")
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False,
+                       stdout=subprocess.DEVNULL)
+        path = shutil.which("wrk")
+        if path:
+            return path
+    sys.exit("bench needs wrk: apt-get install wrk")
+
+
+def wrk(wrk_bin: str, url: str, connections: int, duration: int) -> dict[str, float]:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text('wrk.method = "POST"\nwrk.body = "{\\"name\\": \\"bench\\"}"\n')
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        [wrk_bin, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    script.unlink()
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
+        if m:
+            scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+            result[f"p{pct}"] = float(m.group(1)) * scale
+    if "Non-2xx" in out or "Socket errors" in out:
+        print(out, file=sys.stderr)
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def hello_zip() -> str:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("index.py", HELLO)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def measure_cold(url: str, n: int) -> list[float]:
+    code = hello_zip()
+    times = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(n):
+            name = f"bench-cold-{i}-{os.getpid()}"
+            r = client.post("/2023-03-30/functions", json={
+                "functionName": name, "runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                "handler": "index.handler", "code": {"zipFile": code}})
+            r.raise_for_status()
+            client.get("/healthz")  # keep the connection warm, as for the floor
+            t0 = time.perf_counter()
+            r = client.post(f"/2023-03-30/functions/{name}/invocations", content=b"{}")
+            times.append((time.perf_counter() - t0) * 1000)
+            assert r.headers["x-funclet-start-kind"] == "cold", r.headers
+            assert r.content == b"hello, bench!", r.content
+    return times
+
+
+def measure_floor_request(url: str, n: int) -> list[float]:
+    times = []
+    with httpx.Client(timeout=30) as client:
+        client.post(url, content=b"{}")
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client.post(url, content=b"{}")
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", type=int, default=60)
+    parser.add_argument("--duration", type=int, default=10)
+    args = parser.parse_args()
+    wrk_bin = ensure_wrk()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    floor_port = free_port()
+    floor = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(floor_port),
+         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=env)
+    data = tempfile.mkdtemp(prefix="funclet-bench-")
+    port = free_port()
+    funclet = subprocess.Popen(
+        [sys.executable, "-m", "funclet", "serve"], cwd=data,
+        env={**env, "FUNCLET_PORT": str(port), "FUNCLET_DATA_DIR": data,
+             "FUNCLET_LOG_LEVEL": "warning"})
+    try:
+        floor_url = f"http://127.0.0.1:{floor_port}/"
+        url = f"http://127.0.0.1:{port}"
+        wait_up(floor_url, floor)
+        wait_up(f"{url}/healthz", funclet)
+
+        print(f"cold starts: {args.functions} fresh functions ...", file=sys.stderr)
+        cold = measure_cold(url, args.functions)
+        floor_req = measure_floor_request(floor_url, args.functions)
+
+        invoke_url = f"{url}/2023-03-30/functions/bench-cold-0-{os.getpid()}/invocations"
+        httpx.post(invoke_url, content=b"{}")
+        results = {}
+        for label, target in (("floor", floor_url), ("funclet", invoke_url)):
+            for conns in (1, 32):
+                print(f"{label}: {conns} connection(s), {args.duration} s ...", file=sys.stderr)
+                results[(label, conns)] = wrk(wrk_bin, target, conns, args.duration)
+    finally:
+        for proc in (funclet, floor):
+            proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(data, ignore_errors=True)
+
+    rows = [
+        ("cold p50", pct(cold, 50), pct(floor_req, 50), "ms"),
+        ("cold p99", pct(cold, 99), pct(floor_req, 99), "ms"),
+        ("warm p50 @1", results[("funclet", 1)]["p50"], results[("floor", 1)]["p50"], "ms"),
+        ("warm p99 @1", results[("funclet", 1)]["p99"], results[("floor", 1)]["p99"], "ms"),
+        ("req/s @1", results[("funclet", 1)]["rps"], results[("floor", 1)]["rps"], "req/s"),
+        ("req/s @32", results[("funclet", 32)]["rps"], results[("floor", 32)]["rps"], "req/s"),
+    ]
+    print(f"\nfunclet bench: {args.functions} cold starts, wrk {args.duration} s per run, "
+          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
+    print(f"| {'figure':<12} | {'funclet':>10} | {'floor':>10} | {'ratio':>6} | {'target':<9} |")
+    print(f"|{'-' * 14}|{'-' * 12}|{'-' * 12}|{'-' * 8}|{'-' * 11}|")
+    for label, value, base, unit in rows:
+        fmt = "{:,.0f}" if unit == "req/s" else "{:.3f}"
+        print(f"| {label:<12} | {fmt.format(value):>10} | {fmt.format(base):>10} | "
+              f"{value / base:>6.2f} | {TARGETS.get(label, ''):<9} |")
+    print("\nms for latencies (cold: client-side time of the first invocation; floor: one "
+          "keep-alive request to bare uvicorn). The cold-start mean is "
+          f"{statistics.mean(cold):.2f} ms.")
+
+
+if __name__ == "__main__":
+    main()
