@@ -107,7 +107,8 @@ def measure_cold(url: str, n: int) -> list[float]:
         for i in range(n):
             name = f"bench-cold-{i}-{os.getpid()}"
             r = client.post("/2023-03-30/functions", json={
-                "functionName": name, "runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                "functionName": name,
+                "runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
                 "handler": "index.handler", "code": {"zipFile": code}})
             r.raise_for_status()
             client.get("/healthz")  # keep the connection warm, as for the floor

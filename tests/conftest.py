@@ -92,7 +92,9 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
-        raise AssertionError(f"funclet did not stop on SIGTERM:\n{server.log()[-3000:]}")
+        raise AssertionError(
+            f"funclet did not stop on SIGTERM:\n{server.log()[-3000:]}"
+        ) from None
     deadline = time.monotonic() + 5
     while descendants(pid) and time.monotonic() < deadline:
         time.sleep(0.05)

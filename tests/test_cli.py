@@ -10,7 +10,7 @@ from tests.conftest import Server, free_port
 from tests.helpers import unique
 
 
-def cli(server_url: str, *args: str, input_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(server_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "funclet", *args, "--endpoint", server_url],
         capture_output=True, text=True, timeout=60,

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import time
 import uuid
 from dataclasses import replace
 from typing import Any
 
 from funclet.codestore import CodeStore, Package
-from funclet.errors import FunctionNotFound, InvalidArgument, InvalidCodePackage
+from funclet.errors import (
+    FunctionAlreadyExists,
+    FunctionNotFound,
+    InvalidArgument,
+    InvalidCodePackage,
+)
 from funclet.instances.registry import Registry
 from funclet.models import FunctionConfig, FunctionVersion, handler_modules, parse_config
 from funclet.runtimes import Runtime
@@ -40,8 +46,6 @@ class Functions:
         config = parse_config(body)
         self._check_runtime(config)
         if await self._store.get_function(config.name) is not None:
-            from funclet.errors import FunctionAlreadyExists
-
             raise FunctionAlreadyExists(config.name)
         data, package = self._package(body, required=True)
         assert data is not None and package is not None
@@ -87,7 +91,7 @@ class Functions:
             raise FunctionNotFound(name)
         return row
 
-    async def list(self, prefix: str, limit: int, after: str) -> list[FunctionRow]:
+    async def page(self, prefix: str, limit: int, after: str) -> list[FunctionRow]:
         return await self._store.list_functions(prefix, limit, after)
 
     async def load_all(self) -> list[FunctionRow]:
@@ -141,8 +145,6 @@ class Functions:
 
 
 def _files_of(code_dir: str) -> frozenset[str]:
-    import os
-
     out = set()
     for root, _dirs, names in os.walk(code_dir):
         rel = os.path.relpath(root, code_dir)

@@ -13,7 +13,9 @@ from funclet.errors import InvalidCodePackage
 LIMITS = Limits(max_unpacked=10 * 1024 * 1024, max_ratio=100)
 
 
-def _zip(entries: dict[str, bytes], links: dict[str, str] | None = None, mode: int = 0o644) -> bytes:
+def _zip(
+    entries: dict[str, bytes], links: dict[str, str] | None = None, mode: int = 0o644
+) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in entries.items():

@@ -38,7 +38,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        return error_response(_MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+        message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(_MethodNotAllowed(message))
     return error_response(_NotFound(f"no such API: {request.method} {request.url.path}"))
 
 

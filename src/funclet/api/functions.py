@@ -71,7 +71,7 @@ async def list_functions(request: Request) -> Response:
     limit = int_param(request, "limit", 20, 1, 100)
     token = request.query_params.get("nextToken") or ""
     after = _decode_token(token) if token else ""
-    rows = await platform.functions.list(request.query_params.get("prefix", ""), limit + 1, after)
+    rows = await platform.functions.page(request.query_params.get("prefix", ""), limit + 1, after)
     out: dict[str, Any] = {"functions": [function_json(platform, r) for r in rows[:limit]]}
     if len(rows) > limit:
         out["nextToken"] = _encode_token(rows[limit - 1].name)
@@ -106,7 +106,9 @@ async def list_instances(request: Request) -> Response:
     live = platform.registry.instances(name)
     seen = {i.instance_id for i in live}
     await platform.recorder.flush()
-    stored = [r for r in await platform.store.list_instances(name, limit) if r["instance_id"] not in seen]
+    stored = [
+        r for r in await platform.store.list_instances(name, limit) if r["instance_id"] not in seen
+    ]
     include_stopped = request.query_params.get("withAllActive", "").lower() != "true"
     items = [_instance_json(i) for i in live]
     if include_stopped:

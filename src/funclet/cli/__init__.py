@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from funclet.cli.client import CliError, Client
+from funclet.cli.client import Client, CliError
 
 app = typer.Typer(
     help="funclet: a self-hosted function compute platform.",
@@ -32,7 +32,9 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 9000].")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Metadata and code packages [default: ./.funclet].")
@@ -65,12 +67,18 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 @app.command()
 def deploy(
     source: Annotated[Path, typer.Argument(help="A folder (zipped for you) or a .zip file.")],
-    name: Annotated[str | None, typer.Option(help="Function name [default: folder name].")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Function name [default: folder name].")
+    ] = None,
     runtime: Annotated[str | None, typer.Option(help="e.g. python3.11.")] = None,
-    handler: Annotated[str | None, typer.Option(help="module.function, e.g. index.handler.")] = None,
+    handler: Annotated[
+        str | None, typer.Option(help="module.function, e.g. index.handler.")
+    ] = None,
     timeout: Annotated[int | None, typer.Option(help="Seconds, 1-86400.")] = None,
     memory: Annotated[int | None, typer.Option(help="MB, 128-32768, multiple of 64.")] = None,
-    initializer: Annotated[str | None, typer.Option(help="module.function run once per instance.")] = None,
+    initializer: Annotated[
+        str | None, typer.Option(help="module.function run once per instance.")
+    ] = None,
     env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
@@ -247,7 +255,8 @@ def instances(
     """List instances: live ones, then recently stopped ones with their stop reason."""
     client = Client(endpoint)
     names = [name] if name else [
-        f["functionName"] for f in client.json("GET", "/functions", params={"limit": 100})["functions"]
+        f["functionName"]
+        for f in client.json("GET", "/functions", params={"limit": 100})["functions"]
     ]
     table = Table("function", "instance", "state", "stop reason", "created", "destroyed")
     for fn in names:

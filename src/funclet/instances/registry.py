@@ -60,7 +60,9 @@ class Registry:
 
     def instances(self, name: str) -> list[Instance]:
         """Live instances of every version of the function, draining ones included."""
-        pools = [p for p in (self._pools.get(name), *self._draining) if p and p.version.name == name]
+        pools = [
+            p for p in (self._pools.get(name), *self._draining) if p and p.version.name == name
+        ]
         return [inst for pool in pools for inst in pool.instances]
 
     def reclaim(self, now: float) -> None:

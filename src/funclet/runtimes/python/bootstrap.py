@@ -13,21 +13,28 @@ Instance: imports the handler module and runs the initializer (the end of the
 cold start), says ``ready``, then serves ``invoke`` and ``pre_stop`` frames.
 """
 
+from __future__ import annotations
+
 import os
 import signal
 import socket
 import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_protocol():  # type: ignore[no-untyped-def]
+def _load_protocol() -> ModuleType:
     import importlib.util
 
     path = os.path.join(os.path.dirname(_HERE), "protocol.py")
     spec = importlib.util.spec_from_file_location("_funclet_protocol", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 
@@ -45,7 +52,7 @@ _LOG_LIMIT = 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid):  # type: ignore[no-untyped-def]
+def _die_with_parent(parent_pid: int) -> None:
     """Ask the kernel for SIGKILL when the parent dies, so nothing outlives the platform."""
     import ctypes
 
@@ -58,7 +65,7 @@ def _die_with_parent(parent_pid):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------- zygote
 
 
-def zygote(control_fd, parent_pid):  # type: ignore[no-untyped-def]
+def zygote(control_fd: int, parent_pid: int) -> None:
     import json
     import selectors
 
@@ -109,7 +116,7 @@ def zygote(control_fd, parent_pid):  # type: ignore[no-untyped-def]
             control.send(json.dumps({"type": "spawned", "sid": msg["sid"], "pid": pid}).encode())
 
 
-def _reap(control):  # type: ignore[no-untyped-def]
+def _reap(control: socket.socket) -> None:
     import json
 
     while True:
@@ -126,7 +133,7 @@ def _reap(control):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------- instance
 
 
-def _instance(spec, sock):  # type: ignore[no-untyped-def]
+def _instance(spec: dict[str, Any], sock: socket.socket) -> None:
     import time
 
     started = time.monotonic()
@@ -142,14 +149,14 @@ def _instance(spec, sock):  # type: ignore[no-untyped-def]
 
 
 class _Credentials:
-    def __init__(self):  # type: ignore[no-untyped-def]
+    def __init__(self) -> None:
         self.access_key_id = ""
         self.access_key_secret = ""
         self.security_token = ""
 
 
 class _FunctionMeta:
-    def __init__(self, spec):  # type: ignore[no-untyped-def]
+    def __init__(self, spec: dict[str, Any]) -> None:
         self.name = spec["functionName"]
         self.handler = spec["handler"]
         self.memory = spec["memorySize"]
@@ -162,7 +169,9 @@ class _FunctionMeta:
 class Context:
     """What a handler receives beside its event (FC's Python context)."""
 
-    def __init__(self, request_id, spec, deadline_ms, logger):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, request_id: str, spec: dict[str, Any], deadline_ms: float, logger: Any
+    ) -> None:
         self.request_id = request_id
         self.function = _FunctionMeta(spec)
         self.region = spec["region"]
@@ -171,7 +180,7 @@ class Context:
         self.logger = logger
         self._deadline_ms = deadline_ms
 
-    def get_remaining_time_in_millis(self):  # type: ignore[no-untyped-def]
+    def get_remaining_time_in_millis(self) -> int:
         import time
 
         return max(0, int(self._deadline_ms - time.time() * 1000))
@@ -180,11 +189,11 @@ class Context:
 class _Log:
     """One invocation's captured output, bounded."""
 
-    def __init__(self):  # type: ignore[no-untyped-def]
-        self.parts = []
+    def __init__(self) -> None:
+        self.parts: list[str] = []
         self.size = 0
 
-    def write(self, text):  # type: ignore[no-untyped-def]
+    def write(self, text: str) -> None:
         if self.size >= _LOG_LIMIT:
             return
         self.size += len(text)
@@ -193,7 +202,7 @@ class _Log:
             text += "\n[funclet: log of this invocation cut at 1 MiB]\n"
         self.parts.append(text)
 
-    def text(self):  # type: ignore[no-untyped-def]
+    def text(self) -> str:
         return "".join(self.parts)
 
 
@@ -203,37 +212,38 @@ class _Capture:
     encoding = "utf-8"
     errors = "replace"
 
-    def __init__(self, current):  # type: ignore[no-untyped-def]
+    def __init__(self, current: threading.local) -> None:
         self._current = current
 
-    def write(self, text):  # type: ignore[no-untyped-def]
+    def write(self, text: str | bytes) -> int:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         log = getattr(self._current, "log", None) or self._current.fallback
         log.write(text)
         return len(text)
 
-    def writelines(self, lines):  # type: ignore[no-untyped-def]
+    def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
 
-    def flush(self):  # type: ignore[no-untyped-def]
+    def flush(self) -> None:
         pass
 
-    def isatty(self):  # type: ignore[no-untyped-def]
+    def isatty(self) -> bool:
         return False
 
-    def fileno(self):  # type: ignore[no-untyped-def]
+    def fileno(self) -> int:
         raise OSError("captured stream has no file descriptor")
 
-    def writable(self):  # type: ignore[no-untyped-def]
+    def writable(self) -> bool:
         return True
 
 
 class _Runtime:
-    def __init__(self, spec, sock):  # type: ignore[no-untyped-def]
+    """One instance's runtime: loads the handler, then answers frames until EOF."""
+
+    def __init__(self, spec: dict[str, Any], sock: socket.socket) -> None:
         import logging
-        import threading
 
         self.spec = spec
         self.sock = sock
@@ -245,16 +255,18 @@ class _Runtime:
         current = self.current
 
         class _RequestId(logging.Filter):
-            def filter(self, record):  # type: ignore[no-untyped-def]
+            def filter(self, record: logging.LogRecord) -> bool:
                 record.request_id = getattr(current, "request_id", "")
                 return True
 
         class _Formatter(logging.Formatter):
-            def formatTime(self, record, datefmt=None):  # type: ignore[no-untyped-def]  # noqa: N802
+            def formatTime(  # noqa: N802
+                self, record: logging.LogRecord, datefmt: str | None = None
+            ) -> str:
                 import time
 
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                return "%s.%03dZ" % (stamp, record.msecs)
+                return f"{stamp}.{int(record.msecs):03d}Z"
 
         handler = logging.StreamHandler(sys.stdout)
         handler.addFilter(_RequestId())
@@ -264,27 +276,27 @@ class _Runtime:
         root.setLevel(logging.INFO)
         self.logger = root
 
-    def send(self, header, body=b""):  # type: ignore[no-untyped-def]
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
         frame = protocol.encode(header, body)
         with self.send_lock:
             self.sock.sendall(frame)
 
     # -- cold start ---------------------------------------------------
 
-    def initialise(self, started):  # type: ignore[no-untyped-def]
+    def initialise(self, started: float) -> None:
         import time
 
         spec = self.spec
         request_id = spec.get("requestId", "")
         log = self.current.fallback
         try:
-            self.handler = _load(spec["handler"], "handler")
+            self.handler = _load(spec["handler"], "Handler")
             init = spec.get("initializer")
             pre_stop = spec.get("preStop")
-            self.pre_stop = _load(pre_stop["handler"], "preStop") if pre_stop else None
+            self.pre_stop = _load(pre_stop["handler"], "PreStop handler") if pre_stop else None
             if init:
-                initializer = _load(init["handler"], "initializer")
-                log.write("FC Initialize Start RequestId: %s\n" % request_id)
+                initializer = _load(init["handler"], "Initializer")
+                log.write(f"FC Initialize Start RequestId: {request_id}\n")
                 self.current.request_id = request_id
                 try:
                     ctx = Context(request_id, spec, time.time() * 1000 + init["timeout"] * 1000,
@@ -293,17 +305,17 @@ class _Runtime:
                 except Exception as exc:
                     raise _Failure(_user_error(exc, "Initializer failed: ")) from None
                 finally:
-                    log.write("FC Initialize End RequestId: %s\n" % request_id)
+                    log.write(f"FC Initialize End RequestId: {request_id}\n")
         except _Failure as failure:
             self.send({"type": protocol.INIT_ERROR, "error": failure.error, "log": log.text()})
-            return os._exit(0)
+            os._exit(0)
         init_ms = (time.monotonic() - started) * 1000
         self.current.fallback = _Log()
         self.send({"type": protocol.READY, "initMs": init_ms, "log": log.text()})
 
     # -- warm loop ----------------------------------------------------
 
-    def serve(self):  # type: ignore[no-untyped-def]
+    def serve(self) -> None:
         while True:
             frame = protocol.read_frame(self.sock)
             if frame is None:
@@ -315,10 +327,10 @@ class _Runtime:
             elif kind == protocol.PRE_STOP:
                 self.run_pre_stop(header)
 
-    def invoke(self, header, event):  # type: ignore[no-untyped-def]
+    def invoke(self, header: dict[str, Any], event: bytes) -> None:
         request_id = header["id"]
         log = _Log()
-        log.write("FC Invoke Start RequestId: %s\n" % request_id)
+        log.write(f"FC Invoke Start RequestId: {request_id}\n")
         current = self.current
         current.log = log
         current.request_id = request_id
@@ -329,40 +341,40 @@ class _Runtime:
             body = _to_bytes(value)
         except Exception as exc:
             error = _user_error(exc)
-            log.write("FC Invoke End RequestId: %s\n" % request_id)
+            log.write(f"FC Invoke End RequestId: {request_id}\n")
             current.log = None
             self.send({"type": protocol.ERROR, "id": request_id, "error": error,
                        "log": log.text()})
             return
-        log.write("FC Invoke End RequestId: %s\n" % request_id)
+        log.write(f"FC Invoke End RequestId: {request_id}\n")
         current.log = None
         self.send({"type": protocol.RESULT, "id": request_id, "log": log.text()}, body)
 
-    def run_pre_stop(self, header):  # type: ignore[no-untyped-def]
+    def run_pre_stop(self, header: dict[str, Any]) -> None:
         log = _Log()
         request_id = header.get("id", "")
         self.current.log = log
         self.current.request_id = request_id
         error = None
         if self.pre_stop is not None:
-            log.write("FC PreStop Start RequestId: %s\n" % request_id)
+            log.write(f"FC PreStop Start RequestId: {request_id}\n")
             ctx = Context(request_id, self.spec, header["deadline"], self.logger)
             try:
                 self.pre_stop(ctx)
             except Exception as exc:
                 error = _user_error(exc)
-            log.write("FC PreStop End RequestId: %s\n" % request_id)
+            log.write(f"FC PreStop End RequestId: {request_id}\n")
         self.current.log = None
         self.send({"type": protocol.PRE_STOP_DONE, "error": error, "log": log.text()})
 
 
 class _Failure(Exception):
-    def __init__(self, error):  # type: ignore[no-untyped-def]
+    def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(error["errorMessage"])
         self.error = error
 
 
-def _load(handler, what):  # type: ignore[no-untyped-def]
+def _load(handler: str, what: str) -> Callable[..., Any]:
     """Import ``module.function`` from the code package, or fail with a stable error code."""
     import importlib
 
@@ -370,23 +382,24 @@ def _load(handler, what):  # type: ignore[no-untyped-def]
     try:
         module = importlib.import_module(module_name)
     except SyntaxError as exc:
-        raise _Failure(_user_error(exc, "Syntax error in module '%s': " % module_name,
+        raise _Failure(_user_error(exc, f"Syntax error in module '{module_name}': ",
                                    "Runtime.UserCodeSyntaxError")) from None
     except Exception as exc:
-        raise _Failure(_user_error(exc, "Unable to import module '%s': " % module_name,
+        raise _Failure(_user_error(exc, f"Unable to import module '{module_name}': ",
                                    "Runtime.ImportModuleError")) from None
     func = getattr(module, attr, None)
     if not callable(func):
         raise _Failure({
-            "errorMessage": "%s '%s' missing on module '%s'" % (
-                what.capitalize() if what != "preStop" else "PreStop handler", attr, module_name),
+            "errorMessage": f"{what} '{attr}' missing on module '{module_name}'",
             "errorType": "Runtime.HandlerNotFound",
             "stackTrace": [],
         })
-    return func
+    return func  # type: ignore[no-any-return]
 
 
-def _user_error(exc, prefix="", error_type=None):  # type: ignore[no-untyped-def]
+def _user_error(
+    exc: BaseException, prefix: str = "", error_type: str | None = None
+) -> dict[str, Any]:
     """FC's error body, with the runtime's own frames removed from the trace."""
     import traceback
 
@@ -394,8 +407,8 @@ def _user_error(exc, prefix="", error_type=None):  # type: ignore[no-untyped-def
               if not f.filename.startswith(_HERE) and "<frozen importlib" not in f.filename]
     stack = traceback.format_list(frames)
     if isinstance(exc, SyntaxError) and exc.filename:
-        stack.append('  File "%s", line %s\n    %s\n' % (
-            exc.filename, exc.lineno, (exc.text or "").strip()))
+        code = (exc.text or "").strip()
+        stack.append(f'  File "{exc.filename}", line {exc.lineno}\n    {code}\n')
     message = str(exc)
     return {
         "errorMessage": prefix + (message or type(exc).__name__),
@@ -404,7 +417,7 @@ def _user_error(exc, prefix="", error_type=None):  # type: ignore[no-untyped-def
     }
 
 
-def _to_bytes(value):  # type: ignore[no-untyped-def]
+def _to_bytes(value: Any) -> bytes:
     if value is None:
         return b""
     if isinstance(value, (bytes, bytearray, memoryview)):
