@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,24 +160,28 @@ def invoke(
         raise CliError(f"{error_type}: {detail.get('errorType')}: {detail.get('errorMessage')}")
 
 
+def _functions(client: Client, prefix: str = "") -> Iterator[dict[str, Any]]:
+    """Every function (whose name starts with ``prefix``), following ``nextToken``."""
+    token = None
+    while True:
+        params = {"prefix": prefix, "limit": 100, **({"nextToken": token} if token else {})}
+        page = client.json("GET", "/functions", params=params)
+        yield from page["functions"]
+        token = page.get("nextToken")
+        if not token:
+            return
+
+
 @app.command("ls")
 def list_functions(
     prefix: Annotated[str, typer.Option(help="Only names starting with this.")] = "",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """List functions."""
-    client = Client(endpoint)
     table = Table("name", "runtime", "handler", "memory", "timeout", "modified")
-    token = None
-    while True:
-        params = {"prefix": prefix, "limit": 100, **({"nextToken": token} if token else {})}
-        page = client.json("GET", "/functions", params=params)
-        for fn in page["functions"]:
-            table.add_row(fn["functionName"], fn["runtime"], fn["handler"],
-                          f"{fn['memorySize']} MB", f"{fn['timeout']} s", fn["lastModifiedTime"])
-        token = page.get("nextToken")
-        if not token:
-            break
+    for fn in _functions(Client(endpoint), prefix):
+        table.add_row(fn["functionName"], fn["runtime"], fn["handler"],
+                      f"{fn['memorySize']} MB", f"{fn['timeout']} s", fn["lastModifiedTime"])
     out.print(table)
 
 
@@ -254,10 +259,7 @@ def instances(
 ) -> None:
     """List instances: live ones, then recently stopped ones with their stop reason."""
     client = Client(endpoint)
-    names = [name] if name else [
-        f["functionName"]
-        for f in client.json("GET", "/functions", params={"limit": 100})["functions"]
-    ]
+    names = [name] if name else [f["functionName"] for f in _functions(client)]
     table = Table("function", "instance", "state", "stop reason", "created", "destroyed")
     for fn in names:
         for inst in client.json("GET", f"/functions/{fn}/instances")["instances"]:
