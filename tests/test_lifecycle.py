@@ -73,14 +73,28 @@ def test_initializer_failure_fails_the_invocation_and_the_next_gets_a_new_instan
     assert second.headers["x-funclet-instance-id"] != first.headers["x-funclet-instance-id"]
 
 
-def test_initializer_timeout_fails_the_invocation(client: httpx.Client, tmp_path: Path) -> None:
-    name = deploy(client, {"index.py": HOOKS}, timeout=1,
+def test_initializer_runs_under_its_own_timeout(client: httpx.Client, tmp_path: Path) -> None:
+    name = deploy(client, {"index.py": HOOKS}, timeout=60,
                   instanceLifecycleConfig=_lifecycle(init_timeout=1),
                   environmentVariables={"INIT_MODE": "slow", "MARKER": str(tmp_path / "m")})
     r = invoke(client, name)
     assert r.headers["x-fc-error-type"] == "UnhandledInvocationError"
     assert r.json()["errorType"] == "InitializationTimeout"
-    assert "timed out" in r.json()["errorMessage"]
+    assert r.json()["errorMessage"] == "Initializer timed out after 1 seconds"
+    assert r.headers["x-funclet-start-kind"] == "cold"
+
+
+def test_slow_module_code_is_bounded_by_the_function_timeout(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        import time
+        time.sleep(30)
+
+        def handler(event, context):
+            return "never"
+    """}, timeout=1)
+    r = invoke(client, name)
+    assert r.json()["errorType"] == "InitializationTimeout"
+    assert "timed out after 1 seconds" in r.json()["errorMessage"]
 
 
 def test_idle_instance_is_reclaimed_after_keep_alive_running_pre_stop_first(

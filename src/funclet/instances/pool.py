@@ -120,22 +120,13 @@ class Pool:
             self._forget(inst, StopReason.START_FAILED)
             raise InitializationError(str(exc), "Runtime.StartFailed") from exc
         self._processes[inst.instance_id] = process
-        budget = cfg.timeout + (cfg.initializer.timeout if cfg.initializer else 0)
-        try:
-            header, _ = await self._await(process, process.channel.expect(INIT), budget)
-        except _Expired:
-            self._kill(inst, StopReason.START_FAILED)
-            raise InitializationError(
-                f"Instance initialization timed out after {budget} seconds",
-                "InitializationTimeout",
-            ) from None
-        except ChannelClosed:
-            code = await _exit_code(process)
-            self._kill(inst, StopReason.START_FAILED)
-            raise InitializationError(
-                f"Process exited unexpectedly during initialization (exit code {code})",
-                "Runtime.ExitError",
-            ) from None
+        # Imports and module code get the function's timeout; the initializer its own.
+        header = await self._init_step(inst, process, cfg.timeout,
+                                       "Instance initialization (imports and module code)")
+        if header["type"] == protocol.INITIALIZING:
+            assert cfg.initializer is not None
+            header = await self._init_step(inst, process, cfg.initializer.timeout,
+                                           "Initializer")
         if header["type"] == protocol.INIT_ERROR:
             self._kill(inst, StopReason.START_FAILED)
             err = header["error"]
@@ -146,6 +137,26 @@ class Pool:
         init_ms = (time.perf_counter() - started) * 1000
         log.debug("Cold start of instance %s took %.1f ms.", inst.instance_id, init_ms)
         return Lease(inst, process, StartKind.COLD, init_ms, header.get("log", ""))
+
+    async def _init_step(
+        self, inst: Instance, process: SandboxProcess, timeout: float, what: str
+    ) -> dict[str, Any]:
+        """Wait for the next start-up frame, within ``timeout``."""
+        try:
+            header, _ = await self._await(process.channel.expect(INIT), timeout)
+        except _Expired:
+            self._kill(inst, StopReason.START_FAILED)
+            raise InitializationError(
+                f"{what} timed out after {timeout:g} seconds", "InitializationTimeout"
+            ) from None
+        except ChannelClosed:
+            code = await _exit_code(process)
+            self._kill(inst, StopReason.START_FAILED)
+            raise InitializationError(
+                f"Process exited unexpectedly during initialization (exit code {code})",
+                "Runtime.ExitError",
+            ) from None
+        return header  # type: ignore[no-any-return]
 
     async def run(self, lease: Lease, request_id: str, event: bytes) -> Reply:
         """Run one invocation on the leased instance, within the function's timeout."""
@@ -158,7 +169,7 @@ class Pool:
                  "deadline": int((time.time() + timeout) * 1000)},
                 event,
             )
-            header, body = await self._await(lease.process, reply, timeout)
+            header, body = await self._await(reply, timeout)
         except _Expired:
             self._kill(lease.instance, StopReason.TIMED_OUT)
             raise FunctionTimeout(timeout) from None
@@ -222,7 +233,7 @@ class Pool:
             with contextlib.suppress(ChannelClosed, _Expired):
                 process.channel.send({"type": protocol.PRE_STOP, "id": inst.instance_id,
                                       "deadline": int((time.time() + hook.timeout) * 1000)})
-                header, _ = await self._await(process, reply, hook.timeout)
+                header, _ = await self._await(reply, hook.timeout)
                 if header.get("log"):
                     log.info("preStop of instance %s logged:\n%s", inst.instance_id,
                              header["log"].rstrip())
@@ -244,9 +255,7 @@ class Pool:
     # -- helpers -----------------------------------------------------------
 
     @staticmethod
-    async def _await(
-        process: SandboxProcess, fut: asyncio.Future[Any], timeout: float
-    ) -> Any:
+    async def _await(fut: asyncio.Future[Any], timeout: float) -> Any:
         """Await a reply, or raise ``_Expired`` past ``timeout`` (no task per call)."""
         def expire() -> None:
             if not fut.done():

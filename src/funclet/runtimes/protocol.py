@@ -6,7 +6,8 @@ object with a ``type`` key, then the body bytes (the event or the result, never
 re-encoded). ``docs/runtimes.md`` describes the messages.
 
 Platform → instance: ``invoke`` {id, deadline} + event, ``pre_stop`` {}.
-Instance → platform: ``ready`` {initMs, log}, ``init_error`` {error, log},
+Instance → platform: ``initializing`` {} (the initializer starts now),
+``ready`` {initMs, log}, ``init_error`` {error, log},
 ``result`` {id, log} + body, ``error`` {id, error, log}, ``pre_stop_done`` {log}.
 
 The zygote's control socket is a SEQPACKET socket: one JSON object a packet,
@@ -24,6 +25,7 @@ PREFIX = struct.Struct("!II")
 
 INVOKE = "invoke"
 PRE_STOP = "pre_stop"
+INITIALIZING = "initializing"
 READY = "ready"
 INIT_ERROR = "init_error"
 RESULT = "result"

@@ -15,6 +15,7 @@ _PREFIX_SIZE = protocol.PREFIX.size
 # Replies that are not matched by request id.
 INIT = "init"
 _KEY_OF_TYPE = {
+    protocol.INITIALIZING: INIT,
     protocol.READY: INIT,
     protocol.INIT_ERROR: INIT,
     protocol.PRE_STOP_DONE: protocol.PRE_STOP,
@@ -38,7 +39,7 @@ class Channel(asyncio.Protocol):
     def __init__(self) -> None:
         self._buf = bytearray()
         self._waiters: dict[str, asyncio.Future[Frame]] = {}
-        self._early: dict[str, Frame] = {}  # init/pre_stop replies that beat expect()
+        self._early: dict[str, list[Frame]] = {}  # init/pre_stop frames that beat expect()
         self._transport: asyncio.Transport | None = None
         self.is_closed = False
 
@@ -48,8 +49,9 @@ class Channel(asyncio.Protocol):
     def expect(self, key: str) -> asyncio.Future[Frame]:
         """A future for the reply with ``key``; register it before sending the request."""
         fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        if key in self._early:
-            fut.set_result(self._early.pop(key))
+        early = self._early.get(key)
+        if early:
+            fut.set_result(early.pop(0))
         elif self.is_closed:
             fut.set_exception(ChannelClosed("instance is gone"))
         else:
@@ -83,7 +85,7 @@ class Channel(asyncio.Protocol):
                 if not fut.done():
                     fut.set_result((header, body))
             elif kind is not None:
-                self._early[key] = (header, body)
+                self._early.setdefault(key, []).append((header, body))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True

@@ -296,6 +296,7 @@ class _Runtime:
             self.pre_stop = _load(pre_stop["handler"], "PreStop handler") if pre_stop else None
             if init:
                 initializer = _load(init["handler"], "Initializer")
+                self.send({"type": protocol.INITIALIZING})
                 log.write(f"FC Initialize Start RequestId: {request_id}\n")
                 self.current.request_id = request_id
                 try:
