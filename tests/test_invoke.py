@@ -292,3 +292,35 @@ def test_json_error_body_is_parseable_for_non_ascii_messages(client: httpx.Clien
     """})
     body = json.loads(invoke(client, name).content)
     assert body["errorMessage"] == "échec"
+
+
+def test_instance_concurrency_runs_invocations_side_by_side_on_one_instance(
+    client: httpx.Client,
+) -> None:
+    import concurrent.futures
+
+    name = deploy(client, {"index.py": """
+        import threading, time
+
+        barrier = threading.Barrier(3, timeout=10)
+
+        def handler(event, context):
+            if event == b"warm-up":
+                return "ready"
+            print("in", context.request_id)
+            barrier.wait()  # only passes when three invocations run at once
+            return context.request_id
+    """}, instanceConcurrency=3)
+    assert invoke(client, name, b"warm-up").text == "ready"  # a cold start, then three at once
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        responses = list(pool.map(lambda _: invoke(
+            client, name, **{"x-fc-log-type": "Tail"}), range(3)))
+    assert all("x-fc-error-type" not in r.headers for r in responses), responses[0].text
+    assert {r.headers["x-funclet-instance-id"] for r in responses} == {
+        responses[0].headers["x-funclet-instance-id"]}
+    for r in responses:
+        rid = r.headers["x-fc-request-id"]
+        assert r.text == rid
+        log = base64.b64decode(r.headers["x-fc-log-result"]).decode()
+        assert f"in {rid}" in log
+        assert log.count("\nin ") == 1  # each invocation's log holds only its own output

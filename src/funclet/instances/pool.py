@@ -290,6 +290,7 @@ class Pool:
             "handler": cfg.handler,
             "memorySize": cfg.memory_size,
             "timeout": cfg.timeout,
+            "instanceConcurrency": cfg.instance_concurrency,
             "region": env["FC_REGION"],
             "accountId": env["FC_ACCOUNT_ID"],
             "codeDir": self.version.code_dir,

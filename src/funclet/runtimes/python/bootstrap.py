@@ -317,6 +317,17 @@ class _Runtime:
     # -- warm loop ----------------------------------------------------
 
     def serve(self) -> None:
+        """Answer frames until the platform closes the socket.
+
+        With instance concurrency above 1, handlers run on a thread pool of that size,
+        each thread with its own captured log; otherwise inline, on this thread.
+        """
+        run: Callable[..., Any] = lambda fn, *args: fn(*args)  # noqa: E731
+        concurrency = self.spec.get("instanceConcurrency", 1)
+        if concurrency > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            run = ThreadPoolExecutor(concurrency, thread_name_prefix="handler").submit
         while True:
             frame = protocol.read_frame(self.sock)
             if frame is None:
@@ -324,7 +335,7 @@ class _Runtime:
             header, body = frame
             kind = header["type"]
             if kind == protocol.INVOKE:
-                self.invoke(header, body)
+                run(self.invoke, header, body)
             elif kind == protocol.PRE_STOP:
                 self.run_pre_stop(header)
 
