@@ -149,6 +149,10 @@ REFUSED_PACKAGES = {
     "symlink outside": (make_zip(HELLO, symlinks={"link": "../../etc/passwd"}),
                         "outside the package"),
     "absolute symlink": (make_zip(HELLO, symlinks={"link": "/etc/passwd"}), "absolute path"),
+    "write through a symlink chain": (
+        make_zip({**HELLO, "sub/up/PWNED": "x"}, symlinks={"sub/l": "..", "sub/up": "l/.."}),
+        "which is a symlink"),
+    "file under a file": (make_zip({**HELLO, "a": "1", "a/b": "2"}), "which is a file"),
     "too big unpacked": (make_zip({**HELLO, "big.bin": b"\0" * (21 * 1024 * 1024)}),
                          "over the limit"),
     "compression ratio": (make_zip({**HELLO, "zeros.bin": b"\0" * (5 * 1024 * 1024)}),

@@ -42,6 +42,9 @@ def _zip(
     ({"ok.py": b""}, {"l": "/etc/passwd"}, "absolute"),
     ({"big": b"\0" * (11 * 1024 * 1024)}, None, "over the limit"),
     ({"ratio": b"\0" * (2 * 1024 * 1024)}, None, "compression ratio"),
+    ({"ok.py": b""}, {"sub/l": "..", "sub/up": "l/.."}, "through another symlink"),
+    ({"sub/up/x": b""}, {"sub/up": ".."}, "inside 'sub/up', which is a symlink"),
+    ({"a": b"1", "a/b": b"2"}, None, "inside 'a', which is a file"),
 ])
 def test_inspect_refuses_escapes_and_bombs(
     entries: dict[str, bytes], links: dict[str, str] | None, message: str
@@ -67,3 +70,19 @@ def test_unpack_keeps_executable_bits_and_links(tmp_path: Path) -> None:
     assert (tmp_path / "bin/run").stat().st_mode & 0o111
     assert (tmp_path / "link").is_symlink()
     assert (tmp_path / "link").resolve() == (tmp_path / "bin/run").resolve()
+
+
+def test_inspect_refuses_duplicate_entries() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, pytest.warns(UserWarning):
+        zf.writestr("index.py", "a")
+        zf.writestr("index.py", "b")
+    with pytest.raises(InvalidCodePackage, match="more than once"):
+        inspect(buf.getvalue(), LIMITS)
+
+
+def test_link_chains_inside_the_package_are_fine(tmp_path: Path) -> None:
+    data = _zip({"real/f.py": b"x"}, {"a": "real", "b": "a"})
+    inspect(data, LIMITS)
+    unpack(data, str(tmp_path))
+    assert (tmp_path / "b").resolve() == (tmp_path / "real").resolve()

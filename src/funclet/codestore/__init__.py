@@ -52,12 +52,7 @@ class CodeStore:
         return str(self._unpacked / checksum)
 
     def _put(self, data: bytes, package: Package) -> str:
-        zipped = self._packages / f"{package.checksum}.zip"
-        if not zipped.exists():
-            fd, tmp = tempfile.mkstemp(dir=self._packages, suffix=".part")
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, zipped)
+        # Unpack first: a package that cannot be unpacked is not stored at all.
         dest = self._unpacked / package.checksum
         if not dest.exists():
             staging = tempfile.mkdtemp(dir=self._unpacked, prefix=".unpack-")
@@ -69,4 +64,10 @@ class CodeStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 if not dest.exists():  # else another deploy of the same hash won the race
                     raise InvalidCodePackage(f"code package could not be unpacked: {exc}") from exc
+        zipped = self._packages / f"{package.checksum}.zip"
+        if not zipped.exists():
+            fd, tmp = tempfile.mkstemp(dir=self._packages, suffix=".part")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, zipped)
         return str(dest)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import posixpath
 import shutil
 import stat
 import zipfile
@@ -55,18 +54,24 @@ def inspect(data: bytes, limits: Limits) -> Inspected:
     except (zipfile.BadZipFile, ValueError) as exc:
         raise InvalidCodePackage(f"code.zipFile is not a valid zip archive ({exc})") from None
     with archive:
-        files: set[str] = set()
+        kinds: dict[str, str] = {}
+        links: dict[str, str] = {}
         total = 0
         compressed = 0
         for info in archive.infolist():
             path = _normalise(info.filename)
             total += info.file_size
             compressed += info.compress_size
-            if _is_symlink(info):
-                target = archive.read(info).decode("utf-8", "replace")
-                _check_link(path, target)
-            if not info.is_dir() and path:
-                files.add(path)
+            if not path:
+                continue
+            kind = "symlink" if _is_symlink(info) else "dir" if info.is_dir() else "file"
+            if path in kinds and not (kind == "dir" == kinds[path]):
+                raise InvalidCodePackage(f"code package has '{path}' more than once")
+            kinds[path] = kind
+            if kind == "symlink" and info.file_size <= 4096:
+                links[path] = archive.read(info).decode("utf-8", "replace")
+            elif kind == "symlink":
+                raise InvalidCodePackage(f"symlink '{path}' has a target over 4096 bytes")
         if total > limits.max_unpacked:
             raise InvalidCodePackage(
                 f"code package unpacks to {total} bytes, over the limit of "
@@ -77,19 +82,51 @@ def inspect(data: bytes, limits: Limits) -> Inspected:
                 f"code package compression ratio {total // max(compressed, 1)}:1 is over the "
                 f"limit of {limits.max_ratio}:1 (a zip bomb?)"
             )
-    return Inspected(frozenset(files), total)
+    for path in kinds:
+        for parent in _parents(path):
+            if kinds.get(parent, "dir") != "dir":
+                raise InvalidCodePackage(
+                    f"code package entry '{path}' is inside '{parent}', which is a "
+                    f"{kinds[parent]}, not a folder"
+                )
+    for path, target in links.items():
+        _check_link(path, target, kinds)
+    return Inspected(frozenset(p for p, k in kinds.items() if k != "dir"), total)
 
 
-def _check_link(path: str, target: str) -> None:
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _check_link(path: str, target: str, kinds: dict[str, str]) -> None:
+    """A link must resolve inside the package without passing through another link."""
     if target.startswith("/"):
         raise InvalidCodePackage(f"symlink '{path}' points to an absolute path '{target}'")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-    if resolved == ".." or resolved.startswith("../"):
-        raise InvalidCodePackage(f"symlink '{path}' points outside the package ('{target}')")
+    stack = path.split("/")[:-1]
+    parts = [p for p in target.split("/") if p not in ("", ".")]
+    for i, part in enumerate(parts):
+        if part == "..":
+            if not stack:
+                raise InvalidCodePackage(
+                    f"symlink '{path}' points outside the package ('{target}')"
+                )
+            stack.pop()
+            continue
+        stack.append(part)
+        if i < len(parts) - 1 and kinds.get("/".join(stack)) == "symlink":
+            raise InvalidCodePackage(
+                f"symlink '{path}' goes through another symlink ('{target}')"
+            )
 
 
 def unpack(data: bytes, dest: str) -> None:
-    """Unpack an inspected package into the empty folder ``dest``."""
+    """Unpack an inspected package into the empty folder ``dest``.
+
+    Folders and files first, symlinks last, files opened with ``O_NOFOLLOW | O_EXCL``:
+    nothing is ever written through a link.
+    """
+    links: list[tuple[str, str]] = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for info in archive.infolist():
             path = _normalise(info.filename)
@@ -101,9 +138,12 @@ def unpack(data: bytes, dest: str) -> None:
                 continue
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if _is_symlink(info):
-                os.symlink(archive.read(info).decode("utf-8"), target)
+                links.append((archive.read(info).decode("utf-8"), target))
                 continue
-            with archive.open(info) as src, open(target, "wb") as out:
+            mode = 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            with archive.open(info) as src, os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
-            mode = (info.external_attr >> 16) & 0o777
-            os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+            os.chmod(target, mode)
+    for link_target, link in links:
+        os.symlink(link_target, link)
