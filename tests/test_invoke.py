@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from tests.helpers import API, deploy, invoke
+from tests.helpers import API, deploy, invoke, wait_for
 
 ECHO = {
     "index.py": """
@@ -324,3 +324,54 @@ def test_instance_concurrency_runs_invocations_side_by_side_on_one_instance(
         log = base64.b64decode(r.headers["x-fc-log-result"]).decode()
         assert f"in {rid}" in log
         assert log.count("\nin ") == 1  # each invocation's log holds only its own output
+
+
+def test_an_instance_killed_while_idle_is_never_handed_out_warm(client: httpx.Client) -> None:
+    import os
+    import signal
+
+    name = deploy(client, {"index.py": """
+        import os
+
+        def handler(event, context):
+            return str(os.getpid())
+    """})
+    first = invoke(client, name)
+    os.kill(int(first.text), signal.SIGKILL)
+
+    def stopped() -> bool:
+        items = client.get(f"{API}/functions/{name}/instances").json()["instances"]
+        return any(i["instanceId"] == first.headers["x-funclet-instance-id"]
+                   and i["stopReason"] == "crashed" for i in items)
+
+    wait_for(stopped)
+    after = invoke(client, name)
+    assert "x-fc-error-type" not in after.headers, after.text
+    assert after.headers["x-funclet-start-kind"] == "cold"
+
+
+def test_output_of_threads_the_handler_starts_lands_in_its_log(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        import threading
+
+        def handler(event, context):
+            t = threading.Thread(target=lambda: print("from a thread"))
+            t.start()
+            t.join()
+            return "ok"
+    """})
+    r = invoke(client, name, **{"x-fc-log-type": "Tail"})
+    assert r.text == "ok", r.text
+    assert "from a thread" in base64.b64decode(r.headers["x-fc-log-result"]).decode()
+
+
+def test_undecodable_output_does_not_break_the_instance(client: httpx.Client) -> None:
+    name = deploy(client, {"index.py": """
+        def handler(event, context):
+            print("bad \\udcff bytes")
+            return "still fine"
+    """})
+    first = invoke(client, name, **{"x-fc-log-type": "Tail"})
+    assert first.text == "still fine"
+    assert "bad ? bytes" in base64.b64decode(first.headers["x-fc-log-result"]).decode()
+    assert invoke(client, name).headers["x-funclet-start-kind"] == "warm"

@@ -52,3 +52,30 @@ def test_functions_survive_a_restart(tmp_path: Path) -> None:
             assert old["state"] == "stopped" and old["stopReason"] == "shutdown"
     finally:
         stop_server(server)
+
+
+def test_sigterm_gives_running_invocations_a_bounded_grace(tmp_path: Path) -> None:
+    import threading
+
+    server = start_server(tmp_path, FUNCLET_SHUTDOWN_GRACE_SECONDS="1")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        name = deploy(client, {"index.py": """
+            import time
+
+            def handler(event, context):
+                time.sleep(float(event or 0))
+                return "done"
+        """})
+        assert invoke(client, name).text == "done"
+        answers: list[httpx.Response] = []
+        slow = threading.Thread(target=lambda: answers.append(invoke(client, name, b"60")))
+        slow.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        stop_server(server)  # asserts nothing is left behind
+        assert time.monotonic() - started < 10
+        slow.join(10)
+    (answer,) = answers
+    assert answer.status_code == 503
+    assert answer.json()["Code"] == "ServiceUnavailable"
+    assert "Traceback" not in server.log()

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
 
     keep_alive_seconds: float = Field(180.0, gt=0)
     reclaim_interval_seconds: float = Field(1.0, gt=0)
+    shutdown_grace_seconds: int = Field(30, ge=0)
     python_interpreters: dict[str, str] = Field(default_factory=dict)
     log_level: str = "info"
 

@@ -6,7 +6,8 @@
     │   │   └── InvalidCodePackage  400, the zip is unusable (not a zip, traversal, bomb, …)
     │   ├── FunctionNotFound        404
     │   ├── FunctionAlreadyExists   409
-    │   └── PayloadTooLarge         413
+    │   ├── PayloadTooLarge         413
+    │   └── ShuttingDown            503, the platform stopped while the call ran
     └── InvocationError             the function ran (or tried to) and failed: FC's
         │                           {"errorMessage", "errorType", "stackTrace"} body
         ├── HandlerError            the handler raised; the user's own error type
@@ -66,6 +67,16 @@ class FunctionAlreadyExists(ApiError):
 class PayloadTooLarge(ApiError):
     code = "EntityTooLarge"
     status = 413
+
+
+class ShuttingDown(ApiError):
+    code = "ServiceUnavailable"
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "funclet is shutting down: the invocation was stopped after the grace period"
+        )
 
 
 class InvocationError(FuncletError):

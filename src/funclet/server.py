@@ -31,6 +31,9 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
         http="httptools",
         lifespan="on",
         access_log=False,
+        # On SIGTERM, running invocations get this long; then they are cancelled and
+        # their instances killed.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         log_level=settings.log_level,
     )
     server = uvicorn.Server(config)

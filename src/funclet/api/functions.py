@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.responses import fc_time, int_param, json_body, json_response
+from funclet.api.responses import fc_time, int_param, json_body, json_response, new_request_id
 from funclet.errors import ApiError, InvalidArgument
 from funclet.instances.instance import Instance
 from funclet.instances.state import FC_STATUS, InstanceState
@@ -113,7 +113,8 @@ async def list_instances(request: Request) -> Response:
     items = [_instance_json(i) for i in live]
     if include_stopped:
         items += [_instance_json(r) for r in stored if r["state"] == "stopped"]
-    return json_response({"instances": items[:limit], "requestId": ""})
+    request_id = new_request_id()
+    return json_response({"instances": items[:limit], "requestId": request_id}, 200, request_id)
 
 
 def invocation_json(rec: dict[str, Any], with_log: bool) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,7 +11,7 @@ from starlette.routing import Route
 
 from funclet.api.functions import PREFIX
 from funclet.api.responses import error_response, new_request_id
-from funclet.errors import ApiError, InvalidArgument, PayloadTooLarge
+from funclet.errors import ApiError, InvalidArgument, PayloadTooLarge, ShuttingDown
 from funclet.instances.state import StartKind
 from funclet.logs import tail
 from funclet.platform import Platform
@@ -17,7 +19,7 @@ from funclet.platform import Platform
 
 async def invoke_function(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    request_id = request.headers.get("x-fc-request-id") or new_request_id()
+    request_id = new_request_id()
     try:
         mode = request.headers.get("x-fc-invocation-type", "Sync")
         if mode.lower() != "sync":
@@ -28,6 +30,9 @@ async def invoke_function(request: Request) -> Response:
         out = await platform.invoker.invoke(request.path_params["name"], event, request_id)
     except ApiError as exc:
         return error_response(exc, request_id)
+    except asyncio.CancelledError:
+        # Shutdown's grace period is over; the instance is already killed. Tell the caller.
+        return error_response(ShuttingDown(), request_id)
     headers = {
         "x-fc-request-id": request_id,
         "x-fc-code-checksum": out.code_checksum,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -109,6 +110,9 @@ class Pool:
         except InvocationError as exc:
             exc.instance_id = inst.instance_id
             raise
+        except BaseException:  # cancelled mid-start: the half-started instance goes
+            self._kill(inst, StopReason.START_FAILED)
+            raise
 
     async def _initialise(self, inst: Instance, request_id: str) -> Lease:
         """Fetch a process from the sandbox and wait until its runtime says ``ready``."""
@@ -120,6 +124,7 @@ class Pool:
             self._forget(inst, StopReason.START_FAILED)
             raise InitializationError(str(exc), "Runtime.StartFailed") from exc
         self._processes[inst.instance_id] = process
+        process.channel.on_close = functools.partial(self._lost, inst)
         # Imports and module code get the function's timeout; the initializer its own.
         header = await self._init_step(inst, process, cfg.timeout,
                                        "Instance initialization (imports and module code)")
@@ -133,6 +138,11 @@ class Pool:
             error = InitializationError(err["errorMessage"], err["errorType"], err["stackTrace"])
             error.log = header.get("log", "")
             raise error
+        if inst.state is not InstanceState.STARTING:
+            raise InitializationError(
+                f"The instance was stopped while it started ({inst.stop_reason})",
+                "Runtime.StartInterrupted",
+            )
         inst.begin()
         init_ms = (time.perf_counter() - started) * 1000
         log.debug("Cold start of instance %s took %.1f ms.", inst.instance_id, init_ms)
@@ -173,6 +183,10 @@ class Pool:
         except _Expired:
             self._kill(lease.instance, StopReason.TIMED_OUT)
             raise FunctionTimeout(timeout) from None
+        except asyncio.CancelledError:
+            # Nobody waits for this invocation any more (shutdown): its instance goes.
+            self._kill(lease.instance, StopReason.SHUTDOWN)
+            raise
         except ChannelClosed:
             code = await _exit_code(lease.process)
             self._kill(lease.instance, StopReason.CRASHED)
@@ -186,6 +200,14 @@ class Pool:
             error.log = header.get("log", "")
             raise error
         return Reply(body, header.get("log", ""))
+
+    def _lost(self, inst: Instance) -> None:
+        """The instance's process went away on its own (killed, crashed) while not running
+        an invocation; forget it so that it is never handed out as warm."""
+        if inst.in_flight == 0 and inst.state in (InstanceState.IDLE, InstanceState.DRAINING):
+            log.warning("Instance %s of %s exited while idle.", inst.instance_id,
+                        inst.function_name)
+            self._kill(inst, StopReason.CRASHED)
 
     def release(self, lease: Lease) -> None:
         inst = lease.instance

@@ -43,7 +43,14 @@ def discover(overrides: dict[str, str] | None = None) -> dict[str, Runtime]:
                 break
     for name, path in (overrides or {}).items():
         found[name] = Runtime(name, "python", path)
-    return dict(sorted(found.items()))
+    return dict(sorted(found.items(), key=lambda kv: _version_key(kv[0])))
+
+
+def _version_key(name: str) -> tuple[str, tuple[int, ...]]:
+    """``python3.9`` before ``python3.10``."""
+    prefix = name.rstrip("0123456789.")
+    digits = name[len(prefix):]
+    return prefix, tuple(int(p) for p in digits.split(".") if p.isdigit())
 
 
 def _candidates(minor: int) -> list[str]:

@@ -35,7 +35,8 @@ PRE_STOP_DONE = "pre_stop_done"
 
 def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
     """One frame: prefix, JSON header, body."""
-    raw = json.dumps(header, separators=(",", ":")).encode()
+    # Lone surrogates (undecodable bytes a handler printed) become "?": always valid UTF-8.
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
     return PREFIX.pack(len(raw), len(body)) + raw + body
 
 

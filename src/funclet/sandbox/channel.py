@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ _KEY_OF_TYPE = {
 }
 
 Frame = tuple[dict[str, Any], bytes]
+log = logging.getLogger(__name__)
 
 
 class ChannelClosed(ConnectionError):
@@ -42,6 +45,7 @@ class Channel(asyncio.Protocol):
         self._early: dict[str, list[Frame]] = {}  # init/pre_stop frames that beat expect()
         self._transport: asyncio.Transport | None = None
         self.is_closed = False
+        self.on_close: Callable[[], None] | None = None  # told when the instance goes away
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -75,7 +79,12 @@ class Channel(asyncio.Protocol):
             end = _PREFIX_SIZE + header_len + body_len
             if len(buf) < end:
                 return
-            header = orjson.loads(memoryview(buf)[_PREFIX_SIZE : _PREFIX_SIZE + header_len])
+            try:
+                header = orjson.loads(memoryview(buf)[_PREFIX_SIZE : _PREFIX_SIZE + header_len])
+            except orjson.JSONDecodeError:
+                log.error("An instance sent a frame that is not valid JSON; closing it.")
+                self.close()
+                return
             body = bytes(buf[_PREFIX_SIZE + header_len : end])
             del buf[:end]
             kind = _KEY_OF_TYPE.get(header["type"])
@@ -93,6 +102,8 @@ class Channel(asyncio.Protocol):
         for fut in waiters.values():
             if not fut.done():
                 fut.set_exception(ChannelClosed("instance is gone"))
+        if self.on_close is not None:
+            self.on_close()
 
     def close(self) -> None:
         if self._transport is not None:

@@ -18,6 +18,7 @@ import orjson
 from funclet.sandbox.channel import Channel
 
 log = logging.getLogger(__name__)
+_SPAWN_TIMEOUT = 10.0
 
 
 class ZygoteFailed(RuntimeError):
@@ -55,7 +56,7 @@ class Zygote:
         self._proc: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._spawns: dict[int, asyncio.Future[int]] = {}
+        self._spawns: dict[int, asyncio.Future[tuple[int, asyncio.Future[int]]]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._next_sid = 0
         self._stopping = False
@@ -100,19 +101,18 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._next_sid += 1
         sid = self._next_sid
-        spawned: asyncio.Future[int] = loop.create_future()
+        spawned: asyncio.Future[tuple[int, asyncio.Future[int]]] = loop.create_future()
         self._spawns[sid] = spawned
         try:
             packet = orjson.dumps({"type": "spawn", "sid": sid, "spec": spec})
             socket.send_fds(self._control, [packet], [theirs.fileno()])
-        except OSError as exc:
-            self._spawns.pop(sid, None)
-            ours.close()
-            raise ZygoteFailed(f"runtime {self.name} refused a spawn: {exc}") from exc
-        finally:
             theirs.close()
-        pid = await spawned
-        exited = self._exits.setdefault(pid, loop.create_future())
+            pid, exited = await asyncio.wait_for(spawned, _SPAWN_TIMEOUT)
+        except (OSError, TimeoutError, ZygoteFailed) as exc:
+            self._spawns.pop(sid, None)
+            theirs.close()
+            ours.close()
+            raise ZygoteFailed(f"runtime {self.name} could not fork an instance: {exc}") from exc
         _, channel = await loop.connect_accepted_socket(Channel, ours)
         return SandboxProcess(pid, channel, exited)
 
@@ -131,15 +131,16 @@ class Zygote:
             msg = orjson.loads(data)
             kind = msg["type"]
             if kind == "spawned":
+                # The exit future exists before any 'exited' for this pid is read.
+                exit_fut = asyncio.get_running_loop().create_future()
+                self._exits[msg["pid"]] = exit_fut
                 fut = self._spawns.pop(msg["sid"], None)
                 if fut is not None and not fut.done():
-                    fut.set_result(msg["pid"])
+                    fut.set_result((msg["pid"], exit_fut))
             elif kind == "exited":
-                loop = asyncio.get_running_loop()
-                exit_fut = self._exits.setdefault(msg["pid"], loop.create_future())
-                if not exit_fut.done():
-                    exit_fut.set_result(msg["code"])
-                self._exits.pop(msg["pid"], None)
+                exited = self._exits.pop(msg["pid"], None)
+                if exited is not None and not exited.done():
+                    exited.set_result(msg["code"])
             elif kind == "zygote_ready" and self._ready and not self._ready.done():
                 self._ready.set_result(None)
 

@@ -108,6 +108,7 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 os.setpgid(0, 0)
                 _die_with_parent(me)
                 try:
+                    os.set_inheritable(fds[0], False)  # not into the user's subprocesses
                     _instance(msg["spec"], socket.socket(fileno=fds[0]))
                 finally:
                     os._exit(0)
@@ -207,8 +208,13 @@ class _Log:
 
 
 class _Capture:
-    """Stands in for sys.stdout/sys.stderr: routes writes to the current invocation's log."""
+    """Stands in for sys.stdout/sys.stderr: routes writes to the current invocation's log.
 
+    A thread with no invocation of its own (one the user started) writes to
+    ``fallback``: the log of the invocation that started last.
+    """
+
+    fallback = _Log()
     encoding = "utf-8"
     errors = "replace"
 
@@ -218,7 +224,7 @@ class _Capture:
     def write(self, text: str | bytes) -> int:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        log = getattr(self._current, "log", None) or self._current.fallback
+        log = getattr(self._current, "log", None) or _Capture.fallback
         log.write(text)
         return len(text)
 
@@ -249,7 +255,6 @@ class _Runtime:
         self.sock = sock
         self.send_lock = threading.Lock()
         self.current = threading.local()
-        self.current.fallback = _Log()
         sys.stdout = _Capture(self.current)
         sys.stderr = _Capture(self.current)
         current = self.current
@@ -288,7 +293,7 @@ class _Runtime:
 
         spec = self.spec
         request_id = spec.get("requestId", "")
-        log = self.current.fallback
+        log = _Capture.fallback
         try:
             self.handler = _load(spec["handler"], "Handler")
             init = spec.get("initializer")
@@ -311,7 +316,7 @@ class _Runtime:
             self.send({"type": protocol.INIT_ERROR, "error": failure.error, "log": log.text()})
             os._exit(0)
         init_ms = (time.monotonic() - started) * 1000
-        self.current.fallback = _Log()
+        _Capture.fallback = _Log()
         self.send({"type": protocol.READY, "initMs": init_ms, "log": log.text()})
 
     # -- warm loop ----------------------------------------------------
@@ -346,7 +351,7 @@ class _Runtime:
         current = self.current
         current.log = log
         current.request_id = request_id
-        current.fallback = log
+        _Capture.fallback = log
         ctx = Context(request_id, self.spec, header["deadline"], self.logger)
         try:
             value = self.handler(event, ctx)
