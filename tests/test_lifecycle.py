@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from funclet.packaging import read_manifest, zip_dir
+from tests.conftest import Server
 from tests.helpers import API, b64, deploy, invoke, unique, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,3 +175,17 @@ def test_lifecycle_example_runs(client: httpx.Client) -> None:
 def test_hello_example_runs(client: httpx.Client) -> None:
     name = _deploy_example(client, "hello")
     assert invoke(client, name, b'{"name": "tests"}').text == "hello, tests!"
+
+
+def test_a_cold_start_fetches_and_unpacks_the_package_when_its_folder_is_gone(
+    client: httpx.Client, server: Server,
+) -> None:
+    import shutil
+
+    name = deploy(client, {"index.py": f"# {unique()}\ndef handler(e, c):\n    return 'back'\n"})
+    checksum = client.get(f"{API}/functions/{name}").json()["codeChecksum"]
+    unpacked = server.data_dir / "code" / "unpacked" / checksum
+    shutil.rmtree(unpacked)
+    r = invoke(client, name)
+    assert r.text == "back" and r.headers["x-funclet-start-kind"] == "cold"
+    assert (unpacked / "index.py").exists()

@@ -65,7 +65,7 @@ class Functions:
         if package is not None:
             files = package.files
         else:
-            files = _files_of(self._code.code_dir(current.code_checksum))
+            files = _files_of(await self._code.fetch(current.code_checksum))
         self._check_handlers(config, files)
         if data is not None and package is not None:
             await self._code.put(data, package)
@@ -101,10 +101,9 @@ class Functions:
             self._registry.deploy(self._version(row))
         return rows
 
-    def _version(self, row: FunctionRow) -> FunctionVersion:
-        return FunctionVersion(
-            row.config, row.revision, row.code_checksum, self._code.code_dir(row.code_checksum)
-        )
+    @staticmethod
+    def _version(row: FunctionRow) -> FunctionVersion:
+        return FunctionVersion(row.config, row.revision, row.code_checksum)
 
     def _check_runtime(self, config: FunctionConfig) -> None:
         if config.runtime not in self._runtimes:

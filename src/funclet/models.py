@@ -73,7 +73,6 @@ class FunctionVersion:
     config: FunctionConfig
     revision: int
     code_checksum: str
-    code_dir: str
 
     @property
     def name(self) -> str:

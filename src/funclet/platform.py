@@ -43,7 +43,8 @@ class Platform:
             "HOME": "/tmp",
         }
         self.registry = Registry(
-            self.sandbox, base_env, settings.keep_alive_seconds, self.recorder.instance
+            self.sandbox, self.code.fetch, base_env, settings.keep_alive_seconds,
+            self.recorder.instance,
         )
         self.admission = Admission()
         self.invoker = Invoker(self.registry, self.admission, self.recorder)

@@ -13,7 +13,11 @@ from pathlib import Path
 from funclet.codestore.archive import Inspected, Limits, inspect, unpack
 from funclet.errors import InvalidCodePackage, PayloadTooLarge
 
-__all__ = ["CodeStore", "Package"]
+__all__ = ["CodeMissing", "CodeStore", "Package"]
+
+
+class CodeMissing(FileNotFoundError):
+    """A deployed function's package is not in the code store (deleted by hand?)."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,35 @@ class CodeStore:
         """Store and unpack a checked package (once per hash); returns its code folder."""
         return await asyncio.to_thread(self._put, data, package)
 
-    def code_dir(self, checksum: str) -> str:
-        return str(self._unpacked / checksum)
+    async def fetch(self, checksum: str) -> str:
+        """The package's unpacked folder, unpacking the stored zip first if it is missing.
+
+        The first step of a cold start; a folder that exists costs one ``stat``.
+        """
+        dest = self._unpacked / checksum
+        if dest.is_dir():
+            return str(dest)
+        zipped = self._packages / f"{checksum}.zip"
+        try:
+            data = await asyncio.to_thread(zipped.read_bytes)
+        except FileNotFoundError:
+            raise CodeMissing(f"code package {checksum} is missing from the code store") from None
+        return await asyncio.to_thread(self._unpack, data, checksum)
 
     def _put(self, data: bytes, package: Package) -> str:
         # Unpack first: a package that cannot be unpacked is not stored at all.
-        dest = self._unpacked / package.checksum
+        dest = self._unpack(data, package.checksum)
+        zipped = self._packages / f"{package.checksum}.zip"
+        if not zipped.exists():
+            fd, tmp = tempfile.mkstemp(dir=self._packages, suffix=".part")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, zipped)
+        return dest
+
+    def _unpack(self, data: bytes, checksum: str) -> str:
+        """Unpack into a staging folder, then rename it into place (atomic, once per hash)."""
+        dest = self._unpacked / checksum
         if not dest.exists():
             staging = tempfile.mkdtemp(dir=self._unpacked, prefix=".unpack-")
             try:
@@ -64,10 +91,4 @@ class CodeStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 if not dest.exists():  # else another deploy of the same hash won the race
                     raise InvalidCodePackage(f"code package could not be unpacked: {exc}") from exc
-        zipped = self._packages / f"{package.checksum}.zip"
-        if not zipped.exists():
-            fd, tmp = tempfile.mkstemp(dir=self._packages, suffix=".part")
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, zipped)
         return str(dest)

@@ -14,7 +14,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from funclet.sandbox.channel import INIT
 log = logging.getLogger(__name__)
 
 InstanceListener = Callable[[Instance], None]
+CodeFetcher = Callable[[str], Awaitable[str]]  # checksum -> unpacked code folder
 _GRACEFUL = frozenset({StopReason.RECLAIMED, StopReason.UNDEPLOYED, StopReason.SHUTDOWN,
                        StopReason.EVICTED})
 
@@ -71,11 +72,13 @@ class Pool:
         self,
         version: FunctionVersion,
         sandbox: Sandbox,
+        fetch_code: CodeFetcher,
         base_env: dict[str, str],
         on_change: InstanceListener,
     ) -> None:
         self.version = version
         self._sandbox = sandbox
+        self._fetch_code = fetch_code
         self._base_env = base_env
         self._on_change = on_change
         self._instances: dict[str, Instance] = {}
@@ -115,11 +118,13 @@ class Pool:
             raise
 
     async def _initialise(self, inst: Instance, request_id: str) -> Lease:
-        """Fetch a process from the sandbox and wait until its runtime says ``ready``."""
+        """The cold start: fetch the code, fork the process, wait for the runtime's ``ready``."""
         cfg = self.version.config
         started = time.perf_counter()
         try:
-            process = await self._sandbox.create(cfg.runtime, self._spec(inst, request_id))
+            code_dir = await self._fetch_code(self.version.code_checksum)
+            process = await self._sandbox.create(cfg.runtime,
+                                                 self._spec(inst, request_id, code_dir))
         except (ZygoteFailed, OSError) as exc:
             self._forget(inst, StopReason.START_FAILED)
             raise InitializationError(str(exc), "Runtime.StartFailed") from exc
@@ -289,7 +294,7 @@ class Pool:
         finally:
             handle.cancel()
 
-    def _spec(self, inst: Instance, request_id: str) -> dict[str, Any]:
+    def _spec(self, inst: Instance, request_id: str, code_dir: str) -> dict[str, Any]:
         cfg = self.version.config
         env = {
             **self._base_env,
@@ -298,7 +303,7 @@ class Pool:
             "FC_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
             "FC_FUNCTION_TIMEOUT": str(cfg.timeout),
             "FC_INSTANCE_ID": inst.instance_id,
-            "FC_FUNC_CODE_PATH": self.version.code_dir,
+            "FC_FUNC_CODE_PATH": code_dir,
             **cfg.environment,
         }
         hooks = {}
@@ -315,7 +320,7 @@ class Pool:
             "instanceConcurrency": cfg.instance_concurrency,
             "region": env["FC_REGION"],
             "accountId": env["FC_ACCOUNT_ID"],
-            "codeDir": self.version.code_dir,
+            "codeDir": code_dir,
             "requestId": request_id,
             "env": env,
             **hooks,

@@ -9,7 +9,7 @@ import time
 from funclet.errors import FunctionNotFound
 from funclet.instances.instance import Instance
 from funclet.instances.keepalive import expired
-from funclet.instances.pool import InstanceListener, Pool
+from funclet.instances.pool import CodeFetcher, InstanceListener, Pool
 from funclet.instances.state import StopReason
 from funclet.models import FunctionVersion
 from funclet.sandbox import Sandbox
@@ -27,11 +27,13 @@ class Registry:
     def __init__(
         self,
         sandbox: Sandbox,
+        fetch_code: CodeFetcher,
         base_env: dict[str, str],
         keep_alive: float,
         on_change: InstanceListener,
     ) -> None:
         self._sandbox = sandbox
+        self._fetch_code = fetch_code
         self._base_env = base_env
         self._keep_alive = keep_alive
         self._on_change = on_change
@@ -49,7 +51,9 @@ class Registry:
         old = self._pools.get(version.name)
         if old is not None and old.version == version:
             return
-        self._pools[version.name] = Pool(version, self._sandbox, self._base_env, self._on_change)
+        self._pools[version.name] = Pool(
+            version, self._sandbox, self._fetch_code, self._base_env, self._on_change
+        )
         if old is not None:
             self._retire(old)
 
