@@ -5,6 +5,9 @@
     │   ├── InvalidArgument         400, bad input; nothing was stored
     │   │   └── InvalidCodePackage  400, the zip is unusable (not a zip, traversal, bomb, …)
     │   ├── FunctionNotFound        404
+    │   ├── InvocationNotFound      404
+    │   ├── RouteNotFound           404, no such API
+    │   ├── MethodNotAllowed        405
     │   ├── FunctionAlreadyExists   409
     │   ├── PayloadTooLarge         413
     │   └── ShuttingDown            503, the platform stopped while the call ran
@@ -54,6 +57,24 @@ class FunctionNotFound(ApiError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"function '{name}' does not exist")
+
+
+class InvocationNotFound(ApiError):
+    code = "InvocationNotFound"
+    status = 404
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no invocation with request id '{request_id}'")
+
+
+class RouteNotFound(ApiError):
+    code = "NotFound"
+    status = 404
+
+
+class MethodNotAllowed(ApiError):
+    code = "MethodNotAllowed"
+    status = 405
 
 
 class FunctionAlreadyExists(ApiError):

@@ -14,20 +14,10 @@ from starlette.routing import Route
 
 from funclet.api import functions, invoke
 from funclet.api.responses import error_response, json_response
-from funclet.errors import ApiError
+from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
 from funclet.platform import Platform
 
 log = logging.getLogger(__name__)
-
-
-class _NotFound(ApiError):
-    code = "NotFound"
-    status = 404
-
-
-class _MethodNotAllowed(ApiError):
-    code = "MethodNotAllowed"
-    status = 405
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -39,8 +29,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-        return error_response(_MethodNotAllowed(message))
-    return error_response(_NotFound(f"no such API: {request.method} {request.url.path}"))
+        return error_response(MethodNotAllowed(message))
+    return error_response(RouteNotFound(f"no such API: {request.method} {request.url.path}"))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from funclet.api.responses import fc_time, int_param, json_body, json_response, new_request_id
-from funclet.errors import ApiError, InvalidArgument
+from funclet.errors import InvalidArgument, InvocationNotFound
 from funclet.instances.instance import Instance
 from funclet.instances.state import FC_STATUS, InstanceState
 from funclet.platform import Platform
@@ -170,14 +170,6 @@ async def get_invocation(request: Request) -> Response:
     if rec is None or rec["function_name"] != name:
         raise InvocationNotFound(request_id)
     return json_response(invocation_json(rec, True))
-
-
-class InvocationNotFound(ApiError):
-    code = "InvocationNotFound"
-    status = 404
-
-    def __init__(self, request_id: str) -> None:
-        super().__init__(f"no invocation with request id '{request_id}'")
 
 
 def _encode_token(value: str) -> str:
