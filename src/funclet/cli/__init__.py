@@ -143,8 +143,9 @@ def invoke(
         "POST", f"/functions/{name}/invocations", content=event, headers=headers
     )
     if log and response.headers.get("x-fc-log-result"):
-        err.print(base64.b64decode(response.headers["x-fc-log-result"]).decode(errors="replace"),
-                  end="", markup=False, highlight=False)
+        sys.stderr.write(base64.b64decode(response.headers["x-fc-log-result"]).decode(
+            errors="replace"))
+        sys.stderr.flush()
     sys.stdout.buffer.write(response.content)
     if response.content and not response.content.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
