@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_compression_ratio: int = 200
     max_sync_payload: int = 32 * MB
 
+    max_instances: int = Field(100, ge=1)
+    max_queue_length: int = Field(10_000, ge=0)
+    max_queue_wait_seconds: float | None = Field(None, ge=0)  # None: the function's timeout
     keep_alive_seconds: float = Field(180.0, gt=0)
     reclaim_interval_seconds: float = Field(1.0, gt=0)
     shutdown_grace_seconds: int = Field(30, ge=0)

@@ -10,6 +10,7 @@
     │   ├── MethodNotAllowed        405
     │   ├── FunctionAlreadyExists   409
     │   ├── PayloadTooLarge         413
+    │   ├── Throttled               429, a limit was reached and the wait ran out
     │   └── ShuttingDown            503, the platform stopped while the call ran
     └── InvocationError             the function ran (or tried to) and failed: FC's
         │                           {"errorMessage", "errorType", "stackTrace"} body
@@ -88,6 +89,13 @@ class FunctionAlreadyExists(ApiError):
 class PayloadTooLarge(ApiError):
     code = "EntityTooLarge"
     status = 413
+
+
+class Throttled(ApiError):
+    """No instance could be had within the wait bound; the message names the limit."""
+
+    code = "ResourceExhausted"
+    status = 429
 
 
 class ShuttingDown(ApiError):

@@ -18,6 +18,7 @@ from funclet.errors import (
     InvalidCodePackage,
 )
 from funclet.instances.registry import Registry
+from funclet.invoker.admission import Admission
 from funclet.models import FunctionConfig, FunctionVersion, handler_modules, parse_config
 from funclet.runtimes import Runtime
 from funclet.store import FunctionRow, Store
@@ -36,11 +37,13 @@ class Functions:
         code: CodeStore,
         registry: Registry,
         runtimes: dict[str, Runtime],
+        admission: Admission,
     ) -> None:
         self._store = store
         self._code = code
         self._registry = registry
         self._runtimes = runtimes
+        self._admission = admission
 
     async def create(self, body: dict[str, Any]) -> FunctionRow:
         config = parse_config(body)
@@ -84,6 +87,33 @@ class Functions:
     async def delete(self, name: str) -> None:
         await self._store.delete_function(name)
         self._registry.undeploy(name)
+        self._admission.set_reserved(name, None)
+
+    async def set_reserved_concurrency(self, name: str, body: dict[str, Any]) -> int:
+        """FC's PutConcurrencyConfig: cap the function and reserve that many slots."""
+        await self.get(name)
+        value = body.get("reservedConcurrency")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgument("reservedConcurrency must be an integer >= 0")
+        most = self._admission.reservable(name)
+        if value > most:
+            raise InvalidArgument(
+                f"reservedConcurrency {value} is more than this function can reserve: "
+                f"{most} (the account's {self._admission.max_instances} instances minus "
+                f"what other functions reserve)"
+            )
+        await self._store.set_reserved_concurrency(name, value)
+        self._admission.set_reserved(name, value)
+        return value
+
+    async def reserved_concurrency(self, name: str) -> int | None:
+        await self.get(name)
+        return self._admission.reserved.get(name)
+
+    async def clear_reserved_concurrency(self, name: str) -> None:
+        await self.get(name)
+        await self._store.set_reserved_concurrency(name, None)
+        self._admission.set_reserved(name, None)
 
     async def get(self, name: str) -> FunctionRow:
         row = await self._store.get_function(name)
@@ -99,6 +129,8 @@ class Functions:
         rows = await self._store.list_functions()
         for row in rows:
             self._registry.deploy(self._version(row))
+        for name, reserved in (await self._store.reserved_concurrency()).items():
+            self._admission.set_reserved(name, reserved)
         return rows
 
     @staticmethod

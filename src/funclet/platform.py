@@ -11,7 +11,9 @@ from funclet.codestore import CodeStore
 from funclet.codestore.archive import Limits
 from funclet.config import Settings
 from funclet.functions import Functions
+from funclet.instances.instance import Instance
 from funclet.instances.registry import Registry
+from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
 from funclet.runtimes import discover
@@ -42,14 +44,27 @@ class Platform:
             "LANG": "C.UTF-8",
             "HOME": "/tmp",
         }
+        self.admission = Admission(
+            settings.max_instances,
+            settings.max_queue_length,
+            evict=lambda allow: self.registry.evict_idle(allow),
+        )
         self.registry = Registry(
             self.sandbox, self.code.fetch, base_env, settings.keep_alive_seconds,
-            self.recorder.instance,
+            self._instance_changed, self.admission.offer_room,
         )
-        self.admission = Admission()
-        self.invoker = Invoker(self.registry, self.admission, self.recorder)
-        self.functions = Functions(self.store, self.code, self.registry, self.runtimes)
+        self.invoker = Invoker(
+            self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds
+        )
+        self.functions = Functions(
+            self.store, self.code, self.registry, self.runtimes, self.admission
+        )
         self._reclaimer: asyncio.Task[None] | None = None
+
+    def _instance_changed(self, inst: Instance) -> None:
+        self.recorder.instance(inst)
+        if inst.state is InstanceState.STOPPED:
+            self.admission.release_slot(inst.function_name)
 
     @property
     def default_runtime(self) -> str:

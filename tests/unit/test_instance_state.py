@@ -16,6 +16,8 @@ def _instance(concurrency: int = 1) -> Instance:
 def test_a_cold_start_goes_starting_busy_idle_and_stops_once() -> None:
     inst = _instance()
     inst.begin()
+    assert (inst.state, inst.in_flight, inst.has_room) == (S.STARTING, 1, False)
+    inst.started()
     assert (inst.state, inst.in_flight, inst.has_room) == (S.BUSY, 1, False)
     inst.end()
     assert (inst.state, inst.in_flight, inst.has_room) == (S.IDLE, 0, True)
@@ -29,7 +31,8 @@ def test_a_cold_start_goes_starting_busy_idle_and_stops_once() -> None:
 def test_instance_concurrency_keeps_an_instance_busy_until_all_end() -> None:
     inst = _instance(concurrency=2)
     inst.begin()
-    assert inst.has_room
+    assert inst.has_room  # a second invocation may join it while it starts
+    inst.started()
     inst.begin()
     assert not inst.has_room
     inst.end()
@@ -52,7 +55,8 @@ def test_illegal_transitions_raise(start: InstanceState, target: InstanceState) 
 
 def test_a_draining_instance_has_no_room() -> None:
     inst = _instance()
-    inst.ready()
+    inst.started()
+    assert inst.state is S.IDLE
     inst.drain()
     assert not inst.has_room
 

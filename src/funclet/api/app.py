@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api import functions, invoke
+from funclet.api import configs, functions, invoke
 from funclet.api.responses import error_response, json_response
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
 from funclet.platform import Platform
@@ -56,6 +56,7 @@ def build_app(platform: Platform) -> Starlette:
         routes=[
             *invoke.routes,
             *functions.routes,
+            *configs.routes,
             Route("/healthz", _health, methods=["GET"]),
         ],
         exception_handlers={

@@ -19,11 +19,15 @@ from funclet.store import FunctionRow
 PREFIX = "/2023-03-30"
 
 
-def function_json(platform: Platform, row: FunctionRow) -> dict[str, Any]:
+def function_arn(platform: Platform, name: str) -> str:
     s = platform.settings
+    return f"acs:fc:{s.region}:{s.account_id}:functions/{name}"
+
+
+def function_json(platform: Platform, row: FunctionRow) -> dict[str, Any]:
     return {
         **row.config.to_fc(),
-        "functionArn": f"acs:fc:{s.region}:{s.account_id}:functions/{row.name}",
+        "functionArn": function_arn(platform, row.name),
         "functionId": row.function_id,
         "codeChecksum": row.code_checksum,
         "codeSize": row.code_size,

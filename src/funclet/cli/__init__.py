@@ -43,13 +43,18 @@ def serve(
     examples: Annotated[
         Path | None, typer.Option(help="Deploy each folder here that has a function.json.")
     ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option(help="Account-wide limit of running instances [default: 100].")
+    ] = None,
 ) -> None:
     """Run the platform (API, instances, everything) in the foreground."""
     from funclet.config import load_settings
     from funclet.server import serve as run
 
     try:
-        settings = load_settings(host=host, port=port, data_dir=data_dir)
+        settings = load_settings(
+            host=host, port=port, data_dir=data_dir, max_instances=max_instances
+        )
     except ValueError as exc:
         raise CliError(f"invalid configuration: {exc}") from None
     run(settings, examples)

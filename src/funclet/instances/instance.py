@@ -13,6 +13,8 @@ from funclet.instances.state import (
     StopReason,
 )
 
+_OPEN = (InstanceState.STARTING, InstanceState.IDLE, InstanceState.BUSY)
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -45,18 +47,19 @@ class Instance:
 
     @property
     def has_room(self) -> bool:
-        return self.state in (InstanceState.IDLE, InstanceState.BUSY) and (
-            self.in_flight < self.concurrency
-        )
+        """May take one more invocation (a starting one takes it once it is ready)."""
+        return self.state in _OPEN and self.in_flight < self.concurrency
 
     @property
     def fc_status(self) -> str:
         return FC_STATUS[self.state]
 
     def begin(self) -> None:
-        """An invocation starts on this instance."""
-        if self.state is not InstanceState.BUSY:
+        """An invocation is placed on this instance (if starting, it runs once ready)."""
+        if self.state is InstanceState.IDLE:
             self._move(InstanceState.BUSY)
+        elif self.state not in _OPEN:
+            raise IllegalTransition(f"instance {self.instance_id}: begin() while {self.state}")
         self.in_flight += 1
 
     def end(self) -> None:
@@ -66,10 +69,10 @@ class Instance:
         if self.in_flight == 0 and self.state is InstanceState.BUSY:
             self._move(InstanceState.IDLE)
 
-    def ready(self) -> None:
-        """The cold start finished; the instance waits for work."""
+    def started(self) -> None:
+        """The cold start finished: busy with the invocations placed on it, else idle."""
         self.last_used = time.monotonic()
-        self._move(InstanceState.IDLE)
+        self._move(InstanceState.BUSY if self.in_flight else InstanceState.IDLE)
 
     def drain(self) -> None:
         """Take no new invocations; stop once the running ones finish."""

@@ -35,6 +35,8 @@ from funclet.sandbox.channel import INIT
 log = logging.getLogger(__name__)
 
 InstanceListener = Callable[[Instance], None]
+# (function, lend, evict-or-None) -> True when the room was taken; see Admission.offer_room.
+RoomListener = Callable[[str, Callable[[], "Lease"], Callable[[], None] | None], bool]
 CodeFetcher = Callable[[str], Awaitable[str]]  # checksum -> unpacked code folder
 _GRACEFUL = frozenset({StopReason.RECLAIMED, StopReason.UNDEPLOYED, StopReason.SHUTDOWN,
                        StopReason.EVICTED})
@@ -51,6 +53,7 @@ class Lease:
     instance: Instance
     process: SandboxProcess
     start_kind: StartKind
+    pool: Pool
     init_ms: float = 0.0
     init_log: str = ""
 
@@ -75,14 +78,17 @@ class Pool:
         fetch_code: CodeFetcher,
         base_env: dict[str, str],
         on_change: InstanceListener,
+        on_room: RoomListener,
     ) -> None:
         self.version = version
+        self._on_room = on_room
         self._sandbox = sandbox
         self._fetch_code = fetch_code
         self._base_env = base_env
         self._on_change = on_change
         self._instances: dict[str, Instance] = {}
         self._processes: dict[str, SandboxProcess] = {}
+        self._starting: dict[str, asyncio.Future[SandboxProcess]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.draining = False
 
@@ -90,32 +96,65 @@ class Pool:
     def instances(self) -> list[Instance]:
         return list(self._instances.values())
 
-    async def acquire(self, request_id: str) -> Lease:
-        """An instance for one invocation: warm if one has room, else a cold start."""
-        # Most recently used first, so surplus instances go idle and get reclaimed.
+    def try_warm(self) -> Lease | None:
+        """A warm instance with room, most recently used first (so that surplus
+        instances go idle and get reclaimed); ``None`` when every instance is full."""
         best: Instance | None = None
         for inst in self._instances.values():
-            if inst.has_room and (best is None or inst.last_used > best.last_used):
+            if (inst.has_room and inst.state is not InstanceState.STARTING
+                    and (best is None or inst.last_used > best.last_used)):
                 best = inst
-        if best is not None:
-            best.begin()
-            return Lease(best, self._processes[best.instance_id], StartKind.WARM)
-        return await self._cold_start(request_id)
+        return self._lend(best) if best is not None else None
 
-    async def _cold_start(self, request_id: str) -> Lease:
+    async def join_starting(self) -> Lease | None:
+        """Ride on an instance that is still starting and will have room (instance
+        concurrency): wait for its cold start instead of starting another one."""
+        for inst in self._instances.values():
+            started = self._starting.get(inst.instance_id)
+            if started is not None and inst.has_room:
+                inst.begin()
+                try:
+                    process = await asyncio.shield(started)
+                except InvocationError as exc:  # its start failed: so does this invocation
+                    raise InitializationError(exc.message, exc.error_type,
+                                              exc.stack_trace) from None
+                except asyncio.CancelledError:
+                    if inst.state is not InstanceState.STOPPED:
+                        inst.end()
+                    raise
+                return Lease(inst, process, StartKind.WARM, self)
+        return None
+
+    def _lend(self, inst: Instance) -> Lease:
+        inst.begin()
+        return Lease(inst, self._processes[inst.instance_id], StartKind.WARM, self)
+
+    async def cold_start(self, request_id: str) -> Lease:
+        """Start a new instance for this invocation. The caller holds its admission slot."""
         cfg = self.version.config
         inst = Instance(new_instance_id(), cfg.name, self.version.revision,
                         cfg.instance_concurrency)
+        inst.begin()
         self._instances[inst.instance_id] = inst
+        started = asyncio.get_running_loop().create_future()
+        started.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unused
+        self._starting[inst.instance_id] = started
         self._on_change(inst)
         try:
-            return await self._initialise(inst, request_id)
+            lease = await self._initialise(inst, request_id)
         except InvocationError as exc:
             exc.instance_id = inst.instance_id
+            started.set_exception(exc)
             raise
         except BaseException:  # cancelled mid-start: the half-started instance goes
             self._kill(inst, StopReason.START_FAILED)
+            started.set_exception(InstanceCrashed("The instance's start was cancelled",
+                                                  "Runtime.StartInterrupted"))
             raise
+        finally:
+            del self._starting[inst.instance_id]
+        started.set_result(lease.process)
+        return lease
 
     async def _initialise(self, inst: Instance, request_id: str) -> Lease:
         """The cold start: fetch the code, fork the process, wait for the runtime's ``ready``."""
@@ -148,10 +187,10 @@ class Pool:
                 f"The instance was stopped while it started ({inst.stop_reason})",
                 "Runtime.StartInterrupted",
             )
-        inst.begin()
+        inst.started()
         init_ms = (time.perf_counter() - started) * 1000
         log.debug("Cold start of instance %s took %.1f ms.", inst.instance_id, init_ms)
-        return Lease(inst, process, StartKind.COLD, init_ms, header.get("log", ""))
+        return Lease(inst, process, StartKind.COLD, self, init_ms, header.get("log", ""))
 
     async def _init_step(
         self, inst: Instance, process: SandboxProcess, timeout: float, what: str
@@ -221,6 +260,17 @@ class Pool:
         inst.end()
         if inst.in_flight == 0 and (self.draining or inst.state is InstanceState.DRAINING):
             self._stop_later(inst, StopReason.UNDEPLOYED)
+        elif inst.has_room:
+            idle = inst.in_flight == 0
+            self._on_room(
+                inst.function_name,
+                functools.partial(self._lend, inst),
+                functools.partial(self.evict, inst) if idle else None,
+            )
+
+    def evict(self, inst: Instance) -> None:
+        """Stop an idle instance to give its slot to another function's invocation."""
+        self._stop_later(inst, StopReason.EVICTED)
 
     def reclaim(self, victims: list[Instance]) -> None:
         """Stop idle instances past their keep-alive (chosen by ``keepalive.expired``)."""

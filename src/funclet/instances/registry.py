@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from funclet.errors import FunctionNotFound
 from funclet.instances.instance import Instance
 from funclet.instances.keepalive import expired
-from funclet.instances.pool import CodeFetcher, InstanceListener, Pool
-from funclet.instances.state import StopReason
+from funclet.instances.pool import CodeFetcher, InstanceListener, Pool, RoomListener
+from funclet.instances.state import InstanceState, StopReason
 from funclet.models import FunctionVersion
 from funclet.sandbox import Sandbox
 
@@ -31,12 +32,14 @@ class Registry:
         base_env: dict[str, str],
         keep_alive: float,
         on_change: InstanceListener,
+        on_room: RoomListener,
     ) -> None:
         self._sandbox = sandbox
         self._fetch_code = fetch_code
         self._base_env = base_env
         self._keep_alive = keep_alive
         self._on_change = on_change
+        self._on_room = on_room
         self._pools: dict[str, Pool] = {}
         self._draining: set[Pool] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -52,7 +55,8 @@ class Registry:
         if old is not None and old.version == version:
             return
         self._pools[version.name] = Pool(
-            version, self._sandbox, self._fetch_code, self._base_env, self._on_change
+            version, self._sandbox, self._fetch_code, self._base_env, self._on_change,
+            self._on_room,
         )
         if old is not None:
             self._retire(old)
@@ -68,6 +72,22 @@ class Registry:
             p for p in (self._pools.get(name), *self._draining) if p and p.version.name == name
         ]
         return [inst for pool in pools for inst in pool.instances]
+
+    def evict_idle(self, allow: Callable[[str], bool]) -> bool:
+        """Evict the least recently used idle instance of a function ``allow`` accepts."""
+        best: tuple[Pool, Instance] | None = None
+        for pool in (*self._pools.values(), *self._draining):
+            if not allow(pool.version.name):
+                continue
+            for inst in pool.instances:
+                if inst.state is InstanceState.IDLE and (
+                    best is None or inst.last_used < best[1].last_used
+                ):
+                    best = (pool, inst)
+        if best is None:
+            return False
+        best[0].evict(best[1])
+        return True
 
     def reclaim(self, now: float) -> None:
         for pool in self._pools.values():

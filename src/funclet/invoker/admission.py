@@ -1,29 +1,234 @@
-"""Admission: may this invocation run now? One seam, ``acquire``/``release``.
+"""Admission: may this invocation have a new instance now, or must it wait its turn?
 
-This revision admits every invocation and only counts what runs; the account
-and per-function limits, with their FIFO wait queue, come behind this same seam.
+Instance slots are the scarce thing. The account may run ``max_instances`` instances
+(starting, idle, busy or draining); a function with ``reservedConcurrency`` R owns R
+slots — no more, and nobody else's — and the rest form the pool the other functions
+share. An invocation that finds no warm instance with room asks for a slot:
+
+- granted at once when its pool has one and nobody eligible waits ahead of it;
+- else it waits in its function's FIFO queue, bounded in time and length. A slot that
+  frees goes to the *oldest* eligible waiter of any function (so one hot function
+  cannot starve another's waiters), and room that frees on an instance goes to the
+  oldest waiter of that function, handed over directly (nobody barges in between).
+
+When the shared pool is full but holds idle instances, the least recently used one is
+evicted to make room. Past the wait bound, the queue bound, or with
+``reservedConcurrency`` 0, the invocation is throttled (429, which limit said).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from funclet.errors import Throttled
+
+
+@dataclass(eq=False)
+class _Waiter:
+    function: str
+    seq: int
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+SLOT = None  # what a waiter receives when it is granted a new-instance slot
 
 
 class Admission:
-    """Counts running invocations, per function and in all."""
+    """Slot accounting and the wait queue (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.running: Counter[str] = Counter()
-        self.total = 0
+    def __init__(
+        self,
+        max_instances: int,
+        max_queue: int,
+        evict: Callable[[Callable[[str], bool]], bool],
+    ) -> None:
+        self.max_instances = max_instances
+        self.max_queue = max_queue
+        self._evict = evict  # stop one idle instance whose function passes the filter
+        self.live: Counter[str] = Counter()  # slots held, per function
+        self.reserved: dict[str, int] = {}
+        self._queues: dict[str, deque[_Waiter]] = {}
+        self._waiting = 0
+        self._seq = itertools.count()
 
-    async def acquire(self, function_name: str) -> float:
-        """Admit one invocation; returns how long it waited, in ms."""
-        self.running[function_name] += 1
-        self.total += 1
-        return 0.0
+    # -- limits ----------------------------------------------------------------
 
-    def release(self, function_name: str) -> None:
-        self.running[function_name] -= 1
-        if not self.running[function_name]:
-            del self.running[function_name]
-        self.total -= 1
+    @property
+    def shared_capacity(self) -> int:
+        return self.max_instances - sum(self.reserved.values())
+
+    @property
+    def shared_used(self) -> int:
+        return sum(n for fn, n in self.live.items() if fn not in self.reserved)
+
+    def set_reserved(self, function: str, reserved: int | None) -> None:
+        """Set or clear a function's reservation; waiters may become eligible."""
+        if reserved is None:
+            self.reserved.pop(function, None)
+        else:
+            self.reserved[function] = reserved
+        self._grant()
+
+    def reservable(self, function: str) -> int:
+        """The most ``function`` may reserve: what other reservations leave."""
+        others = sum(n for fn, n in self.reserved.items() if fn != function)
+        return self.max_instances - others
+
+    def _has_slot(self, function: str) -> bool:
+        reserved = self.reserved.get(function)
+        if reserved is not None:
+            return self.live[function] < reserved
+        return self.shared_used < self.shared_capacity
+
+    # -- slots -------------------------------------------------------------------
+
+    def try_slot(self, function: str) -> bool:
+        """Take a slot now, if one is free and no eligible waiter is ahead."""
+        if self._has_slot(function) and not self._eligible_waiter_ahead(function):
+            self.live[function] += 1
+            return True
+        return False
+
+    def release_slot(self, function: str) -> None:
+        """An instance of ``function`` stopped (or a granted slot went unused)."""
+        self.live[function] -= 1
+        if self.live[function] <= 0:
+            del self.live[function]
+        self._grant()
+
+    def _eligible_waiter_ahead(self, function: str) -> bool:
+        reserved = self.reserved.get(function)
+        for fn, queue in self._queues.items():
+            if not queue:
+                continue
+            same_pool = (fn == function) if reserved is not None else fn not in self.reserved
+            if same_pool:
+                return True
+        return False
+
+    def _grant(self) -> None:
+        """Give free slots to the oldest eligible waiters, one at a time."""
+        while True:
+            best: _Waiter | None = None
+            for fn in list(self._queues):
+                head = self._head(fn)
+                if head and self._has_slot(fn) and (best is None or head.seq < best.seq):
+                    best = head
+            if best is None:
+                return
+            self._pop(best)
+            self.live[best.function] += 1
+            best.future.set_result(SLOT)
+
+    # -- room on an existing instance ----------------------------------------------
+
+    def offer_room(
+        self, function: str, lend: Callable[[], Any], evict: Callable[[], None] | None
+    ) -> bool:
+        """An instance of ``function`` has room again. Hand it to that function's oldest
+        waiter; else, if it is idle (``evict`` given) and waiters of other functions
+        are stuck on the shared pool, evict it so that its slot goes to them."""
+        waiter = self._head(function)
+        if waiter is not None:
+            self._pop(waiter)
+            waiter.future.set_result(lend())
+            return True
+        if evict is not None and function not in self.reserved and any(
+            fn not in self.reserved for fn in self._queues
+        ):
+            evict()
+            return True
+        return False
+
+    def has_waiters(self, function: str) -> bool:
+        return bool(self._queues.get(function))
+
+    # -- waiting -------------------------------------------------------------------
+
+    async def wait(self, function: str, timeout: float) -> Any:
+        """Queue until a slot (``SLOT``) or a lease on a warm instance is handed over."""
+        reserved = self.reserved.get(function)
+        if reserved == 0:
+            raise Throttled(
+                f"function '{function}' is disabled: its reservedConcurrency is 0"
+            )
+        if self._waiting >= self.max_queue:
+            raise Throttled(
+                f"the wait queue is full: {self._waiting} invocations are waiting "
+                f"(limit {self.max_queue})"
+            )
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(function, next(self._seq), loop.create_future())
+        self._queues.setdefault(function, deque()).append(waiter)
+        self._waiting += 1
+        if not self._has_slot(function):
+            self._make_room(function)
+        # The timer and the hand-offs all run on the loop: exactly one of them wins.
+        timer = loop.call_later(timeout, self._expire, waiter, timeout)
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._give_back(waiter)
+            self._pop(waiter)
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: _Waiter, timeout: float) -> None:
+        if not waiter.future.done():
+            self._pop(waiter)
+            waiter.future.set_exception(
+                Throttled(self._limit_message(waiter.function, timeout))
+            )
+
+    def _give_back(self, waiter: _Waiter) -> None:
+        """A waiter that was handed something but will not use it (it was cancelled)."""
+        got = waiter.future.result()
+        if got is SLOT:
+            self.release_slot(waiter.function)
+        else:
+            got.pool.release(got)
+
+    def _head(self, function: str) -> _Waiter | None:
+        """The oldest live waiter of ``function`` (cancelled ones are dropped)."""
+        queue = self._queues.get(function)
+        while queue and queue[0].future.done():
+            self._pop(queue[0])
+            queue = self._queues.get(function)
+        return queue[0] if queue else None
+
+    def _pop(self, waiter: _Waiter) -> None:
+        queue = self._queues.get(waiter.function)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            self._waiting -= 1
+            if not queue:
+                del self._queues[waiter.function]
+
+    def _make_room(self, function: str) -> None:
+        """Evict an idle instance from the pool ``function`` draws on, if there is one."""
+        if function in self.reserved:
+            self._evict(lambda fn: fn == function)
+        else:
+            self._evict(lambda fn: fn not in self.reserved)
+
+    def _limit_message(self, function: str, waited: float) -> str:
+        reserved = self.reserved.get(function)
+        if reserved is not None:
+            limit = f"function '{function}' reached its reservedConcurrency of {reserved} instances"
+        else:
+            limit = (
+                f"the account reached its limit of {self.max_instances} running instances"
+                + (f" ({self.shared_capacity} shared)" if self.reserved else "")
+            )
+        return f"{limit}; the invocation waited {waited:g} s for one (the wait limit)"
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting

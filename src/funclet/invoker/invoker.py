@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from funclet.errors import InvocationError
-from funclet.instances.pool import Pool
+from funclet.errors import FunctionNotFound, InvocationError
+from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
-from funclet.invoker.admission import Admission
+from funclet.invoker.admission import SLOT, Admission
 from funclet.store.recorder import InvocationRecord, Recorder
 
 
@@ -33,10 +33,17 @@ class Invocation:
 class Invoker:
     """Runs invocations through admission, a pool's instance and the recorder."""
 
-    def __init__(self, registry: Registry, admission: Admission, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        admission: Admission,
+        recorder: Recorder,
+        max_wait: float | None = None,
+    ) -> None:
         self._registry = registry
         self._admission = admission
         self._recorder = recorder
+        self._max_wait = max_wait
 
     async def invoke(
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync"
@@ -45,38 +52,60 @@ class Invoker:
         pool = self._registry.pool(function_name)
         out = Invocation(request_id, function_name, pool.version.code_checksum)
         started_ms = time.time() * 1000
-        # 2. Admission: may it run now?
-        out.queue_ms = await self._admission.acquire(function_name)
+        # 2-3. Admission and placement: a warm instance, a new one, or a wait (or 429).
         try:
-            await self._place_and_run(pool, out, event)
-        finally:
-            self._admission.release(function_name)
+            lease = await self._admit(pool, out)
+        except InvocationError as exc:  # the cold start failed
+            out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
+            out.instance_id = exc.instance_id
+        else:
+            await self._run(lease, out, event)
         # 6. The record, written off the hot path.
         self._recorder.invocation(_record(out, mode, started_ms))
         return out
 
+    async def _admit(self, pool: Pool, out: Invocation) -> Lease:
+        fn = pool.version.name
+        admission = self._admission
+        if not admission.has_waiters(fn):
+            lease = pool.try_warm() or await pool.join_starting()
+            if lease is not None:
+                return lease
+        if not admission.try_slot(fn):
+            waited = time.perf_counter()
+            limit = self._max_wait if self._max_wait is not None else pool.version.config.timeout
+            got = await admission.wait(fn, limit)
+            out.queue_ms = (time.perf_counter() - waited) * 1000
+            if got is not SLOT:
+                return got  # type: ignore[no-any-return]
+            try:  # the function may have changed (or gone) while we waited
+                pool = self._registry.pool(fn)
+            except FunctionNotFound:
+                admission.release_slot(fn)
+                raise
+            lease = pool.try_warm()  # room may have come free on the way
+            if lease is not None:
+                admission.release_slot(fn)
+                return lease
+        # The slot is ours; the new instance holds it until it stops.
+        return await pool.cold_start(out.request_id)
+
     @staticmethod
-    async def _place_and_run(pool: Pool, out: Invocation, event: bytes) -> None:
-        # 3. Placement: a warm instance, or a cold start.
-        try:
-            lease = await pool.acquire(out.request_id)
-        except InvocationError as exc:
-            out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
-            out.instance_id = exc.instance_id
-            return
+    async def _run(lease: Lease, out: Invocation, event: bytes) -> None:
         out.start_kind, out.instance_id = lease.start_kind, lease.instance.instance_id
         out.init_ms = lease.init_ms
+        out.code_checksum = lease.pool.version.code_checksum
         # 4. The run, under the function's deadline.
         run_started = time.perf_counter()
         try:
-            reply = await pool.run(lease, out.request_id, event)
+            reply = await lease.pool.run(lease, out.request_id, event)
             out.body, out.log = reply.body, lease.init_log + reply.log
         except InvocationError as exc:
             out.error, out.log = exc, lease.init_log + exc.log
         finally:
             out.duration_ms = (time.perf_counter() - run_started) * 1000
             # 5. The instance goes back to its pool (or away, if it was lost).
-            pool.release(lease)
+            lease.pool.release(lease)
 
 
 def _record(out: Invocation, mode: str, started_ms: float) -> InvocationRecord:

@@ -103,10 +103,29 @@ class Store:
 
     async def delete_function(self, name: str) -> None:
         t = schema.functions
+        c = schema.concurrency_configs
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(t).where(t.c.name == name))
+            await conn.execute(delete(c).where(c.c.function_name == name))
         if result.rowcount == 0:
             raise FunctionNotFound(name)
+
+    # -- per-function configs ----------------------------------------------------
+
+    async def set_reserved_concurrency(self, name: str, reserved: int | None) -> None:
+        c = schema.concurrency_configs
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(c).where(c.c.function_name == name))
+            if reserved is not None:
+                await conn.execute(
+                    insert(c).values(function_name=name, reserved_concurrency=reserved)
+                )
+
+    async def reserved_concurrency(self) -> dict[str, int]:
+        c = schema.concurrency_configs
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(c))
+            return {r.function_name: r.reserved_concurrency for r in rows}
 
     async def list_functions(
         self, prefix: str = "", limit: int | None = None, after: str = ""

@@ -1,4 +1,4 @@
-"""The metadata tables (SQLAlchemy Core): functions, invocations, instances."""
+"""The metadata tables (SQLAlchemy Core): functions, their configs, invocations, instances."""
 
 from __future__ import annotations
 
@@ -60,4 +60,12 @@ instances = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("destroyed_ms", BigInteger),
     Index("ix_instances_function_created", "function_name", "created_ms"),
+)
+
+# FC's per-function configs, one row each when set.
+concurrency_configs = Table(
+    "concurrency_configs",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("reserved_concurrency", Integer, nullable=False),
 )

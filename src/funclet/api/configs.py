@@ -1,0 +1,47 @@
+"""FC 3.0's per-function configs: concurrency (reservedConcurrency)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from funclet.api.functions import PREFIX, function_arn
+from funclet.api.responses import json_body, json_response
+from funclet.platform import Platform
+
+
+def _concurrency_json(platform: Platform, name: str, reserved: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"functionArn": function_arn(platform, name)}
+    if reserved is not None:
+        out["reservedConcurrency"] = reserved
+    return out
+
+
+async def put_concurrency(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    reserved = await platform.functions.set_reserved_concurrency(name, await json_body(request))
+    return json_response(_concurrency_json(platform, name, reserved))
+
+
+async def get_concurrency(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    reserved = await platform.functions.reserved_concurrency(name)
+    return json_response(_concurrency_json(platform, name, reserved))
+
+
+async def delete_concurrency(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    await platform.functions.clear_reserved_concurrency(request.path_params["name"])
+    return Response(status_code=204)
+
+
+routes = [
+    Route(f"{PREFIX}/functions/{{name}}/concurrency", put_concurrency, methods=["PUT"]),
+    Route(f"{PREFIX}/functions/{{name}}/concurrency", get_concurrency, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}/concurrency", delete_concurrency, methods=["DELETE"]),
+]
