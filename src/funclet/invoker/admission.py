@@ -54,6 +54,7 @@ class Admission:
         self.reserved: dict[str, int] = {}
         self._queues: dict[str, deque[_Waiter]] = {}
         self._waiting = 0
+        self._evicting: Counter[str] = Counter()  # evictions under way, per pool
         self._seq = itertools.count()
 
     # -- limits ----------------------------------------------------------------
@@ -79,11 +80,21 @@ class Admission:
         others = sum(n for fn, n in self.reserved.items() if fn != function)
         return self.max_instances - others
 
+    def _pool(self, function: str) -> str:
+        """Which slots ``function`` draws on: its own reservation, or the shared ones ("")."""
+        return function if function in self.reserved else ""
+
+    def _in_pool(self, function: str, pool: str) -> bool:
+        return function == pool if pool else function not in self.reserved
+
+    def _used_and_capacity(self, pool: str) -> tuple[int, int]:
+        if pool:
+            return self.live[pool], self.reserved[pool]
+        return self.shared_used, self.shared_capacity
+
     def _has_slot(self, function: str) -> bool:
-        reserved = self.reserved.get(function)
-        if reserved is not None:
-            return self.live[function] < reserved
-        return self.shared_used < self.shared_capacity
+        used, capacity = self._used_and_capacity(self._pool(function))
+        return used < capacity
 
     # -- slots -------------------------------------------------------------------
 
@@ -99,17 +110,14 @@ class Admission:
         self.live[function] -= 1
         if self.live[function] <= 0:
             del self.live[function]
+        pool = self._pool(function)
+        if self._evicting[pool] > 0:
+            self._evicting[pool] -= 1
         self._grant()
 
     def _eligible_waiter_ahead(self, function: str) -> bool:
-        reserved = self.reserved.get(function)
-        for fn, queue in self._queues.items():
-            if not queue:
-                continue
-            same_pool = (fn == function) if reserved is not None else fn not in self.reserved
-            if same_pool:
-                return True
-        return False
+        pool = self._pool(function)
+        return any(queue and self._in_pool(fn, pool) for fn, queue in self._queues.items())
 
     def _grant(self) -> None:
         """Give free slots to the oldest eligible waiters, one at a time."""
@@ -142,6 +150,7 @@ class Admission:
             fn not in self.reserved for fn in self._queues
         ):
             evict()
+            self._evicting[""] += 1
             return True
         return False
 
@@ -212,11 +221,16 @@ class Admission:
                 del self._queues[waiter.function]
 
     def _make_room(self, function: str) -> None:
-        """Evict an idle instance from the pool ``function`` draws on, if there is one."""
-        if function in self.reserved:
-            self._evict(lambda fn: fn == function)
-        else:
-            self._evict(lambda fn: fn not in self.reserved)
+        """Evict idle instances from the pool ``function`` draws on until, once they have
+        stopped, every waiter of that pool has a slot (evictions under way count)."""
+        pool = self._pool(function)
+        used, capacity = self._used_and_capacity(pool)
+        waiters = sum(len(q) for fn, q in self._queues.items() if self._in_pool(fn, pool))
+        needed = used - self._evicting[pool] + waiters - capacity
+        for _ in range(needed):
+            if not self._evict(lambda fn: self._in_pool(fn, pool)):
+                return
+            self._evicting[pool] += 1
 
     def _limit_message(self, function: str, waited: float) -> str:
         reserved = self.reserved.get(function)
