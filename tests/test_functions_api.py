@@ -239,3 +239,22 @@ def test_same_package_is_unpacked_once(client: httpx.Client, server: Server) -> 
     assert ca == cb
     unpacked = Path(server.data_dir / "code" / "unpacked")
     assert len([p for p in unpacked.iterdir() if p.name == ca]) == 1
+
+
+@pytest.mark.parametrize("name", ["a" * 300, "bad name", "bad;name", "ünïcode", "-x"])
+def test_odd_function_names_in_paths_are_400_never_500(client: httpx.Client, name: str) -> None:
+    for method, path in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/invocations"),
+                         ("GET", "/instances"), ("GET", "/invocations"),
+                         ("GET", "/concurrency")):
+        r = client.request(method, f"{API}/functions/{name}{path}", json={})
+        assert r.status_code == 400, (method, path, r.status_code, r.text)
+        assert r.json()["Code"] == "InvalidArgument"
+
+
+def test_very_long_headers_and_odd_queries_are_not_500(client: httpx.Client) -> None:
+    r = client.get(f"{API}/functions", params={"limit": "ten"})
+    assert r.status_code == 400
+    r = client.get(f"{API}/functions", params={"nextToken": "%%%"})
+    assert r.status_code == 400
+    r = client.get(f"{API}/functions", headers={"x-long": "v" * 60_000})
+    assert r.status_code in (200, 400, 431)

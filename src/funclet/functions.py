@@ -13,13 +13,18 @@ from typing import Any
 from funclet.codestore import CodeStore, Package
 from funclet.errors import (
     FunctionAlreadyExists,
-    FunctionNotFound,
     InvalidArgument,
     InvalidCodePackage,
 )
 from funclet.instances.registry import Registry
 from funclet.invoker.admission import Admission
-from funclet.models import FunctionConfig, FunctionVersion, handler_modules, parse_config
+from funclet.models import (
+    FunctionConfig,
+    FunctionVersion,
+    function_not_found,
+    handler_modules,
+    parse_config,
+)
 from funclet.runtimes import Runtime
 from funclet.store import FunctionRow, Store
 
@@ -118,7 +123,7 @@ class Functions:
     async def get(self, name: str) -> FunctionRow:
         row = await self._store.get_function(name)
         if row is None:
-            raise FunctionNotFound(name)
+            raise function_not_found(name)
         return row
 
     async def page(self, prefix: str, limit: int, after: str) -> list[FunctionRow]:

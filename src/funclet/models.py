@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from funclet.errors import InvalidArgument
+from funclet.errors import ApiError, FunctionNotFound, InvalidArgument
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -132,6 +132,16 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
             "e.g. 'index.handler'"
         )
     return config
+
+
+def function_not_found(name: str) -> ApiError:
+    """404 for a well-formed name that is not deployed; 400 for a name that never could be."""
+    if NAME_RE.match(name):
+        return FunctionNotFound(name)
+    shown = name if len(name) <= 64 else name[:64] + "…"
+    return InvalidArgument(
+        f"function name '{shown}' is invalid: 1-128 characters, letters, digits, '_' and '-'"
+    )
 
 
 def handler_modules(config: FunctionConfig) -> list[tuple[str, str]]:

@@ -182,7 +182,7 @@ def _encode_token(value: str) -> str:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except ValueError:
         raise InvalidArgument("nextToken is not valid") from None
 

@@ -7,12 +7,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from funclet.errors import FunctionNotFound
 from funclet.instances.instance import Instance
 from funclet.instances.keepalive import expired
 from funclet.instances.pool import CodeFetcher, InstanceListener, Pool, RoomListener
 from funclet.instances.state import InstanceState, StopReason
-from funclet.models import FunctionVersion
+from funclet.models import FunctionVersion, function_not_found
 from funclet.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class Registry:
         try:
             return self._pools[name]
         except KeyError:
-            raise FunctionNotFound(name) from None
+            raise function_not_found(name) from None
 
     def deploy(self, version: FunctionVersion) -> None:
         old = self._pools.get(version.name)

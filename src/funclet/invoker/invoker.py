@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from funclet.errors import FunctionNotFound, InvocationError
+from funclet.errors import ApiError, InvocationError
 from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
@@ -80,7 +80,7 @@ class Invoker:
                 return got  # type: ignore[no-any-return]
             try:  # the function may have changed (or gone) while we waited
                 pool = self._registry.pool(fn)
-            except FunctionNotFound:
+            except ApiError:
                 admission.release_slot(fn)
                 raise
             lease = pool.try_warm()  # room may have come free on the way

@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from funclet.errors import FunctionAlreadyExists, FunctionNotFound
-from funclet.models import FunctionConfig, parse_config
+from funclet.errors import FunctionAlreadyExists
+from funclet.models import FunctionConfig, function_not_found, parse_config
 from funclet.store import schema
 
 
@@ -93,7 +93,7 @@ class Store:
                 update(t).where(t.c.name == row.name).values(**_values(row))
             )
         if result.rowcount == 0:
-            raise FunctionNotFound(row.name)
+            raise function_not_found(row.name)
 
     async def get_function(self, name: str) -> FunctionRow | None:
         t = schema.functions
@@ -108,7 +108,7 @@ class Store:
             result = await conn.execute(delete(t).where(t.c.name == name))
             await conn.execute(delete(c).where(c.c.function_name == name))
         if result.rowcount == 0:
-            raise FunctionNotFound(name)
+            raise function_not_found(name)
 
     # -- per-function configs ----------------------------------------------------
 
