@@ -115,6 +115,16 @@ class Functions:
         await self.get(name)
         return self._admission.reserved.get(name)
 
+    async def set_provision(self, name: str, body: dict[str, Any]) -> None:
+        """FC's PutProvisionConfig: keep ``target`` instances started ahead of time."""
+        await self.get(name)
+        target = body.get("target")
+        most = self._admission.max_instances
+        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= most:
+            raise InvalidArgument(f"target must be an integer from 0 to {most}")
+        await self._store.set_provision_target(name, target)
+        self._registry.set_provision(name, target)
+
     async def clear_reserved_concurrency(self, name: str) -> None:
         await self.get(name)
         await self._store.set_reserved_concurrency(name, None)
@@ -136,6 +146,8 @@ class Functions:
             self._registry.deploy(self._version(row))
         for name, reserved in (await self._store.reserved_concurrency()).items():
             self._admission.set_reserved(name, reserved)
+        for name, target in (await self._store.provision_targets()).items():
+            self._registry.set_provision(name, target)
         return rows
 
     @staticmethod

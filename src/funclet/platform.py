@@ -12,6 +12,7 @@ from funclet.codestore.archive import Limits
 from funclet.config import Settings
 from funclet.functions import Functions
 from funclet.instances.instance import Instance
+from funclet.instances.pool import PoolDeps
 from funclet.instances.registry import Registry
 from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
@@ -49,10 +50,15 @@ class Platform:
             settings.max_queue_length,
             evict=lambda allow: self.registry.evict_idle(allow),
         )
-        self.registry = Registry(
-            self.sandbox, self.code.fetch, base_env, settings.keep_alive_seconds,
-            self._instance_changed, self.admission.offer_room,
+        deps = PoolDeps(
+            sandbox=self.sandbox,
+            fetch_code=self.code.fetch,
+            base_env=base_env,
+            on_change=self._instance_changed,
+            on_room=self.admission.offer_room,
+            take_slot=self.admission.try_slot,
         )
+        self.registry = Registry(deps, settings.keep_alive_seconds)
         self.invoker = Invoker(
             self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds
         )

@@ -1,4 +1,4 @@
-"""FC 3.0's per-function configs: concurrency (reservedConcurrency)."""
+"""FC 3.0's per-function configs: concurrency (reservedConcurrency) and provisioned instances."""
 
 from __future__ import annotations
 
@@ -40,8 +40,45 @@ async def delete_concurrency(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _provision_json(platform: Platform, name: str) -> dict[str, Any]:
+    pool = platform.registry.pool(name)
+    return {
+        "functionArn": function_arn(platform, name),
+        "target": pool.provision_target,
+        "defaultTarget": pool.provision_target,
+        "current": pool.provisioned_current,
+        "currentError": pool.provision_error,
+        "alwaysAllocateCPU": True,
+        "scheduledActions": [],
+        "targetTrackingPolicies": [],
+    }
+
+
+async def put_provision(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.set_provision(name, await json_body(request))
+    return json_response(_provision_json(platform, name))
+
+
+async def get_provision(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    return json_response(_provision_json(platform, name))
+
+
+async def delete_provision(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    await platform.functions.set_provision(request.path_params["name"], {"target": 0})
+    return Response(status_code=204)
+
+
 routes = [
     Route(f"{PREFIX}/functions/{{name}}/concurrency", put_concurrency, methods=["PUT"]),
     Route(f"{PREFIX}/functions/{{name}}/concurrency", get_concurrency, methods=["GET"]),
     Route(f"{PREFIX}/functions/{{name}}/concurrency", delete_concurrency, methods=["DELETE"]),
+    Route(f"{PREFIX}/functions/{{name}}/provision-config", put_provision, methods=["PUT"]),
+    Route(f"{PREFIX}/functions/{{name}}/provision-config", get_provision, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}/provision-config", delete_provision, methods=["DELETE"]),
 ]

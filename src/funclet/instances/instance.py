@@ -33,6 +33,7 @@ class Instance:
     function_name: str
     revision: int
     concurrency: int = 1
+    provisioned: bool = False  # started ahead of time; never reclaimed or evicted
     state: InstanceState = InstanceState.STARTING
     stop_reason: StopReason | None = None
     in_flight: int = 0

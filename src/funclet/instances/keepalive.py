@@ -9,9 +9,11 @@ from funclet.instances.state import InstanceState
 
 
 def expired(instances: Iterable[Instance], now: float, keep_alive: float) -> list[Instance]:
-    """Idle instances whose last use is more than ``keep_alive`` seconds before ``now``."""
+    """Idle, not provisioned instances last used more than ``keep_alive`` s before ``now``."""
     return [
         inst
         for inst in instances
-        if inst.state is InstanceState.IDLE and now - inst.last_used > keep_alive
+        if inst.state is InstanceState.IDLE
+        and not inst.provisioned
+        and now - inst.last_used > keep_alive
     ]

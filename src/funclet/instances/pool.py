@@ -68,24 +68,32 @@ class _Expired(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class PoolDeps:
+    """What every pool shares: where processes and code come from, who is told what."""
+
+    sandbox: Sandbox
+    fetch_code: CodeFetcher
+    base_env: dict[str, str]
+    on_change: InstanceListener  # an instance changed state
+    on_room: RoomListener  # an instance has room again
+    take_slot: Callable[[str], bool]  # admission, for provisioned instances
+
+
 class Pool:
     """The instances of one function version (see the module docstring)."""
 
-    def __init__(
-        self,
-        version: FunctionVersion,
-        sandbox: Sandbox,
-        fetch_code: CodeFetcher,
-        base_env: dict[str, str],
-        on_change: InstanceListener,
-        on_room: RoomListener,
-    ) -> None:
+    def __init__(self, version: FunctionVersion, deps: PoolDeps, provision_target: int = 0):
         self.version = version
-        self._on_room = on_room
-        self._sandbox = sandbox
-        self._fetch_code = fetch_code
-        self._base_env = base_env
-        self._on_change = on_change
+        self._deps = deps
+        self._sandbox = deps.sandbox
+        self._fetch_code = deps.fetch_code
+        self._base_env = deps.base_env
+        self._on_change = deps.on_change
+        self._on_room = deps.on_room
+        self.provision_target = provision_target
+        self.provision_error = ""
+        self._provision_retry_at = 0.0
         self._instances: dict[str, Instance] = {}
         self._processes: dict[str, SandboxProcess] = {}
         self._starting: dict[str, asyncio.Future[SandboxProcess]] = {}
@@ -101,8 +109,10 @@ class Pool:
         instances go idle and get reclaimed); ``None`` when every instance is full."""
         best: Instance | None = None
         for inst in self._instances.values():
-            if (inst.has_room and inst.state is not InstanceState.STARTING
-                    and (best is None or inst.last_used > best.last_used)):
+            if inst.has_room and inst.state is not InstanceState.STARTING and (
+                best is None or (inst.provisioned, inst.last_used)
+                > (best.provisioned, best.last_used)
+            ):
                 best = inst
         return self._lend(best) if best is not None else None
 
@@ -127,14 +137,21 @@ class Pool:
 
     def _lend(self, inst: Instance) -> Lease:
         inst.begin()
-        return Lease(inst, self._processes[inst.instance_id], StartKind.WARM, self)
+        kind = StartKind.PROVISIONED if inst.provisioned else StartKind.WARM
+        return Lease(inst, self._processes[inst.instance_id], kind, self)
 
     async def cold_start(self, request_id: str) -> Lease:
         """Start a new instance for this invocation. The caller holds its admission slot."""
-        cfg = self.version.config
-        inst = Instance(new_instance_id(), cfg.name, self.version.revision,
-                        cfg.instance_concurrency)
+        inst = self._new_instance(provisioned=False)
         inst.begin()
+        return await self._start(inst, request_id)
+
+    def _new_instance(self, provisioned: bool) -> Instance:
+        cfg = self.version.config
+        return Instance(new_instance_id(), cfg.name, self.version.revision,
+                        cfg.instance_concurrency, provisioned=provisioned)
+
+    async def _start(self, inst: Instance, request_id: str) -> Lease:
         self._instances[inst.instance_id] = inst
         started = asyncio.get_running_loop().create_future()
         started.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unused
@@ -292,6 +309,53 @@ class Pool:
     def kill_all(self) -> None:
         for inst in list(self._instances.values()):
             self._kill(inst, StopReason.SHUTDOWN)
+
+    # -- provisioned instances -------------------------------------------------
+
+    @property
+    def provisioned_current(self) -> int:
+        """Provisioned instances that are up (idle or busy)."""
+        return sum(1 for i in self._instances.values()
+                   if i.provisioned and i.state in (InstanceState.IDLE, InstanceState.BUSY))
+
+    def reconcile(self, now: float) -> None:
+        """Start missing provisioned instances, each with an admission slot; hand
+        surplus ones back to on-demand (keep-alive then reclaims them)."""
+        if self.draining:
+            return
+        have = [i for i in self._instances.values()
+                if i.provisioned and i.state is not InstanceState.DRAINING]
+        surplus = len(have) - self.provision_target
+        for inst in sorted(have, key=lambda i: i.in_flight)[:max(surplus, 0)]:
+            inst.provisioned = False
+        if surplus >= 0 or now < self._provision_retry_at:
+            return
+        for _ in range(-surplus):
+            if not self._deps.take_slot(self.version.name):
+                self.provision_error = (
+                    "no instance slot is free (the account's or the function's limit)")
+                self._provision_retry_at = now + 1.0
+                return
+            task = asyncio.get_running_loop().create_task(self._provision_one())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+        self.provision_error = ""
+
+    async def _provision_one(self) -> None:
+        inst = self._new_instance(provisioned=True)
+        try:
+            lease = await self._start(inst, f"provision-{inst.instance_id}")
+        except InvocationError as exc:
+            self.provision_error = f"{exc.error_type}: {exc.message}"
+            self._provision_retry_at = time.monotonic() + 5.0
+            log.warning("Provisioned instance of %s failed to start: %s", inst.function_name,
+                        self.provision_error)
+            return
+        if lease.init_log:
+            log.info("Provisioned instance %s started:\n%s", inst.instance_id,
+                     lease.init_log.rstrip())
+        if inst.has_room:
+            self._on_room(inst.function_name, functools.partial(self._lend, inst), None)
 
     # -- stopping --------------------------------------------------------
 

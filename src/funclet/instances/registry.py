@@ -9,10 +9,9 @@ from collections.abc import Callable
 
 from funclet.instances.instance import Instance
 from funclet.instances.keepalive import expired
-from funclet.instances.pool import CodeFetcher, InstanceListener, Pool, RoomListener
+from funclet.instances.pool import Pool, PoolDeps
 from funclet.instances.state import InstanceState, StopReason
 from funclet.models import FunctionVersion, function_not_found
-from funclet.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +23,10 @@ class Registry:
     background (idle instances stop now, busy ones when their invocation ends).
     """
 
-    def __init__(
-        self,
-        sandbox: Sandbox,
-        fetch_code: CodeFetcher,
-        base_env: dict[str, str],
-        keep_alive: float,
-        on_change: InstanceListener,
-        on_room: RoomListener,
-    ) -> None:
-        self._sandbox = sandbox
-        self._fetch_code = fetch_code
-        self._base_env = base_env
+    def __init__(self, deps: PoolDeps, keep_alive: float) -> None:
+        self._deps = deps
         self._keep_alive = keep_alive
-        self._on_change = on_change
-        self._on_room = on_room
+        self._provision: dict[str, int] = {}  # provisioned-instance targets by function
         self._pools: dict[str, Pool] = {}
         self._draining: set[Pool] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -53,14 +41,25 @@ class Registry:
         old = self._pools.get(version.name)
         if old is not None and old.version == version:
             return
-        self._pools[version.name] = Pool(
-            version, self._sandbox, self._fetch_code, self._base_env, self._on_change,
-            self._on_room,
-        )
+        pool = Pool(version, self._deps, self._provision.get(version.name, 0))
+        self._pools[version.name] = pool
         if old is not None:
             self._retire(old)
+        pool.reconcile(time.monotonic())
+
+    def set_provision(self, name: str, target: int) -> None:
+        """Keep ``target`` instances of the function started ahead of time."""
+        if target:
+            self._provision[name] = target
+        else:
+            self._provision.pop(name, None)
+        pool = self._pools.get(name)
+        if pool is not None:
+            pool.provision_target = target
+            pool.reconcile(time.monotonic())
 
     def undeploy(self, name: str) -> None:
+        self._provision.pop(name, None)
         old = self._pools.pop(name, None)
         if old is not None:
             self._retire(old)
@@ -79,7 +78,7 @@ class Registry:
             if not allow(pool.version.name):
                 continue
             for inst in pool.instances:
-                if inst.state is InstanceState.IDLE and (
+                if inst.state is InstanceState.IDLE and not inst.provisioned and (
                     best is None or inst.last_used < best[1].last_used
                 ):
                     best = (pool, inst)
@@ -89,9 +88,11 @@ class Registry:
         return True
 
     def reclaim(self, now: float) -> None:
-        for pool in self._pools.values():
+        """The periodic tick: reclaim idle instances, top up provisioned ones."""
+        for pool in list(self._pools.values()):
             keep_alive = pool.version.config.keep_alive_seconds or self._keep_alive
             pool.reclaim(expired(pool.instances, now, keep_alive))
+            pool.reconcile(now)
 
     async def reclaim_forever(self, interval: float) -> None:
         while True:

@@ -103,10 +103,10 @@ class Store:
 
     async def delete_function(self, name: str) -> None:
         t = schema.functions
-        c = schema.concurrency_configs
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(t).where(t.c.name == name))
-            await conn.execute(delete(c).where(c.c.function_name == name))
+            for c in (schema.concurrency_configs, schema.provision_configs):
+                await conn.execute(delete(c).where(c.c.function_name == name))
         if result.rowcount == 0:
             raise function_not_found(name)
 
@@ -126,6 +126,18 @@ class Store:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(c))
             return {r.function_name: r.reserved_concurrency for r in rows}
+
+    async def set_provision_target(self, name: str, target: int) -> None:
+        p = schema.provision_configs
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(p).where(p.c.function_name == name))
+            if target:
+                await conn.execute(insert(p).values(function_name=name, target=target))
+
+    async def provision_targets(self) -> dict[str, int]:
+        p = schema.provision_configs
+        async with self.engine.connect() as conn:
+            return {r.function_name: r.target for r in await conn.execute(select(p))}
 
     async def list_functions(
         self, prefix: str = "", limit: int | None = None, after: str = ""

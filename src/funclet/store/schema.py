@@ -69,3 +69,10 @@ concurrency_configs = Table(
     Column("function_name", String(128), primary_key=True),
     Column("reserved_concurrency", Integer, nullable=False),
 )
+
+provision_configs = Table(
+    "provision_configs",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("target", Integer, nullable=False),
+)
