@@ -8,6 +8,7 @@ No other module of the platform reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,11 @@ class Settings(BaseSettings):
     python_interpreters: dict[str, str] = Field(default_factory=dict)
     log_level: str = "info"
 
+    # Authentication: required unless the API listens on loopback only (or forced on).
+    require_auth: bool | None = None
+    api_token: str | None = None  # generated (and printed once) when auth is on and unset
+    access_keys: dict[str, str] = Field(default_factory=dict)  # FC access key id -> secret
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -70,6 +76,15 @@ class Settings(BaseSettings):
     @property
     def resolved_code_dir(self) -> Path:
         return (self.code_dir or self.data_dir / "code").resolve()
+
+    @property
+    def auth_required(self) -> bool:
+        if self.require_auth is not None:
+            return self.require_auth
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host != "localhost"
 
     @property
     def run_dir(self) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import sys
 
 from funclet.codestore import CodeStore
@@ -66,6 +68,27 @@ class Platform:
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
         self._reclaimer: asyncio.Task[None] | None = None
+        self.api_token = self._api_token() if settings.auth_required else settings.api_token
+
+    def _api_token(self) -> str | None:
+        """The configured token; else the one generated at first start (printed once)."""
+        if self.settings.api_token or self.settings.access_keys:
+            return self.settings.api_token
+        path = self.settings.data_dir / "api-token"
+        if path.exists():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        print(
+            f"The API requires authentication. Generated an API token (kept in {path}):\n"
+            f"  {token}\nSend it as 'Authorization: Bearer <token>' (the CLI: --token or "
+            "FUNCLET_API_TOKEN).",
+            flush=True,
+        )
+        return token
 
     def _instance_changed(self, inst: Instance) -> None:
         self.recorder.instance(inst)
@@ -90,6 +113,15 @@ class Platform:
         log.info(
             "funclet is ready: %d functions, runtimes %s.", len(rows), ", ".join(self.runtimes)
         )
+        if self.settings.auth_required:
+            log.info("API authentication is on: %s.", ", ".join(filter(None, [
+                "a bearer token" if self.api_token else "",
+                f"{len(self.settings.access_keys)} access keys (FC signatures)"
+                if self.settings.access_keys else "",
+            ])))
+        else:
+            log.info("API authentication is off: the API listens on loopback only "
+                     "(serve --require-auth turns it on).")
 
     async def stop(self) -> None:
         if self._reclaimer is not None:

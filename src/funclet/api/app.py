@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from funclet.api import configs, functions, invoke
+from funclet.api.auth import Authenticate
 from funclet.api.responses import error_response, json_response
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
 from funclet.platform import Platform
@@ -52,7 +54,17 @@ def build_app(platform: Platform) -> Starlette:
         finally:
             await platform.stop()
 
+    middleware = []
+    if platform.settings.auth_required:
+        s = platform.settings
+        middleware.append(Middleware(
+            Authenticate,
+            token=platform.api_token,
+            access_keys=s.access_keys,
+            max_body=max(s.max_sync_payload, s.max_code_size * 4 // 3 + 65536),
+        ))
     app = Starlette(
+        middleware=middleware,
         routes=[
             *invoke.routes,
             *functions.routes,

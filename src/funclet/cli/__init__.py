@@ -25,6 +25,24 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+_options: dict[str, str | None] = {"token": None}
+
+
+@app.callback()
+def _global(
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="FUNCLET_API_TOKEN",
+                     help="API token, when funclet requires authentication."),
+    ] = None,
+) -> None:
+    _options["token"] = token
+
+
+def _client(endpoint: str) -> Client:
+    return Client(endpoint, _options["token"])
+
+
 Endpoint = Annotated[
     str, typer.Option("--endpoint", envvar="FUNCLET_ENDPOINT", help="funclet's API address.")
 ]
@@ -46,6 +64,11 @@ def serve(
     max_instances: Annotated[
         int | None, typer.Option(help="Account-wide limit of running instances [default: 100].")
     ] = None,
+    require_auth: Annotated[
+        bool | None,
+        typer.Option("--require-auth/--no-auth",
+                     help="Require credentials [default: only when not on loopback]."),
+    ] = None,
 ) -> None:
     """Run the platform (API, instances, everything) in the foreground."""
     from funclet.config import load_settings
@@ -53,7 +76,8 @@ def serve(
 
     try:
         settings = load_settings(
-            host=host, port=port, data_dir=data_dir, max_instances=max_instances
+            host=host, port=port, data_dir=data_dir, max_instances=max_instances,
+            require_auth=require_auth,
         )
     except ValueError as exc:
         raise CliError(f"invalid configuration: {exc}") from None
@@ -109,7 +133,7 @@ def deploy(
     if env:
         body["environmentVariables"] = {**body.get("environmentVariables", {}), **_parse_env(env)}
     body["code"] = {"zipFile": base64.b64encode(data).decode()}
-    client = Client(endpoint)
+    client = _client(endpoint)
     body["functionName"] = name
     try:
         fn = client.json("POST", "/functions", json=body)
@@ -144,7 +168,7 @@ def invoke(
     headers = {"x-fc-invocation-type": "Sync"}
     if log:
         headers["x-fc-log-type"] = "Tail"
-    response = Client(endpoint).request(
+    response = _client(endpoint).request(
         "POST", f"/functions/{name}/invocations", content=event, headers=headers
     )
     if log and response.headers.get("x-fc-log-result"):
@@ -185,7 +209,7 @@ def list_functions(
 ) -> None:
     """List functions."""
     table = Table("name", "runtime", "handler", "memory", "timeout", "modified")
-    for fn in _functions(Client(endpoint), prefix):
+    for fn in _functions(_client(endpoint), prefix):
         table.add_row(fn["functionName"], fn["runtime"], fn["handler"],
                       f"{fn['memorySize']} MB", f"{fn['timeout']} s", fn["lastModifiedTime"])
     out.print(table)
@@ -194,14 +218,14 @@ def list_functions(
 @app.command()
 def info(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """Show a function's configuration as JSON."""
-    fn = Client(endpoint).json("GET", f"/functions/{name}")
+    fn = _client(endpoint).json("GET", f"/functions/{name}")
     out.print_json(data=fn)
 
 
 @app.command("rm")
 def remove(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """Delete a function; its instances stop."""
-    Client(endpoint).request("DELETE", f"/functions/{name}")
+    _client(endpoint).request("DELETE", f"/functions/{name}")
     out.print(f"Deleted [bold]{name}[/].")
 
 
@@ -214,7 +238,7 @@ def logs(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """Print invocation logs: one, the recent ones, or new ones as they come."""
-    client = Client(endpoint)
+    client = _client(endpoint)
     if request_id:
         rec = client.json("GET", f"/functions/{name}/invocations/{request_id}")
         _print_log(rec["log"])
@@ -247,7 +271,7 @@ def invocations(
 ) -> None:
     """List a function's recent invocations, newest first."""
     params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    page = Client(endpoint).json("GET", f"/functions/{name}/invocations", params=params)
+    page = _client(endpoint).json("GET", f"/functions/{name}/invocations", params=params)
     table = Table("request id", "started", "status", "start", "init ms", "run ms", "error")
     for rec in page["invocations"]:
         table.add_row(
@@ -264,7 +288,7 @@ def instances(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """List instances: live ones, then recently stopped ones with their stop reason."""
-    client = Client(endpoint)
+    client = _client(endpoint)
     names = [name] if name else [f["functionName"] for f in _functions(client)]
     table = Table("function", "instance", "state", "stop reason", "created", "destroyed")
     for fn in names:

@@ -14,9 +14,12 @@ class CliError(Exception):
 
 
 class Client:
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, token: str | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._http = httpx.Client(base_url=self.endpoint, timeout=httpx.Timeout(30.0, read=None))
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.endpoint, timeout=httpx.Timeout(30.0, read=None), headers=headers
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -1,0 +1,163 @@
+"""Authentication of API requests: a bearer token, or FC's ``ACS3-HMAC-SHA256`` signature.
+
+An ASGI middleware in front of every route but ``/healthz``. A request passes with
+``Authorization: Bearer <token>``, or signed the way FC's SDKs sign (access keys from
+the configuration): the canonical request (method, path, sorted query, the signed
+headers, the body's sha256) hashed, HMAC-SHA256'ed with the secret, compared in
+constant time; ``x-acs-date`` must be within 15 minutes. Refusals say as little as
+possible: 401 without credentials, 403 with wrong ones.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, quote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from funclet.api.responses import error_response
+from funclet.errors import ApiError
+
+ALGORITHM = "ACS3-HMAC-SHA256"
+MAX_SKEW_SECONDS = 15 * 60
+_OPEN_PATHS = frozenset({"/healthz"})
+
+
+class Unauthenticated(ApiError):
+    code = "Unauthorized"
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request carries no credentials: send 'Authorization: Bearer <token>' "
+            "or sign it with an access key"
+        )
+
+
+class AccessDenied(ApiError):
+    code = "AccessDenied"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("the request's credentials are not valid")
+
+
+class Authenticate:
+    """Refuses requests without a valid token or signature (see the module docstring)."""
+
+    def __init__(
+        self, app: ASGIApp, token: str | None, access_keys: Mapping[str, str], max_body: int
+    ) -> None:
+        self.app = app
+        self._token = token.encode() if token else None
+        self._keys = dict(access_keys)
+        self._max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        auth = headers.get("authorization", "")
+        scheme, _, rest = auth.partition(" ")
+        if scheme == "Bearer" and self._token is not None:
+            if hmac.compare_digest(rest.strip().encode(), self._token):
+                await self.app(scope, receive, send)
+                return
+            error: ApiError = AccessDenied()
+        elif scheme == ALGORITHM and self._keys:
+            body = await _read_body(receive, self._max_body)
+            if body is not None and self._signature_ok(scope, headers, rest, body):
+                await self.app(scope, _replay(body, receive), send)
+                return
+            error = AccessDenied()
+        else:
+            error = Unauthenticated()
+        await error_response(error)(scope, receive, send)
+
+    def _signature_ok(
+        self, scope: Scope, headers: dict[str, str], params: str, body: bytes
+    ) -> bool:
+        fields = dict(
+            part.strip().split("=", 1) for part in params.split(",") if "=" in part
+        )
+        secret = self._keys.get(fields.get("Credential", ""))
+        signed = fields.get("SignedHeaders", "")
+        signature = fields.get("Signature", "")
+        if secret is None or not signed or not signature:
+            return False
+        if not _fresh(headers.get("x-acs-date", "")):
+            return False
+        payload_hash = hashlib.sha256(body).hexdigest()
+        if headers.get("x-acs-content-sha256", payload_hash) != payload_hash:
+            return False
+        names = signed.split(";")
+        if "host" not in names or any(name not in headers for name in names):
+            return False
+        canonical = "\n".join([
+            scope["method"],
+            scope.get("raw_path", scope["path"].encode()).decode("latin-1") or "/",
+            _canonical_query(scope.get("query_string", b"").decode("latin-1")),
+            "".join(f"{name}:{headers[name].strip()}\n" for name in names),
+            signed,
+            payload_hash,
+        ])
+        string_to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        expected = hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    for raw_name, raw_value in scope["headers"]:
+        out.setdefault(raw_name.decode("latin-1").lower(), []).append(
+            raw_value.decode("latin-1").strip()
+        )
+    return {name: ",".join(sorted(values)) for name, values in out.items()}
+
+
+def _canonical_query(query: str) -> str:
+    pairs = sorted(parse_qsl(query, keep_blank_values=True))
+    return "&".join(f"{key}={quote(value, safe='~')}" for key, value in pairs)
+
+
+def _fresh(stamp: str) -> bool:
+    try:
+        when = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return False
+    return abs(time.time() - when) <= MAX_SKEW_SECONDS
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, then whatever the connection says next (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

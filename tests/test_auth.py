@@ -1,0 +1,139 @@
+"""Authentication: bearer tokens, FC's ACS3-HMAC-SHA256 signatures, the generated token."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from alibabacloud_fc20230330 import models as fc
+from alibabacloud_fc20230330.client import Client
+from alibabacloud_tea_openapi import models as openapi
+from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_tea_openapi.utils import Utils
+
+from tests.conftest import Server, start_server, stop_server
+from tests.helpers import API, b64, create_body, make_zip, unique
+
+TOKEN = "s3cret-token"
+KEYS = '{"test-ak": "test-sk"}'
+HELLO = {"index.py": "def handler(event, context):\n    return b'hi ' + event\n"}
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("secured"), FUNCLET_REQUIRE_AUTH="true",
+                          FUNCLET_API_TOKEN=TOKEN, FUNCLET_ACCESS_KEYS=KEYS)
+    yield server
+    stop_server(server)
+
+
+def _sdk(server: Server, secret: str = "test-sk", ak: str = "test-ak") -> Client:
+    return Client(openapi.Config(access_key_id=ak, access_key_secret=secret,
+                                 endpoint=f"127.0.0.1:{server.port}", protocol="http"))
+
+
+def test_anonymous_requests_are_refused_with_401(secured: Server) -> None:
+    r = httpx.get(f"{secured.url}{API}/functions")
+    assert r.status_code == 401
+    assert r.json()["Code"] == "Unauthorized" and set(r.json()) == {"Code", "Message",
+                                                                     "RequestId"}
+    assert httpx.get(f"{secured.url}/healthz").status_code == 200
+
+
+def test_a_bearer_token_is_checked(secured: Server) -> None:
+    wrong = httpx.get(f"{secured.url}{API}/functions", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json()["Code"] == "AccessDenied"
+    assert "nope" not in wrong.text
+    right = httpx.get(f"{secured.url}{API}/functions", headers={"authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 200
+
+
+def test_the_fc_sdk_authenticates_with_a_real_signature(secured: Server) -> None:
+    sdk = _sdk(secured)
+    name = unique("signed")
+    sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(make_zip(HELLO))))))
+    out = sdk.invoke_function(name, fc.InvokeFunctionRequest(body=b"signed"))
+    assert out.body.read() == b"hi signed"
+    listed = sdk.list_functions(fc.ListFunctionsRequest(prefix=name, limit=5))
+    assert [f.function_name for f in listed.body.functions] == [name]
+
+
+@pytest.mark.parametrize(("ak", "secret"), [("test-ak", "wrong-sk"), ("other-ak", "test-sk")])
+def test_a_wrong_signature_or_key_is_403(secured: Server, ak: str, secret: str) -> None:
+    with pytest.raises(ClientException) as info:
+        _sdk(secured, secret, ak).list_functions(fc.ListFunctionsRequest())
+    assert info.value.status_code == 403 and info.value.code == "AccessDenied"
+
+
+def _signed(server: Server, path: str, body: bytes, date: str | None = None) -> dict[str, str]:
+    """Headers signed exactly as the FC SDK signs them (its own signing function)."""
+    headers = {
+        "host": f"127.0.0.1:{server.port}",
+        "x-acs-date": date or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
+        "x-acs-signature-nonce": "n1",
+    }
+    request = SimpleNamespace(method="POST", pathname=path, query={}, headers=headers)
+    auth = Utils.get_authorization(request, "ACS3-HMAC-SHA256",
+                                   headers["x-acs-content-sha256"], "test-ak", "test-sk")
+    return {**headers, "authorization": auth}
+
+
+def test_a_tampered_body_or_a_stale_date_fails_the_signature(secured: Server) -> None:
+    path = f"{API}/functions/anything/invocations"
+    url = f"{secured.url}{path}"
+    headers = _signed(secured, path, b"original")
+    # Authenticated: the function just does not exist.
+    assert httpx.post(url, content=b"original", headers=headers).status_code == 404
+    assert httpx.post(url, content=b"tampered", headers=headers).status_code == 403
+    stale = _signed(secured, path, b"original", date="2020-01-01T00:00:00Z")
+    assert httpx.post(url, content=b"original", headers=stale).status_code == 403
+
+
+def test_the_cli_sends_its_token(secured: Server, tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text("def handler(e, c):\n    return 'cli ok'\n")
+    base = [sys.executable, "-m", "funclet"]
+    refused = subprocess.run([*base, "ls", "--endpoint", secured.url],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: Unauthorized")
+    name = unique("cli")
+    for args in (["deploy", str(tmp_path), "--name", name], ["invoke", name]):
+        r = subprocess.run([*base, "--token", TOKEN, *args, "--endpoint", secured.url],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    assert r.stdout == "cli ok\n"
+
+
+def test_off_loopback_a_token_is_generated_once_and_required(tmp_path: Path) -> None:
+    server = start_server(tmp_path, FUNCLET_HOST="0.0.0.0")
+    try:
+        token_file = server.data_dir / "api-token"
+        token = token_file.read_text().strip()
+        assert token and oct(token_file.stat().st_mode & 0o777) == "0o600"
+        assert token in server.log()  # printed once, at first start
+        assert httpx.get(f"{server.url}{API}/functions").status_code == 401
+        r = httpx.post(f"{server.url}{API}/functions", json=create_body(unique(), HELLO),
+                       headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    finally:
+        stop_server(server)
+    server = start_server(tmp_path, FUNCLET_HOST="0.0.0.0")
+    try:
+        assert token not in server.log().split("Finished server process")[-1]
+        assert httpx.get(f"{server.url}{API}/functions",
+                         headers={"authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        stop_server(server)
+
+
+def test_loopback_is_open_by_default(client: httpx.Client) -> None:
+    assert client.get(f"{API}/functions").status_code == 200
