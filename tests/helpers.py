@@ -71,3 +71,32 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.1) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def instance_pids(instance_id: str) -> list[int]:
+    """Host pids of an instance's processes, found by the cgroup named after it."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cgroup") as f:
+                if f"/{instance_id}\n" in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def kill_instance(instance_id: str) -> None:
+    """SIGKILL every process of an instance from outside, as the OOM killer or an
+    operator would."""
+    import os
+    import signal
+
+    pids = instance_pids(instance_id)
+    assert pids, f"no process found for instance {instance_id}"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)

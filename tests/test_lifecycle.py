@@ -30,9 +30,7 @@ HOOKS = """
         return str(runs["init"])
 
     def pre_stop(context):
-        with open(os.environ["MARKER"], "a") as f:
-            f.write(os.environ["FC_INSTANCE_ID"] + "\\n")
-        print("pre-stop ran")
+        print("pre-stop ran in", os.environ["FC_INSTANCE_ID"])
 """
 
 
@@ -46,8 +44,7 @@ def _lifecycle(init_timeout: int = 5) -> dict[str, object]:
 def test_initializer_runs_once_per_instance_and_its_log_comes_with_the_cold_start(
     client: httpx.Client, tmp_path: Path,
 ) -> None:
-    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
-                  environmentVariables={"MARKER": str(tmp_path / "m")})
+    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle())
     cold = invoke(client, name, **{"x-fc-log-type": "Tail"})
     assert cold.text == "1"
     log = base64.b64decode(cold.headers["x-fc-log-result"]).decode()
@@ -62,7 +59,7 @@ def test_initializer_failure_fails_the_invocation_and_the_next_gets_a_new_instan
     client: httpx.Client, tmp_path: Path,
 ) -> None:
     name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
-                  environmentVariables={"INIT_MODE": "fail", "MARKER": str(tmp_path / "m")})
+                  environmentVariables={"INIT_MODE": "fail"})
     first = invoke(client, name)
     body = first.json()
     assert first.headers["x-fc-error-type"] == "UnhandledInvocationError"
@@ -77,7 +74,7 @@ def test_initializer_failure_fails_the_invocation_and_the_next_gets_a_new_instan
 def test_initializer_runs_under_its_own_timeout(client: httpx.Client, tmp_path: Path) -> None:
     name = deploy(client, {"index.py": HOOKS}, timeout=60,
                   instanceLifecycleConfig=_lifecycle(init_timeout=1),
-                  environmentVariables={"INIT_MODE": "slow", "MARKER": str(tmp_path / "m")})
+                  environmentVariables={"INIT_MODE": "slow"})
     r = invoke(client, name)
     assert r.headers["x-fc-error-type"] == "UnhandledInvocationError"
     assert r.json()["errorType"] == "InitializationTimeout"
@@ -99,14 +96,13 @@ def test_slow_module_code_is_bounded_by_the_function_timeout(client: httpx.Clien
 
 
 def test_idle_instance_is_reclaimed_after_keep_alive_running_pre_stop_first(
-    client: httpx.Client, tmp_path: Path,
+    client: httpx.Client, server: Server,
 ) -> None:
-    marker = tmp_path / "prestop"
     name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
-                  keepAliveSeconds=1, environmentVariables={"MARKER": str(marker)})
+                  keepAliveSeconds=1)
     first = invoke(client, name)
     instance_id = first.headers["x-funclet-instance-id"]
-    wait_for(lambda: marker.exists() and instance_id in marker.read_text(), timeout=10)
+    wait_for(lambda: f"pre-stop ran in {instance_id}" in server.log(), timeout=10)
 
     def reclaimed() -> bool:
         items = client.get(f"{API}/functions/{name}/instances").json()["instances"]
@@ -119,15 +115,13 @@ def test_idle_instance_is_reclaimed_after_keep_alive_running_pre_stop_first(
 
 
 def test_pre_stop_runs_when_an_update_replaces_the_instance(
-    client: httpx.Client, tmp_path: Path,
+    client: httpx.Client, server: Server,
 ) -> None:
-    marker = tmp_path / "prestop"
-    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle(),
-                  environmentVariables={"MARKER": str(marker)})
+    name = deploy(client, {"index.py": HOOKS}, instanceLifecycleConfig=_lifecycle())
     instance_id = invoke(client, name).headers["x-funclet-instance-id"]
     r = client.put(f"{API}/functions/{name}", json={"description": "v2"})
     assert r.status_code == 200
-    wait_for(lambda: marker.exists() and instance_id in marker.read_text())
+    wait_for(lambda: f"pre-stop ran in {instance_id}" in server.log())
 
 
 def test_list_instances_shows_live_ones_in_fc_shape(client: httpx.Client) -> None:

@@ -18,9 +18,9 @@ def test_instances_die_with_a_killed_platform(tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             name = deploy(client, {"index.py": "def handler(e, c):\n    return 'up'\n"})
-            instance_pid_count = len(descendants(server.process.pid))
+            zygotes = len(descendants(server.process.pid))
             assert invoke(client, name).text == "up"
-            assert len(descendants(server.process.pid)) == instance_pid_count + 1
+            assert len(descendants(server.process.pid)) > zygotes  # the instance's processes
         pid = server.process.pid
         os.kill(pid, signal.SIGKILL)
         server.process.wait(10)

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import start_server, stop_server
-from tests.helpers import API, deploy, invoke, wait_for
+from tests.helpers import API, deploy, invoke, kill_instance, wait_for
 
 CODE = {"index.py": """
     import os
@@ -107,18 +107,9 @@ def test_provisioning_respects_the_account_limit(tmp_path: Path) -> None:
 
 
 def test_a_provisioned_instance_that_crashes_is_replaced(client: httpx.Client) -> None:
-    import os
-    import signal
-
-    name = deploy(client, {"index.py": """
-        import os
-
-        def handler(event, context):
-            return str(os.getpid())
-    """})
+    name = deploy(client, CODE)
     client.put(f"{API}/functions/{name}/provision-config", json={"target": 1})
     wait_for(lambda: _config(client, name)["current"] == 1)
-    pid = int(invoke(client, name).text)
-    os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: _config(client, name)["current"] == 1 and int(invoke(client, name).text)
-             != pid)
+    first = invoke(client, name).text
+    kill_instance(first)
+    wait_for(lambda: _config(client, name)["current"] == 1 and invoke(client, name).text != first)

@@ -43,6 +43,7 @@ class FunctionConfig:
     initializer: Hook | None = None
     pre_stop: Hook | None = None
     keep_alive_seconds: float | None = None
+    internet_access: bool = True
 
     def to_fc(self) -> dict[str, Any]:
         lifecycle: dict[str, Any] = {}
@@ -61,6 +62,7 @@ class FunctionConfig:
             "environmentVariables": dict(self.environment),
             "instanceLifecycleConfig": lifecycle,
         }
+        out["internetAccess"] = self.internet_access
         if self.keep_alive_seconds is not None:
             out["keepAliveSeconds"] = self.keep_alive_seconds
         return out
@@ -123,6 +125,10 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
             raise InvalidArgument("instanceLifecycleConfig must be an object")
         changes["initializer"] = _hook(lifecycle, "initializer", 600)
         changes["pre_stop"] = _hook(lifecycle, "preStop", 90)
+    if body.get("internetAccess") is not None:
+        if not isinstance(body["internetAccess"], bool):
+            raise InvalidArgument("internetAccess must be true or false")
+        changes["internet_access"] = body["internetAccess"]
     if body.get("keepAliveSeconds") is not None:
         changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
     config = replace(config, **changes)

@@ -20,7 +20,7 @@ from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
 from funclet.runtimes import discover
-from funclet.sandbox import Sandbox
+from funclet.sandbox import Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,10 @@ class Platform:
             Limits(settings.max_unpacked_size, settings.max_compression_ratio),
         )
         self.recorder = Recorder(self.store)
-        self.sandbox = Sandbox(self.runtimes, settings.run_dir)
+        self.sandbox = Sandbox(self.runtimes, settings.run_dir, SandboxConfig.detect(
+            settings.sandbox, hide=(str(settings.data_dir.resolve()),),
+            tmp_mb=settings.tmp_size_mb, name="funclet",
+        ))
         base_env = {
             "FC_REGION": settings.region,
             "FC_ACCOUNT_ID": settings.account_id,

@@ -42,7 +42,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 async def _health(request: Request) -> Response:
-    return json_response({"status": "ok"})
+    platform: Platform = request.app.state.platform
+    return json_response({"status": "ok", "sandbox": platform.sandbox.config.protections()})
 
 
 def build_app(platform: Platform) -> Starlette:

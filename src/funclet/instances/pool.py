@@ -29,7 +29,7 @@ from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
 from funclet.models import FunctionVersion
 from funclet.runtimes import protocol
-from funclet.sandbox import ChannelClosed, Sandbox, SandboxProcess, ZygoteFailed
+from funclet.sandbox import ChannelClosed, Exit, Sandbox, SandboxProcess, ZygoteFailed
 from funclet.sandbox.channel import INIT
 
 log = logging.getLogger(__name__)
@@ -221,10 +221,17 @@ class Pool:
                 f"{what} timed out after {timeout:g} seconds", "InitializationTimeout"
             ) from None
         except ChannelClosed:
-            code = await _exit_code(process)
+            ended = await _exit_of(process)
             self._kill(inst, StopReason.START_FAILED)
+            if ended is not None and ended.oom:
+                raise InitializationError(
+                    f"Instance ran out of memory during initialization: it exceeded its "
+                    f"memorySize of {self.version.config.memory_size} MB",
+                    "Runtime.OutOfMemory",
+                ) from None
             raise InitializationError(
-                f"Process exited unexpectedly during initialization (exit code {code})",
+                "Process exited unexpectedly during initialization "
+                f"(exit code {ended.code if ended else None})",
                 "Runtime.ExitError",
             ) from None
         return header  # type: ignore[no-any-return]
@@ -249,10 +256,18 @@ class Pool:
             self._kill(lease.instance, StopReason.SHUTDOWN)
             raise
         except ChannelClosed:
-            code = await _exit_code(lease.process)
+            ended = await _exit_of(lease.process)
+            if ended is not None and ended.oom:
+                self._kill(lease.instance, StopReason.OUT_OF_MEMORY)
+                raise InstanceCrashed(
+                    f"Function ran out of memory: it exceeded its memorySize of "
+                    f"{self.version.config.memory_size} MB and was killed",
+                    "Runtime.OutOfMemory",
+                ) from None
             self._kill(lease.instance, StopReason.CRASHED)
             raise InstanceCrashed(
-                f"Process exited unexpectedly before completing request (exit code {code})",
+                "Process exited unexpectedly before completing request "
+                f"(exit code {ended.code if ended else None})",
                 "Runtime.ExitError",
             ) from None
         if header["type"] == protocol.ERROR:
@@ -432,6 +447,7 @@ class Pool:
             "memorySize": cfg.memory_size,
             "timeout": cfg.timeout,
             "instanceConcurrency": cfg.instance_concurrency,
+            "internetAccess": cfg.internet_access,
             "region": env["FC_REGION"],
             "accountId": env["FC_ACCOUNT_ID"],
             "codeDir": code_dir,
@@ -441,9 +457,10 @@ class Pool:
         }
 
 
-async def _exit_code(process: SandboxProcess) -> int | None:
+async def _exit_of(process: SandboxProcess) -> Exit | None:
+    """How the process ended (the zygote reports it just after the socket closes)."""
     with contextlib.suppress(TimeoutError):
-        return await asyncio.wait_for(asyncio.shield(process.exited), 1.0)
+        return await asyncio.wait_for(asyncio.shield(process.exited), 2.0)
     return None
 
 

@@ -1,30 +1,150 @@
-"""Where instances' processes come from: one zygote per runtime, forked on demand.
+"""Where instances' processes come from: one zygote per runtime, forked on demand, each
+instance isolated in the forked child (``isolate.py``) as ``SandboxConfig`` describes.
 
-Knows processes, sockets and signals; knows nothing of pools or invocations.
-Namespaces, cgroups, uid and rlimits arrive here with the limits issue.
+Knows processes, sockets, namespaces and cgroups; knows nothing of pools or invocations.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from funclet.runtimes import Runtime
 from funclet.sandbox.channel import Channel, ChannelClosed
-from funclet.sandbox.zygote import SandboxProcess, Zygote, ZygoteFailed
+from funclet.sandbox.zygote import Exit, SandboxProcess, Zygote, ZygoteFailed
 
-__all__ = ["Channel", "ChannelClosed", "Sandbox", "SandboxProcess", "ZygoteFailed"]
+__all__ = [
+    "Channel", "ChannelClosed", "Exit", "Sandbox", "SandboxConfig", "SandboxProcess",
+    "ZygoteFailed",
+]
+
+log = logging.getLogger(__name__)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CODE_MOUNT = "/code"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How instances are isolated; ``detect`` turns off what the host cannot do."""
+
+    namespaces: bool = True
+    cgroups: dict[str, Path] = field(default_factory=dict)  # controller -> parent folder
+    cgroup_version: int = 0  # 1, 2, or 0 for none
+    uid: int | None = 65534  # nobody
+    gid: int | None = 65534
+    tmp_bytes: int = 512 * 1024 * 1024
+    max_open_files: int = 1024
+    max_processes: int = 512
+    hide: tuple[str, ...] = ()  # paths an instance must not see (the data folder)
+
+    @classmethod
+    def detect(cls, enabled: bool, hide: tuple[str, ...], tmp_mb: int, name: str) -> SandboxConfig:
+        """What this host offers: root, and cgroups v1 or v2 (checked again by ``probe``)."""
+        if not enabled:
+            return cls(namespaces=False, uid=None, gid=None)
+        root = os.geteuid() == 0
+        if root:
+            try:
+                os.makedirs(CODE_MOUNT, exist_ok=True)  # the mount point for code
+            except OSError:
+                root = False
+        version, cgroups = 0, {}
+        if root and (CGROUP_ROOT / "cgroup.controllers").exists():
+            version, cgroups = 2, {"unified": CGROUP_ROOT / name}
+        elif root:
+            version = 1
+            cgroups = {c: CGROUP_ROOT / c / name for c in ("memory", "cpu", "pids")
+                       if (CGROUP_ROOT / c / "cgroup.procs").exists()}
+        return cls(
+            namespaces=root, cgroups=cgroups, cgroup_version=version if cgroups else 0,
+            uid=65534 if root else None, gid=65534 if root else None,
+            tmp_bytes=tmp_mb * 1024 * 1024, hide=hide,
+        )
+
+    def for_instance(
+        self, instance_id: str, code_dir: str, memory_mb: int, internet: bool
+    ) -> dict[str, Any] | None:
+        """The ``sandbox`` section of one instance's spec (``isolate.enter`` reads it)."""
+        if not self.namespaces and not self.cgroups and self.uid is None:
+            return None
+        memory = memory_mb * 1024 * 1024
+        shares = max(2, memory_mb * 2)  # CPU weight in proportion to memory: 512 MB = 1024
+        if self.cgroup_version == 2:
+            limits = {"unified": {"memory.max": memory, "memory.swap.max": 0,
+                                  "cpu.weight": max(1, min(10_000, shares * 100 // 1024)),
+                                  "pids.max": self.max_processes}}
+        else:
+            limits = {"memory": {"memory.limit_in_bytes": memory},
+                      "cpu": {"cpu.shares": shares},
+                      "pids": {"pids.max": self.max_processes}}
+        return {
+            "namespaces": self.namespaces,
+            "network": internet,
+            "cgroups": {c: str(p / instance_id) for c, p in self.cgroups.items()},
+            "cgroupLimits": {c: v for c, v in limits.items() if c in self.cgroups},
+            "uid": self.uid,
+            "gid": self.gid,
+            "tmpBytes": self.tmp_bytes,
+            "maxOpenFiles": self.max_open_files,
+            "maxProcesses": self.max_processes,
+            "hide": list(self.hide),
+            "codeDir": code_dir,
+            "codeMount": CODE_MOUNT,
+            "hostname": instance_id[:63],
+        }
+
+    def protections(self) -> dict[str, bool]:
+        """Which protections are on, by name (reported by /healthz)."""
+        def cgroup(controller: str) -> bool:
+            return controller in self.cgroups or "unified" in self.cgroups
+
+        return {
+            "namespaces": self.namespaces,
+            "memoryLimit": cgroup("memory"),
+            "cpuWeight": cgroup("cpu"),
+            "processLimit": cgroup("pids"),
+            "unprivilegedUser": self.uid is not None,
+        }
+
+    def describe(self) -> list[str]:
+        """One line per protection: on, or off and why."""
+        def state(on: bool, why: str) -> str:
+            return "on" if on else f"off ({why})"
+
+        v = f"v{self.cgroup_version}" if self.cgroup_version else ""
+
+        def cgroup(controller: str) -> bool:
+            return controller in self.cgroups or "unified" in self.cgroups
+
+        return [
+            "namespaces (mount, pid, ipc, uts; net without internet access): "
+            + state(self.namespaces, "needs root and unshare"),
+            "read-only /code, private /tmp and /proc, hidden data folder: "
+            + state(self.namespaces, "needs namespaces"),
+            f"memory limit and OOM kill (cgroup {v}): "
+            + state(cgroup("memory"), "no writable memory cgroup"),
+            f"CPU weight by memory (cgroup {v}): " + state(cgroup("cpu"), "no writable cpu cgroup"),
+            "process limit per instance (pids cgroup): "
+            + state(cgroup("pids"), "falls back to RLIMIT_NPROC per uid"),
+            f"unprivileged user (uid {self.uid}): " + state(self.uid is not None, "needs root"),
+            f"open files ({self.max_open_files}) and no core dumps (rlimits): on",
+        ]
 
 
 class Sandbox:
-    """Creates instance processes for any known runtime."""
+    """Creates isolated instance processes for any known runtime."""
 
-    def __init__(self, runtimes: dict[str, Runtime], run_dir: Path) -> None:
+    def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig) -> None:
         self._runtimes = runtimes
         self._run_dir = run_dir
+        self.config = config
         self._zygotes: dict[str, Zygote] = {}
         self._lock = asyncio.Lock()
+        self._probed = False
 
     async def warm_up(self, runtime: str) -> None:
         """Start the runtime's zygote ahead of the first cold start."""
@@ -32,6 +152,14 @@ class Sandbox:
 
     async def create(self, runtime: str, spec: dict[str, Any]) -> SandboxProcess:
         zygote = await self._zygote(runtime)
+        box = self.config.for_instance(
+            spec["env"]["FC_INSTANCE_ID"], spec["codeDir"], spec["memorySize"],
+            spec.get("internetAccess", True),
+        )
+        if box is not None:
+            spec = dict(spec, sandbox=box)
+            if box["namespaces"]:  # the instance sees its code at /code
+                spec["env"] = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
         return await zygote.spawn(spec)
 
     async def _zygote(self, runtime: str) -> Zygote:
@@ -44,8 +172,28 @@ class Sandbox:
                 rt = self._runtimes[runtime]
                 zygote = Zygote(rt.name, rt.zygote_argv(), self._run_dir / f"{rt.name}.log")
                 await zygote.start()
+                if not self._probed:
+                    await self._probe(zygote)
                 self._zygotes[runtime] = zygote
             return zygote
+
+    async def _probe(self, zygote: Zygote) -> None:
+        """Try the protections once and turn off, loudly, what does not work here."""
+        self._probed = True
+        box = self.config.for_instance("funclet-probe", "/", 128, False)
+        found = await zygote.probe(box) if box else {}
+        config = self.config
+        if config.namespaces and not found.get("mounts"):
+            config = replace(config, namespaces=False)
+            log.warning("Namespaces do not work here: %s", found.get("namespace_error"))
+        working = {c: p for c, p in config.cgroups.items() if found.get(f"cgroup_{c}")}
+        if working != config.cgroups:
+            log.warning("Some cgroups are not usable here: %s", found.get("cgroup_error"))
+            config = replace(config, cgroups=working,
+                             cgroup_version=config.cgroup_version if working else 0)
+        self.config = config
+        for line in config.describe():
+            log.info("Sandbox: %s", line)
 
     async def close(self) -> None:
         for zygote in self._zygotes.values():

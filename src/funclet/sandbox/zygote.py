@@ -25,13 +25,22 @@ class ZygoteFailed(RuntimeError):
     """The runtime's zygote could not be started or died."""
 
 
+@dataclass(frozen=True)
+class Exit:
+    """How an instance's process ended: exit code (negative: killed by that signal), and
+    whether the kernel's OOM killer did it."""
+
+    code: int
+    oom: bool = False
+
+
 @dataclass
 class SandboxProcess:
     """One instance's process as the OS sees it: a pid, its socket, its exit."""
 
     pid: int
     channel: Channel
-    exited: asyncio.Future[int] = field(repr=False)
+    exited: asyncio.Future[Exit] = field(repr=False)
 
     def kill(self) -> None:
         """SIGKILL the instance and everything it started (its own process group)."""
@@ -56,10 +65,11 @@ class Zygote:
         self._proc: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._spawns: dict[int, asyncio.Future[tuple[int, asyncio.Future[int]]]] = {}
-        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._spawns: dict[int, asyncio.Future[tuple[int, asyncio.Future[Exit]]]] = {}
+        self._exits: dict[int, asyncio.Future[Exit]] = {}
         self._next_sid = 0
         self._stopping = False
+        self._probe: asyncio.Future[dict[str, Any]] | None = None
 
     @property
     def alive(self) -> bool:
@@ -101,7 +111,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._next_sid += 1
         sid = self._next_sid
-        spawned: asyncio.Future[tuple[int, asyncio.Future[int]]] = loop.create_future()
+        spawned: asyncio.Future[tuple[int, asyncio.Future[Exit]]] = loop.create_future()
         self._spawns[sid] = spawned
         try:
             packet = orjson.dumps({"type": "spawn", "sid": sid, "spec": spec})
@@ -140,9 +150,18 @@ class Zygote:
             elif kind == "exited":
                 exited = self._exits.pop(msg["pid"], None)
                 if exited is not None and not exited.done():
-                    exited.set_result(msg["code"])
+                    exited.set_result(Exit(msg["code"], msg.get("oom", False)))
             elif kind == "zygote_ready" and self._ready and not self._ready.done():
                 self._ready.set_result(None)
+            elif kind == "probed" and self._probe is not None and not self._probe.done():
+                self._probe.set_result(msg["found"])
+
+    async def probe(self, box: dict[str, Any]) -> dict[str, Any]:
+        """Ask the zygote which protections work on this host (it tries, in a child)."""
+        assert self._control is not None
+        self._probe = asyncio.get_running_loop().create_future()
+        self._control.send(orjson.dumps({"type": "probe", "box": box}))
+        return await asyncio.wait_for(self._probe, 10)
 
     def _lost(self) -> None:
         """The zygote is gone; its instances die with it (parent-death signal)."""
@@ -158,7 +177,7 @@ class Zygote:
                 fut.set_exception(error)
         for exit_fut in self._exits.values():
             if not exit_fut.done():
-                exit_fut.set_result(-signal.SIGKILL)
+                exit_fut.set_result(Exit(-signal.SIGKILL))
         self._spawns.clear()
         self._exits.clear()
 

@@ -27,18 +27,20 @@ from typing import Any
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_protocol() -> ModuleType:
+def _load_module(name: str, path: str) -> ModuleType:
+    """A platform module that runs inside instances, by file path (never by package)."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(_HERE), "protocol.py")
-    spec = importlib.util.spec_from_file_location("_funclet_protocol", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-protocol = _load_protocol()
+protocol = _load_module("_funclet_protocol", os.path.join(os.path.dirname(_HERE), "protocol.py"))
+isolate = _load_module("_funclet_isolate",
+                os.path.join(os.path.dirname(os.path.dirname(_HERE)), "sandbox", "isolate.py"))
 
 # Preloaded once in the zygote so that an instance's imports of them are free.
 _PRELOAD = (
@@ -86,16 +88,21 @@ def zygote(control_fd: int, parent_pid: int) -> None:
     sel.register(wake_r, selectors.EVENT_READ)
     control.send(json.dumps({"type": "zygote_ready", "pid": os.getpid()}).encode())
     me = os.getpid()
+    cgroups: dict[int, list[str]] = {}  # pid -> its cgroup folders, removed once it is reaped
     while True:
-        for key, _ in sel.select():
+        for key, _ in sel.select(timeout=1.0 if cgroups.get(0) else None):
             if key.fileobj is wake_r:
                 os.read(wake_r, 4096)
-                _reap(control)
+                _reap(control, cgroups)
                 continue
             data, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
             if not data:
                 os._exit(0)
             msg = json.loads(data)
+            if msg["type"] == "probe":
+                found = isolate.probe(msg["box"])
+                control.send(json.dumps({"type": "probed", "found": found}).encode())
+                continue
             pid = os.fork()
             if pid == 0:
                 sel.close()
@@ -109,29 +116,86 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 _die_with_parent(me)
                 try:
                     os.set_inheritable(fds[0], False)  # not into the user's subprocesses
-                    _instance(msg["spec"], socket.socket(fileno=fds[0]))
-                finally:
-                    os._exit(0)
+                    _isolated_instance(msg["spec"], socket.socket(fileno=fds[0]))
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc(file=sys.__stderr__)  # into the runtime's log
+                    os._exit(70)
+                os._exit(0)
             for fd in fds:
                 os.close(fd)
+            box = msg["spec"].get("sandbox") or {}
+            cgroups[pid] = list(box.get("cgroups", {}).values())
             control.send(json.dumps({"type": "spawned", "sid": msg["sid"], "pid": pid}).encode())
+        if cgroups.get(0):
+            _remove_cgroups(cgroups)
 
 
-def _reap(control: socket.socket) -> None:
+def _reap(control: socket.socket, cgroups: dict[int, list[str]]) -> None:
     import json
 
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
+            break
         code = os.waitstatus_to_exitcode(status)
-        control.send(json.dumps({"type": "exited", "pid": pid, "code": code}).encode())
+        paths = cgroups.pop(pid, [])
+        oom = any(_oom_kills(path) for path in paths)
+        cgroups.setdefault(0, []).extend(paths)  # 0: folders waiting to be removed
+        control.send(json.dumps({"type": "exited", "pid": pid, "code": code,
+                                 "oom": oom}).encode())
+    _remove_cgroups(cgroups)
+
+
+def _oom_kills(path: str) -> int:
+    """How often the kernel's OOM killer struck in this cgroup (v1 or v2)."""
+    for name in ("memory.oom_control", "memory.events"):
+        try:
+            with open(os.path.join(path, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except OSError:
+            continue
+    return 0
+
+
+def _remove_cgroups(cgroups: dict[int, list[str]]) -> None:
+    """Remove the cgroup folders of reaped instances; busy ones are tried again later."""
+    left = []
+    for path in cgroups.pop(0, []):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left.append(path)
+    if left:
+        cgroups[0] = left
 
 
 # ---------------------------------------------------------------- instance
+
+
+def _isolated_instance(spec: dict[str, Any], sock: socket.socket) -> None:
+    """Enter the sandbox (when the spec has one), then become the instance."""
+    box = spec.get("sandbox")
+    if box:
+        box = dict(box, expose=sorted({sys.base_prefix, sys.base_exec_prefix}))
+        try:
+            isolate.enter(box, [sock.fileno()])
+        except OSError as exc:
+            sock.sendall(protocol.encode({"type": protocol.INIT_ERROR, "log": "", "error": {
+                "errorMessage": f"The instance's sandbox could not be set up: {exc}",
+                "errorType": "Runtime.SandboxError", "stackTrace": []}}))
+            os._exit(1)
+        spec = dict(spec, codeDir=box["codeMount"])
+    _instance(spec, sock)
 
 
 def _instance(spec: dict[str, Any], sock: socket.socket) -> None:

@@ -1,0 +1,220 @@
+"""Isolating one instance: run in the freshly forked child, as root, before user code.
+
+Loaded by file path inside the zygote, so it imports only the standard library.
+``enter(box)`` takes the sandbox section of an instance's spec (see
+``funclet.sandbox.SandboxConfig.for_instance``) and, in this order:
+
+1. joins the instance's cgroups (memory limit, CPU weight, process count);
+2. sets rlimits (open files, no core dumps; process count when there is no pids cgroup);
+3. unshares mount, PID, IPC and UTS namespaces (and network, without internet access);
+4. forks: the parent stays outside, waits, and exits as the child did; the child is
+   PID 1 of the new namespace, so killing it ends every process of the instance;
+5. mounts: / read-only, the code read-only at /code, a private tmpfs /tmp and
+   /dev/shm, the runtime's files kept readable, an empty tmpfs over each hidden path
+   (the data folder), a fresh /proc;
+6. sets the hostname, drops to the unprivileged uid/gid with no groups.
+
+``probe()`` tries the same in a throwaway child and says which protections work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+_PR_SET_PDEATHSIG = 1
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _check(_libc.mount(
+        source.encode() if source else None, target.encode(),
+        fstype.encode() if fstype else None, flags, data.encode() if data else None,
+    ), f"mount {target}")
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
+    """Isolate this process (see the module docstring); returns in the isolated child."""
+    for controller, path in box.get("cgroups", {}).items():
+        os.makedirs(path, exist_ok=True)
+        for name, value in box.get("cgroupLimits", {}).get(controller, {}).items():
+            _write(os.path.join(path, name), str(value))
+        _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (box["maxOpenFiles"], box["maxOpenFiles"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if "pids" not in box.get("cgroups", {}) and box.get("maxProcesses"):
+        resource.setrlimit(resource.RLIMIT_NPROC, (box["maxProcesses"], box["maxProcesses"]))
+    if not box.get("namespaces"):
+        _drop(box)
+        return
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    if not box.get("network", True):
+        flags |= CLONE_NEWNET
+    _check(_libc.unshare(flags), "unshare")
+    child = os.fork()
+    if child:
+        _stand_outside(child, close_in_parent)
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _mounts(box)
+    socket.sethostname(box["hostname"])
+    if not box.get("network", True):
+        _loopback_up()
+    _drop(box)
+
+
+def _stand_outside(child: int, close: list[int]) -> None:
+    """The parent left outside the namespace: wait for PID 1 and exit as it did."""
+    for fd in close:
+        os.close(fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _mounts(box: dict[str, Any]) -> None:
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)  # nothing outside /tmp is writable
+    code = box["codeMount"]
+    _mount(box["codeDir"], code, None, MS_BIND | MS_REC)
+    _mount(None, code, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={box['tmpBytes']},mode=1777")
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+               "size=64m,mode=1777")
+    _expose(box.get("expose", []))
+    for hidden in box.get("hide", []):
+        if os.path.isdir(hidden):
+            _mount("tmpfs", hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   "size=4k,mode=755")
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _expose(paths: list[str]) -> None:
+    """Keep the runtime's own files (its interpreter's prefix) readable by the
+    unprivileged user when they sit under a folder it may not enter (pyenv's /root):
+    an empty tmpfs goes over that folder and only the runtime is bound back into it."""
+    covered: set[str] = set()
+    for path in paths:
+        blocked = _first_closed_ancestor(path)
+        if blocked is None:
+            continue
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY)
+        try:
+            if blocked not in covered:
+                _mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+                covered.add(blocked)
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        finally:
+            os.close(fd)
+
+
+def _first_closed_ancestor(path: str) -> str | None:
+    """The topmost folder above ``path`` that others may not traverse (no o+x)."""
+    current = "/"
+    for part in path.strip("/").split("/")[:-1]:
+        current = os.path.join(current, part)
+        if not os.stat(current).st_mode & 0o001:
+            return current
+    return None
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+
+
+def _drop(box: dict[str, Any]) -> None:
+    uid, gid = box.get("uid"), box.get("gid")
+    if uid is None or gid is None or os.geteuid() != 0:
+        return
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def probe(box: dict[str, Any]) -> dict[str, Any]:
+    """Which protections work here: tried in a throwaway child, reported as JSON."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        found: dict[str, Any] = {"root": os.geteuid() == 0}
+        try:
+            for controller, path in box.get("cgroups", {}).items():
+                os.makedirs(path, exist_ok=True)
+                _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+                found[f"cgroup_{controller}"] = True
+        except OSError as exc:
+            found["cgroup_error"] = str(exc)
+        try:
+            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+                                 | CLONE_NEWNET), "unshare")
+            found["namespaces"] = True
+            _mount(None, "/", None, MS_REC | MS_PRIVATE)
+            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
+            found["mounts"] = True
+        except OSError as exc:
+            found["namespace_error"] = str(exc)
+        os.write(write, json.dumps(found).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    for path in box.get("cgroups", {}).values():
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+    return json.loads(data or b"{}")  # type: ignore[no-any-return]
