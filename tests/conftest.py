@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,18 +106,33 @@ def stop_server(server: Server) -> None:
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, f"processes left behind by funclet: {left}"
+    cgroups = cgroups_of(server)
+    assert not cgroups, f"cgroups left behind by funclet: {cgroups}"
+
+
+def cgroups_of(server: Server) -> list[str]:
+    """The instance cgroups of a funclet, named after its data folder."""
+    key = hashlib.sha256(str(server.data_dir.resolve()).encode()).hexdigest()[:10]
+    return glob.glob(f"/sys/fs/cgroup/*/funclet-{key}/*/") + glob.glob(
+        f"/sys/fs/cgroup/funclet-{key}/*/")
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("funclet")
-    srv = start_server(
-        tmp,
-        FUNCLET_MAX_UNPACKED_SIZE=str(20 * 1024 * 1024),
-        FUNCLET_MAX_SYNC_PAYLOAD=str(1024 * 1024),
-    )
-    yield srv
-    stop_server(srv)
+    # The data folder lives outside /tmp, so that the sandbox tests prove it is hidden
+    # from instances (an instance's /tmp is its own anyway).
+    tmp = Path(tempfile.mkdtemp(prefix="funclet-tests-", dir="/var/tmp"))
+    tmp.chmod(0o755)  # readable by anyone: only the sandbox may keep instances out
+    try:
+        srv = start_server(
+            tmp,
+            FUNCLET_MAX_UNPACKED_SIZE=str(20 * 1024 * 1024),
+            FUNCLET_MAX_SYNC_PAYLOAD=str(1024 * 1024),
+        )
+        yield srv
+        stop_server(srv)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import descendants, start_server, stop_server
+from tests.conftest import cgroups_of, descendants, start_server, stop_server
 from tests.helpers import deploy, invoke, wait_for
 
 
@@ -28,6 +28,12 @@ def test_instances_die_with_a_killed_platform(tmp_path: Path) -> None:
     finally:
         if server.process.poll() is None:
             server.process.kill()
+    # A restart finds nothing left over: the old instances' cgroups are swept away.
+    server = start_server(tmp_path)
+    try:
+        assert not cgroups_of(server)
+    finally:
+        stop_server(server)
 
 
 def test_functions_survive_a_restart(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -39,9 +40,11 @@ class Platform:
             Limits(settings.max_unpacked_size, settings.max_compression_ratio),
         )
         self.recorder = Recorder(self.store)
+        data_dir = str(settings.data_dir.resolve())
         self.sandbox = Sandbox(self.runtimes, settings.run_dir, SandboxConfig.detect(
-            settings.sandbox, hide=(str(settings.data_dir.resolve()),),
-            tmp_mb=settings.tmp_size_mb, name="funclet",
+            settings.sandbox, hide=(data_dir,), tmp_mb=settings.tmp_size_mb,
+            # One cgroup folder per data folder: two funclets never touch each other's.
+            name=f"funclet-{hashlib.sha256(data_dir.encode()).hexdigest()[:10]}",
         ))
         base_env = {
             "FC_REGION": settings.region,
@@ -105,6 +108,8 @@ class Platform:
     async def start(self) -> None:
         await self.store.open()
         await self.store.close_stale_instances()
+        if swept := await asyncio.to_thread(self.sandbox.config.sweep):
+            log.warning("Removed %d instance cgroups left by an earlier run.", swept)
         self.recorder.start()
         rows = await self.functions.load_all()
         for runtime in {self.default_runtime, *(r.config.runtime for r in rows)}:

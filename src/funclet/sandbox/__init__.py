@@ -7,8 +7,11 @@ Knows processes, sockets, namespaces and cgroups; knows nothing of pools or invo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,27 @@ class SandboxConfig:
             "codeMount": CODE_MOUNT,
             "hostname": instance_id[:63],
         }
+
+    def sweep(self) -> int:
+        """Remove cgroups left by an earlier run that died (kill -9): kill what is still
+        in them, then remove them. Returns how many were removed."""
+        removed = 0
+        for parent in self.cgroups.values():
+            if not parent.is_dir():
+                continue
+            for child in [p for p in parent.iterdir() if p.is_dir()]:
+                with contextlib.suppress(OSError):
+                    for pid in (child / "cgroup.procs").read_text().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
+                for _ in range(50):
+                    try:
+                        child.rmdir()
+                        removed += 1
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+        return removed
 
     def protections(self) -> dict[str, bool]:
         """Which protections are on, by name (reported by /healthz)."""
@@ -199,3 +223,6 @@ class Sandbox:
         for zygote in self._zygotes.values():
             await zygote.stop()
         self._zygotes.clear()
+        for parent in self.config.cgroups.values():  # empty by now
+            with contextlib.suppress(OSError):
+                parent.rmdir()

@@ -182,11 +182,16 @@ class Zygote:
         self._exits.clear()
 
     async def stop(self) -> None:
+        """Close the control socket: the zygote ends its instances, removes their cgroups
+        and exits; past a few seconds it is killed."""
         self._stopping = True
         if self._control is not None:
             self._lost()
         if self._proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
-            await asyncio.to_thread(self._proc.wait)
+            try:
+                await asyncio.to_thread(self._proc.wait, 5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+                await asyncio.to_thread(self._proc.wait)
             self._proc = None

@@ -52,14 +52,18 @@ _PRELOAD = (
 
 _LOG_LIMIT = 1024 * 1024
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel for SIGKILL when the parent dies, so nothing outlives the platform."""
+def _die_with_parent(parent_pid: int, subreaper: bool = False) -> None:
+    """Ask the kernel for SIGKILL when the parent dies, so nothing outlives the platform;
+    as a subreaper, orphans of the instances are reparented here and reaped."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if subreaper:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
 
@@ -71,7 +75,7 @@ def zygote(control_fd: int, parent_pid: int) -> None:
     import json
     import selectors
 
-    _die_with_parent(parent_pid)
+    _die_with_parent(parent_pid, subreaper=True)
     for name in _PRELOAD:
         try:
             __import__(name)
@@ -96,7 +100,8 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 _reap(control, cgroups)
                 continue
             data, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
-            if not data:
+            if not data:  # the platform is stopping: end every instance, leave nothing
+                _end_all(cgroups)
                 os._exit(0)
             msg = json.loads(data)
             if msg["type"] == "probe":
@@ -142,13 +147,43 @@ def _reap(control: socket.socket, cgroups: dict[int, list[str]]) -> None:
             break
         if pid == 0:
             break
+        if pid not in cgroups:
+            continue  # an orphan of an instance, reparented to us: reaped, nothing to say
         code = os.waitstatus_to_exitcode(status)
         paths = cgroups.pop(pid, [])
         oom = any(_oom_kills(path) for path in paths)
         cgroups.setdefault(0, []).extend(paths)  # 0: folders waiting to be removed
-        control.send(json.dumps({"type": "exited", "pid": pid, "code": code,
-                                 "oom": oom}).encode())
+        try:
+            control.send(json.dumps({"type": "exited", "pid": pid, "code": code,
+                                     "oom": oom}).encode())
+        except OSError:
+            pass  # the platform is gone or going: nobody to tell
     _remove_cgroups(cgroups)
+
+
+def _end_all(cgroups: dict[int, list[str]]) -> None:
+    """Kill every instance still running, reap it, and remove its cgroups."""
+    import time
+
+    for pid in [p for p in cgroups if p]:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    for _ in range(150):
+        while True:  # orphans of the killed instances keep arriving to be reaped
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            cgroups.setdefault(0, []).extend(cgroups.pop(pid, []))
+        _remove_cgroups(cgroups)
+        if not cgroups.get(0) and not [p for p in cgroups if p]:
+            return
+        time.sleep(0.02)
 
 
 def _oom_kills(path: str) -> int:

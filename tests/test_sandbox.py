@@ -1,0 +1,248 @@
+"""The sandbox, proved from inside functions: what an instance can see, write and use.
+
+Each test needs some protection; /healthz says which are on. Where one is off the test
+is skipped with the reason, except under CI=true, where every protection must be on.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import httpx
+import pytest
+
+from tests.conftest import Server
+from tests.helpers import API, deploy, invoke, unique, wait_for
+
+
+@pytest.fixture(scope="module")
+def protections(client: httpx.Client) -> dict[str, bool]:
+    return client.get("/healthz").json()["sandbox"]  # type: ignore[no-any-return]
+
+
+def need(protections: dict[str, bool], *names: str) -> None:
+    missing = [n for n in names if not protections.get(n)]
+    if missing:
+        message = f"the sandbox has these protections off on this host: {missing}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+PROBE = {"index.py": """
+    import json, os, socket
+
+    def attempt(fn):
+        try:
+            return {"ok": True, "value": fn()}
+        except Exception as exc:
+            return {"ok": False, "error": type(exc).__name__}
+
+    def write(path):
+        with open(path, "w") as f:
+            f.write("x")
+        return path
+
+    def read(path):
+        with open(path, "rb") as f:
+            return len(f.read())
+
+    def handler(event, context):
+        args = json.loads(event)
+        out = {
+            "uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(),
+            "hostname": socket.gethostname(), "cwd": os.getcwd(),
+            "code": sorted(os.listdir("/code")),
+            "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            "tmp": sorted(os.listdir("/tmp")),
+        }
+        for path in args.get("read", []):
+            out["read " + path] = attempt(lambda: read(path))
+        for path in args.get("write", []):
+            out["write " + path] = attempt(lambda: write(path))
+        for path in args.get("list", []):
+            out["list " + path] = attempt(lambda: os.listdir(path))
+        return json.dumps(out)
+"""}
+
+
+def probe(client: httpx.Client, name: str, **args: list[str]) -> dict[str, object]:
+    r = invoke(client, name, json.dumps(args).encode())
+    assert "x-fc-error-type" not in r.headers, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_an_instance_runs_unprivileged_alone_in_its_namespaces(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces", "unprivilegedUser")
+    name = deploy(client, PROBE)
+    r = invoke(client, name, b"{}")
+    out = r.json()
+    assert (out["uid"], out["gid"]) == (65534, 65534)
+    assert out["pid"] == 1 and out["processes"] == [1]  # it sees only itself
+    assert out["hostname"] == r.headers["x-funclet-instance-id"]
+    assert out["cwd"] == "/code" and out["code"] == ["index.py"]
+
+
+def test_code_is_read_only_and_nothing_outside_tmp_is_writable(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces", "unprivilegedUser")
+    name = deploy(client, PROBE)
+    out = probe(client, name, write=["/code/new.py", "/code/index.py", "/etc/evil",
+                                     "/var/tmp/evil", "/evil", "/tmp/fine"])
+    for path in ("/code/new.py", "/code/index.py", "/etc/evil", "/var/tmp/evil", "/evil"):
+        assert out[f"write {path}"]["ok"] is False, path  # type: ignore[index]
+    assert out["write /tmp/fine"]["ok"] is True  # type: ignore[index]
+
+
+def test_other_functions_code_and_the_database_are_out_of_sight(
+    client: httpx.Client, server: Server, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces")
+    secret = deploy(client, {"index.py": "def handler(e, c):\n    return 'x'\n",
+                             "secret.txt": f"the secret {unique()}"})
+    checksum = client.get(f"{API}/functions/{secret}").json()["codeChecksum"]
+    data = str(server.data_dir)
+    other_code = f"{data}/code/unpacked/{checksum}/secret.txt"
+    assert os.path.exists(other_code)  # it is there, on the host
+    name = deploy(client, PROBE)
+    out = probe(client, name, read=[other_code, f"{data}/funclet.db"], list=[data, "/code"])
+    assert out[f"read {other_code}"]["ok"] is False  # type: ignore[index]
+    assert out[f"read {data}/funclet.db"]["ok"] is False  # type: ignore[index]
+    assert out[f"list {data}"] == {"ok": True, "value": []}  # an empty tmpfs over it
+    assert out["list /code"]["value"] == ["index.py"]  # type: ignore[index]
+
+
+def test_each_instance_has_its_own_tmp(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces")
+    host_marker = f"/tmp/host-{unique()}"
+    with open(host_marker, "w") as f:
+        f.write("host")
+    try:
+        a = deploy(client, PROBE)
+        b = deploy(client, PROBE)
+        probe(client, a, write=["/tmp/from-a"])
+        seen_by_b = probe(client, b)["tmp"]
+        assert "from-a" not in seen_by_b  # type: ignore[operator]
+        assert os.path.basename(host_marker) not in seen_by_b  # type: ignore[operator]
+        assert "from-a" in probe(client, a)["tmp"]  # type: ignore[operator]
+    finally:
+        os.unlink(host_marker)
+
+
+def test_a_memory_bomb_is_killed_and_the_next_invocation_gets_a_new_instance(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "memoryLimit")
+    name = deploy(client, {"index.py": """
+        def handler(event, context):
+            if event == b"bomb":
+                hog = []
+                for _ in range(1024):
+                    hog.append(bytearray(1024 * 1024))
+            return "fine"
+    """}, memorySize=128, timeout=30)
+    first = invoke(client, name, b"ok")
+    r = invoke(client, name, b"bomb")
+    body = r.json()
+    assert r.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert body["errorType"] == "Runtime.OutOfMemory"
+    assert "128 MB" in body["errorMessage"]
+    after = invoke(client, name, b"ok")
+    assert after.text == "fine" and after.headers["x-funclet-start-kind"] == "cold"
+    items = client.get(f"{API}/functions/{name}/instances").json()["instances"]
+    lost = next(i for i in items if i["instanceId"] == first.headers["x-funclet-instance-id"])
+    assert lost["stopReason"] == "out_of_memory"
+
+
+def test_a_fork_bomb_stays_inside_its_instance(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "processLimit", "namespaces")
+    name = deploy(client, {"index.py": """
+        import json, os, time
+
+        def handler(event, context):
+            children, error = 0, None
+            for _ in range(5000):
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    error = type(exc).__name__
+                    break
+                if pid == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                children += 1
+            return json.dumps({"children": children, "error": error})
+    """}, timeout=60)
+    out = invoke(client, name).json()
+    assert out["error"] in ("BlockingIOError", "OSError") and out["children"] < 1024, out
+    assert client.get("/healthz").status_code == 200  # the platform is fine
+    other = deploy(client, {"index.py": "def handler(e, c):\n    return 'unaffected'\n"})
+    assert invoke(client, other).text == "unaffected"
+    # Updating the function stops the bombed instance; all its processes go with it.
+    client.put(f"{API}/functions/{name}", json={"description": "defused"})
+
+
+def test_killing_pid_1_of_an_instance_does_not_touch_the_platform(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces")
+    name = deploy(client, {"index.py": """
+        import os, signal, subprocess, sys
+
+        def handler(event, context):
+            subprocess.run([sys.executable, "-c",
+                            "import os, signal; os.kill(1, signal.SIGKILL)"])
+            os.kill(1, signal.SIGKILL)
+            return "survived"
+    """})
+    invoke(client, name)  # the instance may or may not survive; either is fine
+    assert client.get("/healthz").status_code == 200
+    assert invoke(client, deploy(client, PROBE), b"{}").status_code == 200
+
+
+def test_without_internet_access_the_network_is_gone(
+    client: httpx.Client, server: Server, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces")
+    code = {"index.py": f"""
+        import socket
+
+        def handler(event, context):
+            try:
+                socket.create_connection(("127.0.0.1", {server.port}), timeout=2).close()
+                return "connected"
+            except OSError as exc:
+                return "refused: " + type(exc).__name__
+    """}
+    online = deploy(client, code)
+    offline = deploy(client, code, internetAccess=False)
+    assert invoke(client, online).text == "connected"
+    assert invoke(client, offline).text.startswith("refused")
+    assert client.get(f"{API}/functions/{offline}").json()["internetAccess"] is False
+
+
+def test_the_start_up_log_says_which_protections_are_on(server: Server) -> None:
+    log = server.log()
+    for line in ("Sandbox: namespaces", "Sandbox: memory limit", "Sandbox: unprivileged user"):
+        assert line in log
+
+
+def test_cgroups_of_stopped_instances_are_removed(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "memoryLimit")
+    name = deploy(client, {"index.py": "def handler(e, c):\n    return 'x'\n"},
+                  keepAliveSeconds=1)
+    instance_id = invoke(client, name).headers["x-funclet-instance-id"]
+    (cgroup,) = glob.glob(f"/sys/fs/cgroup/*/funclet-*/{instance_id}")[:1]
+    wait_for(lambda: not glob.glob(f"/sys/fs/cgroup/*/funclet-*/{instance_id}"), timeout=15)
+    assert not os.path.exists(cgroup)
