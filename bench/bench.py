@@ -5,9 +5,15 @@ Runs, on this machine and in one go:
   hello functions (p50, p99), against a keep-alive request to the floor app;
 - warm sync invocations over HTTP with wrk: p50/p99 latency and requests/s at 1
   connection, requests/s at 32 connections, D seconds each;
-- the floor: a bare uvicorn (uvloop + httptools) hello world, measured the same way.
+- the floor: a bare uvicorn (uvloop + httptools) hello world, measured the same way;
+- cold start again with the sandbox off (FUNCLET_SANDBOX=false), for its cost;
+- limits: N invocations of a function that sleeps 100 ms, sent over 200 connections
+  with the account limit at 100: how many succeed, the most instances seen running at
+  once, and the queue wait p50/p99;
+- the memory an idle warm instance costs (PSS of its processes, from /proc), against a
+  bare isolated interpreter.
 
-Usage: python bench/bench.py [--functions 60] [--duration 10]
+Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -131,10 +137,131 @@ def measure_floor_request(url: str, n: int) -> list[float]:
     return times
 
 
+def start_funclet(env: dict[str, str], **extra: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    data = tempfile.mkdtemp(prefix="funclet-bench-", dir="/var/tmp")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funclet", "serve"], cwd=data,
+        env={**env, "FUNCLET_PORT": str(port), "FUNCLET_DATA_DIR": data,
+             "FUNCLET_LOG_LEVEL": "warning", **extra})
+    url = f"http://127.0.0.1:{port}"
+    wait_up(f"{url}/healthz", proc)
+    return proc, url, data
+
+
+def stop_funclet(proc: subprocess.Popen[bytes], data: str) -> None:
+    proc.terminate()
+    proc.wait(60)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def deploy(client: httpx.Client, name: str, code: bytes, **config: object) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("index.py", code)
+    r = client.post("/2023-03-30/functions", json={
+        "functionName": name, "runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
+        "handler": "index.handler",
+        "code": {"zipFile": base64.b64encode(buf.getvalue()).decode()}, **config})
+    r.raise_for_status()
+
+
+SLEEP_100MS = b"import time\ndef handler(event, context):\n    time.sleep(0.1)\n    return 'ok'\n"
+
+
+def measure_limits(url: str, count: int, connections: int) -> dict[str, float]:
+    """``count`` invocations of a 100 ms function over ``connections`` connections."""
+    import asyncio
+
+    with httpx.Client(base_url=url, timeout=60) as client:
+        deploy(client, "bench-sleep", SLEEP_100MS)
+    invoke = f"{url}/2023-03-30/functions/bench-sleep/invocations"
+    instances = f"{url}/2023-03-30/functions/bench-sleep/instances"
+
+    async def run() -> dict[str, float]:
+        limits = httpx.Limits(max_connections=connections + 2)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            queue = asyncio.Queue[int]()
+            for i in range(count):
+                queue.put_nowait(i)
+            statuses: list[int] = []
+            waits: list[float] = []
+            most = 0
+            done = asyncio.Event()
+
+            async def worker() -> None:
+                while not queue.empty():
+                    queue.get_nowait()
+                    r = await client.post(invoke, content=b"")
+                    statuses.append(r.status_code if "x-fc-error-type" not in r.headers else 0)
+                    waits.append(float(r.headers.get("x-funclet-queue-ms", "nan")))
+
+            async def sample() -> None:
+                nonlocal most
+                while not done.is_set():
+                    r = await client.get(instances, params={"withAllActive": "true"})
+                    most = max(most, len(r.json()["instances"]))
+                    await asyncio.sleep(0.05)
+
+            sampler = asyncio.create_task(sample())
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            elapsed = time.perf_counter() - t0
+            done.set()
+            await sampler
+            return {
+                "ok": sum(1 for st in statuses if st == 200), "count": len(statuses),
+                "most": most, "wait_p50": pct(waits, 50), "wait_p99": pct(waits, 99),
+                "seconds": elapsed,
+            }
+
+    return asyncio.run(run())
+
+
+def pss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def instance_pids(instance_id: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cgroup") as f:
+                    if f"/{instance_id}\n" in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def measure_idle_memory(url: str) -> tuple[float, float]:
+    """PSS (MB) of an idle warm hello instance, and of a bare isolated interpreter."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        deploy(client, "bench-mem", HELLO)
+        r = client.post("/2023-03-30/functions/bench-mem/invocations", content=b"")
+        pids = instance_pids(r.headers["x-funclet-instance-id"])
+    time.sleep(0.5)
+    instance = pss_kb(pids) / 1024
+    bare = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(30)"])
+    time.sleep(0.5)
+    floor = pss_kb([bare.pid]) / 1024
+    bare.kill()
+    bare.wait()
+    return instance, floor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=60)
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--limit-invocations", type=int, default=1000)
     args = parser.parse_args()
     wrk_bin = ensure_wrk()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -173,6 +300,22 @@ def main() -> None:
             proc.wait(30)
         shutil.rmtree(data, ignore_errors=True)
 
+    print("cold starts with the sandbox off ...", file=sys.stderr)
+    proc, url, data = start_funclet(env, FUNCLET_SANDBOX="false")
+    try:
+        cold_bare = measure_cold(url, args.functions)
+    finally:
+        stop_funclet(proc, data)
+
+    print(f"limits: {args.limit_invocations} invocations of 100 ms at 200 connections ...",
+          file=sys.stderr)
+    proc, url, data = start_funclet(env, FUNCLET_MAX_INSTANCES="100")
+    try:
+        limits = measure_limits(url, args.limit_invocations, 200)
+        memory, memory_floor = measure_idle_memory(url)
+    finally:
+        stop_funclet(proc, data)
+
     rows = [
         ("cold p50", pct(cold, 50), pct(floor_req, 50), "ms"),
         ("cold p99", pct(cold, 99), pct(floor_req, 99), "ms"),
@@ -192,6 +335,22 @@ def main() -> None:
     print("\nms for latencies (cold: client-side time of the first invocation; floor: one "
           "keep-alive request to bare uvicorn). The cold-start mean is "
           f"{statistics.mean(cold):.2f} ms.")
+
+    print(f"\n| {'sandbox':<24} | {'cold p50':>9} | {'cold p99':>9} |")
+    print(f"|{'-' * 26}|{'-' * 11}|{'-' * 11}|")
+    print(f"| {'on (namespaces, cgroups)':<24} | {pct(cold, 50):>9.3f} | {pct(cold, 99):>9.3f} |")
+    print(f"| {'off':<24} | {pct(cold_bare, 50):>9.3f} | {pct(cold_bare, 99):>9.3f} |")
+
+    print(f"\nlimits: {limits['count']:.0f} invocations of a 100 ms function, 200 connections, "
+          f"account limit 100, {limits['seconds']:.1f} s\n")
+    print("| figure                      | value     | target        |")
+    print("|-----------------------------|-----------|---------------|")
+    print(f"| succeeded                   | {limits['ok']:>9.0f} | all           |")
+    print(f"| most instances at once      | {limits['most']:>9.0f} | <= 100        |")
+    print(f"| queue wait p50 (ms)         | {limits['wait_p50']:>9.1f} |               |")
+    print(f"| queue wait p99 (ms)         | {limits['wait_p99']:>9.1f} |               |")
+    print(f"| idle warm instance PSS (MB) | {memory:>9.2f} | <= 8          |")
+    print(f"| bare interpreter PSS (MB)   | {memory_floor:>9.2f} | (floor)       |")
 
 
 if __name__ == "__main__":
