@@ -9,11 +9,12 @@ from __future__ import annotations
 import glob
 import json
 import os
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 from tests.helpers import API, deploy, invoke, unique, wait_for
 
 
@@ -246,3 +247,54 @@ def test_cgroups_of_stopped_instances_are_removed(
     (cgroup,) = glob.glob(f"/sys/fs/cgroup/*/funclet-*/{instance_id}")[:1]
     wait_for(lambda: not glob.glob(f"/sys/fs/cgroup/*/funclet-*/{instance_id}"), timeout=15)
     assert not os.path.exists(cgroup)
+
+
+def test_open_files_are_limited_per_instance(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces")
+    name = deploy(client, {"index.py": """
+        import json
+
+        def handler(event, context):
+            files, error = [], None
+            try:
+                for i in range(5000):
+                    files.append(open("/dev/null"))
+            except OSError as exc:
+                error = exc.errno
+            count = len(files)
+            for f in files:
+                f.close()
+            return json.dumps({"opened": count, "errno": error})
+    """})
+    out = invoke(client, name).json()
+    assert out["errno"] == 24 and 900 < out["opened"] < 1024  # EMFILE at the 1024 limit
+
+
+def test_tmp_is_bounded_and_a_sandbox_that_is_off_says_so(tmp_path: Path) -> None:
+    server = start_server(tmp_path, FUNCLET_TMP_SIZE_MB="4")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            if not client.get("/healthz").json()["sandbox"]["namespaces"]:
+                need({}, "namespaces")
+            name = deploy(client, {"index.py": """
+                def handler(event, context):
+                    try:
+                        with open("/tmp/big", "wb") as f:
+                            f.write(b"x" * (8 * 1024 * 1024))
+                        return "wrote 8 MB"
+                    except OSError as exc:
+                        return f"refused: errno {exc.errno}"
+            """})
+            assert invoke(client, name).text == "refused: errno 28"  # ENOSPC
+    finally:
+        stop_server(server)
+    (tmp_path / "off").mkdir()
+    server = start_server(tmp_path / "off", FUNCLET_SANDBOX="false")
+    try:
+        assert "Sandbox: namespaces" in server.log() and "turned off" in server.log()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert client.get("/healthz").json()["sandbox"]["namespaces"] is False
+    finally:
+        stop_server(server)

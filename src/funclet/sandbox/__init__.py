@@ -43,12 +43,13 @@ class SandboxConfig:
     max_open_files: int = 1024
     max_processes: int = 512
     hide: tuple[str, ...] = ()  # paths an instance must not see (the data folder)
+    disabled: bool = False  # turned off by configuration (FUNCLET_SANDBOX=false)
 
     @classmethod
     def detect(cls, enabled: bool, hide: tuple[str, ...], tmp_mb: int, name: str) -> SandboxConfig:
         """What this host offers: root, and cgroups v1 or v2 (checked again by ``probe``)."""
         if not enabled:
-            return cls(namespaces=False, uid=None, gid=None)
+            return cls(namespaces=False, uid=None, gid=None, disabled=True)
         root = os.geteuid() == 0
         if root:
             try:
@@ -137,6 +138,8 @@ class SandboxConfig:
     def describe(self) -> list[str]:
         """One line per protection: on, or off and why."""
         def state(on: bool, why: str) -> str:
+            if self.disabled:
+                return "off (the sandbox is turned off: FUNCLET_SANDBOX=false)"
             return "on" if on else f"off ({why})"
 
         v = f"v{self.cgroup_version}" if self.cgroup_version else ""
@@ -204,6 +207,10 @@ class Sandbox:
     async def _probe(self, zygote: Zygote) -> None:
         """Try the protections once and turn off, loudly, what does not work here."""
         self._probed = True
+        if self.config.disabled:
+            for line in self.config.describe():
+                log.warning("Sandbox: %s", line)
+            return
         box = self.config.for_instance("funclet-probe", "/", 128, False)
         found = await zygote.probe(box) if box else {}
         config = self.config
@@ -217,7 +224,7 @@ class Sandbox:
                              cgroup_version=config.cgroup_version if working else 0)
         self.config = config
         for line in config.describe():
-            log.info("Sandbox: %s", line)
+            (log.warning if "off" in line.split(": ")[-1] else log.info)("Sandbox: %s", line)
 
     async def close(self) -> None:
         for zygote in self._zygotes.values():
