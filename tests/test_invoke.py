@@ -278,13 +278,6 @@ def test_oversized_event_is_413_and_nothing_runs(client: httpx.Client) -> None:
     assert records == []
 
 
-def test_async_invocation_is_refused_clearly_until_it_exists(client: httpx.Client) -> None:
-    name = deploy(client, ECHO)
-    r = invoke(client, name, **{"x-fc-invocation-type": "Async"})
-    assert r.status_code == 400
-    assert "Async" in r.json()["Message"]
-
-
 def test_json_error_body_is_parseable_for_non_ascii_messages(client: httpx.Client) -> None:
     name = deploy(client, {"index.py": """
         def handler(event, context):

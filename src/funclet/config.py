@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_unpacked_size: int = 500 * MB
     max_compression_ratio: int = 200
     max_sync_payload: int = 32 * MB
+    max_async_payload: int = 128 * 1024
 
     max_instances: int = Field(100, ge=1)
     max_queue_length: int = Field(10_000, ge=0)

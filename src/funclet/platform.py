@@ -10,6 +10,8 @@ import os
 import secrets
 import sys
 
+from funclet.asyncq.configs import AsyncConfigs
+from funclet.asyncq.dispatcher import Dispatcher
 from funclet.codestore import CodeStore
 from funclet.codestore.archive import Limits
 from funclet.config import Settings
@@ -23,6 +25,7 @@ from funclet.invoker.admission import Admission
 from funclet.runtimes import discover
 from funclet.sandbox import Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
+from funclet.store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,12 @@ class Platform:
         self.functions = Functions(
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
+        self.tasks = TaskStore(self.store)
+        self.async_configs = AsyncConfigs(self.tasks)
+        # Async work may hold at most half the account's instances: sync callers keep room.
+        self.dispatcher = Dispatcher(
+            self.tasks, self.invoker, self.async_configs.of, settings.max_instances // 2
+        )
         self._reclaimer: asyncio.Task[None] | None = None
         self.api_token = self._api_token() if settings.auth_required else settings.api_token
 
@@ -115,6 +124,10 @@ class Platform:
         for runtime in {self.default_runtime, *(r.config.runtime for r in rows)}:
             if runtime in self.runtimes:
                 await self.sandbox.warm_up(runtime)
+        await self.async_configs.load()
+        if requeued := await self.tasks.recover():
+            log.warning("Re-queued %d async tasks that an earlier run left running.", requeued)
+        self.dispatcher.start()
         self._reclaimer = asyncio.get_running_loop().create_task(
             self.registry.reclaim_forever(self.settings.reclaim_interval_seconds)
         )
@@ -132,6 +145,7 @@ class Platform:
                      "(serve --require-auth turns it on).")
 
     async def stop(self) -> None:
+        await self.dispatcher.stop()
         if self._reclaimer is not None:
             self._reclaimer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,21 +11,25 @@ from starlette.routing import Route
 
 from funclet.api.functions import PREFIX
 from funclet.api.responses import error_response, new_request_id
+from funclet.api.tasks import TASK_ID_RE
+from funclet.asyncq.policy import TaskStatus
 from funclet.errors import ApiError, InvalidArgument, PayloadTooLarge, ShuttingDown
 from funclet.instances.state import StartKind
 from funclet.logs import tail
 from funclet.platform import Platform
+from funclet.store.tasks import Task, now_ms
 
 
 async def invoke_function(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     request_id = new_request_id()
     try:
-        mode = request.headers.get("x-fc-invocation-type", "Sync")
-        if mode.lower() != "sync":
+        mode = request.headers.get("x-fc-invocation-type", "Sync").lower()
+        if mode == "async":
+            return await _accept(request, platform, request_id)
+        if mode != "sync":
             raise InvalidArgument(
-                f"x-fc-invocation-type '{mode}' is not supported yet; use 'Sync'"
-            )
+                f"x-fc-invocation-type must be 'Sync' or 'Async', got '{mode}'")
         event = await _read_event(request, platform.settings.max_sync_payload)
         out = await platform.invoker.invoke(request.path_params["name"], event, request_id)
     except ApiError as exc:
@@ -51,11 +55,33 @@ async def invoke_function(request: Request) -> Response:
     return Response(out.body, 200, headers)
 
 
-async def _read_event(request: Request, limit: int) -> bytes:
+async def _accept(request: Request, platform: Platform, request_id: str) -> Response:
+    """Async: store the task durably, then answer 202 (the dispatcher runs it later)."""
+    name = request.path_params["name"]
+    platform.registry.pool(name)  # 404 for a function that does not exist
+    event = await _read_event(request, platform.settings.max_async_payload, "async ")
+    delay = request.headers.get("x-fc-async-delay", "0")
+    if not delay.isdigit() or int(delay) > 3600:
+        raise InvalidArgument(f"x-fc-async-delay must be 0 to 3600 seconds, got '{delay}'")
+    task_id = request.headers.get("x-fc-async-task-id") or request_id
+    if not TASK_ID_RE.match(task_id):
+        raise InvalidArgument(
+            "x-fc-async-task-id must be 1-128 letters, digits, '_' or '-'")
+    task = Task(task_id, request_id, name, TaskStatus.ENQUEUED, event, now_ms(), 0)
+    fresh = await platform.tasks.accept(task, int(delay))
+    if fresh:
+        platform.dispatcher.wake()
+    headers = {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}
+    if not fresh:  # the same task id again: it runs once
+        headers["x-funclet-async-task-duplicate"] = "true"
+    return Response(status_code=202, headers=headers)
+
+
+async def _read_event(request: Request, limit: int, kind: str = "sync ") -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
-            f"the event is {declared} bytes, over the sync invocation limit of {limit} bytes"
+            f"the event is {declared} bytes, over the {kind}invocation limit of {limit} bytes"
         )
     chunks = []
     size = 0
@@ -63,7 +89,7 @@ async def _read_event(request: Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(
-                f"the event is over the sync invocation limit of {limit} bytes"
+                f"the event is over the {kind}invocation limit of {limit} bytes"
             )
         chunks.append(chunk)
     return b"".join(chunks)

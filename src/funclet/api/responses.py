@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
@@ -11,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from funclet.errors import ApiError, InvalidArgument
+from funclet.ids import new_request_id
 
-
-def new_request_id() -> str:
-    return f"1-{secrets.token_hex(4)}-{secrets.token_hex(4)}-{secrets.token_hex(6)}"
+__all__ = ["error_response", "fc_time", "int_param", "json_body", "json_response",
+           "new_request_id"]
 
 
 def fc_time(ms: int | float | None) -> str | None:

@@ -156,15 +156,37 @@ def invoke(
     payload: Annotated[str | None, typer.Option(help="The event, e.g. a JSON document.")] = None,
     payload_file: Annotated[Path | None, typer.Option(help="Read the event from a file.")] = None,
     log: Annotated[bool, typer.Option("--log", help="Print the invocation's log.")] = False,
+    run_async: Annotated[
+        bool, typer.Option("--async", help="Queue it (202) and print the task id.")
+    ] = False,
+    task_id: Annotated[
+        str | None, typer.Option(help="With --async: an id that makes the call idempotent.")
+    ] = None,
+    delay: Annotated[
+        int | None, typer.Option(help="With --async: seconds before the first attempt.")
+    ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
-    """Invoke a function synchronously and print its result."""
+    """Invoke a function: synchronously (print its result) or --async (print the task id)."""
     if payload is not None and payload_file is not None:
         raise CliError("give --payload or --payload-file, not both")
     try:
         event = payload_file.read_bytes() if payload_file else (payload or "").encode()
     except OSError as exc:
         raise CliError(f"cannot read {payload_file}: {exc.strerror}") from None
+    if run_async:
+        headers = {"x-fc-invocation-type": "Async"}
+        if task_id:
+            headers["x-fc-async-task-id"] = task_id
+        if delay is not None:
+            headers["x-fc-async-delay"] = str(delay)
+        response = _client(endpoint).request(
+            "POST", f"/functions/{name}/invocations", content=event, headers=headers)
+        accepted = response.headers["x-fc-async-task-id"]
+        again = response.headers.get("x-funclet-async-task-duplicate")
+        out.print(f"{'Already accepted' if again else 'Accepted'} async task {accepted} "
+                  f"(request {response.headers['x-fc-request-id']}).")
+        return
     headers = {"x-fc-invocation-type": "Sync"}
     if log:
         headers["x-fc-log-type"] = "Tail"
@@ -296,6 +318,73 @@ def instances(
             table.add_row(fn, inst["instanceId"], inst["state"], inst["stopReason"] or "",
                           _ms(inst["createdTimeMs"]), _ms(inst["destroyedTimeMs"]))
     out.print(table)
+
+
+@app.command()
+def tasks(
+    name: str,
+    status: Annotated[str | None, typer.Option(help="e.g. Succeeded, Failed, Retrying.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """List a function's async tasks, newest first."""
+    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+    page = _client(endpoint).json("GET", f"/functions/{name}/async-tasks", params=params)
+    table = Table("task id", "status", "retried", "started", "ms", "error")
+    for t in page["tasks"]:
+        table.add_row(t["taskId"], t["status"], str(t["alreadyRetriedTimes"]),
+                      _ms(t["startedTime"]), str(t["durationMs"] or ""),
+                      t["taskErrorMessage"] or "")
+    out.print(table)
+
+
+@app.command()
+def task(
+    first: Annotated[str, typer.Argument(metavar="[stop] NAME", help="'stop', or the function.")],
+    second: Annotated[str, typer.Argument(metavar="ID", help="The task id (or, after stop, "
+                                                             "the function).")],
+    third: Annotated[str | None, typer.Argument(metavar="", help="After stop: the task id.")]
+    = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Show one async task (task NAME ID), or stop it (task stop NAME ID)."""
+    client = _client(endpoint)
+    if first == "stop":
+        if third is None:
+            raise CliError("usage: funclet task stop NAME ID")
+        client.request("PUT", f"/functions/{second}/async-tasks/{third}/stop")
+        out.print(f"Asked async task {third} to stop.")
+        return
+    out.print_json(data=client.json("GET", f"/functions/{first}/async-tasks/{second}"))
+
+
+@app.command("async-config")
+def async_config(
+    name: str,
+    retries: Annotated[int | None, typer.Option(help="maxAsyncRetryAttempts, 0-8.")] = None,
+    max_age: Annotated[
+        int | None, typer.Option(help="maxAsyncEventAgeInSeconds, 1-604800.")
+    ] = None,
+    on_success: Annotated[str | None, typer.Option(help="Destination URI.")] = None,
+    on_failure: Annotated[str | None, typer.Option(help="Destination URI.")] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Show a function's async invoke config, or set it with the options."""
+    client = _client(endpoint)
+    path = f"/functions/{name}/async-invoke-config"
+    if retries is None and max_age is None and on_success is None and on_failure is None:
+        out.print_json(data=client.json("GET", path))
+        return
+    body: dict[str, Any] = {}
+    if retries is not None:
+        body["maxAsyncRetryAttempts"] = retries
+    if max_age is not None:
+        body["maxAsyncEventAgeInSeconds"] = max_age
+    destinations = {k: {"destination": v} for k, v in
+                    (("onSuccess", on_success), ("onFailure", on_failure)) if v}
+    if destinations:
+        body["destinationConfig"] = destinations
+    out.print_json(data=client.json("PUT", path, json=body))
 
 
 def _ms(ms: int | None) -> str:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from funclet.errors import (
     InstanceCrashed,
     InvocationError,
 )
+from funclet.ids import new_instance_id
 from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
 from funclet.models import FunctionVersion
@@ -40,10 +40,6 @@ RoomListener = Callable[[str, Callable[[], "Lease"], Callable[[], None] | None],
 CodeFetcher = Callable[[str], Awaitable[str]]  # checksum -> unpacked code folder
 _GRACEFUL = frozenset({StopReason.RECLAIMED, StopReason.UNDEPLOYED, StopReason.SHUTDOWN,
                        StopReason.EVICTED})
-
-
-def new_instance_id() -> str:
-    return f"c-{secrets.token_hex(4)}-{secrets.token_hex(4)}-{secrets.token_hex(6)}"
 
 
 @dataclass
@@ -464,4 +460,4 @@ async def _exit_of(process: SandboxProcess) -> Exit | None:
     return None
 
 
-__all__ = ["InvocationError", "Lease", "Pool", "Reply", "new_instance_id"]
+__all__ = ["InvocationError", "Lease", "Pool", "Reply"]

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -75,4 +76,36 @@ provision_configs = Table(
     metadata,
     Column("function_name", String(128), primary_key=True),
     Column("target", Integer, nullable=False),
+)
+
+async_configs = Table(
+    "async_configs",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+)
+
+# Durable async invocations: one row per task, written before the 202 goes out.
+async_tasks = Table(
+    "async_tasks",
+    metadata,
+    Column("task_id", String(128), primary_key=True),
+    Column("request_id", String(64), nullable=False),
+    Column("function_name", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("run_after_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_ms", BigInteger),
+    Column("end_ms", BigInteger),
+    Column("duration_ms", Float),
+    Column("instance_id", String(64)),
+    Column("return_payload", Text),
+    Column("error_message", Text),
+    Column("events", JSON, nullable=False),
+    Index("ix_async_tasks_due", "status", "run_after_ms"),
+    Index("ix_async_tasks_function_created", "function_name", "created_ms"),
 )

@@ -1,0 +1,154 @@
+"""FC 3.0's async task and async invoke config endpoints."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from funclet.api.functions import PREFIX, _decode_token, _encode_token, function_arn
+from funclet.api.responses import fc_time, int_param, json_body, json_response
+from funclet.asyncq.policy import TaskStatus
+from funclet.errors import ApiError, InvalidArgument
+from funclet.platform import Platform
+
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class AsyncTaskNotFound(ApiError):
+    code = "AsyncTaskNotFound"
+    status = 404
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no async task '{task_id}'")
+
+
+class AsyncConfigNotFound(ApiError):
+    code = "AsyncConfigNotFound"
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"function '{name}' has no async invoke config")
+
+
+def task_json(platform: Platform, row: dict[str, Any], with_payload: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "taskId": row["task_id"],
+        "requestId": row["request_id"],
+        "functionArn": function_arn(platform, row["function_name"]),
+        "qualifier": "LATEST",
+        "status": row["status"],
+        "alreadyRetriedTimes": max(0, row["attempts"] - 1),
+        "startedTime": row["started_ms"],
+        "endTime": row["end_ms"],
+        "durationMs": int(row["duration_ms"]) if row["duration_ms"] is not None else None,
+        "instanceId": row["instance_id"],
+        "taskErrorMessage": row["error_message"],
+        "returnPayload": row["return_payload"],
+        "destinationStatus": None,
+        "events": row["events"],
+    }
+    if with_payload:
+        out["taskPayload"] = row["payload"].decode("utf-8", "replace")
+    return out
+
+
+async def get_task(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name, task_id = request.path_params["name"], request.path_params["task_id"]
+    await platform.functions.get(name)
+    row = await platform.tasks.get(name, task_id)
+    if row is None:
+        raise AsyncTaskNotFound(task_id)
+    return json_response(task_json(platform, row, True))
+
+
+async def list_tasks(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    q = request.query_params
+    status = q.get("status") or None
+    if status is not None and status not in {s.value for s in TaskStatus}:
+        raise InvalidArgument(
+            f"status must be one of {', '.join(s.value for s in TaskStatus)}, got '{status}'")
+    order = (q.get("sortOrderByTime") or "desc").lower()
+    if order not in ("asc", "desc"):
+        raise InvalidArgument("sortOrderByTime must be 'asc' or 'desc'")
+    limit = int_param(request, "limit", 20, 1, 100)
+    begin = int_param(request, "startedTimeBegin", -1, 0, 2**62)
+    end = int_param(request, "startedTimeEnd", -1, 0, 2**62)
+    before = None
+    if token := q.get("nextToken"):
+        ms, _, task_id = _decode_token(token).partition(":")
+        if not ms.isdigit() or not task_id:
+            raise InvalidArgument("nextToken is not valid")
+        before = (int(ms), task_id)
+    rows = await platform.tasks.list(
+        name, status, begin if begin >= 0 else None, end if end >= 0 else None,
+        q.get("prefix", ""), limit + 1, before, newest_first=order == "desc")
+    with_payload = q.get("includePayload", "").lower() == "true"
+    out: dict[str, Any] = {"tasks": [task_json(platform, r, with_payload) for r in rows[:limit]]}
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        out["nextToken"] = _encode_token(f"{last['created_ms']}:{last['task_id']}")
+    return json_response(out)
+
+
+async def stop_task(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name, task_id = request.path_params["name"], request.path_params["task_id"]
+    await platform.functions.get(name)
+    status = await platform.tasks.stop(name, task_id)
+    if status is None:
+        raise AsyncTaskNotFound(task_id)
+    if status == TaskStatus.STOPPING:
+        platform.dispatcher.stop_running(task_id)
+    return json_response({})
+
+
+def _config_json(platform: Platform, name: str, entry: Any) -> dict[str, Any]:
+    config, created, modified = entry
+    return {**config.to_fc(function_arn(platform, name)), "createdTime": fc_time(created),
+            "lastModifiedTime": fc_time(modified)}
+
+
+async def put_async_config(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    entry = await platform.async_configs.put(name, await json_body(request))
+    return json_response(_config_json(platform, name, entry))
+
+
+async def get_async_config(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    entry = platform.async_configs.get(name)
+    if entry is None:
+        raise AsyncConfigNotFound(name)
+    return json_response(_config_json(platform, name, entry))
+
+
+async def delete_async_config(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    if not await platform.async_configs.delete(name):
+        raise AsyncConfigNotFound(name)
+    return Response(status_code=204)
+
+
+_F = f"{PREFIX}/functions/{{name}}"
+routes = [
+    Route(f"{_F}/async-tasks", list_tasks, methods=["GET"]),
+    Route(f"{_F}/async-tasks/{{task_id}}", get_task, methods=["GET"]),
+    Route(f"{_F}/async-tasks/{{task_id}}/stop", stop_task, methods=["PUT"]),
+    Route(f"{_F}/async-invoke-config", put_async_config, methods=["PUT"]),
+    Route(f"{_F}/async-invoke-config", get_async_config, methods=["GET"]),
+    Route(f"{_F}/async-invoke-config", delete_async_config, methods=["DELETE"]),
+]

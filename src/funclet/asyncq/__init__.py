@@ -1,0 +1,1 @@
+"""Async invocation: durable tasks, the dispatcher that runs them, retries and age."""

@@ -1,0 +1,38 @@
+"""FC's async invoke configs, cached in memory for the dispatcher, stored in SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from funclet.asyncq.policy import AsyncConfig, parse_async_config
+from funclet.store.tasks import TaskStore
+
+DEFAULT = AsyncConfig()
+
+
+class AsyncConfigs:
+    """Per-function async config; functions without one get FC's defaults."""
+
+    def __init__(self, tasks: TaskStore) -> None:
+        self._tasks = tasks
+        self._configs: dict[str, tuple[AsyncConfig, int, int]] = {}
+
+    async def load(self) -> None:
+        self._configs = await self._tasks.configs()
+
+    def of(self, function_name: str) -> AsyncConfig:
+        entry = self._configs.get(function_name)
+        return entry[0] if entry else DEFAULT
+
+    def get(self, function_name: str) -> tuple[AsyncConfig, int, int] | None:
+        return self._configs.get(function_name)
+
+    async def put(self, function_name: str, body: dict[str, Any]) -> tuple[AsyncConfig, int, int]:
+        config = parse_async_config(body)
+        created, modified = await self._tasks.put_config(function_name, config)
+        self._configs[function_name] = (config, created, modified)
+        return self._configs[function_name]
+
+    async def delete(self, function_name: str) -> bool:
+        self._configs.pop(function_name, None)
+        return await self._tasks.delete_config(function_name)

@@ -1,0 +1,171 @@
+"""The dispatcher: runs accepted async tasks through the invoker, with retries.
+
+Accepted tasks wait in ``async_tasks`` (SQLite, WAL). The dispatcher wakes when one is
+accepted (or the next delayed one falls due), claims due tasks oldest first, and runs
+each through the same invoker as sync calls — so the same limits apply. It keeps at
+most ``max_running`` tasks in flight (half the account's instances by default), so
+async work never takes every slot from sync callers. For each attempt:
+
+- older than ``maxAsyncEventAgeInSeconds`` → ``Expired``, not run;
+- waited for capacity past the bound (429) → back to the queue, the attempt not
+  counted;
+- succeeded → ``Succeeded`` with its (size-limited) return payload;
+- failed (error, timeout, crash, out of memory) → ``Retrying`` after an exponential,
+  jittered backoff while attempts remain, else ``Failed``.
+
+A stop request turns a waiting task ``Stopped`` at once and a running one ``Stopping``,
+then ``Stopped`` when its attempt ends. After a crash, ``recover`` re-queues the tasks
+that were running: at least once, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from funclet.asyncq.policy import AsyncConfig, TaskStatus, after_failure, backoff_seconds
+from funclet.errors import ApiError, Throttled
+from funclet.ids import new_request_id
+from funclet.invoker import Invoker
+from funclet.store.tasks import Task, TaskStore, now_ms
+
+log = logging.getLogger(__name__)
+_IDLE_POLL = 1.0
+_CAPACITY_RETRY_MS = 500
+
+
+class Dispatcher:
+    """Claims due async tasks and runs them (see the module docstring)."""
+
+    def __init__(
+        self,
+        tasks: TaskStore,
+        invoker: Invoker,
+        config_of: Callable[[str], AsyncConfig],
+        max_running: int,
+    ) -> None:
+        self._tasks = tasks
+        self._invoker = invoker
+        self._config_of = config_of
+        self._max_running = max(1, max_running)
+        self._running: set[asyncio.Task[None]] = set()
+        self._by_task: dict[str, asyncio.Task[None]] = {}
+        self._stop_asked: set[str] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """A task was accepted (or capacity freed): look for due work now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop claiming; running attempts are cancelled and their tasks re-queued."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        await self._tasks.recover()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                free = self._max_running - len(self._running)
+                claimed = await self._tasks.claim(free) if free > 0 else []
+                for task in claimed:
+                    runner = asyncio.get_running_loop().create_task(self._attempt(task))
+                    self._running.add(runner)
+                    self._by_task[task.task_id] = runner
+                    runner.add_done_callback(functools.partial(self._done, task.task_id))
+                if len(claimed) == free and free > 0:
+                    continue  # there may be more due right now
+                await self._sleep_until_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("The async dispatcher failed; it goes on in %.1f s.", _IDLE_POLL)
+                await asyncio.sleep(_IDLE_POLL)
+
+    def _done(self, task_id: str, runner: asyncio.Task[None]) -> None:
+        self._running.discard(runner)
+        self._by_task.pop(task_id, None)
+        self._stop_asked.discard(task_id)
+        self._wake.set()
+
+    def stop_running(self, task_id: str) -> None:
+        """StopAsyncTask on a running task: end its attempt now (its instance goes)."""
+        runner = self._by_task.get(task_id)
+        if runner is not None:
+            self._stop_asked.add(task_id)
+            runner.cancel()
+
+    async def _sleep_until_due(self) -> None:
+        due = await self._tasks.next_due_ms()
+        timeout = _IDLE_POLL if due is None else max(0.0, (due - now_ms()) / 1000)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), min(timeout, _IDLE_POLL))
+        self._wake.clear()
+
+    async def _attempt(self, task: Task) -> None:
+        config = self._config_of(task.function_name)
+        age_s = (now_ms() - task.created_ms) / 1000
+        if age_s > config.max_age_seconds:
+            await self._tasks.record(
+                task, TaskStatus.EXPIRED, uncount=True,
+                detail=f"older than maxAsyncEventAgeInSeconds ({config.max_age_seconds} s)",
+                error_message=f"Event age {age_s:.0f} s exceeded the maximum of "
+                              f"{config.max_age_seconds} s")
+            log.info("Async task %s expired after %.0f s.", task.task_id, age_s)
+            return
+        started = time.perf_counter()
+        try:
+            out = await self._invoker.invoke(
+                task.function_name, task.payload, new_request_id(), mode="async")
+        except asyncio.CancelledError:
+            if task.task_id not in self._stop_asked:
+                raise  # shutdown: the task is re-queued
+            await self._tasks.record(task, TaskStatus.STOPPED, detail="its attempt was ended")
+            return
+        except Throttled as exc:
+            # Waiting for capacity is not a failed attempt: back in the queue.
+            await self._tasks.record(task, TaskStatus.ENQUEUED, uncount=True,
+                                     detail=f"no capacity: {exc.message}",
+                                     run_after_ms=now_ms() + _CAPACITY_RETRY_MS)
+            return
+        except ApiError as exc:  # the function is gone
+            await self._tasks.record(task, TaskStatus.FAILED, detail=exc.message,
+                                     error_message=exc.message)
+            return
+        fields: dict[str, Any] = {"duration_ms": (time.perf_counter() - started) * 1000,
+                  "instance_id": out.instance_id}
+        if out.error is None:
+            await self._tasks.record(
+                task, TaskStatus.SUCCEEDED, detail=f"attempt {task.attempts} succeeded",
+                return_payload=out.body.decode("utf-8", "replace"), error_message=None,
+                **fields)
+            return
+        message = f"{out.error.error_type}: {out.error.message}"
+        status = after_failure(task.attempts, config.max_retries)
+        if status is TaskStatus.RETRYING:
+            delay = backoff_seconds(task.attempts)
+            await self._tasks.record(
+                task, status, detail=f"attempt {task.attempts} failed: {message}",
+                run_after_ms=now_ms() + int(delay * 1000), error_message=message, **fields)
+            log.info("Retrying async task %s in %d ms (attempt %d of %d failed).",
+                     task.task_id, delay * 1000, task.attempts, config.max_retries + 1)
+        else:
+            await self._tasks.record(
+                task, status, detail=f"attempt {task.attempts} failed: {message}",
+                error_message=message, **fields)
+            log.info("Async task %s failed after %d attempts.", task.task_id, task.attempts)

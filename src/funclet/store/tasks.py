@@ -1,0 +1,228 @@
+"""Durable async tasks and async invoke configs, over the metadata store's engine."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
+from funclet.store import schema
+from funclet.store.metadata import Store
+
+RETURN_PAYLOAD_LIMIT = 32 * 1024
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    request_id: str
+    function_name: str
+    status: TaskStatus
+    payload: bytes
+    created_ms: int
+    attempts: int
+
+
+def _event(status: TaskStatus, detail: str = "") -> dict[str, Any]:
+    return {"status": status.value, "timestamp": now_ms(), "eventDetail": detail}
+
+
+class TaskStore:
+    """Reads and writes ``async_tasks``; each state change is one transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self._engine = store.engine
+
+    async def accept(self, task: Task, delay_s: int) -> bool:
+        """Store a new task; ``False`` if its id exists (an idempotent repeat)."""
+        t = schema.async_tasks
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(t).values(
+                    task_id=task.task_id, request_id=task.request_id,
+                    function_name=task.function_name, status=TaskStatus.ENQUEUED.value,
+                    payload=task.payload, created_ms=task.created_ms,
+                    run_after_ms=task.created_ms + delay_s * 1000, attempts=0,
+                    events=[{**_event(TaskStatus.ENQUEUED), "eventId": 1}],
+                ))
+        except IntegrityError:
+            return False
+        return True
+
+    async def claim(self, limit: int) -> list[Task]:
+        """Mark up to ``limit`` due tasks Running (oldest first) and return them."""
+        t = schema.async_tasks
+        now = now_ms()
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(
+                select(t.c.task_id).where(and_(
+                    t.c.status.in_([s.value for s in WAITING]), t.c.run_after_ms <= now))
+                .order_by(t.c.run_after_ms).limit(limit)
+            )).all()
+            if not rows:
+                return []
+            ids = [r.task_id for r in rows]
+            claimed = (await conn.execute(
+                update(t).where(t.c.task_id.in_(ids))
+                .values(status=TaskStatus.RUNNING.value, attempts=t.c.attempts + 1,
+                        started_ms=func.coalesce(t.c.started_ms, now))
+                .returning(t.c.task_id, t.c.request_id, t.c.function_name, t.c.payload,
+                           t.c.created_ms, t.c.attempts)
+            )).all()
+        return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
+                     r.payload, r.created_ms, r.attempts) for r in claimed]
+
+    async def next_due_ms(self) -> int | None:
+        t = schema.async_tasks
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                select(t.c.run_after_ms).where(t.c.status.in_([s.value for s in WAITING]))
+                .order_by(t.c.run_after_ms).limit(1))).first()
+        return row.run_after_ms if row else None
+
+    async def record(
+        self,
+        task: Task,
+        status: TaskStatus,
+        *,
+        detail: str = "",
+        run_after_ms: int | None = None,
+        uncount: bool = False,
+        **fields: Any,
+    ) -> bool:
+        """Move a task on, appending an event; ``False`` if it was stopped meanwhile.
+
+        ``uncount`` takes the attempt back (it waited for capacity and never ran).
+        """
+        t = schema.async_tasks
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(
+                select(t.c.status, t.c.events).where(t.c.task_id == task.task_id))).first()
+            if row is None:
+                return False
+            current = TaskStatus(row.status)
+            if current is TaskStatus.STOPPING:  # a stop was asked for while it ran
+                status, detail = TaskStatus.STOPPED, f"stopped on request ({detail})"
+            elif current in FINAL:
+                return False
+            events = list(row.events)
+            events.append({**_event(status, detail), "eventId": len(events) + 1})
+            values: dict[str, Any] = {"status": status.value, "events": events, **fields}
+            if status in FINAL:
+                values["end_ms"] = now_ms()
+            if run_after_ms is not None:
+                values["run_after_ms"] = run_after_ms
+            if uncount:
+                values["attempts"] = t.c.attempts - 1
+            if "return_payload" in values and values["return_payload"] is not None:
+                values["return_payload"] = values["return_payload"][:RETURN_PAYLOAD_LIMIT]
+            await conn.execute(update(t).where(t.c.task_id == task.task_id).values(**values))
+        return True
+
+    async def stop(self, function_name: str, task_id: str) -> str | None:
+        """StopAsyncTask: a waiting task stops now, a running one when its attempt ends."""
+        t = schema.async_tasks
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(select(t.c.status, t.c.events).where(and_(
+                t.c.task_id == task_id, t.c.function_name == function_name)))).first()
+            if row is None:
+                return None
+            current = TaskStatus(row.status)
+            if current in FINAL:
+                return current.value
+            status = TaskStatus.STOPPING if current is TaskStatus.RUNNING else TaskStatus.STOPPED
+            events = [*row.events, {**_event(status, "stop requested"),
+                                    "eventId": len(row.events) + 1}]
+            values: dict[str, Any] = {"status": status.value, "events": events}
+            if status is TaskStatus.STOPPED:
+                values["end_ms"] = now_ms()
+            await conn.execute(update(t).where(t.c.task_id == task_id).values(**values))
+        return status.value
+
+    async def recover(self) -> int:
+        """After a crash or restart, tasks left Running run again (their attempt is taken
+        back: it never finished); Stopping ones are Stopped."""
+        t = schema.async_tasks
+        async with self._engine.begin() as conn:
+            stopped = await conn.execute(
+                update(t).where(t.c.status == TaskStatus.STOPPING.value)
+                .values(status=TaskStatus.STOPPED.value, end_ms=now_ms()))
+            rerun = await conn.execute(
+                update(t).where(t.c.status == TaskStatus.RUNNING.value)
+                .values(status=TaskStatus.ENQUEUED.value, attempts=t.c.attempts - 1))
+        return int(rerun.rowcount or 0) + int(stopped.rowcount or 0)
+
+    async def get(self, function_name: str, task_id: str) -> dict[str, Any] | None:
+        t = schema.async_tasks
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(t).where(and_(
+                t.c.task_id == task_id, t.c.function_name == function_name)))).first()
+        return dict(row._mapping) if row else None
+
+    async def list(
+        self,
+        function_name: str,
+        status: str | None,
+        begin_ms: int | None,
+        end_ms: int | None,
+        prefix: str,
+        limit: int,
+        before: tuple[int, str] | None,
+        newest_first: bool = True,
+    ) -> list[dict[str, Any]]:
+        t = schema.async_tasks
+        query = select(t).where(t.c.function_name == function_name).limit(limit)
+        order = (t.c.created_ms.desc(), t.c.task_id.desc()) if newest_first else (
+            t.c.created_ms, t.c.task_id)
+        query = query.order_by(*order)
+        if status:
+            query = query.where(t.c.status == status)
+        if begin_ms is not None:
+            query = query.where(t.c.created_ms >= begin_ms)
+        if end_ms is not None:
+            query = query.where(t.c.created_ms <= end_ms)
+        if prefix:
+            query = query.where(t.c.task_id.startswith(prefix, autoescape=True))
+        if before is not None:
+            ms, task_id = before
+            cmp = (t.c.created_ms < ms) if newest_first else (t.c.created_ms > ms)
+            tie = (t.c.task_id < task_id) if newest_first else (t.c.task_id > task_id)
+            query = query.where(cmp | and_(t.c.created_ms == ms, tie))
+        async with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    # -- async invoke configs ------------------------------------------------------
+
+    async def put_config(self, function_name: str, config: AsyncConfig) -> tuple[int, int]:
+        c = schema.async_configs
+        now = now_ms()
+        values = {"max_retries": config.max_retries, "max_age": config.max_age_seconds}
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(
+                select(c.c.created_ms).where(c.c.function_name == function_name))).first()
+            created = row.created_ms if row else now
+            await conn.execute(delete(c).where(c.c.function_name == function_name))
+            await conn.execute(insert(c).values(function_name=function_name, config=values,
+                                                created_ms=created, modified_ms=now))
+        return created, now
+
+    async def configs(self) -> dict[str, tuple[AsyncConfig, int, int]]:
+        c = schema.async_configs
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(c))
+            return {r.function_name: (AsyncConfig(r.config["max_retries"], r.config["max_age"]),
+                                      r.created_ms, r.modified_ms) for r in rows}
+
+    async def delete_config(self, function_name: str) -> bool:
+        c = schema.async_configs
+        async with self._engine.begin() as conn:
+            result = await conn.execute(delete(c).where(c.c.function_name == function_name))
+        return bool(result.rowcount)

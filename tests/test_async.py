@@ -1,0 +1,269 @@
+"""Async invocation: durable accept, the task API, retries, event age, stop, capacity."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from alibabacloud_fc20230330 import models as fc
+from alibabacloud_fc20230330.client import Client
+from alibabacloud_tea_openapi import models as openapi
+
+from tests.conftest import Server, start_server, stop_server
+from tests.helpers import API, deploy, unique, wait_for
+
+COUNTER = {"index.py": """
+    import time
+
+    calls = 0
+
+    def handler(event, context):
+        global calls
+        calls += 1
+        if event.startswith(b"sleep"):
+            time.sleep(float(event.split()[1]))
+        if event == b"fail":
+            raise ValueError(f"failure number {calls}")
+        return f"call {calls}: {event.decode()}"
+"""}
+
+
+def accept(client: httpx.Client, name: str, event: bytes = b"", **headers: str) -> httpx.Response:
+    r = client.post(f"{API}/functions/{name}/invocations", content=event,
+                    headers={"x-fc-invocation-type": "Async", **headers})
+    assert r.status_code == 202, r.text
+    return r
+
+
+def task(client: httpx.Client, name: str, task_id: str) -> dict[str, object]:
+    r = client.get(f"{API}/functions/{name}/async-tasks/{task_id}")
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def final(client: httpx.Client, name: str, task_id: str, timeout: float = 20) -> dict[str, object]:
+    return wait_for(lambda: (t := task(client, name, task_id))["status"] in (
+        "Succeeded", "Failed", "Expired", "Stopped") and t, timeout=timeout)
+
+
+def test_an_async_invocation_is_accepted_then_runs(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    r = accept(client, name, b"hello")
+    task_id = r.headers["x-fc-async-task-id"]
+    assert r.content == b"" and r.headers["x-fc-request-id"]
+    t = final(client, name, task_id)
+    assert t["status"] == "Succeeded" and t["returnPayload"] == "call 1: hello"
+    assert t["taskPayload"] == "hello" and t["alreadyRetriedTimes"] == 0
+    assert t["requestId"] == r.headers["x-fc-request-id"]
+    assert t["functionArn"].endswith(f"functions/{name}")  # type: ignore[union-attr]
+    assert t["instanceId"] and t["startedTime"] and t["endTime"]
+    assert [e["status"] for e in t["events"]] == ["Enqueued", "Succeeded"]  # type: ignore[union-attr]
+    records = client.get(f"{API}/functions/{name}/invocations").json()["invocations"]
+    assert records[0]["mode"] == "async"
+
+
+def test_the_same_task_id_twice_runs_once_and_says_so(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    first = accept(client, name, b"once", **{"x-fc-async-task-id": "same-id"})
+    again = accept(client, name, b"once", **{"x-fc-async-task-id": "same-id"})
+    assert "x-funclet-async-task-duplicate" not in first.headers
+    assert again.headers["x-funclet-async-task-duplicate"] == "true"
+    assert final(client, name, "same-id")["returnPayload"] == "call 1: once"
+    tasks = client.get(f"{API}/functions/{name}/async-tasks").json()["tasks"]
+    assert [t["taskId"] for t in tasks] == ["same-id"]
+
+
+def test_a_delay_postpones_the_first_attempt(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    r = accept(client, name, b"later", **{"x-fc-async-delay": "1"})
+    t = final(client, name, r.headers["x-fc-async-task-id"])
+    created = t["events"][0]["timestamp"]  # type: ignore[index]
+    assert t["startedTime"] - created >= 1000  # type: ignore[operator]
+
+
+def test_failures_are_retried_with_backoff_until_attempts_run_out(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    r = client.put(f"{API}/functions/{name}/async-invoke-config",
+                   json={"maxAsyncRetryAttempts": 2})
+    assert r.status_code == 200 and r.json()["maxAsyncRetryAttempts"] == 2
+    t = final(client, name, accept(client, name, b"fail").headers["x-fc-async-task-id"])
+    assert t["status"] == "Failed" and t["alreadyRetriedTimes"] == 2
+    assert t["taskErrorMessage"] == "ValueError: failure number 3"
+    statuses = [e["status"] for e in t["events"]]  # type: ignore[union-attr]
+    assert statuses == ["Enqueued", "Retrying", "Retrying", "Failed"]
+    stamps = [e["timestamp"] for e in t["events"]]  # type: ignore[union-attr]
+    assert stamps[2] - stamps[1] >= 500 and stamps[3] - stamps[2] >= 1000  # backoff grows
+
+
+def test_a_timeout_is_a_failed_attempt_too(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER, timeout=1)
+    client.put(f"{API}/functions/{name}/async-invoke-config", json={"maxAsyncRetryAttempts": 1})
+    t = final(client, name, accept(client, name, b"sleep 5").headers["x-fc-async-task-id"])
+    assert t["status"] == "Failed" and "timed out" in str(t["taskErrorMessage"])
+    assert t["alreadyRetriedTimes"] == 1
+
+
+def test_an_event_older_than_the_maximum_age_expires_unrun(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    client.put(f"{API}/functions/{name}/async-invoke-config",
+               json={"maxAsyncEventAgeInSeconds": 1})
+    r = accept(client, name, b"too late", **{"x-fc-async-delay": "2"})
+    t = final(client, name, r.headers["x-fc-async-task-id"])
+    assert t["status"] == "Expired" and t["alreadyRetriedTimes"] == 0
+    assert t["instanceId"] is None
+
+
+def test_waiting_for_capacity_is_not_a_failed_attempt(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    client.put(f"{API}/functions/{name}/concurrency", json={"reservedConcurrency": 0})
+    task_id = accept(client, name, b"patient").headers["x-fc-async-task-id"]
+    wait_for(lambda: len(task(client, name, task_id)["events"]) >= 3)  # type: ignore[arg-type]
+    t = task(client, name, task_id)
+    assert t["status"] == "Enqueued" and t["alreadyRetriedTimes"] == 0
+    client.delete(f"{API}/functions/{name}/concurrency")
+    t = final(client, name, task_id)
+    assert t["status"] == "Succeeded" and t["alreadyRetriedTimes"] == 0
+
+
+def test_stopping_a_waiting_task_and_a_running_one(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER, timeout=30)
+    waiting = accept(client, name, b"x", **{"x-fc-async-delay": "60"}).headers[
+        "x-fc-async-task-id"]
+    assert client.put(f"{API}/functions/{name}/async-tasks/{waiting}/stop").status_code == 200
+    assert task(client, name, waiting)["status"] == "Stopped"
+    running = accept(client, name, b"sleep 1.5").headers["x-fc-async-task-id"]
+    wait_for(lambda: task(client, name, running)["status"] == "Running")
+    client.put(f"{API}/functions/{name}/async-tasks/{running}/stop")
+    assert task(client, name, running)["status"] in ("Stopping", "Stopped")
+    assert final(client, name, running)["status"] == "Stopped"
+    missing = client.put(f"{API}/functions/{name}/async-tasks/nope/stop")
+    assert missing.status_code == 404 and missing.json()["Code"] == "AsyncTaskNotFound"
+
+
+def test_list_tasks_filters_pages_and_orders(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    ids = [accept(client, name, e).headers["x-fc-async-task-id"]
+           for e in (b"a", b"fail", b"b", b"c")]
+    client.put(f"{API}/functions/{name}/async-invoke-config", json={"maxAsyncRetryAttempts": 0})
+    for task_id in ids:
+        final(client, name, task_id)
+    page = client.get(f"{API}/functions/{name}/async-tasks", params={"limit": 2}).json()
+    assert [t["taskId"] for t in page["tasks"]] == ids[::-1][:2] and page["nextToken"]
+    rest = client.get(f"{API}/functions/{name}/async-tasks",
+                      params={"limit": 2, "nextToken": page["nextToken"]}).json()
+    assert [t["taskId"] for t in rest["tasks"]] == ids[::-1][2:]
+    failed = client.get(f"{API}/functions/{name}/async-tasks",
+                        params={"status": "Failed"}).json()["tasks"]
+    assert [t["taskId"] for t in failed] == [ids[1]] and "taskPayload" not in failed[0]
+    oldest = client.get(f"{API}/functions/{name}/async-tasks",
+                        params={"sortOrderByTime": "asc", "limit": 1}).json()["tasks"]
+    assert oldest[0]["taskId"] == ids[0]
+
+
+@pytest.mark.parametrize(("headers", "body", "status", "text"), [
+    ({}, b"x" * (128 * 1024 + 1), 413, "async invocation limit"),
+    ({"x-fc-async-delay": "3601"}, b"", 400, "x-fc-async-delay"),
+    ({"x-fc-async-task-id": "bad id!"}, b"", 400, "x-fc-async-task-id"),
+    ({"x-fc-invocation-type": "Later"}, b"", 400, "'Sync' or 'Async'"),
+])
+def test_bad_async_requests_are_refused_and_nothing_is_stored(
+    client: httpx.Client, headers: dict[str, str], body: bytes, status: int, text: str,
+) -> None:
+    name = deploy(client, COUNTER)
+    r = client.post(f"{API}/functions/{name}/invocations", content=body,
+                    headers={"x-fc-invocation-type": "Async", **headers})
+    assert r.status_code == status and text in r.json()["Message"], r.text
+    assert client.get(f"{API}/functions/{name}/async-tasks").json()["tasks"] == []
+    unknown = client.post(f"{API}/functions/nope-{name}/invocations",
+                          headers={"x-fc-invocation-type": "Async"})
+    assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize("body", [
+    {"maxAsyncRetryAttempts": 9}, {"maxAsyncRetryAttempts": -1},
+    {"maxAsyncEventAgeInSeconds": 0}, {"maxAsyncEventAgeInSeconds": 604_801},
+    {"destinationConfig": {"onSuccess": {"destination": "redis://127.0.0.1:6379/0?stream=x"}}},
+])
+def test_async_config_is_validated(client: httpx.Client, body: dict[str, object]) -> None:
+    name = deploy(client, COUNTER)
+    r = client.put(f"{API}/functions/{name}/async-invoke-config", json=body)
+    assert r.status_code == 400, r.text
+    assert client.get(f"{API}/functions/{name}/async-invoke-config").status_code == 404
+
+
+def test_async_config_round_trips(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    body = {"maxAsyncRetryAttempts": 5, "maxAsyncEventAgeInSeconds": 600}
+    assert client.put(f"{API}/functions/{name}/async-invoke-config", json=body).status_code == 200
+    got = client.get(f"{API}/functions/{name}/async-invoke-config").json()
+    assert (got["maxAsyncRetryAttempts"], got["maxAsyncEventAgeInSeconds"]) == (5, 600)
+    assert client.delete(f"{API}/functions/{name}/async-invoke-config").status_code == 204
+    assert client.get(f"{API}/functions/{name}/async-invoke-config").status_code == 404
+
+
+def test_the_fc_sdk_reads_async_tasks(client: httpx.Client, server: Server) -> None:
+    name = deploy(client, COUNTER)
+    sdk = Client(openapi.Config(access_key_id="a", access_key_secret="b",
+                                endpoint=f"127.0.0.1:{server.port}", protocol="http"))
+    r = sdk.invoke_function_with_options(
+        name, fc.InvokeFunctionRequest(body=b"via sdk"),
+        fc.InvokeFunctionHeaders(x_fc_invocation_type="Async", x_fc_async_task_id="sdk-task"),
+        __import__("darabonba.runtime", fromlist=["RuntimeOptions"]).RuntimeOptions())
+    assert r.status_code == 202
+    final(client, name, "sdk-task")
+    got = sdk.get_async_task(name, "sdk-task", fc.GetAsyncTaskRequest())
+    assert got.body.status == "Succeeded" and got.body.return_payload == "call 1: via sdk"
+    assert got.body.events[-1].status == "Succeeded"
+    listed = sdk.list_async_tasks(name, fc.ListAsyncTasksRequest(limit=5))
+    assert [t.task_id for t in listed.body.tasks] == ["sdk-task"]
+
+
+def test_accepted_tasks_survive_kill_9(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        name = deploy(client, COUNTER, timeout=30)
+        running = accept(client, name, b"sleep 3").headers["x-fc-async-task-id"]
+        wait_for(lambda: task(client, name, running)["status"] == "Running")
+        waiting = [accept(client, name, f"n{i}".encode(), **{"x-fc-async-delay": "1"})
+                   .headers["x-fc-async-task-id"] for i in range(20)]
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait(10)
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert final(client, name, running)["status"] == "Succeeded"
+            for task_id in waiting:
+                assert final(client, name, task_id)["status"] == "Succeeded"
+        assert "Re-queued 1 async tasks" in server.log()
+    finally:
+        stop_server(server)
+
+
+def test_the_cli_queues_and_reads_tasks(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text("def handler(e, c):\n    return b'cli ' + e\n")
+    name = unique("cli")
+    base = [sys.executable, "-m", "funclet"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args, "--endpoint", server.url],
+                              capture_output=True, text=True, timeout=60)
+
+    assert run("deploy", str(tmp_path), "--name", name).returncode == 0
+    r = run("invoke", name, "--payload", "hi", "--async", "--task-id", "cli-task")
+    assert r.returncode == 0 and "Accepted async task cli-task" in r.stdout, r.stderr
+    again = run("invoke", name, "--async", "--task-id", "cli-task")
+    assert "Already accepted" in again.stdout
+    with httpx.Client(base_url=server.url) as client:
+        final(client, name, "cli-task")
+    assert "Succeeded" in run("tasks", name).stdout
+    assert '"returnPayload": "cli hi"' in run("task", name, "cli-task").stdout
+    r = run("async-config", name, "--retries", "1")
+    assert r.returncode == 0 and '"maxAsyncRetryAttempts": 1' in r.stdout
+    assert run("task", "stop", name, "cli-task").returncode == 0
+    bad = run("async-config", name, "--retries", "99")
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: InvalidArgument")
