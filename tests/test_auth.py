@@ -6,6 +6,7 @@ import hashlib
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -80,7 +81,7 @@ def _signed(server: Server, path: str, body: bytes, date: str | None = None) -> 
         "host": f"127.0.0.1:{server.port}",
         "x-acs-date": date or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
-        "x-acs-signature-nonce": "n1",
+        "x-acs-signature-nonce": uuid.uuid4().hex,
     }
     request = SimpleNamespace(method="POST", pathname=path, query={}, headers=headers)
     auth = Utils.get_authorization(request, "ACS3-HMAC-SHA256",
@@ -97,6 +98,19 @@ def test_a_tampered_body_or_a_stale_date_fails_the_signature(secured: Server) ->
     assert httpx.post(url, content=b"tampered", headers=headers).status_code == 403
     stale = _signed(secured, path, b"original", date="2020-01-01T00:00:00Z")
     assert httpx.post(url, content=b"original", headers=stale).status_code == 403
+
+
+def test_a_signed_request_cannot_be_replayed(secured: Server) -> None:
+    path = f"{API}/functions"
+    headers = _signed(secured, path, b"")
+    url = f"{secured.url}{path}"
+    first = httpx.post(url, content=b"", headers=headers)
+    assert first.status_code == 400  # authenticated (the empty body is not a function)
+    assert httpx.post(url, content=b"", headers=headers).status_code == 403  # same nonce
+    unsigned_date = {k: v for k, v in headers.items() if k != "authorization"}
+    sig = headers["authorization"].replace("x-acs-date;", "")
+    assert httpx.post(url, content=b"", headers={**unsigned_date, "authorization": sig}
+                      ).status_code == 403
 
 
 def test_the_cli_sends_its_token(secured: Server, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, start_server, stop_server
-from tests.helpers import API, deploy, invoke, unique, wait_for
+from tests.helpers import API, deploy, instance_pids, invoke, unique, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +298,57 @@ def test_tmp_is_bounded_and_a_sandbox_that_is_off_says_so(tmp_path: Path) -> Non
             assert client.get("/healthz").json()["sandbox"]["namespaces"] is False
     finally:
         stop_server(server)
+
+
+def test_an_instance_that_leaves_its_process_group_still_dies_with_its_timeout(
+    client: httpx.Client, protections: dict[str, bool],
+) -> None:
+    need(protections, "namespaces")
+    name = deploy(client, {"index.py": """
+        import os, time
+
+        def handler(event, context):
+            os.setsid()
+            time.sleep(60)
+    """}, timeout=1)
+    r = invoke(client, name)
+    assert "timed out" in r.json()["errorMessage"]
+    instance_id = r.headers["x-funclet-instance-id"]
+    wait_for(lambda: not instance_pids(instance_id), timeout=10)
+
+
+def test_a_running_instance_dies_with_a_killed_platform(tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            if not client.get("/healthz").json()["sandbox"]["namespaces"]:
+                need({}, "namespaces")
+            name = deploy(client, {"index.py": """
+                import os, time
+
+                def handler(event, context):
+                    os.setsid()
+                    time.sleep(60)
+            """}, timeout=120)
+            threading.Thread(target=lambda: _quietly(client, name), daemon=True).start()
+            instance = wait_for(lambda: [i["instanceId"] for i in client.get(
+                f"{API}/functions/{name}/instances").json()["instances"]
+                if i["state"] == "busy"])[0]
+            assert instance_pids(instance)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+        wait_for(lambda: not instance_pids(instance), timeout=10)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    stop_server(start_server(tmp_path))  # the restart sweeps the dead instance's cgroups
+
+
+def _quietly(client: httpx.Client, name: str) -> None:
+    try:
+        invoke(client, name)
+    except httpx.HTTPError:
+        pass

@@ -13,6 +13,7 @@ from typing import Any
 from funclet.codestore import CodeStore, Package
 from funclet.errors import (
     FunctionAlreadyExists,
+    FunctionNotFound,
     InvalidArgument,
     InvalidCodePackage,
 )
@@ -93,6 +94,7 @@ class Functions:
         await self._store.delete_function(name)
         self._registry.undeploy(name)
         self._admission.set_reserved(name, None)
+        self._admission.fail_waiters(name, FunctionNotFound(name))
 
     async def set_reserved_concurrency(self, name: str, body: dict[str, Any]) -> int:
         """FC's PutConcurrencyConfig: cap the function and reserve that many slots."""

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import sys
+from pathlib import Path
 
 from funclet.asyncq.configs import AsyncConfigs
 from funclet.asyncq.dispatcher import Dispatcher
@@ -44,8 +45,15 @@ class Platform:
         )
         self.recorder = Recorder(self.store)
         data_dir = str(settings.data_dir.resolve())
+        # What instances must never see: the data folder, and each part of it that may
+        # be configured to live elsewhere (code packages, the database, run files).
+        hide = [data_dir, str(settings.resolved_code_dir), str(settings.run_dir)]
+        if settings.resolved_database_url.startswith("sqlite") and (
+            "///" in settings.resolved_database_url
+        ):
+            hide.append(str(Path(settings.resolved_database_url.split("///", 1)[1]).parent))
         self.sandbox = Sandbox(self.runtimes, settings.run_dir, SandboxConfig.detect(
-            settings.sandbox, hide=(data_dir,), tmp_mb=settings.tmp_size_mb,
+            settings.sandbox, hide=tuple(dict.fromkeys(hide)), tmp_mb=settings.tmp_size_mb,
             # One cgroup folder per data folder: two funclets never touch each other's.
             name=f"funclet-{hashlib.sha256(data_dir.encode()).hexdigest()[:10]}",
         ))

@@ -56,6 +56,7 @@ class Authenticate:
         self._token = token.encode() if token else None
         self._keys = dict(access_keys)
         self._max_body = max_body
+        self._nonces = _Nonces(MAX_SKEW_SECONDS * 2)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
@@ -90,13 +91,18 @@ class Authenticate:
         signature = fields.get("Signature", "")
         if secret is None or not signed or not signature:
             return False
-        if not _fresh(headers.get("x-acs-date", "")):
+        names = signed.split(";")
+        # The date and the nonce must be signed, or a captured signature could be replayed.
+        if not {"host", "x-acs-date", "x-acs-signature-nonce"} <= set(names):
+            return False
+        if any(name not in headers for name in names):
+            return False
+        if not _fresh(headers["x-acs-date"]) or not self._nonces.first_use(
+            headers["x-acs-signature-nonce"]
+        ):
             return False
         payload_hash = hashlib.sha256(body).hexdigest()
         if headers.get("x-acs-content-sha256", payload_hash) != payload_hash:
-            return False
-        names = signed.split(";")
-        if "host" not in names or any(name not in headers for name in names):
             return False
         canonical = "\n".join([
             scope["method"],
@@ -122,7 +128,24 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 def _canonical_query(query: str) -> str:
     pairs = sorted(parse_qsl(query, keep_blank_values=True))
-    return "&".join(f"{key}={quote(value, safe='~')}" for key, value in pairs)
+    return "&".join(f"{quote(key, safe='~')}={quote(value, safe='~')}" for key, value in pairs)
+
+
+class _Nonces:
+    """Signature nonces seen within the clock-skew window: each may be used once."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._seen: dict[str, float] = {}
+
+    def first_use(self, nonce: str) -> bool:
+        now = time.monotonic()
+        if len(self._seen) > 100_000 or (self._seen and next(iter(self._seen.values())) < now):
+            self._seen = {n: t for n, t in self._seen.items() if t >= now}
+        if not nonce or nonce in self._seen:
+            return False
+        self._seen[nonce] = now + self._ttl
+        return True
 
 
 def _fresh(stamp: str) -> bool:

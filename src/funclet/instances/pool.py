@@ -203,6 +203,10 @@ class Pool:
         inst.started()
         init_ms = (time.perf_counter() - started) * 1000
         log.debug("Cold start of instance %s took %.1f ms.", inst.instance_id, init_ms)
+        if self.draining and inst.in_flight == 0:  # replaced while it started
+            self._stop_later(inst, StopReason.UNDEPLOYED)
+        else:
+            self._offer_room(inst)
         return Lease(inst, process, StartKind.COLD, self, init_ms, header.get("log", ""))
 
     async def _init_step(
@@ -288,13 +292,20 @@ class Pool:
         inst.end()
         if inst.in_flight == 0 and (self.draining or inst.state is InstanceState.DRAINING):
             self._stop_later(inst, StopReason.UNDEPLOYED)
-        elif inst.has_room:
-            idle = inst.in_flight == 0
-            self._on_room(
+        else:
+            self._offer_room(inst)
+
+    def _offer_room(self, inst: Instance) -> None:
+        """Tell admission about each free place on the instance (waiters take them)."""
+        while inst.has_room and not self.draining and inst.state is not InstanceState.STARTING:
+            idle = inst.in_flight == 0 and not inst.provisioned
+            taken = self._on_room(
                 inst.function_name,
                 functools.partial(self._lend, inst),
                 functools.partial(self.evict, inst) if idle else None,
             )
+            if not taken or inst.state is not InstanceState.BUSY:
+                return
 
     def evict(self, inst: Instance) -> None:
         """Stop an idle instance to give its slot to another function's invocation."""
@@ -350,7 +361,6 @@ class Pool:
             task = asyncio.get_running_loop().create_task(self._provision_one())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
-        self.provision_error = ""
 
     async def _provision_one(self) -> None:
         inst = self._new_instance(provisioned=True)
@@ -362,11 +372,11 @@ class Pool:
             log.warning("Provisioned instance of %s failed to start: %s", inst.function_name,
                         self.provision_error)
             return
+        if self.provisioned_current >= self.provision_target:
+            self.provision_error = ""
         if lease.init_log:
             log.info("Provisioned instance %s started:\n%s", inst.instance_id,
                      lease.init_log.rstrip())
-        if inst.has_room:
-            self._on_room(inst.function_name, functools.partial(self._lend, inst), None)
 
     # -- stopping --------------------------------------------------------
 

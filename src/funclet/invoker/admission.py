@@ -65,15 +65,30 @@ class Admission:
 
     @property
     def shared_used(self) -> int:
-        return sum(n for fn, n in self.live.items() if fn not in self.reserved)
+        """Slots used from the shared pool: every instance of an unreserved function, and
+        those of a reserved one beyond its reservation (it was just lowered)."""
+        return sum(
+            max(0, n - self.reserved[fn]) if fn in self.reserved else n
+            for fn, n in self.live.items()
+        )
 
     def set_reserved(self, function: str, reserved: int | None) -> None:
-        """Set or clear a function's reservation; waiters may become eligible."""
+        """Set or clear a function's reservation; waiters may become eligible (or, with
+        0, are throttled at once: the function is disabled)."""
         if reserved is None:
             self.reserved.pop(function, None)
         else:
             self.reserved[function] = reserved
+        if reserved == 0:
+            self.fail_waiters(function, Throttled(
+                f"function '{function}' is disabled: its reservedConcurrency is 0"))
         self._grant()
+
+    def fail_waiters(self, function: str, error: Exception) -> None:
+        """End every wait of ``function`` with ``error`` (disabled, or deleted)."""
+        while (waiter := self._head(function)) is not None:
+            self._pop(waiter)
+            waiter.future.set_exception(error)
 
     def reservable(self, function: str) -> int:
         """The most ``function`` may reserve: what other reservations leave."""
@@ -138,21 +153,44 @@ class Admission:
     def offer_room(
         self, function: str, lend: Callable[[], Any], evict: Callable[[], None] | None
     ) -> bool:
-        """An instance of ``function`` has room again. Hand it to that function's oldest
-        waiter; else, if it is idle (``evict`` given) and waiters of other functions
-        are stuck on the shared pool, evict it so that its slot goes to them."""
+        """An instance of ``function`` has room again.
+
+        If it is idle (``evict`` given) and an older invocation of another function waits
+        for a slot of the same pool, the instance is evicted so that its slot goes there
+        (fairness); else the room goes to this function's oldest waiter, handed over.
+        """
         waiter = self._head(function)
+        pool = self._pool(function)
+        starved = self._oldest_starved(pool, exclude=function)
+        if evict is not None and starved is not None and (
+            waiter is None or starved.seq < waiter.seq
+        ) and self._eviction_needed(pool):
+            evict()
+            self._evicting[pool] += 1
+            return True
         if waiter is not None:
             self._pop(waiter)
             waiter.future.set_result(lend())
             return True
-        if evict is not None and function not in self.reserved and any(
-            fn not in self.reserved for fn in self._queues
-        ):
-            evict()
-            self._evicting[""] += 1
-            return True
         return False
+
+    def _oldest_starved(self, pool: str, exclude: str) -> _Waiter | None:
+        """The oldest waiter of another function drawing on ``pool`` (shared only)."""
+        if pool:
+            return None  # a reservation is its function's alone
+        best: _Waiter | None = None
+        for fn in list(self._queues):
+            if fn != exclude and self._in_pool(fn, pool):
+                head = self._head(fn)
+                if head is not None and (best is None or head.seq < best.seq):
+                    best = head
+        return best
+
+    def _eviction_needed(self, pool: str) -> int:
+        """How many more instances must go for every waiter of ``pool`` to get a slot."""
+        used, capacity = self._used_and_capacity(pool)
+        waiters = sum(len(q) for fn, q in self._queues.items() if self._in_pool(fn, pool))
+        return max(0, used - self._evicting[pool] + waiters - capacity)
 
     def has_waiters(self, function: str) -> bool:
         return bool(self._queues.get(function))
@@ -224,10 +262,7 @@ class Admission:
         """Evict idle instances from the pool ``function`` draws on until, once they have
         stopped, every waiter of that pool has a slot (evictions under way count)."""
         pool = self._pool(function)
-        used, capacity = self._used_and_capacity(pool)
-        waiters = sum(len(q) for fn, q in self._queues.items() if self._in_pool(fn, pool))
-        needed = used - self._evicting[pool] + waiters - capacity
-        for _ in range(needed):
+        for _ in range(self._eviction_needed(pool)):
             if not self._evict(lambda fn: self._in_pool(fn, pool)):
                 return
             self._evicting[pool] += 1

@@ -41,6 +41,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
@@ -79,7 +80,9 @@ def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
     if "pids" not in box.get("cgroups", {}) and box.get("maxProcesses"):
         resource.setrlimit(resource.RLIMIT_NPROC, (box["maxProcesses"], box["maxProcesses"]))
     if not box.get("namespaces"):
+        parent = os.getppid()
         _drop(box)
+        _die_with(parent)
         return
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if not box.get("network", True):
@@ -88,12 +91,24 @@ def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
     child = os.fork()
     if child:
         _stand_outside(child, close_in_parent)
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     _mounts(box)
     socket.sethostname(box["hostname"])
     if not box.get("network", True):
         _loopback_up()
     _drop(box)
+    # Again after the uid change: the kernel clears the parent-death signal on setuid.
+    # The parent is outside the new PID namespace, so getppid() says 0.
+    _die_with(0)
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when its parent dies; if the parent is gone already, exit.
+
+    In a new PID namespace the parent (outside it) shows as pid 0.
+    """
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _stand_outside(child: int, close: list[int]) -> None:
@@ -116,7 +131,8 @@ def _stand_outside(child: int, close: list[int]) -> None:
 
 def _mounts(box: dict[str, Any]) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)  # nothing outside /tmp is writable
+    # Nothing outside /tmp is writable, and no setuid bit works.
+    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
     code = box["codeMount"]
     _mount(box["codeDir"], code, None, MS_BIND | MS_REC)
     _mount(None, code, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -178,6 +194,7 @@ def _drop(box: dict[str, Any]) -> None:
     uid, gid = box.get("uid"), box.get("gid")
     if uid is None or gid is None or os.geteuid() != 0:
         return
+    _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries grant nothing
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)

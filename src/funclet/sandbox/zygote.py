@@ -41,12 +41,20 @@ class SandboxProcess:
     pid: int
     channel: Channel
     exited: asyncio.Future[Exit] = field(repr=False)
+    cgroup: str | None = None  # a cgroup folder holding all of the instance's processes
 
     def kill(self) -> None:
-        """SIGKILL the instance and everything it started (its own process group)."""
+        """SIGKILL the instance and everything it started: its process group and, since
+        a process may leave the group (setsid), every process in its cgroup."""
         for kill in (os.killpg, os.kill):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(self.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):
+                with open(os.path.join(self.cgroup, "cgroup.procs")) as procs:
+                    for pid in procs.read().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
         self.channel.close()
 
 
@@ -124,7 +132,9 @@ class Zygote:
             ours.close()
             raise ZygoteFailed(f"runtime {self.name} could not fork an instance: {exc}") from exc
         _, channel = await loop.connect_accepted_socket(Channel, ours)
-        return SandboxProcess(pid, channel, exited)
+        cgroups = (spec.get("sandbox") or {}).get("cgroups") or {}
+        cgroup = cgroups.get("pids") or cgroups.get("unified") or cgroups.get("memory")
+        return SandboxProcess(pid, channel, exited, cgroup)
 
     def _on_readable(self) -> None:
         assert self._control is not None

@@ -119,6 +119,12 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.setpgid(0, 0)
                 _die_with_parent(me)
+                # Nothing of the zygote's: its stdout/stderr are the runtime's log, in the
+                # data folder. stderr stays until user code starts (start-up failures).
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 1)
+                os.close(devnull)
                 try:
                     os.set_inheritable(fds[0], False)  # not into the user's subprocesses
                     _isolated_instance(msg["spec"], socket.socket(fileno=fds[0]))
@@ -237,6 +243,9 @@ def _instance(spec: dict[str, Any], sock: socket.socket) -> None:
     import time
 
     started = time.monotonic()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)  # from here on, the user's code runs
+    os.close(devnull)
     code_dir = spec["codeDir"]
     os.chdir(code_dir)
     sys.path.insert(0, code_dir)
