@@ -352,3 +352,32 @@ def _quietly(client: httpx.Client, name: str) -> None:
         invoke(client, name)
     except httpx.HTTPError:
         pass
+
+
+def test_functions_cannot_use_the_open_loopback_api(
+    client: httpx.Client, server: Server, protections: dict[str, bool],
+) -> None:
+    need(protections, "unprivilegedUser")
+    name = deploy(client, {"index.py": f"""
+        import json, urllib.request, urllib.error
+
+        def call(method, path):
+            request = urllib.request.Request("http://127.0.0.1:{server.port}" + path,
+                                             method=method)
+            try:
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        def handler(event, context):
+            return json.dumps({{
+                "list": call("GET", "/2023-03-30/functions"),
+                "delete": call("DELETE", "/2023-03-30/functions/" + event.decode()),
+                "health": call("GET", "/healthz"),
+            }})
+    """})
+    victim = deploy(client, PROBE)
+    out = invoke(client, name, victim.encode()).json()
+    assert out == {"list": 403, "delete": 403, "health": 200}
+    assert client.get(f"{API}/functions/{victim}").status_code == 200  # the operator may

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from funclet.api import configs, functions, invoke, tasks
-from funclet.api.auth import Authenticate
+from funclet.api.auth import Authenticate, RefuseInstances
 from funclet.api.responses import error_response, json_response
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
 from funclet.platform import Platform
@@ -56,6 +56,9 @@ def build_app(platform: Platform) -> Starlette:
             await platform.stop()
 
     middleware = []
+    uid = platform.sandbox.config.uid
+    if not platform.settings.auth_required and uid is not None:
+        middleware.append(Middleware(RefuseInstances, instance_uid=uid))
     if platform.settings.auth_required:
         s = platform.settings
         middleware.append(Middleware(

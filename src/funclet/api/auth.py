@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from funclet.api.peers import PeerUids
 from funclet.api.responses import error_response
 from funclet.errors import ApiError
 
@@ -115,6 +116,37 @@ class Authenticate:
         string_to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         expected = hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, signature)
+
+
+class InstancesNotAllowed(ApiError):
+    code = "AccessDenied"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "functions may not call the management API of a funclet without authentication"
+        )
+
+
+class RefuseInstances:
+    """On loopback without authentication the API is open to the operator, not to the
+    functions it runs: a request whose TCP peer is owned by the instances' uid is
+    refused (the peer's uid comes from the kernel's socket table)."""
+
+    def __init__(self, app: ASGIApp, instance_uid: int) -> None:
+        self.app = app
+        self._uid = instance_uid
+        self._peers = PeerUids()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+            client, server = scope.get("client"), scope.get("server")
+            if client and server and self._peers.uid(
+                (client[0], client[1]), (server[0], server[1])
+            ) == self._uid:
+                await error_response(InstancesNotAllowed())(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
