@@ -187,7 +187,10 @@ def test_bad_async_requests_are_refused_and_nothing_is_stored(
 @pytest.mark.parametrize("body", [
     {"maxAsyncRetryAttempts": 9}, {"maxAsyncRetryAttempts": -1},
     {"maxAsyncEventAgeInSeconds": 0}, {"maxAsyncEventAgeInSeconds": 604_801},
-    {"destinationConfig": {"onSuccess": {"destination": "redis://127.0.0.1:6379/0?stream=x"}}},
+    {"destinationConfig": {"onSuccess": {"destination": "ftp://127.0.0.1/x"}}},
+    {"destinationConfig": {"onFailure": {"destination": "redis://127.0.0.1:6379/0"}}},
+    {"destinationConfig": {"onFailure": {"destination": "mqtt://127.0.0.1?topic=t&qos=5"}}},
+    {"destinationConfig": {"onSuccess": "acs:fc:local:1:functions/x"}},
 ])
 def test_async_config_is_validated(client: httpx.Client, body: dict[str, object]) -> None:
     name = deploy(client, COUNTER)

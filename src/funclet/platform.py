@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 
 from funclet.asyncq.configs import AsyncConfigs
+from funclet.asyncq.destinations import Destinations
 from funclet.asyncq.dispatcher import Dispatcher
+from funclet.asyncq.outbox import Outbox
+from funclet.asyncq.policy import TaskStatus
 from funclet.codestore import CodeStore
 from funclet.codestore.archive import Limits
 from funclet.config import Settings
 from funclet.functions import Functions
+from funclet.ids import new_request_id
 from funclet.instances.instance import Instance
 from funclet.instances.pool import PoolDeps
 from funclet.instances.registry import Registry
@@ -26,7 +30,7 @@ from funclet.invoker.admission import Admission
 from funclet.runtimes import discover
 from funclet.sandbox import Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
-from funclet.store.tasks import TaskStore
+from funclet.store.tasks import Task, TaskStore, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +90,11 @@ class Platform:
         )
         self.tasks = TaskStore(self.store)
         self.async_configs = AsyncConfigs(self.tasks)
+        self.outbox = Outbox(self.tasks, Destinations(self._enqueue_async))
         # Async work may hold at most half the account's instances: sync callers keep room.
         self.dispatcher = Dispatcher(
-            self.tasks, self.invoker, self.async_configs.of, settings.max_instances // 2
+            self.tasks, self.invoker, self.async_configs.of, settings.max_instances // 2,
+            self.function_arn, self.outbox.wake,
         )
         self._reclaimer: asyncio.Task[None] | None = None
         self.api_token = self._api_token() if settings.auth_required else settings.api_token
@@ -113,6 +119,18 @@ class Platform:
         )
         return token
 
+    def function_arn(self, name: str) -> str:
+        return f"acs:fc:{self.settings.region}:{self.settings.account_id}:functions/{name}"
+
+    async def _enqueue_async(self, function_name: str, payload: bytes) -> None:
+        """An async invocation from inside funclet (a destination that is a function)."""
+        self.registry.pool(function_name)  # raises if it does not exist
+        request_id = new_request_id()
+        task = Task(request_id, request_id, function_name, TaskStatus.ENQUEUED, payload,
+                    now_ms(), 0)
+        await self.tasks.accept(task, 0)
+        self.dispatcher.wake()
+
     def _instance_changed(self, inst: Instance) -> None:
         self.recorder.instance(inst)
         if inst.state is InstanceState.STOPPED:
@@ -136,6 +154,7 @@ class Platform:
         if requeued := await self.tasks.recover():
             log.warning("Re-queued %d async tasks that an earlier run left running.", requeued)
         self.dispatcher.start()
+        await self.outbox.start()
         self._reclaimer = asyncio.get_running_loop().create_task(
             self.registry.reclaim_forever(self.settings.reclaim_interval_seconds)
         )
@@ -154,6 +173,7 @@ class Platform:
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
+        await self.outbox.stop()
         if self._reclaimer is not None:
             self._reclaimer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

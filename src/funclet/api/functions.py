@@ -20,8 +20,7 @@ PREFIX = "/2023-03-30"
 
 
 def function_arn(platform: Platform, name: str) -> str:
-    s = platform.settings
-    return f"acs:fc:{s.region}:{s.account_id}:functions/{name}"
+    return platform.function_arn(name)
 
 
 def function_json(platform: Platform, row: FunctionRow) -> dict[str, Any]:

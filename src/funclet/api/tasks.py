@@ -48,7 +48,7 @@ def task_json(platform: Platform, row: dict[str, Any], with_payload: bool) -> di
         "instanceId": row["instance_id"],
         "taskErrorMessage": row["error_message"],
         "returnPayload": row["return_payload"],
-        "destinationStatus": None,
+        "destinationStatus": row.get("destination_status"),
         "events": row["events"],
     }
     if with_payload:

@@ -28,6 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
+from funclet.asyncq import destinations
 from funclet.asyncq.policy import AsyncConfig, TaskStatus, after_failure, backoff_seconds
 from funclet.errors import ApiError, Throttled
 from funclet.ids import new_request_id
@@ -48,7 +51,11 @@ class Dispatcher:
         invoker: Invoker,
         config_of: Callable[[str], AsyncConfig],
         max_running: int,
+        arn: Callable[[str], str],
+        outbox_wake: Callable[[], None],
     ) -> None:
+        self._arn = arn
+        self._outbox_wake = outbox_wake
         self._tasks = tasks
         self._invoker = invoker
         self._config_of = config_of
@@ -121,11 +128,15 @@ class Dispatcher:
         config = self._config_of(task.function_name)
         age_s = (now_ms() - task.created_ms) / 1000
         if age_s > config.max_age_seconds:
+            message = (f"Event age {age_s:.0f} s exceeded the maximum of "
+                       f"{config.max_age_seconds} s")
             await self._tasks.record(
                 task, TaskStatus.EXPIRED, uncount=True,
                 detail=f"older than maxAsyncEventAgeInSeconds ({config.max_age_seconds} s)",
-                error_message=f"Event age {age_s:.0f} s exceeded the maximum of "
-                              f"{config.max_age_seconds} s")
+                error_message=message,
+                delivery=self._delivery(task, config.on_failure, "EventAgeExceeded", None,
+                                        None, attempts=task.attempts - 1))
+            self._outbox_wake()
             log.info("Async task %s expired after %.0f s.", task.task_id, age_s)
             return
         started = time.perf_counter()
@@ -150,10 +161,13 @@ class Dispatcher:
         fields: dict[str, Any] = {"duration_ms": (time.perf_counter() - started) * 1000,
                   "instance_id": out.instance_id}
         if out.error is None:
+            response = out.body.decode("utf-8", "replace")
             await self._tasks.record(
                 task, TaskStatus.SUCCEEDED, detail=f"attempt {task.attempts} succeeded",
-                return_payload=out.body.decode("utf-8", "replace"), error_message=None,
+                return_payload=response, error_message=None,
+                delivery=self._delivery(task, config.on_success, "Success", response, None),
                 **fields)
+            self._outbox_wake()
             return
         message = f"{out.error.error_type}: {out.error.message}"
         status = after_failure(task.attempts, config.max_retries)
@@ -165,7 +179,29 @@ class Dispatcher:
             log.info("Retrying async task %s in %d ms (attempt %d of %d failed).",
                      task.task_id, delay * 1000, task.attempts, config.max_retries + 1)
         else:
+            body = orjson.dumps(out.error.body()).decode()
             await self._tasks.record(
                 task, status, detail=f"attempt {task.attempts} failed: {message}",
-                error_message=message, **fields)
+                error_message=message,
+                delivery=self._delivery(task, config.on_failure, "RetriesExhausted", body,
+                                        "Unhandled"),
+                **fields)
+            self._outbox_wake()
             log.info("Async task %s failed after %d attempts.", task.task_id, task.attempts)
+
+    def _delivery(
+        self, task: Task, uri: str | None, condition: str, response: str | None,
+        function_error: str | None, attempts: int | None = None,
+    ) -> tuple[str, bytes] | None:
+        """The destination record for a final outcome, if the config names a destination."""
+        if uri is None:
+            return None
+        return uri, orjson.dumps(destinations.record(
+            request_id=task.request_id,
+            function_arn=self._arn(task.function_name),
+            condition=condition,
+            invoke_count=task.attempts if attempts is None else attempts,
+            payload=task.payload,
+            response=response,
+            function_error=function_error,
+        ))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from funclet.asyncq.destinations import parse as parse_destination
 from funclet.errors import InvalidArgument
 
 
@@ -37,14 +38,20 @@ class AsyncConfig:
 
     max_retries: int = 3
     max_age_seconds: int = 86_400
+    on_success: str | None = None  # destination URIs
+    on_failure: str | None = None
 
-    def to_fc(self, function_arn: str, created_ms: int | None = None,
-              modified_ms: int | None = None) -> dict[str, Any]:
+    def to_fc(self, function_arn: str) -> dict[str, Any]:
+        destinations = {
+            key: {"destination": uri}
+            for key, uri in (("onSuccess", self.on_success), ("onFailure", self.on_failure))
+            if uri
+        }
         return {
             "functionArn": function_arn,
             "maxAsyncRetryAttempts": self.max_retries,
             "maxAsyncEventAgeInSeconds": self.max_age_seconds,
-            "destinationConfig": {},
+            "destinationConfig": destinations,
             "asyncTask": True,
         }
 
@@ -59,12 +66,19 @@ def parse_async_config(body: dict[str, Any]) -> AsyncConfig:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidArgument(f"{key} must be an integer from {low} to {high}, got {value!r}")
     destinations = body.get("destinationConfig") or {}
-    if destinations.get("onSuccess") or destinations.get("onFailure"):
-        raise InvalidArgument(
-            "destinationConfig is not available yet: async results are kept on the task "
-            "(GetAsyncTask) until destinations land"
-        )
-    return AsyncConfig(retries, age)
+    if not isinstance(destinations, dict):
+        raise InvalidArgument("destinationConfig must be an object")
+    uris: dict[str, str | None] = {}
+    for key in ("onSuccess", "onFailure"):
+        entry = destinations.get(key)
+        if not entry:
+            uris[key] = None
+            continue
+        if not isinstance(entry, dict):
+            raise InvalidArgument(f"destinationConfig.{key} must be {{\"destination\": URI}}")
+        field = f"destinationConfig.{key}.destination"
+        uris[key] = parse_destination(entry.get("destination"), field).uri
+    return AsyncConfig(retries, age, uris["onSuccess"], uris["onFailure"])
 
 
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:

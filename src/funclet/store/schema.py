@@ -106,6 +106,26 @@ async_tasks = Table(
     Column("return_payload", Text),
     Column("error_message", Text),
     Column("events", JSON, nullable=False),
+    Column("destination_status", String(256)),
     Index("ix_async_tasks_due", "status", "run_after_ms"),
     Index("ix_async_tasks_function_created", "function_name", "created_ms"),
+)
+
+# Destination records to deliver, written in the same transaction as the task's final
+# state; delivered at least once, retried while the target is down.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(128), nullable=False),
+    Column("function_name", String(128), nullable=False),
+    Column("destination", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("delivered_ms", BigInteger),
+    Index("ix_outbox_due", "status", "next_attempt_ms"),
 )

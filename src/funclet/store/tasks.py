@@ -96,11 +96,14 @@ class TaskStore:
         detail: str = "",
         run_after_ms: int | None = None,
         uncount: bool = False,
+        delivery: tuple[str, bytes] | None = None,
         **fields: Any,
     ) -> bool:
         """Move a task on, appending an event; ``False`` if it was stopped meanwhile.
 
         ``uncount`` takes the attempt back (it waited for capacity and never ran).
+        ``delivery`` (destination URI, record) goes to the outbox in the same
+        transaction as the final state, so it is sent if and only if the state stands.
         """
         t = schema.async_tasks
         async with self._engine.begin() as conn:
@@ -111,6 +114,7 @@ class TaskStore:
             current = TaskStatus(row.status)
             if current is TaskStatus.STOPPING:  # a stop was asked for while it ran
                 status, detail = TaskStatus.STOPPED, f"stopped on request ({detail})"
+                delivery = None
             elif current in FINAL:
                 return False
             events = list(row.events)
@@ -124,8 +128,62 @@ class TaskStore:
                 values["attempts"] = t.c.attempts - 1
             if "return_payload" in values and values["return_payload"] is not None:
                 values["return_payload"] = values["return_payload"][:RETURN_PAYLOAD_LIMIT]
+            if delivery is not None:
+                values["destination_status"] = "Pending"
+                now = now_ms()
+                await conn.execute(insert(schema.outbox).values(
+                    task_id=task.task_id, function_name=task.function_name,
+                    destination=delivery[0], body=delivery[1], status="pending",
+                    attempts=0, next_attempt_ms=now, created_ms=now))
             await conn.execute(update(t).where(t.c.task_id == task.task_id).values(**values))
         return True
+
+    # -- the outbox --------------------------------------------------------------
+
+    async def due_deliveries(self, limit: int, lease_ms: int) -> list[dict[str, Any]]:
+        """Pending deliveries that are due, leased for ``lease_ms`` (one attempt each)."""
+        o = schema.outbox
+        now = now_ms()
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(
+                select(o).where(and_(o.c.status == "pending", o.c.next_attempt_ms <= now))
+                .order_by(o.c.next_attempt_ms).limit(limit))).all()
+            if rows:
+                await conn.execute(
+                    update(o).where(o.c.id.in_([r.id for r in rows]))
+                    .values(attempts=o.c.attempts + 1, next_attempt_ms=now + lease_ms))
+        return [dict(r._mapping, attempts=r.attempts + 1) for r in rows]
+
+    async def delivered(self, delivery: dict[str, Any]) -> None:
+        o, t = schema.outbox, schema.async_tasks
+        async with self._engine.begin() as conn:
+            await conn.execute(update(o).where(o.c.id == delivery["id"])
+                               .values(status="delivered", delivered_ms=now_ms(),
+                                       last_error=None))
+            await conn.execute(update(t).where(t.c.task_id == delivery["task_id"])
+                               .values(destination_status="Succeeded"))
+
+    async def delivery_failed(self, delivery: dict[str, Any], error: str, retry_ms: int) -> None:
+        o, t = schema.outbox, schema.async_tasks
+        async with self._engine.begin() as conn:
+            await conn.execute(update(o).where(o.c.id == delivery["id"])
+                               .values(next_attempt_ms=now_ms() + retry_ms, last_error=error))
+            await conn.execute(update(t).where(t.c.task_id == delivery["task_id"]).values(
+                destination_status=f"Retrying (attempt {delivery['attempts']}): {error}"[:256]))
+
+    async def next_delivery_ms(self) -> int | None:
+        o = schema.outbox
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(o.c.next_attempt_ms).where(o.c.status == "pending")
+                                      .order_by(o.c.next_attempt_ms).limit(1))).first()
+        return row.next_attempt_ms if row else None
+
+    async def release_deliveries(self) -> None:
+        """At start-up: deliveries leased by a run that ended are due again now."""
+        o = schema.outbox
+        async with self._engine.begin() as conn:
+            await conn.execute(update(o).where(o.c.status == "pending")
+                               .values(next_attempt_ms=now_ms()))
 
     async def stop(self, function_name: str, task_id: str) -> str | None:
         """StopAsyncTask: a waiting task stops now, a running one when its attempt ends."""
@@ -204,7 +262,8 @@ class TaskStore:
     async def put_config(self, function_name: str, config: AsyncConfig) -> tuple[int, int]:
         c = schema.async_configs
         now = now_ms()
-        values = {"max_retries": config.max_retries, "max_age": config.max_age_seconds}
+        values = {"max_retries": config.max_retries, "max_age": config.max_age_seconds,
+                  "on_success": config.on_success, "on_failure": config.on_failure}
         async with self._engine.begin() as conn:
             row = (await conn.execute(
                 select(c.c.created_ms).where(c.c.function_name == function_name))).first()
@@ -218,8 +277,13 @@ class TaskStore:
         c = schema.async_configs
         async with self._engine.connect() as conn:
             rows = await conn.execute(select(c))
-            return {r.function_name: (AsyncConfig(r.config["max_retries"], r.config["max_age"]),
-                                      r.created_ms, r.modified_ms) for r in rows}
+            return {
+                r.function_name: (
+                    AsyncConfig(r.config["max_retries"], r.config["max_age"],
+                                r.config.get("on_success"), r.config.get("on_failure")),
+                    r.created_ms, r.modified_ms,
+                ) for r in rows
+            }
 
     async def delete_config(self, function_name: str) -> bool:
         c = schema.async_configs
