@@ -171,13 +171,14 @@ SLEEP_100MS = b"import time\ndef handler(event, context):\n    time.sleep(0.1)\n
 
 
 async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
-                path: str) -> dict[str, str]:
+                path: str, extra: str = "") -> dict[str, str]:
     """One keep-alive HTTP/1.1 POST with an empty body; the status and headers back.
 
     A few lines of asyncio instead of an HTTP client library: at 200 connections the
     client must cost far less than the platform it measures (httpx's pool does not).
     """
-    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n".encode())
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\n\r\n".encode())
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     headers = {"status": head[0].split()[1]}
     for line in head[1:]:
@@ -233,6 +234,66 @@ def measure_limits(url: str, count: int, connections: int) -> dict[str, float]:
     return asyncio.run(run())
 
 
+NOW_MS = b"import time\ndef handler(event, context):\n    return str(time.time() * 1000)\n"
+
+
+def measure_async(url: str, count: int) -> dict[str, float]:
+    """Durable accepts/s at 32 connections; accepted -> succeeded tasks/s for a no-op
+    function; and, at idle, the time from accept to the handler's start."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        deploy(client, "bench-async", NOW_MS)
+        client.post("/2023-03-30/functions/bench-async/invocations", content=b"")  # warm
+    host = url.removeprefix("http://")
+    path = "/2023-03-30/functions/bench-async/invocations"
+    tasks = f"{url}/2023-03-30/functions/bench-async/async-tasks"
+
+    async def accept_all() -> float:
+        left = count
+
+        async def connection() -> None:
+            nonlocal left
+            reader, writer = await asyncio.open_connection(*host.split(":"))
+            while left > 0:
+                left -= 1
+                headers = await _post(reader, writer, host, path, "x-fc-invocation-type: Async\r\n")
+                assert headers["status"] == "202", headers
+            writer.close()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(connection() for _ in range(32)))
+        return time.perf_counter() - t0
+
+    t0 = time.time() * 1000
+    accept_s = asyncio.run(accept_all())
+    with httpx.Client(timeout=60) as client:
+        def done() -> list[dict[str, object]]:
+            rows, token = [], None
+            while True:
+                params = {"limit": 100, **({"nextToken": token} if token else {})}
+                page = client.get(tasks, params=params).json()
+                rows += page["tasks"]
+                token = page.get("nextToken")
+                if not token:
+                    return rows
+        while True:
+            rows = done()
+            if all(r["status"] == "Succeeded" for r in rows) and len(rows) >= count:
+                break
+            time.sleep(0.2)
+        end = max(int(r["endTime"]) for r in rows)  # type: ignore[call-overload]
+        e2e = count / ((end - t0) / 1000)
+        lags = []
+        for _ in range(50):
+            r = client.post(f"{url}{path}", headers={"x-fc-invocation-type": "Async"})
+            task_id = r.headers["x-fc-async-task-id"]
+            while (t := client.get(f"{tasks}/{task_id}").json())["status"] != "Succeeded":
+                time.sleep(0.005)
+            accepted = t["events"][0]["timestamp"]
+            lags.append(float(t["returnPayload"]) - accepted)
+    return {"accepts": count / accept_s, "e2e": e2e, "lag_p50": pct(lags, 50),
+            "lag_p99": pct(lags, 99)}
+
+
 def pss_kb(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -277,6 +338,7 @@ def main() -> None:
     parser.add_argument("--functions", type=int, default=60)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--limit-invocations", type=int, default=1000)
+    parser.add_argument("--async-tasks", type=int, default=5000)
     args = parser.parse_args()
     wrk_bin = ensure_wrk()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -331,6 +393,13 @@ def main() -> None:
     finally:
         stop_funclet(proc, data)
 
+    print(f"async: {args.async_tasks} accepts at 32 connections, then run ...", file=sys.stderr)
+    proc, url, data = start_funclet(env)
+    try:
+        asy = measure_async(url, args.async_tasks)
+    finally:
+        stop_funclet(proc, data)
+
     rows = [
         ("cold p50", pct(cold, 50), pct(floor_req, 50), "ms"),
         ("cold p99", pct(cold, 99), pct(floor_req, 99), "ms"),
@@ -366,6 +435,14 @@ def main() -> None:
     print(f"| queue wait p99 (ms)         | {limits['wait_p99']:>9.1f} |               |")
     print(f"| idle warm instance PSS (MB) | {memory:>9.2f} | <= 8          |")
     print(f"| bare interpreter PSS (MB)   | {memory_floor:>9.2f} | (floor)       |")
+
+    print(f"\nasync: {args.async_tasks} tasks of a no-op function\n")
+    print("| figure                          | value     | target        |")
+    print("|---------------------------------|-----------|---------------|")
+    print(f"| durable accepts/s @32           | {asy['accepts']:>9,.0f} | >= 2,000      |")
+    print(f"| accepted -> succeeded tasks/s   | {asy['e2e']:>9,.0f} | >= 1,000      |")
+    print(f"| accept -> handler start p50 ms  | {asy['lag_p50']:>9.2f} | <= 5          |")
+    print(f"| accept -> handler start p99 ms  | {asy['lag_p99']:>9.2f} |               |")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class Store:
         self.engine: AsyncEngine = create_async_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self._dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        self.dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
 
     async def open(self) -> None:
         async with self.engine.begin() as conn:
@@ -164,14 +164,14 @@ class Store:
         async with self.engine.begin() as conn:
             if invocations:
                 # A record written twice (a retried batch) is kept once.
-                stmt = self._dialect.insert(schema.invocations).on_conflict_do_nothing()
+                stmt = self.dialect.insert(schema.invocations).on_conflict_do_nothing()
                 await conn.execute(stmt, list(invocations))
             for values in instances:
                 await conn.execute(self._upsert_instance(values))
 
     def _upsert_instance(self, values: dict[str, Any]) -> Any:
         t = schema.instances
-        stmt = self._dialect.insert(t).values(**values)
+        stmt = self.dialect.insert(t).values(**values)
         changing = {k: stmt.excluded[k] for k in ("state", "stop_reason", "destroyed_ms")}
         return stmt.on_conflict_do_update(index_elements=[t.c.instance_id], set_=changing)
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
 from funclet.store import schema
 from funclet.store.metadata import Store
 
 RETURN_PAYLOAD_LIMIT = 32 * 1024
+_ACCEPT_BATCH = 500  # rows per INSERT (SQLite allows 32,766 bound values)
 
 
 def now_ms() -> int:
@@ -40,22 +41,51 @@ class TaskStore:
 
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
+        self._dialect = store.dialect
+        self._accepts: list[tuple[Task, int, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def accept(self, task: Task, delay_s: int) -> bool:
-        """Store a new task; ``False`` if its id exists (an idempotent repeat)."""
+        """Store a new task durably; ``False`` if its id exists (an idempotent repeat).
+
+        Group commit: accepts that arrive while a batch is being written wait for the
+        next batch, so one transaction (and one sync) carries many; each caller returns
+        only once its own row is committed.
+        """
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._accepts.append((task, delay_s, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_accepts())
+        return await fut
+
+    async def _write_accepts(self) -> None:
         t = schema.async_tasks
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(t).values(
-                    task_id=task.task_id, request_id=task.request_id,
-                    function_name=task.function_name, status=TaskStatus.ENQUEUED.value,
-                    payload=task.payload, created_ms=task.created_ms,
-                    run_after_ms=task.created_ms + delay_s * 1000, attempts=0,
-                    events=[{**_event(TaskStatus.ENQUEUED), "eventId": 1}],
-                ))
-        except IntegrityError:
-            return False
-        return True
+        while self._accepts:
+            batch, self._accepts = self._accepts[:_ACCEPT_BATCH], self._accepts[_ACCEPT_BATCH:]
+            rows: dict[str, dict[str, Any]] = {}
+            for task, delay_s, _ in batch:
+                rows.setdefault(task.task_id, {
+                    "task_id": task.task_id, "request_id": task.request_id,
+                    "function_name": task.function_name, "status": TaskStatus.ENQUEUED.value,
+                    "payload": task.payload, "created_ms": task.created_ms,
+                    "run_after_ms": task.created_ms + delay_s * 1000, "attempts": 0,
+                    "events": [{**_event(TaskStatus.ENQUEUED), "eventId": 1}],
+                })
+            try:
+                async with self._engine.begin() as conn:
+                    stmt = self._dialect.insert(t).on_conflict_do_nothing().returning(t.c.task_id)
+                    inserted = {r.task_id for r in await conn.execute(
+                        stmt.values(list(rows.values())))}
+            except Exception as exc:
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for task, _, fut in batch:  # the first of each id in the batch is the new one
+                fresh = task.task_id in inserted
+                inserted.discard(task.task_id)
+                if not fut.done():
+                    fut.set_result(fresh)
 
     async def claim(self, limit: int) -> list[Task]:
         """Mark up to ``limit`` due tasks Running (oldest first) and return them."""
