@@ -65,7 +65,12 @@ class Store:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite"):
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(url)
+        # SQLite has one writer at a time; with one connection, transactions queue in
+        # the pool (an await) instead of meeting a lock and sleeping in busy_timeout.
+        options: dict[str, Any] = (
+            {"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") else {}
+        )
+        self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
 from funclet.store import schema
 from funclet.store.metadata import Store
 
+T = TypeVar("T")
 RETURN_PAYLOAD_LIMIT = 32 * 1024
 _ACCEPT_BATCH = 500  # rows per INSERT (SQLite allows 32,766 bound values)
 
@@ -42,56 +45,95 @@ class TaskStore:
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
         self._dialect = store.dialect
+        self._savepoints = self._engine.dialect.name != "sqlite"
         self._accepts: list[tuple[Task, int, asyncio.Future[bool]]] = []
+        self._ops: list[tuple[Callable[[AsyncConnection], Awaitable[Any]],
+                              asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def accept(self, task: Task, delay_s: int) -> bool:
-        """Store a new task durably; ``False`` if its id exists (an idempotent repeat).
+    # -- group commit ---------------------------------------------------------------
 
-        Group commit: accepts that arrive while a batch is being written wait for the
-        next batch, so one transaction (and one sync) carries many; each caller returns
-        only once its own row is committed.
-        """
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._accepts.append((task, delay_s, fut))
+    def _kick(self) -> None:
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_accepts())
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _batched(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``op`` in the next shared transaction; return once it is committed."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._ops.append((op, fut))
+        self._kick()
         return await fut
 
-    async def _write_accepts(self) -> None:
-        t = schema.async_tasks
-        while self._accepts:
-            batch, self._accepts = self._accepts[:_ACCEPT_BATCH], self._accepts[_ACCEPT_BATCH:]
-            rows: dict[str, dict[str, Any]] = {}
-            for task, delay_s, _ in batch:
-                rows.setdefault(task.task_id, {
-                    "task_id": task.task_id, "request_id": task.request_id,
-                    "function_name": task.function_name, "status": TaskStatus.ENQUEUED.value,
-                    "payload": task.payload, "created_ms": task.created_ms,
-                    "run_after_ms": task.created_ms + delay_s * 1000, "attempts": 0,
-                    "events": [{**_event(TaskStatus.ENQUEUED), "eventId": 1}],
-                })
+    async def _write(self) -> None:
+        """The writer: whatever queued while the last commit ran goes in one transaction
+        (group commit); each caller learns its own result once that commits."""
+        while self._ops or self._accepts:
+            ops, self._ops = self._ops, []
+            accepts = self._accepts[:_ACCEPT_BATCH]
+            self._accepts = self._accepts[_ACCEPT_BATCH:]
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            inserted: set[str] = set()
             try:
                 async with self._engine.begin() as conn:
-                    stmt = self._dialect.insert(t).on_conflict_do_nothing().returning(t.c.task_id)
-                    inserted = {r.task_id for r in await conn.execute(
-                        stmt.values(list(rows.values())))}
+                    if accepts:
+                        inserted = await self._insert(conn, accepts)
+                    for op, fut in ops:
+                        try:
+                            if self._savepoints:  # PostgreSQL: one failure, not all
+                                async with conn.begin_nested():
+                                    results.append((fut, await op(conn), None))
+                            else:
+                                results.append((fut, await op(conn), None))
+                        except Exception as exc:
+                            results.append((fut, None, exc))
             except Exception as exc:
-                for _, _, fut in batch:
+                for fut in [f for _, _, f in accepts] + [f for _, f in ops]:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for task, _, fut in batch:  # the first of each id in the batch is the new one
+            for task, _, fut in accepts:  # the first of each id in the batch is the new one
                 fresh = task.task_id in inserted
                 inserted.discard(task.task_id)
                 if not fut.done():
                     fut.set_result(fresh)
+            for fut, value, error in results:
+                if fut.done():
+                    continue
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(value)
+
+    async def accept(self, task: Task, delay_s: int) -> bool:
+        """Store a new task durably; ``False`` if its id exists (an idempotent repeat).
+        Returns once its row is committed (group commit: one transaction carries many)."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._accepts.append((task, delay_s, fut))
+        self._kick()
+        return await fut
+
+    async def _insert(
+        self, conn: AsyncConnection, accepts: list[tuple[Task, int, asyncio.Future[bool]]]
+    ) -> set[str]:
+        t = schema.async_tasks
+        rows: dict[str, dict[str, Any]] = {}
+        for task, delay_s, _ in accepts:
+            rows.setdefault(task.task_id, {
+                "task_id": task.task_id, "request_id": task.request_id,
+                "function_name": task.function_name, "status": TaskStatus.ENQUEUED.value,
+                "payload": task.payload, "created_ms": task.created_ms,
+                "run_after_ms": task.created_ms + delay_s * 1000, "attempts": 0,
+                "events": [{**_event(TaskStatus.ENQUEUED), "eventId": 1}],
+            })
+        stmt = self._dialect.insert(t).on_conflict_do_nothing().returning(t.c.task_id)
+        return {r.task_id for r in await conn.execute(stmt.values(list(rows.values())))}
 
     async def claim(self, limit: int) -> list[Task]:
         """Mark up to ``limit`` due tasks Running (oldest first) and return them."""
         t = schema.async_tasks
-        now = now_ms()
-        async with self._engine.begin() as conn:
+
+        async def op(conn: AsyncConnection) -> list[Task]:
+            now = now_ms()
             rows = (await conn.execute(
                 select(t.c.task_id).where(and_(
                     t.c.status.in_([s.value for s in WAITING]), t.c.run_after_ms <= now))
@@ -99,16 +141,17 @@ class TaskStore:
             )).all()
             if not rows:
                 return []
-            ids = [r.task_id for r in rows]
             claimed = (await conn.execute(
-                update(t).where(t.c.task_id.in_(ids))
+                update(t).where(t.c.task_id.in_([r.task_id for r in rows]))
                 .values(status=TaskStatus.RUNNING.value, attempts=t.c.attempts + 1,
                         started_ms=func.coalesce(t.c.started_ms, now))
                 .returning(t.c.task_id, t.c.request_id, t.c.function_name, t.c.payload,
                            t.c.created_ms, t.c.attempts)
             )).all()
-        return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
-                     r.payload, r.created_ms, r.attempts) for r in claimed]
+            return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
+                         r.payload, r.created_ms, r.attempts) for r in claimed]
+
+        return await self._batched(op)
 
     async def next_due_ms(self) -> int | None:
         t = schema.async_tasks
@@ -135,37 +178,54 @@ class TaskStore:
         ``delivery`` (destination URI, record) goes to the outbox in the same
         transaction as the final state, so it is sent if and only if the state stands.
         """
+
+        async def op(conn: AsyncConnection) -> bool:
+            return await self._record(conn, task, status, detail, run_after_ms, uncount,
+                                      delivery, fields)
+
+        return await self._batched(op)
+
+    async def _record(
+        self,
+        conn: AsyncConnection,
+        task: Task,
+        status: TaskStatus,
+        detail: str,
+        run_after_ms: int | None,
+        uncount: bool,
+        delivery: tuple[str, bytes] | None,
+        fields: dict[str, Any],
+    ) -> bool:
         t = schema.async_tasks
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(
-                select(t.c.status, t.c.events).where(t.c.task_id == task.task_id))).first()
-            if row is None:
-                return False
-            current = TaskStatus(row.status)
-            if current is TaskStatus.STOPPING:  # a stop was asked for while it ran
-                status, detail = TaskStatus.STOPPED, f"stopped on request ({detail})"
-                delivery = None
-            elif current in FINAL:
-                return False
-            events = list(row.events)
-            events.append({**_event(status, detail), "eventId": len(events) + 1})
-            values: dict[str, Any] = {"status": status.value, "events": events, **fields}
-            if status in FINAL:
-                values["end_ms"] = now_ms()
-            if run_after_ms is not None:
-                values["run_after_ms"] = run_after_ms
-            if uncount:
-                values["attempts"] = t.c.attempts - 1
-            if "return_payload" in values and values["return_payload"] is not None:
-                values["return_payload"] = values["return_payload"][:RETURN_PAYLOAD_LIMIT]
-            if delivery is not None:
-                values["destination_status"] = "Pending"
-                now = now_ms()
-                await conn.execute(insert(schema.outbox).values(
-                    task_id=task.task_id, function_name=task.function_name,
-                    destination=delivery[0], body=delivery[1], status="pending",
-                    attempts=0, next_attempt_ms=now, created_ms=now))
-            await conn.execute(update(t).where(t.c.task_id == task.task_id).values(**values))
+        row = (await conn.execute(
+            select(t.c.status, t.c.events).where(t.c.task_id == task.task_id))).first()
+        if row is None:
+            return False
+        current = TaskStatus(row.status)
+        if current is TaskStatus.STOPPING:  # a stop was asked for while it ran
+            status, detail = TaskStatus.STOPPED, f"stopped on request ({detail})"
+            delivery = None
+        elif current in FINAL:
+            return False
+        events = list(row.events)
+        events.append({**_event(status, detail), "eventId": len(events) + 1})
+        values: dict[str, Any] = {"status": status.value, "events": events, **fields}
+        if status in FINAL:
+            values["end_ms"] = now_ms()
+        if run_after_ms is not None:
+            values["run_after_ms"] = run_after_ms
+        if uncount:
+            values["attempts"] = t.c.attempts - 1
+        if "return_payload" in values and values["return_payload"] is not None:
+            values["return_payload"] = values["return_payload"][:RETURN_PAYLOAD_LIMIT]
+        if delivery is not None:
+            values["destination_status"] = "Pending"
+            now = now_ms()
+            await conn.execute(insert(schema.outbox).values(
+                task_id=task.task_id, function_name=task.function_name,
+                destination=delivery[0], body=delivery[1], status="pending",
+                attempts=0, next_attempt_ms=now, created_ms=now))
+        await conn.execute(update(t).where(t.c.task_id == task.task_id).values(**values))
         return True
 
     # -- the outbox --------------------------------------------------------------
