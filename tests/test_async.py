@@ -270,3 +270,25 @@ def test_the_cli_queues_and_reads_tasks(server: Server, tmp_path: Path) -> None:
     assert run("task", "stop", name, "cli-task").returncode == 0
     bad = run("async-config", name, "--retries", "99")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: InvalidArgument")
+
+
+def test_async_work_never_takes_every_instance_from_sync_callers(tmp_path: Path) -> None:
+    import time
+
+    server = start_server(tmp_path, FUNCLET_MAX_INSTANCES="2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            slow = deploy(client, COUNTER, timeout=30)
+            other = deploy(client, COUNTER, timeout=30)
+            for i in range(6):  # a backlog of slow async work
+                accept(client, slow, b"sleep 1", **{"x-fc-async-task-id": f"slow-{i}"})
+            time.sleep(0.5)
+            started = time.monotonic()
+            r = client.post(f"{API}/functions/{other}/invocations", content=b"sync")
+            assert r.status_code == 200 and "x-fc-error-type" not in r.headers
+            assert time.monotonic() - started < 1.0  # it did not wait behind the backlog
+            running = client.get(f"{API}/functions/{slow}/async-tasks",
+                                 params={"status": "Running"}).json()["tasks"]
+            assert len(running) <= 1  # async holds at most half of the 2 instances
+    finally:
+        stop_server(server)
