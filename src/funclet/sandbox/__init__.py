@@ -142,7 +142,7 @@ class SandboxConfig:
                 return "off (the sandbox is turned off: FUNCLET_SANDBOX=false)"
             return "on" if on else f"off ({why})"
 
-        v = f"v{self.cgroup_version}" if self.cgroup_version else ""
+        v = f"cgroup v{self.cgroup_version}" if self.cgroup_version else "cgroup"
 
         def cgroup(controller: str) -> bool:
             return controller in self.cgroups or "unified" in self.cgroups
@@ -152,12 +152,13 @@ class SandboxConfig:
             + state(self.namespaces, "needs root and unshare"),
             "read-only /code, private /tmp and /proc, hidden data folder: "
             + state(self.namespaces, "needs namespaces"),
-            f"memory limit and OOM kill (cgroup {v}): "
+            f"memory limit and OOM kill ({v}): "
             + state(cgroup("memory"), "no writable memory cgroup"),
-            f"CPU weight by memory (cgroup {v}): " + state(cgroup("cpu"), "no writable cpu cgroup"),
+            f"CPU weight by memory ({v}): " + state(cgroup("cpu"), "no writable cpu cgroup"),
             "process limit per instance (pids cgroup): "
             + state(cgroup("pids"), "falls back to RLIMIT_NPROC per uid"),
-            f"unprivileged user (uid {self.uid}): " + state(self.uid is not None, "needs root"),
+            f"unprivileged user (uid {self.uid or 65534}): "
+            + state(self.uid is not None, "needs root"),
             f"open files ({self.max_open_files}) and no core dumps (rlimits): on",
         ]
 
