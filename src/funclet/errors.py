@@ -6,6 +6,10 @@
     │   │   └── InvalidCodePackage  400, the zip is unusable (not a zip, traversal, bomb, …)
     │   ├── FunctionNotFound        404
     │   ├── InvocationNotFound      404
+    │   ├── AsyncTaskNotFound       404
+    │   ├── AsyncConfigNotFound     404
+    │   ├── Unauthenticated         401, no credentials
+    │   ├── AccessDenied            403, wrong credentials (or a function calling the API)
     │   ├── RouteNotFound           404, no such API
     │   ├── MethodNotAllowed        405
     │   ├── FunctionAlreadyExists   409
@@ -66,6 +70,41 @@ class InvocationNotFound(ApiError):
 
     def __init__(self, request_id: str) -> None:
         super().__init__(f"no invocation with request id '{request_id}'")
+
+
+class AsyncTaskNotFound(ApiError):
+    code = "AsyncTaskNotFound"
+    status = 404
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no async task '{task_id}'")
+
+
+class AsyncConfigNotFound(ApiError):
+    code = "AsyncConfigNotFound"
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"function '{name}' has no async invoke config")
+
+
+class Unauthenticated(ApiError):
+    code = "Unauthorized"
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request carries no credentials: send 'Authorization: Bearer <token>' "
+            "or sign it with an access key"
+        )
+
+
+class AccessDenied(ApiError):
+    code = "AccessDenied"
+    status = 403
+
+    def __init__(self, message: str = "the request's credentials are not valid") -> None:
+        super().__init__(message)
 
 
 class RouteNotFound(ApiError):

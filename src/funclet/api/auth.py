@@ -21,30 +21,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funclet.api.peers import PeerUids
 from funclet.api.responses import error_response
-from funclet.errors import ApiError
+from funclet.errors import AccessDenied, ApiError, Unauthenticated
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 MAX_SKEW_SECONDS = 15 * 60
 _OPEN_PATHS = frozenset({"/healthz"})
-
-
-class Unauthenticated(ApiError):
-    code = "Unauthorized"
-    status = 401
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the request carries no credentials: send 'Authorization: Bearer <token>' "
-            "or sign it with an access key"
-        )
-
-
-class AccessDenied(ApiError):
-    code = "AccessDenied"
-    status = 403
-
-    def __init__(self) -> None:
-        super().__init__("the request's credentials are not valid")
+_INSTANCES_REFUSED = (
+    "functions may not call the management API of a funclet without authentication"
+)
 
 
 class Authenticate:
@@ -118,16 +102,6 @@ class Authenticate:
         return hmac.compare_digest(expected, signature)
 
 
-class InstancesNotAllowed(ApiError):
-    code = "AccessDenied"
-    status = 403
-
-    def __init__(self) -> None:
-        super().__init__(
-            "functions may not call the management API of a funclet without authentication"
-        )
-
-
 class RefuseInstances:
     """On loopback without authentication the API is open to the operator, not to the
     functions it runs: a request whose TCP peer is owned by the instances' uid is
@@ -144,7 +118,7 @@ class RefuseInstances:
             if client and server and self._peers.uid(
                 (client[0], client[1]), (server[0], server[1])
             ) == self._uid:
-                await error_response(InstancesNotAllowed())(scope, receive, send)
+                await error_response(AccessDenied(_INSTANCES_REFUSED))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

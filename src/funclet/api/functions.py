@@ -77,7 +77,7 @@ async def list_functions(request: Request) -> Response:
     rows = await platform.functions.page(request.query_params.get("prefix", ""), limit + 1, after)
     out: dict[str, Any] = {"functions": [function_json(platform, r) for r in rows[:limit]]}
     if len(rows) > limit:
-        out["nextToken"] = _encode_token(rows[limit - 1].name)
+        out["nextToken"] = encode_token(rows[limit - 1].name)
     return json_response(out)
 
 
@@ -149,19 +149,13 @@ async def list_invocations(request: Request) -> Response:
     status = request.query_params.get("status") or None
     if status is not None and status not in ("succeeded", "failed"):
         raise InvalidArgument(f"status must be 'succeeded' or 'failed', got '{status}'")
-    token = request.query_params.get("nextToken")
-    before = None
-    if token:
-        ms, _, request_id = _decode_token(token).partition(":")
-        if not ms.isdigit() or not request_id:
-            raise InvalidArgument("nextToken is not valid")
-        before = (int(ms), request_id)
+    before = page_after(request)
     await platform.recorder.flush()
     rows = await platform.store.list_invocations(name, status, limit + 1, before)
     out: dict[str, Any] = {"invocations": [invocation_json(r, False) for r in rows[:limit]]}
     if len(rows) > limit:
         last = rows[limit - 1]
-        out["nextToken"] = _encode_token(f"{last['started_ms']}:{last['request_id']}")
+        out["nextToken"] = encode_token(f"{last['started_ms']}:{last['request_id']}")
     return json_response(out)
 
 
@@ -175,7 +169,18 @@ async def get_invocation(request: Request) -> Response:
     return json_response(invocation_json(rec, True))
 
 
-def _encode_token(value: str) -> str:
+def page_after(request: Request) -> tuple[int, str] | None:
+    """A ``nextToken`` of time-ordered pages: (milliseconds, id) of the last row seen."""
+    token = request.query_params.get("nextToken")
+    if not token:
+        return None
+    ms, _, last_id = _decode_token(token).partition(":")
+    if not ms.isdigit() or not last_id:
+        raise InvalidArgument("nextToken is not valid")
+    return int(ms), last_id
+
+
+def encode_token(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode()
 
 

@@ -9,29 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.functions import PREFIX, _decode_token, _encode_token, function_arn
+from funclet.api.functions import PREFIX, encode_token, function_arn, page_after
 from funclet.api.responses import fc_time, int_param, json_body, json_response
 from funclet.asyncq.policy import TaskStatus
-from funclet.errors import ApiError, InvalidArgument
+from funclet.errors import AsyncConfigNotFound, AsyncTaskNotFound, InvalidArgument
 from funclet.platform import Platform
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-
-class AsyncTaskNotFound(ApiError):
-    code = "AsyncTaskNotFound"
-    status = 404
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(f"no async task '{task_id}'")
-
-
-class AsyncConfigNotFound(ApiError):
-    code = "AsyncConfigNotFound"
-    status = 404
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"function '{name}' has no async invoke config")
 
 
 def task_json(platform: Platform, row: dict[str, Any], with_payload: bool) -> dict[str, Any]:
@@ -81,12 +65,7 @@ async def list_tasks(request: Request) -> Response:
     limit = int_param(request, "limit", 20, 1, 100)
     begin = int_param(request, "startedTimeBegin", -1, 0, 2**62)
     end = int_param(request, "startedTimeEnd", -1, 0, 2**62)
-    before = None
-    if token := q.get("nextToken"):
-        ms, _, task_id = _decode_token(token).partition(":")
-        if not ms.isdigit() or not task_id:
-            raise InvalidArgument("nextToken is not valid")
-        before = (int(ms), task_id)
+    before = page_after(request)
     rows = await platform.tasks.list(
         name, status, begin if begin >= 0 else None, end if end >= 0 else None,
         q.get("prefix", ""), limit + 1, before, newest_first=order == "desc")
@@ -94,7 +73,7 @@ async def list_tasks(request: Request) -> Response:
     out: dict[str, Any] = {"tasks": [task_json(platform, r, with_payload) for r in rows[:limit]]}
     if len(rows) > limit:
         last = rows[limit - 1]
-        out["nextToken"] = _encode_token(f"{last['created_ms']}:{last['task_id']}")
+        out["nextToken"] = encode_token(f"{last['created_ms']}:{last['task_id']}")
     return json_response(out)
 
 
