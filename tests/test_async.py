@@ -78,6 +78,24 @@ def test_the_same_task_id_twice_runs_once_and_says_so(client: httpx.Client) -> N
     assert [t["taskId"] for t in tasks] == ["same-id"]
 
 
+def test_a_task_id_used_by_another_function_is_a_409(client: httpx.Client) -> None:
+    first, second = deploy(client, COUNTER), deploy(client, COUNTER)
+    task_id = unique("shared")
+    accept(client, first, b"mine", **{"x-fc-async-task-id": task_id})
+    r = client.post(f"{API}/functions/{second}/invocations", content=b"theirs",
+                    headers={"x-fc-invocation-type": "Async", "x-fc-async-task-id": task_id})
+    assert r.status_code == 409 and r.json()["Code"] == "AsyncTaskAlreadyExists"
+    assert final(client, first, task_id)["returnPayload"] == "call 1: mine"
+
+
+def test_deleting_a_function_forgets_its_async_config(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    client.put(f"{API}/functions/{name}/async-invoke-config", json={"maxAsyncRetryAttempts": 1})
+    client.delete(f"{API}/functions/{name}")
+    deploy(client, COUNTER, name=name)
+    assert client.get(f"{API}/functions/{name}/async-invoke-config").status_code == 404
+
+
 def test_a_delay_postpones_the_first_attempt(client: httpx.Client) -> None:
     name = deploy(client, COUNTER)
     r = accept(client, name, b"later", **{"x-fc-async-delay": "1"})
@@ -168,11 +186,12 @@ def test_list_tasks_filters_pages_and_orders(client: httpx.Client) -> None:
 @pytest.mark.parametrize(("headers", "body", "status", "text"), [
     ({}, b"x" * (128 * 1024 + 1), 413, "async invocation limit"),
     ({"x-fc-async-delay": "3601"}, b"", 400, "x-fc-async-delay"),
+    ({"x-fc-async-delay": b"\xb2"}, b"", 400, "x-fc-async-delay"),
     ({"x-fc-async-task-id": "bad id!"}, b"", 400, "x-fc-async-task-id"),
     ({"x-fc-invocation-type": "Later"}, b"", 400, "'Sync' or 'Async'"),
 ])
 def test_bad_async_requests_are_refused_and_nothing_is_stored(
-    client: httpx.Client, headers: dict[str, str], body: bytes, status: int, text: str,
+    client: httpx.Client, headers: dict[str, str | bytes], body: bytes, status: int, text: str,
 ) -> None:
     name = deploy(client, COUNTER)
     r = client.post(f"{API}/functions/{name}/invocations", content=body,

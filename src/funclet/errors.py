@@ -13,6 +13,7 @@
     │   ├── RouteNotFound           404, no such API
     │   ├── MethodNotAllowed        405
     │   ├── FunctionAlreadyExists   409
+    │   ├── TaskIdTaken             409, an async task id another function uses
     │   ├── PayloadTooLarge         413
     │   ├── Throttled               429, a limit was reached and the wait ran out
     │   └── ShuttingDown            503, the platform stopped while the call ran
@@ -78,6 +79,14 @@ class AsyncTaskNotFound(ApiError):
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no async task '{task_id}'")
+
+
+class TaskIdTaken(ApiError):
+    code = "AsyncTaskAlreadyExists"
+    status = 409
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"async task id '{task_id}' is taken by another function")
 
 
 class AsyncConfigNotFound(ApiError):

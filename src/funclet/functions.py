@@ -7,6 +7,7 @@ import binascii
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -50,6 +51,7 @@ class Functions:
         self._registry = registry
         self._runtimes = runtimes
         self._admission = admission
+        self.on_delete: list[Callable[[str], Awaitable[object]]] = []
 
     async def create(self, body: dict[str, Any]) -> FunctionRow:
         config = parse_config(body)
@@ -95,6 +97,8 @@ class Functions:
         self._registry.undeploy(name)
         self._admission.set_reserved(name, None)
         self._admission.fail_waiters(name, FunctionNotFound(name))
+        for forget in self.on_delete:  # e.g. its async invoke config
+            await forget(name)
 
     async def set_reserved_concurrency(self, name: str, body: dict[str, Any]) -> int:
         """FC's PutConcurrencyConfig: cap the function and reserve that many slots."""

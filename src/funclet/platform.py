@@ -90,6 +90,7 @@ class Platform:
         )
         self.tasks = TaskStore(self.store)
         self.async_configs = AsyncConfigs(self.tasks)
+        self.functions.on_delete.append(self.async_configs.delete)
         self.outbox = Outbox(self.tasks, Destinations(self._enqueue_async))
         # Async work may hold at most half the account's instances: sync callers keep room.
         self.dispatcher = Dispatcher(
@@ -122,12 +123,13 @@ class Platform:
     def function_arn(self, name: str) -> str:
         return f"acs:fc:{self.settings.region}:{self.settings.account_id}:functions/{name}"
 
-    async def _enqueue_async(self, function_name: str, payload: bytes) -> None:
-        """An async invocation from inside funclet (a destination that is a function)."""
+    async def _enqueue_async(self, function_name: str, payload: bytes, task_id: str) -> None:
+        """An async invocation from inside funclet (a destination that is a function);
+        ``task_id`` makes a delivery that is sent again run once."""
         self.registry.pool(function_name)  # raises if it does not exist
         request_id = new_request_id()
-        task = Task(request_id, request_id, function_name, TaskStatus.ENQUEUED, payload,
-                    now_ms(), 0)
+        task = Task(task_id or request_id, request_id, function_name, TaskStatus.ENQUEUED,
+                    payload, now_ms(), 0)
         await self.tasks.accept(task, 0)
         self.dispatcher.wake()
 
@@ -174,6 +176,7 @@ class Platform:
     async def stop(self) -> None:
         await self.dispatcher.stop()
         await self.outbox.stop()
+        await self.tasks.close()
         if self._reclaimer is not None:
             self._reclaimer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

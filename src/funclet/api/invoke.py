@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import orjson
 from starlette.requests import Request
@@ -61,7 +62,7 @@ async def _accept(request: Request, platform: Platform, request_id: str) -> Resp
     platform.registry.pool(name)  # 404 for a function that does not exist
     event = await _read_event(request, platform.settings.max_async_payload, "async ")
     delay = request.headers.get("x-fc-async-delay", "0")
-    if not delay.isdigit() or int(delay) > 3600:
+    if not re.fullmatch(r"[0-9]{1,4}", delay) or int(delay) > 3600:
         raise InvalidArgument(f"x-fc-async-delay must be 0 to 3600 seconds, got '{delay}'")
     task_id = request.headers.get("x-fc-async-task-id") or request_id
     if not TASK_ID_RE.match(task_id):

@@ -104,48 +104,58 @@ def record(
 class Destinations:
     """Delivers records; connections to brokers are kept and reused per URI."""
 
-    def __init__(self, enqueue: Callable[[str, bytes], Awaitable[None]]) -> None:
+    def __init__(self, enqueue: Callable[[str, bytes, str], Awaitable[None]]) -> None:
         self._enqueue = enqueue  # an async invocation of another funclet function
         self._http = httpx.AsyncClient(timeout=_TIMEOUT)
         self._clients: dict[str, Any] = {}
         self._channels: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
-    async def deliver(self, destination: Destination, body: bytes) -> None:
+    async def deliver(self, destination: Destination, body: bytes, key: str = "") -> None:
+        """Send one record; ``key`` makes a function destination's task id idempotent."""
         send = getattr(self, f"_to_{destination.kind}")
+        client = self._clients.get(destination.uri)
         try:
-            await asyncio.wait_for(send(destination, body), _TIMEOUT)
+            await asyncio.wait_for(send(destination, body, key), _TIMEOUT)
         except BaseException:
-            await self._forget(destination.uri)  # reconnect on the next try
+            if self._clients.get(destination.uri) is client:  # not one made meanwhile
+                await self._forget(destination.uri)  # reconnect on the next try
             raise
 
-    async def _to_function(self, d: Destination, body: bytes) -> None:
-        await self._enqueue(d.target, body)
+    def _lock(self, uri: str) -> asyncio.Lock:
+        """One connection set-up at a time per destination (deliveries run in parallel)."""
+        return self._locks.setdefault(uri, asyncio.Lock())
 
-    async def _to_webhook(self, d: Destination, body: bytes) -> None:
+    async def _to_function(self, d: Destination, body: bytes, key: str) -> None:
+        await self._enqueue(d.target, body, key)
+
+    async def _to_webhook(self, d: Destination, body: bytes, key: str) -> None:
         r = await self._http.post(d.target, content=body,
                                   headers={"content-type": "application/json"})
         r.raise_for_status()
 
-    async def _to_redis(self, d: Destination, body: bytes) -> None:
+    async def _to_redis(self, d: Destination, body: bytes, key: str) -> None:
         import redis.asyncio as redis
 
-        client = self._clients.get(d.uri)
-        if client is None:
-            parts = urlsplit(d.uri)
-            url = f"redis://{parts.netloc}{parts.path or ''}"
-            client = self._clients[d.uri] = redis.from_url(url)
+        async with self._lock(d.uri):
+            client = self._clients.get(d.uri)
+            if client is None:
+                parts = urlsplit(d.uri)
+                url = f"redis://{parts.netloc}{parts.path or ''}"
+                client = self._clients[d.uri] = redis.from_url(url)
         await client.xadd(d.target, {"record": body})
 
-    async def _to_amqp(self, d: Destination, body: bytes) -> None:
+    async def _to_amqp(self, d: Destination, body: bytes, key: str) -> None:
         import aio_pika
 
-        if d.uri not in self._clients:
-            parts = urlsplit(d.uri)
-            connection = await aio_pika.connect(
-                f"amqp://{parts.netloc}{parts.path or '/'}", timeout=_TIMEOUT)
-            self._clients[d.uri] = connection  # closed by _forget
-            self._channels[d.uri] = await connection.channel(publisher_confirms=True)
-        channel = self._channels[d.uri]
+        async with self._lock(d.uri):
+            if d.uri not in self._clients:
+                parts = urlsplit(d.uri)
+                connection = await aio_pika.connect(
+                    f"amqp://{parts.netloc}{parts.path or '/'}", timeout=_TIMEOUT)
+                self._channels[d.uri] = await connection.channel(publisher_confirms=True)
+                self._clients[d.uri] = connection  # closed by _forget
+            channel = self._channels[d.uri]
         exchange = await channel.get_exchange(d.target, ensure=True)
         await exchange.publish(  # returns once the broker confirmed it
             aio_pika.Message(body, content_type="application/json",
@@ -153,18 +163,19 @@ class Destinations:
             routing_key=d.params.get("routingKey", ""),
         )
 
-    async def _to_nats(self, d: Destination, body: bytes) -> None:
+    async def _to_nats(self, d: Destination, body: bytes, key: str) -> None:
         import nats
 
-        client = self._clients.get(d.uri)
-        if client is None:
-            parts = urlsplit(d.uri)
-            client = await nats.connect(f"nats://{parts.netloc}", connect_timeout=_TIMEOUT,
-                                        max_reconnect_attempts=0)
-            self._clients[d.uri] = client
+        async with self._lock(d.uri):
+            client = self._clients.get(d.uri)
+            if client is None:
+                parts = urlsplit(d.uri)
+                client = await nats.connect(f"nats://{parts.netloc}",
+                                            connect_timeout=_TIMEOUT, max_reconnect_attempts=0)
+                self._clients[d.uri] = client
         await client.jetstream().publish(d.target, body)  # waits for the stream's ack
 
-    async def _to_mqtt(self, d: Destination, body: bytes) -> None:
+    async def _to_mqtt(self, d: Destination, body: bytes, key: str) -> None:
         import aiomqtt
 
         parts = urlsplit(d.uri)

@@ -40,6 +40,7 @@ from funclet.store.tasks import Task, TaskStore, now_ms
 log = logging.getLogger(__name__)
 _IDLE_POLL = 1.0
 _CAPACITY_RETRY_MS = 500
+_SWEEP_SECONDS = 5.0
 
 
 class Dispatcher:
@@ -86,8 +87,13 @@ class Dispatcher:
         await self._tasks.recover()
 
     async def _loop(self) -> None:
+        swept = time.monotonic()
         while True:
             try:
+                if time.monotonic() - swept > _SWEEP_SECONDS:
+                    swept = time.monotonic()
+                    if n := await self._tasks.requeue_orphans(set(self._by_task)):
+                        log.warning("Re-queued %d async tasks that were left running.", n)
                 free = self._max_running - len(self._running)
                 claimed = await self._tasks.claim(free) if free > 0 else []
                 for task in claimed:
@@ -107,8 +113,10 @@ class Dispatcher:
     def _done(self, task_id: str, runner: asyncio.Task[None]) -> None:
         self._running.discard(runner)
         self._by_task.pop(task_id, None)
-        self._stop_asked.discard(task_id)
         self._wake.set()
+        # A runner stopped before its attempt began wrote nothing: the sweep makes it
+        # Stopped (it is Stopping and nobody runs it).
+        self._stop_asked.discard(task_id)
 
     def stop_running(self, task_id: str) -> None:
         """StopAsyncTask on a running task: end its attempt now (its instance goes)."""
@@ -125,6 +133,20 @@ class Dispatcher:
         self._wake.clear()
 
     async def _attempt(self, task: Task) -> None:
+        try:
+            await self._run_attempt(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Nothing may leave a task Running: put it back (the sweep does, if this fails).
+            log.exception("Async task %s failed inside funclet; it is queued again.",
+                          task.task_id)
+            with contextlib.suppress(Exception):
+                await self._tasks.record(task, TaskStatus.ENQUEUED, uncount=True,
+                                         detail="queued again after an internal error",
+                                         run_after_ms=now_ms() + 1000)
+
+    async def _run_attempt(self, task: Task) -> None:
         config = self._config_of(task.function_name)
         age_s = (now_ms() - task.created_ms) / 1000
         if age_s > config.max_age_seconds:
@@ -139,7 +161,6 @@ class Dispatcher:
             self._outbox_wake()
             log.info("Async task %s expired after %.0f s.", task.task_id, age_s)
             return
-        started = time.perf_counter()
         try:
             out = await self._invoker.invoke(
                 task.function_name, task.payload, new_request_id(), mode="async")
@@ -158,8 +179,7 @@ class Dispatcher:
             await self._tasks.record(task, TaskStatus.FAILED, detail=exc.message,
                                      error_message=exc.message)
             return
-        fields: dict[str, Any] = {"duration_ms": (time.perf_counter() - started) * 1000,
-                  "instance_id": out.instance_id}
+        fields: dict[str, Any] = {"duration_ms": out.duration_ms, "instance_id": out.instance_id}
         if out.error is None:
             response = out.body.decode("utf-8", "replace")
             await self._tasks.record(

@@ -73,7 +73,8 @@ class Outbox:
     async def _deliver(self, delivery: dict[str, object]) -> None:
         destination = parse(delivery["destination"], "destination")
         try:
-            await self._destinations.deliver(destination, delivery["body"])  # type: ignore[arg-type]
+            await self._destinations.deliver(
+                destination, delivery["body"], f"outbox-{delivery['id']}")  # type: ignore[arg-type]
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}".strip(": ") or type(exc).__name__
             delay = retry_after_ms(int(delivery["attempts"]))  # type: ignore[call-overload]

@@ -12,6 +12,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
+from funclet.errors import TaskIdTaken
 from funclet.store import schema
 from funclet.store.metadata import Store
 
@@ -73,10 +74,17 @@ class TaskStore:
             self._accepts = self._accepts[_ACCEPT_BATCH:]
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             inserted: set[str] = set()
+            owners: dict[str, str] = {}
             try:
                 async with self._engine.begin() as conn:
                     if accepts:
                         inserted = await self._insert(conn, accepts)
+                        repeats = {a[0].task_id for a in accepts} - inserted
+                        if repeats:  # an idempotent repeat, or another function's id?
+                            t = schema.async_tasks
+                            owners = {r.task_id: r.function_name for r in await conn.execute(
+                                select(t.c.task_id, t.c.function_name)
+                                .where(t.c.task_id.in_(repeats)))}
                     for op, fut in ops:
                         try:
                             if self._savepoints:  # PostgreSQL: one failure, not all
@@ -94,7 +102,12 @@ class TaskStore:
             for task, _, fut in accepts:  # the first of each id in the batch is the new one
                 fresh = task.task_id in inserted
                 inserted.discard(task.task_id)
-                if not fut.done():
+                if fut.done():
+                    continue
+                owner = owners.get(task.task_id, task.function_name)
+                if not fresh and owner != task.function_name:
+                    fut.set_exception(TaskIdTaken(task.task_id))
+                else:
                     fut.set_result(fresh)
             for fut, value, error in results:
                 if fut.done():
@@ -142,7 +155,8 @@ class TaskStore:
             if not rows:
                 return []
             claimed = (await conn.execute(
-                update(t).where(t.c.task_id.in_([r.task_id for r in rows]))
+                update(t).where(and_(t.c.task_id.in_([r.task_id for r in rows]),
+                                     t.c.status.in_([s.value for s in WAITING])))
                 .values(status=TaskStatus.RUNNING.value, attempts=t.c.attempts + 1,
                         started_ms=func.coalesce(t.c.started_ms, now))
                 .returning(t.c.task_id, t.c.request_id, t.c.function_name, t.c.payload,
@@ -292,8 +306,38 @@ class TaskStore:
             values: dict[str, Any] = {"status": status.value, "events": events}
             if status is TaskStatus.STOPPED:
                 values["end_ms"] = now_ms()
-            await conn.execute(update(t).where(t.c.task_id == task_id).values(**values))
+            changed = await conn.execute(update(t).where(and_(
+                t.c.task_id == task_id, t.c.status == current.value)).values(**values))
+            if not changed.rowcount:  # it moved on meanwhile: report where it is now
+                return current.value
         return status.value
+
+    async def requeue_orphans(self, running: set[str]) -> int:
+        """Tasks marked Running (or Stopping) that nobody runs — their attempt died
+        inside funclet — go back to the queue (or to Stopped)."""
+        t = schema.async_tasks
+
+        async def op(conn: AsyncConnection) -> int:
+            rows = (await conn.execute(select(t.c.task_id, t.c.status).where(
+                t.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.STOPPING.value])))).all()
+            orphans = [r for r in rows if r.task_id not in running]
+            for r in orphans:
+                if r.status == TaskStatus.STOPPING.value:
+                    values: dict[str, Any] = {"status": TaskStatus.STOPPED.value,
+                                              "end_ms": now_ms()}
+                else:
+                    values = {"status": TaskStatus.ENQUEUED.value,
+                              "attempts": t.c.attempts - 1}
+                await conn.execute(update(t).where(and_(
+                    t.c.task_id == r.task_id, t.c.status == r.status)).values(**values))
+            return len(orphans)
+
+        return await self._batched(op)
+
+    async def close(self) -> None:
+        """Let the writer commit what is queued."""
+        if self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def recover(self) -> int:
         """After a crash or restart, tasks left Running run again (their attempt is taken
