@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 
 from funclet.instances.state import (
-    FC_STATUS,
     TRANSITIONS,
     IllegalTransition,
     InstanceState,
@@ -50,10 +49,6 @@ class Instance:
     def has_room(self) -> bool:
         """May take one more invocation (a starting one takes it once it is ready)."""
         return self.state in _OPEN and self.in_flight < self.concurrency
-
-    @property
-    def fc_status(self) -> str:
-        return FC_STATUS[self.state]
 
     def begin(self) -> None:
         """An invocation is placed on this instance (if starting, it runs once ready)."""
