@@ -305,7 +305,7 @@ def test_async_work_never_takes_every_instance_from_sync_callers(tmp_path: Path)
             started = time.monotonic()
             r = client.post(f"{API}/functions/{other}/invocations", content=b"sync")
             assert r.status_code == 200 and "x-fc-error-type" not in r.headers
-            assert time.monotonic() - started < 1.0  # it did not wait behind the backlog
+            assert time.monotonic() - started < 3.0  # not behind the 6 s backlog
             running = client.get(f"{API}/functions/{slow}/async-tasks",
                                  params={"status": "Running"}).json()["tasks"]
             assert len(running) <= 1  # async holds at most half of the 2 instances

@@ -170,7 +170,7 @@ def test_a_hot_function_cannot_starve_another_functions_waiter(tmp_path: Path) -
         with httpx.Client(base_url=server.url, timeout=60) as client:
             hot = deploy(client, SLEEPY, timeout=30)
             other = deploy(client, SLEEPY, timeout=30)
-            stop = time.monotonic() + 4
+            stop = time.monotonic() + 6  # starved, the other call would wait about 5 s
 
             def hammer() -> None:
                 with httpx.Client(base_url=server.url, timeout=60) as c:
@@ -185,6 +185,6 @@ def test_a_hot_function_cannot_starve_another_functions_waiter(tmp_path: Path) -
             for t in threads:
                 t.join()
             assert r.status_code == 200, r.text
-            assert float(r.headers["x-funclet-queue-ms"]) < 3000
+            assert float(r.headers["x-funclet-queue-ms"]) < 2500
     finally:
         stop_server(server)
