@@ -311,3 +311,28 @@ def test_async_work_never_takes_every_instance_from_sync_callers(tmp_path: Path)
             assert len(running) <= 1  # async holds at most half of the 2 instances
     finally:
         stop_server(server)
+
+
+def test_async_configs_are_listed_and_keep_their_flag(client: httpx.Client, server: Server) -> None:
+    name = deploy(client, COUNTER)
+    r = client.put(f"{API}/functions/{name}/async-invoke-config",
+                   json={"maxAsyncRetryAttempts": 1, "asyncTask": False})
+    assert r.json()["asyncTask"] is False
+    listed = client.get(f"{API}/async-invoke-configs", params={"functionName": name}).json()
+    assert [c["functionArn"].rsplit("/", 1)[1] for c in listed["configs"]] == [name]
+    sdk = Client(openapi.Config(access_key_id="a", access_key_secret="b",
+                                endpoint=f"127.0.0.1:{server.port}", protocol="http"))
+    out = sdk.list_async_invoke_configs(fc.ListAsyncInvokeConfigsRequest(function_name=name))
+    assert out.body.configs[0].max_async_retry_attempts == 1
+
+
+def test_started_time_filters_use_when_tasks_started(client: httpx.Client) -> None:
+    name = deploy(client, COUNTER)
+    task_id = accept(client, name, b"x").headers["x-fc-async-task-id"]
+    started = int(final(client, name, task_id)["startedTime"])  # type: ignore[call-overload]
+    hit = client.get(f"{API}/functions/{name}/async-tasks",
+                     params={"startedTimeBegin": started, "startedTimeEnd": started}).json()
+    assert [t["taskId"] for t in hit["tasks"]] == [task_id]
+    miss = client.get(f"{API}/functions/{name}/async-tasks",
+                      params={"startedTimeBegin": started + 1}).json()
+    assert miss["tasks"] == []

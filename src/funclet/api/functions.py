@@ -73,7 +73,7 @@ async def list_functions(request: Request) -> Response:
     platform = _platform(request)
     limit = int_param(request, "limit", 20, 1, 100)
     token = request.query_params.get("nextToken") or ""
-    after = _decode_token(token) if token else ""
+    after = decode_token(token) if token else ""
     rows = await platform.functions.page(request.query_params.get("prefix", ""), limit + 1, after)
     out: dict[str, Any] = {"functions": [function_json(platform, r) for r in rows[:limit]]}
     if len(rows) > limit:
@@ -174,7 +174,7 @@ def page_after(request: Request) -> tuple[int, str] | None:
     token = request.query_params.get("nextToken")
     if not token:
         return None
-    ms, _, last_id = _decode_token(token).partition(":")
+    ms, _, last_id = decode_token(token).partition(":")
     if not ms.isdigit() or not last_id:
         raise InvalidArgument("nextToken is not valid")
     return int(ms), last_id
@@ -184,7 +184,7 @@ def encode_token(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode()
 
 
-def _decode_token(token: str) -> str:
+def decode_token(token: str) -> str:
     try:
         return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except ValueError:

@@ -9,7 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.functions import PREFIX, encode_token, function_arn, page_after
+from funclet.api.functions import (
+    PREFIX,
+    decode_token,
+    encode_token,
+    function_arn,
+    page_after,
+)
 from funclet.api.responses import fc_time, int_param, json_body, json_response
 from funclet.asyncq.policy import TaskStatus
 from funclet.errors import AsyncConfigNotFound, AsyncTaskNotFound, InvalidArgument
@@ -122,8 +128,27 @@ async def delete_async_config(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def list_async_configs(request: Request) -> Response:
+    """ListAsyncInvokeConfigs: every function's config, by function name."""
+    platform: Platform = request.app.state.platform
+    limit = int_param(request, "limit", 20, 1, 100)
+    after = ""
+    if token := request.query_params.get("nextToken"):
+        after = decode_token(token)
+    names = sorted(n for n in platform.async_configs.names() if n > after)
+    prefix = request.query_params.get("functionName") or ""
+    names = [n for n in names if n.startswith(prefix)]
+    page = names[:limit]
+    out: dict[str, Any] = {"configs": [
+        _config_json(platform, n, platform.async_configs.get(n)) for n in page]}
+    if len(names) > limit:
+        out["nextToken"] = encode_token(page[-1])
+    return json_response(out)
+
+
 _F = f"{PREFIX}/functions/{{name}}"
 routes = [
+    Route(f"{PREFIX}/async-invoke-configs", list_async_configs, methods=["GET"]),
     Route(f"{_F}/async-tasks", list_tasks, methods=["GET"]),
     Route(f"{_F}/async-tasks/{{task_id}}", get_task, methods=["GET"]),
     Route(f"{_F}/async-tasks/{{task_id}}/stop", stop_task, methods=["PUT"]),

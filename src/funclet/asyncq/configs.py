@@ -24,6 +24,9 @@ class AsyncConfigs:
         entry = self._configs.get(function_name)
         return entry[0] if entry else DEFAULT
 
+    def names(self) -> list[str]:
+        return list(self._configs)
+
     def get(self, function_name: str) -> tuple[AsyncConfig, int, int] | None:
         return self._configs.get(function_name)
 

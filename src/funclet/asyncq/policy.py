@@ -40,6 +40,7 @@ class AsyncConfig:
     max_age_seconds: int = 86_400
     on_success: str | None = None  # destination URIs
     on_failure: str | None = None
+    async_task: bool = True  # FC's flag; tasks are kept and queryable either way
 
     def to_fc(self, function_arn: str) -> dict[str, Any]:
         destinations = {
@@ -52,7 +53,7 @@ class AsyncConfig:
             "maxAsyncRetryAttempts": self.max_retries,
             "maxAsyncEventAgeInSeconds": self.max_age_seconds,
             "destinationConfig": destinations,
-            "asyncTask": True,
+            "asyncTask": self.async_task,
         }
 
 
@@ -78,7 +79,10 @@ def parse_async_config(body: dict[str, Any]) -> AsyncConfig:
             raise InvalidArgument(f"destinationConfig.{key} must be {{\"destination\": URI}}")
         field = f"destinationConfig.{key}.destination"
         uris[key] = parse_destination(entry.get("destination"), field).uri
-    return AsyncConfig(retries, age, uris["onSuccess"], uris["onFailure"])
+    async_task = body.get("asyncTask", True)
+    if not isinstance(async_task, bool):
+        raise InvalidArgument("asyncTask must be true or false")
+    return AsyncConfig(retries, age, uris["onSuccess"], uris["onFailure"], async_task)
 
 
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:

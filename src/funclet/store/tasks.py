@@ -377,10 +377,10 @@ class TaskStore:
         query = query.order_by(*order)
         if status:
             query = query.where(t.c.status == status)
-        if begin_ms is not None:
-            query = query.where(t.c.created_ms >= begin_ms)
+        if begin_ms is not None:  # FC's startedTimeBegin/End: when the task started
+            query = query.where(t.c.started_ms >= begin_ms)
         if end_ms is not None:
-            query = query.where(t.c.created_ms <= end_ms)
+            query = query.where(t.c.started_ms <= end_ms)
         if prefix:
             query = query.where(t.c.task_id.startswith(prefix, autoescape=True))
         if before is not None:
@@ -397,7 +397,8 @@ class TaskStore:
         c = schema.async_configs
         now = now_ms()
         values = {"max_retries": config.max_retries, "max_age": config.max_age_seconds,
-                  "on_success": config.on_success, "on_failure": config.on_failure}
+                  "on_success": config.on_success, "on_failure": config.on_failure,
+                  "async_task": config.async_task}
         async with self._engine.begin() as conn:
             row = (await conn.execute(
                 select(c.c.created_ms).where(c.c.function_name == function_name))).first()
@@ -414,7 +415,8 @@ class TaskStore:
             return {
                 r.function_name: (
                     AsyncConfig(r.config["max_retries"], r.config["max_age"],
-                                r.config.get("on_success"), r.config.get("on_failure")),
+                                r.config.get("on_success"), r.config.get("on_failure"),
+                                r.config.get("async_task", True)),
                     r.created_ms, r.modified_ms,
                 ) for r in rows
             }
