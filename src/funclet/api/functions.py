@@ -41,6 +41,14 @@ def function_json(platform: Platform, row: FunctionRow) -> dict[str, Any]:
     }
 
 
+async def known_function(request: Request) -> tuple[Platform, str]:
+    """The platform and the path's function name, once the function is known to exist."""
+    platform = _platform(request)
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    return platform, name
+
+
 def _platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
@@ -102,9 +110,7 @@ def _instance_json(inst: Instance | dict[str, Any]) -> dict[str, Any]:
 
 async def list_instances(request: Request) -> Response:
     """Live instances first, then recently stopped ones (with their stop reason)."""
-    platform = _platform(request)
-    name = request.path_params["name"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
     limit = int_param(request, "limit", 100, 1, 1000)
     live = platform.registry.instances(name)
     seen = {i.instance_id for i in live}
@@ -142,9 +148,7 @@ def invocation_json(rec: dict[str, Any], with_log: bool) -> dict[str, Any]:
 
 
 async def list_invocations(request: Request) -> Response:
-    platform = _platform(request)
-    name = request.path_params["name"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
     limit = int_param(request, "limit", 20, 1, 100)
     status = request.query_params.get("status") or None
     if status is not None and status not in ("succeeded", "failed"):

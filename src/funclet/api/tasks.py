@@ -14,6 +14,7 @@ from funclet.api.functions import (
     decode_token,
     encode_token,
     function_arn,
+    known_function,
     page_after,
 )
 from funclet.api.responses import fc_time, int_param, json_body, json_response
@@ -47,9 +48,8 @@ def task_json(platform: Platform, row: dict[str, Any], with_payload: bool) -> di
 
 
 async def get_task(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    name, task_id = request.path_params["name"], request.path_params["task_id"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
+    task_id = request.path_params["task_id"]
     row = await platform.tasks.get(name, task_id)
     if row is None:
         raise AsyncTaskNotFound(task_id)
@@ -57,9 +57,7 @@ async def get_task(request: Request) -> Response:
 
 
 async def list_tasks(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    name = request.path_params["name"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
     q = request.query_params
     status = q.get("status") or None
     if status is not None and status not in {s.value for s in TaskStatus}:
@@ -84,9 +82,8 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def stop_task(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    name, task_id = request.path_params["name"], request.path_params["task_id"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
+    task_id = request.path_params["task_id"]
     status = await platform.tasks.stop(name, task_id)
     if status is None:
         raise AsyncTaskNotFound(task_id)
@@ -102,17 +99,13 @@ def _config_json(platform: Platform, name: str, entry: Any) -> dict[str, Any]:
 
 
 async def put_async_config(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    name = request.path_params["name"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
     entry = await platform.async_configs.put(name, await json_body(request))
     return json_response(_config_json(platform, name, entry))
 
 
 async def get_async_config(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    name = request.path_params["name"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
     entry = platform.async_configs.get(name)
     if entry is None:
         raise AsyncConfigNotFound(name)
@@ -120,9 +113,7 @@ async def get_async_config(request: Request) -> Response:
 
 
 async def delete_async_config(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    name = request.path_params["name"]
-    await platform.functions.get(name)
+    platform, name = await known_function(request)
     if not await platform.async_configs.delete(name):
         raise AsyncConfigNotFound(name)
     return Response(status_code=204)
