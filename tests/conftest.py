@@ -106,6 +106,9 @@ def stop_server(server: Server) -> None:
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, f"processes left behind by funclet: {left}"
+    deadline = time.monotonic() + 10  # the kernel may free a cgroup a moment later
+    while cgroups_of(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
     cgroups = cgroups_of(server)
     assert not cgroups, f"cgroups left behind by funclet: {cgroups}"
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _IDLE_POLL = 1.0
 _CAPACITY_RETRY_MS = 500
 _SWEEP_SECONDS = 5.0
+_BUSY_POLL = 0.1
 
 
 class Dispatcher:
@@ -103,7 +104,10 @@ class Dispatcher:
                     runner.add_done_callback(functools.partial(self._done, task.task_id))
                 if len(claimed) == free and free > 0:
                     continue  # there may be more due right now
-                await self._sleep_until_due()
+                if claimed or free <= 0:  # busy: the next finished attempt wakes us
+                    await self._sleep(_BUSY_POLL)
+                else:
+                    await self._sleep_until_due()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -128,8 +132,12 @@ class Dispatcher:
     async def _sleep_until_due(self) -> None:
         due = await self._tasks.next_due_ms()
         timeout = _IDLE_POLL if due is None else max(0.0, (due - now_ms()) / 1000)
+        await self._sleep(min(timeout, _IDLE_POLL))
+
+    async def _sleep(self, timeout: float) -> None:
+        """Until woken (an accept, a finished attempt) or ``timeout`` seconds pass."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), min(timeout, _IDLE_POLL))
+            await asyncio.wait_for(self._wake.wait(), timeout)
         self._wake.clear()
 
     async def _attempt(self, task: Task) -> None:
