@@ -361,9 +361,9 @@ def test_functions_cannot_use_the_open_loopback_api(
     name = deploy(client, {"index.py": f"""
         import json, urllib.request, urllib.error
 
-        def call(method, path):
+        def call(method, path, headers={{}}):
             request = urllib.request.Request("http://127.0.0.1:{server.port}" + path,
-                                             method=method)
+                                             method=method, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=5) as r:
                     return r.status
@@ -375,9 +375,12 @@ def test_functions_cannot_use_the_open_loopback_api(
                 "list": call("GET", "/2023-03-30/functions"),
                 "delete": call("DELETE", "/2023-03-30/functions/" + event.decode()),
                 "health": call("GET", "/healthz"),
+                # A forwarded-for header must not pass for another client.
+                "spoofed": call("GET", "/2023-03-30/functions",
+                                {{"X-Forwarded-For": "203.0.113.7"}}),
             }})
     """})
     victim = deploy(client, PROBE)
     out = invoke(client, name, victim.encode()).json()
-    assert out == {"list": 403, "delete": 403, "health": 200}
+    assert out == {"list": 403, "delete": 403, "health": 200, "spoofed": 403}
     assert client.get(f"{API}/functions/{victim}").status_code == 200  # the operator may

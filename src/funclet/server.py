@@ -31,6 +31,9 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
         http="httptools",
         lifespan="on",
         access_log=False,
+        # The peer address is the socket's: X-Forwarded-For must not let a function (or
+        # anyone on loopback) pass for another client. (It also saves a middleware.)
+        proxy_headers=False,
         # On SIGTERM, running invocations get this long; then they are cancelled and
         # their instances killed.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
