@@ -14,6 +14,7 @@ Runs, on this machine and in one go:
   bare isolated interpreter.
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
+       [--async-duration 5] [--only sync|limits|async ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -74,9 +75,11 @@ def ensure_wrk() -> str:
     sys.exit("bench needs wrk: apt-get install wrk")
 
 
-def wrk(wrk_bin: str, url: str, connections: int, duration: int) -> dict[str, float]:
+def wrk(wrk_bin: str, url: str, connections: int, duration: int,
+        headers: dict[str, str] | None = None) -> dict[str, float]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text('wrk.method = "POST"\nwrk.body = "{\\"name\\": \\"bench\\"}"\n')
+    script.write_text('wrk.method = "POST"\nwrk.body = "{\\"name\\": \\"bench\\"}"\n' + "".join(
+        f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items()))
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
         [wrk_bin, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
@@ -84,7 +87,8 @@ def wrk(wrk_bin: str, url: str, connections: int, duration: int) -> dict[str, fl
         capture_output=True, text=True, check=True,
     ).stdout
     script.unlink()
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+              "count": float(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore[union-attr]
     for pct in ("50", "99"):
         m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
         if m:
@@ -92,6 +96,7 @@ def wrk(wrk_bin: str, url: str, connections: int, duration: int) -> dict[str, fl
             result[f"p{pct}"] = float(m.group(1)) * scale
     if "Non-2xx" in out or "Socket errors" in out:
         print(out, file=sys.stderr)
+        result["errors"] = 1.0
     return result
 
 
@@ -237,34 +242,20 @@ def measure_limits(url: str, count: int, connections: int) -> dict[str, float]:
 NOW_MS = b"import time\ndef handler(event, context):\n    return str(time.time() * 1000)\n"
 
 
-def measure_async(url: str, count: int) -> dict[str, float]:
-    """Durable accepts/s at 32 connections; accepted -> succeeded tasks/s for a no-op
-    function; and, at idle, the time from accept to the handler's start."""
+def measure_async(url: str, duration: int) -> dict[str, float]:
+    """Durable accepts/s at 32 connections (wrk, ``duration`` seconds); accepted ->
+    succeeded tasks/s for a no-op function; and, at idle, the time from accept to the
+    handler's start."""
     with httpx.Client(base_url=url, timeout=60) as client:
         deploy(client, "bench-async", NOW_MS)
         client.post("/2023-03-30/functions/bench-async/invocations", content=b"")  # warm
-    host = url.removeprefix("http://")
     path = "/2023-03-30/functions/bench-async/invocations"
     tasks = f"{url}/2023-03-30/functions/bench-async/async-tasks"
-
-    async def accept_all() -> float:
-        left = count
-
-        async def connection() -> None:
-            nonlocal left
-            reader, writer = await asyncio.open_connection(*host.split(":"))
-            while left > 0:
-                left -= 1
-                headers = await _post(reader, writer, host, path, "x-fc-invocation-type: Async\r\n")
-                assert headers["status"] == "202", headers
-            writer.close()
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(connection() for _ in range(32)))
-        return time.perf_counter() - t0
-
     t0 = time.time() * 1000
-    accept_s = asyncio.run(accept_all())
+    accepted = wrk(ensure_wrk(), f"{url}{path}", 32, duration,
+                   {"x-fc-invocation-type": "Async"})
+    assert "errors" not in accepted, "some accepts failed"
+    count = int(accepted["count"])
     with httpx.Client(timeout=60) as client:
         def done() -> list[dict[str, object]]:
             rows, token = [], None
@@ -279,7 +270,7 @@ def measure_async(url: str, count: int) -> dict[str, float]:
             rows = done()
             if all(r["status"] == "Succeeded" for r in rows) and len(rows) >= count:
                 break
-            time.sleep(0.2)
+            time.sleep(0.5)
         end = max(int(r["endTime"]) for r in rows)  # type: ignore[call-overload]
         e2e = count / ((end - t0) / 1000)
         lags = []
@@ -288,10 +279,9 @@ def measure_async(url: str, count: int) -> dict[str, float]:
             task_id = r.headers["x-fc-async-task-id"]
             while (t := client.get(f"{tasks}/{task_id}").json())["status"] != "Succeeded":
                 time.sleep(0.005)
-            accepted = t["events"][0]["timestamp"]
-            lags.append(float(t["returnPayload"]) - accepted)
-    return {"accepts": count / accept_s, "e2e": e2e, "lag_p50": pct(lags, 50),
-            "lag_p99": pct(lags, 99)}
+            lags.append(float(t["returnPayload"]) - t["events"][0]["timestamp"])
+    return {"count": count, "accepts": accepted["rps"], "e2e": e2e,
+            "lag_p50": pct(lags, 50), "lag_p99": pct(lags, 99)}
 
 
 def pss_kb(pids: list[int]) -> int:
@@ -333,70 +323,57 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
+SECTIONS = ("sync", "limits", "async")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=60)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--limit-invocations", type=int, default=1000)
-    parser.add_argument("--async-tasks", type=int, default=5000)
+    parser.add_argument("--async-duration", type=int, default=5,
+                        help="seconds of async accepts at 32 connections")
+    parser.add_argument("--only", choices=SECTIONS, action="append",
+                        help="run only this section (repeatable); all by default")
     args = parser.parse_args()
-    wrk_bin = ensure_wrk()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for section in args.only or SECTIONS:
+        globals()[f"bench_{section}"](args, env)
 
+
+def bench_sync(args: argparse.Namespace, env: dict[str, str]) -> None:
+    wrk_bin = ensure_wrk()
     floor_port = free_port()
     floor = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(floor_port),
          "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env)
-    data = tempfile.mkdtemp(prefix="funclet-bench-")
-    port = free_port()
-    funclet = subprocess.Popen(
-        [sys.executable, "-m", "funclet", "serve"], cwd=data,
-        env={**env, "FUNCLET_PORT": str(port), "FUNCLET_DATA_DIR": data,
-             "FUNCLET_LOG_LEVEL": "warning"})
     try:
         floor_url = f"http://127.0.0.1:{floor_port}/"
-        url = f"http://127.0.0.1:{port}"
         wait_up(floor_url, floor)
-        wait_up(f"{url}/healthz", funclet)
-
-        print(f"cold starts: {args.functions} fresh functions ...", file=sys.stderr)
-        cold = measure_cold(url, args.functions)
-        floor_req = measure_floor_request(floor_url, args.functions)
-
-        invoke_url = f"{url}/2023-03-30/functions/bench-cold-0-{os.getpid()}/invocations"
-        httpx.post(invoke_url, content=b"{}")
-        results = {}
-        for label, target in (("floor", floor_url), ("funclet", invoke_url)):
-            for conns in (1, 32):
-                print(f"{label}: {conns} connection(s), {args.duration} s ...", file=sys.stderr)
-                results[(label, conns)] = wrk(wrk_bin, target, conns, args.duration)
+        proc, url, data = start_funclet(env)
+        try:
+            print(f"cold starts: {args.functions} fresh functions ...", file=sys.stderr)
+            cold = measure_cold(url, args.functions)
+            floor_req = measure_floor_request(floor_url, args.functions)
+            invoke_url = f"{url}/2023-03-30/functions/bench-cold-0-{os.getpid()}/invocations"
+            httpx.post(invoke_url, content=b"{}")
+            results = {}
+            for label, target in (("floor", floor_url), ("funclet", invoke_url)):
+                for conns in (1, 32):
+                    print(f"{label}: {conns} connection(s), {args.duration} s ...",
+                          file=sys.stderr)
+                    results[(label, conns)] = wrk(wrk_bin, target, conns, args.duration)
+        finally:
+            stop_funclet(proc, data)
     finally:
-        for proc in (funclet, floor):
-            proc.terminate()
-            proc.wait(30)
-        shutil.rmtree(data, ignore_errors=True)
+        floor.terminate()
+        floor.wait(30)
 
     print("cold starts with the sandbox off ...", file=sys.stderr)
     proc, url, data = start_funclet(env, FUNCLET_SANDBOX="false")
     try:
         cold_bare = measure_cold(url, args.functions)
-    finally:
-        stop_funclet(proc, data)
-
-    print(f"limits: {args.limit_invocations} invocations of 100 ms at 200 connections ...",
-          file=sys.stderr)
-    proc, url, data = start_funclet(env, FUNCLET_MAX_INSTANCES="100")
-    try:
-        limits = measure_limits(url, args.limit_invocations, 200)
-        memory, memory_floor = measure_idle_memory(url)
-    finally:
-        stop_funclet(proc, data)
-
-    print(f"async: {args.async_tasks} accepts at 32 connections, then run ...", file=sys.stderr)
-    proc, url, data = start_funclet(env)
-    try:
-        asy = measure_async(url, args.async_tasks)
     finally:
         stop_funclet(proc, data)
 
@@ -425,6 +402,17 @@ def main() -> None:
     print(f"| {'on (namespaces, cgroups)':<24} | {pct(cold, 50):>9.3f} | {pct(cold, 99):>9.3f} |")
     print(f"| {'off':<24} | {pct(cold_bare, 50):>9.3f} | {pct(cold_bare, 99):>9.3f} |")
 
+
+def bench_limits(args: argparse.Namespace, env: dict[str, str]) -> None:
+    print(f"limits: {args.limit_invocations} invocations of 100 ms at 200 connections ...",
+          file=sys.stderr)
+    proc, url, data = start_funclet(env, FUNCLET_MAX_INSTANCES="100")
+    try:
+        limits = measure_limits(url, args.limit_invocations, 200)
+        memory, memory_floor = measure_idle_memory(url)
+    finally:
+        stop_funclet(proc, data)
+
     print(f"\nlimits: {limits['count']:.0f} invocations of a 100 ms function, 200 connections, "
           f"account limit 100, {limits['seconds']:.1f} s\n")
     print("| figure                      | value     | target        |")
@@ -436,7 +424,18 @@ def main() -> None:
     print(f"| idle warm instance PSS (MB) | {memory:>9.2f} | <= 8          |")
     print(f"| bare interpreter PSS (MB)   | {memory_floor:>9.2f} | (floor)       |")
 
-    print(f"\nasync: {args.async_tasks} tasks of a no-op function\n")
+
+def bench_async(args: argparse.Namespace, env: dict[str, str]) -> None:
+    print(f"async: {args.async_duration} s of accepts at 32 connections, then run ...",
+          file=sys.stderr)
+    proc, url, data = start_funclet(env)
+    try:
+        asy = measure_async(url, args.async_duration)
+    finally:
+        stop_funclet(proc, data)
+
+    print(f"\nasync: {asy['count']:,.0f} tasks of a no-op function, accepted over "
+          f"{args.async_duration} s by wrk at 32 connections\n")
     print("| figure                          | value     | target        |")
     print("|---------------------------------|-----------|---------------|")
     print(f"| durable accepts/s @32           | {asy['accepts']:>9,.0f} | >= 2,000      |")

@@ -110,7 +110,7 @@ def stop_server(server: Server) -> None:
     while cgroups_of(server) and time.monotonic() < deadline:
         time.sleep(0.1)
     cgroups = cgroups_of(server)
-    assert not cgroups, f"cgroups left behind by funclet: {cgroups}"
+    assert not cgroups, f"cgroups left behind by funclet: {cgroups}\n{server.log()[-6000:]}"
 
 
 def cgroups_of(server: Server) -> list[str]:

@@ -130,8 +130,7 @@ class Platform:
         request_id = new_request_id()
         task = Task(task_id or request_id, request_id, function_name, TaskStatus.ENQUEUED,
                     payload, now_ms(), 0)
-        await self.tasks.accept(task, 0)
-        self.dispatcher.wake()
+        await self.dispatcher.accept(task, 0)
 
     def _instance_changed(self, inst: Instance) -> None:
         self.recorder.instance(inst)

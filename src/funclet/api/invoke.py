@@ -69,9 +69,7 @@ async def _accept(request: Request, platform: Platform, request_id: str) -> Resp
         raise InvalidArgument(
             "x-fc-async-task-id must be 1-128 letters, digits, '_' or '-'")
     task = Task(task_id, request_id, name, TaskStatus.ENQUEUED, event, now_ms(), 0)
-    fresh = await platform.tasks.accept(task, int(delay))
-    if fresh:
-        platform.dispatcher.wake()
+    fresh = await platform.dispatcher.accept(task, int(delay))
     headers = {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}
     if not fresh:  # the same task id again: it runs once
         headers["x-funclet-async-task-duplicate"] = "true"

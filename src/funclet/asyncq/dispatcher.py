@@ -1,8 +1,10 @@
 """The dispatcher: runs accepted async tasks through the invoker, with retries.
 
-Accepted tasks wait in ``async_tasks`` (SQLite, WAL). The dispatcher wakes when one is
-accepted (or the next delayed one falls due), claims due tasks oldest first, and runs
-each through the same invoker as sync calls — so the same limits apply. It keeps at
+Accepted tasks wait in ``async_tasks`` (SQLite, WAL). A task accepted while an async
+slot is free is stored already claimed and starts at once. Otherwise the dispatcher
+wakes when one is accepted (or the next delayed one falls due) and claims due tasks
+oldest first. Each runs through the same invoker as sync calls — so the same limits
+apply. It keeps at
 most ``max_running`` tasks in flight (half the account's instances by default), so
 async work never takes every slot from sync callers. For each attempt:
 
@@ -26,6 +28,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -62,15 +65,39 @@ class Dispatcher:
         self._invoker = invoker
         self._config_of = config_of
         self._max_running = max(1, max_running)
+        self._direct_limit = 1  # only while no async attempt runs
         self._running: set[asyncio.Task[None]] = set()
         self._by_task: dict[str, asyncio.Task[None]] = {}
         self._stop_asked: set[str] = set()
+        self._handing: set[str] = set()  # accepted as Running, their attempt not yet begun
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """A task was accepted (or capacity freed): look for due work now."""
         self._wake.set()
+
+    async def accept(self, task: Task, delay_s: int) -> bool:
+        """Store a new task durably (``False``: its id was there already). When async
+        work is light and the task is due now, it is stored as claimed and its attempt
+        begins at once, without a round through the queue (the latency at idle); under
+        load, tasks go through the queue, where claims come in batches (the throughput)."""
+        direct = (delay_s == 0 and self._loop_task is not None
+                  and len(self._running) + len(self._handing) < self._direct_limit
+                  and task.task_id not in self._handing and task.task_id not in self._by_task)
+        if not direct:
+            fresh = await self._tasks.accept(task, delay_s)
+            if fresh:
+                self.wake()
+            return fresh
+        self._handing.add(task.task_id)
+        try:
+            fresh = await self._tasks.accept(task, delay_s, running=True)
+        finally:
+            self._handing.discard(task.task_id)
+        if fresh and self._loop_task is not None:  # (stopped meanwhile: recover re-queues it)
+            self._start(replace(task, status=TaskStatus.RUNNING, attempts=1))
+        return fresh
 
     def start(self) -> None:
         self._loop_task = asyncio.get_running_loop().create_task(self._loop())
@@ -81,6 +108,7 @@ class Dispatcher:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+            self._loop_task = None
         for task in list(self._running):
             task.cancel()
         if self._running:
@@ -93,15 +121,12 @@ class Dispatcher:
             try:
                 if time.monotonic() - swept > _SWEEP_SECONDS:
                     swept = time.monotonic()
-                    if n := await self._tasks.requeue_orphans(set(self._by_task)):
+                    if n := await self._tasks.requeue_orphans({*self._by_task, *self._handing}):
                         log.warning("Re-queued %d async tasks that were left running.", n)
                 free = self._max_running - len(self._running)
                 claimed = await self._tasks.claim(free) if free > 0 else []
                 for task in claimed:
-                    runner = asyncio.get_running_loop().create_task(self._attempt(task))
-                    self._running.add(runner)
-                    self._by_task[task.task_id] = runner
-                    runner.add_done_callback(functools.partial(self._done, task.task_id))
+                    self._start(task)
                 if len(claimed) == free and free > 0:
                     continue  # there may be more due right now
                 if claimed or free <= 0:  # busy: the next finished attempt wakes us
@@ -113,6 +138,12 @@ class Dispatcher:
             except Exception:
                 log.exception("The async dispatcher failed; it goes on in %.1f s.", _IDLE_POLL)
                 await asyncio.sleep(_IDLE_POLL)
+
+    def _start(self, task: Task) -> None:
+        runner = asyncio.get_running_loop().create_task(self._attempt(task))
+        self._running.add(runner)
+        self._by_task[task.task_id] = runner
+        runner.add_done_callback(functools.partial(self._done, task.task_id))
 
     def _done(self, task_id: str, runner: asyncio.Task[None]) -> None:
         self._running.discard(runner)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, delete, event, insert, inspect, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +60,10 @@ def _values(row: FunctionRow) -> dict[str, Any]:
     }
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 class Store:
     """Reads and writes metadata. SQLite runs in WAL mode with ``synchronous=NORMAL``."""
 
@@ -70,7 +75,8 @@ class Store:
         options: dict[str, Any] = (
             {"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") else {}
         )
-        self.engine: AsyncEngine = create_async_engine(url, **options)
+        self.engine: AsyncEngine = create_async_engine(
+            url, json_serializer=_json_dumps, json_deserializer=orjson.loads, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from funclet.logs import clip_lines
@@ -51,7 +51,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
 
     def invocation(self, record: InvocationRecord) -> None:
-        self._invocations.append(asdict(record))
+        self._invocations.append(dict(vars(record)))  # shallow: its fields are flat
         self._wake.set()
 
     def instance(self, inst: Instance) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import Boolean, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
@@ -40,6 +40,59 @@ def _event(status: TaskStatus, detail: str = "") -> dict[str, Any]:
     return {"status": status.value, "timestamp": now_ms(), "eventDetail": detail}
 
 
+@dataclass
+class _Change:
+    """One ``record`` call, waiting for the writer's next transaction."""
+
+    task: Task
+    status: TaskStatus
+    detail: str
+    run_after_ms: int | None
+    uncount: bool
+    delivery: tuple[str, bytes] | None
+    fields: dict[str, Any]
+    done: asyncio.Future[bool]
+
+
+_t = schema.async_tasks
+# Built once: SQLAlchemy then reuses their compiled form (the writer is the hot path).
+_STATES = select(_t.c.task_id, _t.c.request_id, _t.c.function_name, _t.c.status,
+                 _t.c.events).where(_t.c.task_id.in_(bindparam("ids", expanding=True)))
+_CHANGE = update(_t).where(_t.c.task_id == bindparam("b_task_id")).values(
+    status=bindparam("b_status"),
+    events=bindparam("b_events", type_=_t.c.events.type),
+    attempts=_t.c.attempts - bindparam("b_uncount"),
+    end_ms=func.coalesce(bindparam("b_end_ms", type_=_t.c.end_ms.type), _t.c.end_ms),
+    run_after_ms=func.coalesce(bindparam("b_run_after_ms", type_=_t.c.run_after_ms.type),
+                               _t.c.run_after_ms),
+    duration_ms=func.coalesce(bindparam("b_duration_ms", type_=_t.c.duration_ms.type),
+                              _t.c.duration_ms),
+    instance_id=func.coalesce(bindparam("b_instance_id", type_=_t.c.instance_id.type),
+                              _t.c.instance_id),
+    return_payload=case((bindparam("b_set_return", type_=Boolean()),
+                         bindparam("b_return_payload", type_=_t.c.return_payload.type)),
+                        else_=_t.c.return_payload),
+    error_message=case((bindparam("b_set_error", type_=Boolean()),
+                        bindparam("b_error_message", type_=_t.c.error_message.type)),
+                       else_=_t.c.error_message),
+    destination_status=func.coalesce(
+        bindparam("b_destination_status", type_=_t.c.destination_status.type),
+        _t.c.destination_status),
+)
+_OUTBOX_ADD = insert(schema.outbox)
+_WAITING = [s.value for s in WAITING]
+_DUE = (select(_t.c.task_id)
+        .where(and_(_t.c.status.in_(_WAITING), _t.c.run_after_ms <= bindparam("now")))
+        .order_by(_t.c.run_after_ms).limit(bindparam("limit")))
+_CLAIM = (update(_t)
+          .where(and_(_t.c.task_id.in_(bindparam("ids", expanding=True)),
+                      _t.c.status.in_(_WAITING)))
+          .values(status=TaskStatus.RUNNING.value, attempts=_t.c.attempts + 1,
+                  started_ms=func.coalesce(_t.c.started_ms, bindparam("now")))
+          .returning(_t.c.task_id, _t.c.request_id, _t.c.function_name, _t.c.payload,
+                     _t.c.created_ms, _t.c.attempts))
+
+
 class TaskStore:
     """Reads and writes ``async_tasks``; each state change is one transaction."""
 
@@ -47,7 +100,9 @@ class TaskStore:
         self._engine = store.engine
         self._dialect = store.dialect
         self._savepoints = self._engine.dialect.name != "sqlite"
-        self._accepts: list[tuple[Task, int, asyncio.Future[bool]]] = []
+        self._accepts: list[tuple[Task, int, bool, asyncio.Future[bool]]] = []
+        self._changes: list[_Change] = []
+        self._add = self._dialect.insert(_t).on_conflict_do_nothing()
         self._ops: list[tuple[Callable[[AsyncConnection], Awaitable[Any]],
                               asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -67,24 +122,20 @@ class TaskStore:
 
     async def _write(self) -> None:
         """The writer: whatever queued while the last commit ran goes in one transaction
-        (group commit); each caller learns its own result once that commits."""
-        while self._ops or self._accepts:
+        (group commit); each caller learns its own result once that commits. Accepts and
+        state changes go in a few statements for the whole batch."""
+        while self._ops or self._accepts or self._changes:
             ops, self._ops = self._ops, []
+            changes, self._changes = self._changes, []
             accepts = self._accepts[:_ACCEPT_BATCH]
             self._accepts = self._accepts[_ACCEPT_BATCH:]
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            inserted: set[str] = set()
-            owners: dict[str, str] = {}
             try:
                 async with self._engine.begin() as conn:
                     if accepts:
-                        inserted = await self._insert(conn, accepts)
-                        repeats = {a[0].task_id for a in accepts} - inserted
-                        if repeats:  # an idempotent repeat, or another function's id?
-                            t = schema.async_tasks
-                            owners = {r.task_id: r.function_name for r in await conn.execute(
-                                select(t.c.task_id, t.c.function_name)
-                                .where(t.c.task_id.in_(repeats)))}
+                        results += await self._insert(conn, accepts)
+                    if changes:
+                        results += await self._change(conn, changes)
                     for op, fut in ops:
                         try:
                             if self._savepoints:  # PostgreSQL: one failure, not all
@@ -95,20 +146,12 @@ class TaskStore:
                         except Exception as exc:
                             results.append((fut, None, exc))
             except Exception as exc:
-                for fut in [f for _, _, f in accepts] + [f for _, f in ops]:
+                futures = [f for *_, f in accepts] + [c.done for c in changes] + [
+                    f for _, f in ops]
+                for fut in futures:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for task, _, fut in accepts:  # the first of each id in the batch is the new one
-                fresh = task.task_id in inserted
-                inserted.discard(task.task_id)
-                if fut.done():
-                    continue
-                owner = owners.get(task.task_id, task.function_name)
-                if not fresh and owner != task.function_name:
-                    fut.set_exception(TaskIdTaken(task.task_id))
-                else:
-                    fut.set_result(fresh)
             for fut, value, error in results:
                 if fut.done():
                     continue
@@ -117,51 +160,55 @@ class TaskStore:
                 else:
                     fut.set_result(value)
 
-    async def accept(self, task: Task, delay_s: int) -> bool:
+    async def accept(self, task: Task, delay_s: int, running: bool = False) -> bool:
         """Store a new task durably; ``False`` if its id exists (an idempotent repeat).
-        Returns once its row is committed (group commit: one transaction carries many)."""
+        Returns once its row is committed (group commit: one transaction carries many).
+        ``running``: stored as claimed (its first attempt begins at once)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._accepts.append((task, delay_s, fut))
+        self._accepts.append((task, delay_s, running, fut))
         self._kick()
         return await fut
 
     async def _insert(
-        self, conn: AsyncConnection, accepts: list[tuple[Task, int, asyncio.Future[bool]]]
-    ) -> set[str]:
-        t = schema.async_tasks
+        self, conn: AsyncConnection,
+        accepts: list[tuple[Task, int, bool, asyncio.Future[bool]]],
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Insert new tasks; a task id already there is an idempotent repeat when the
+        same function sent it, else ``TaskIdTaken``."""
         rows: dict[str, dict[str, Any]] = {}
-        for task, delay_s, _ in accepts:
+        for task, delay_s, running, _ in accepts:
             rows.setdefault(task.task_id, {
                 "task_id": task.task_id, "request_id": task.request_id,
-                "function_name": task.function_name, "status": TaskStatus.ENQUEUED.value,
+                "function_name": task.function_name,
+                "status": (TaskStatus.RUNNING if running else TaskStatus.ENQUEUED).value,
                 "payload": task.payload, "created_ms": task.created_ms,
-                "run_after_ms": task.created_ms + delay_s * 1000, "attempts": 0,
+                "run_after_ms": task.created_ms + delay_s * 1000, "attempts": int(running),
+                "started_ms": task.created_ms if running else None,
                 "events": [{**_event(TaskStatus.ENQUEUED), "eventId": 1}],
             })
-        stmt = self._dialect.insert(t).on_conflict_do_nothing().returning(t.c.task_id)
-        return {r.task_id for r in await conn.execute(stmt.values(list(rows.values())))}
+        await conn.execute(self._add, list(rows.values()))
+        stored = {r.task_id: r for r in await conn.execute(_STATES, {"ids": list(rows)})}
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        for task, *_, fut in accepts:
+            row = stored[task.task_id]
+            # Ours if it carries this request's id: the first of each id in the batch.
+            fresh = row.request_id == task.request_id
+            if not fresh and row.function_name != task.function_name:
+                results.append((fut, None, TaskIdTaken(task.task_id)))
+            else:
+                results.append((fut, fresh, None))
+        return results
 
     async def claim(self, limit: int) -> list[Task]:
         """Mark up to ``limit`` due tasks Running (oldest first) and return them."""
-        t = schema.async_tasks
 
         async def op(conn: AsyncConnection) -> list[Task]:
             now = now_ms()
-            rows = (await conn.execute(
-                select(t.c.task_id).where(and_(
-                    t.c.status.in_([s.value for s in WAITING]), t.c.run_after_ms <= now))
-                .order_by(t.c.run_after_ms).limit(limit)
-            )).all()
+            rows = (await conn.execute(_DUE, {"now": now, "limit": limit})).all()
             if not rows:
                 return []
             claimed = (await conn.execute(
-                update(t).where(and_(t.c.task_id.in_([r.task_id for r in rows]),
-                                     t.c.status.in_([s.value for s in WAITING])))
-                .values(status=TaskStatus.RUNNING.value, attempts=t.c.attempts + 1,
-                        started_ms=func.coalesce(t.c.started_ms, now))
-                .returning(t.c.task_id, t.c.request_id, t.c.function_name, t.c.payload,
-                           t.c.created_ms, t.c.attempts)
-            )).all()
+                _CLAIM, {"ids": [r.task_id for r in rows], "now": now})).all()
             return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
                          r.payload, r.created_ms, r.attempts) for r in claimed]
 
@@ -191,56 +238,69 @@ class TaskStore:
         ``uncount`` takes the attempt back (it waited for capacity and never ran).
         ``delivery`` (destination URI, record) goes to the outbox in the same
         transaction as the final state, so it is sent if and only if the state stands.
+        ``fields``: ``duration_ms``, ``instance_id``, ``return_payload``, ``error_message``.
         """
+        unknown = set(fields) - {"duration_ms", "instance_id", "return_payload",
+                                 "error_message"}
+        if unknown:
+            raise TypeError(f"record() got unknown fields {sorted(unknown)}")
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._changes.append(_Change(task, status, detail, run_after_ms, uncount, delivery,
+                                     fields, fut))
+        self._kick()
+        return await fut
 
-        async def op(conn: AsyncConnection) -> bool:
-            return await self._record(conn, task, status, detail, run_after_ms, uncount,
-                                      delivery, fields)
-
-        return await self._batched(op)
-
-    async def _record(
-        self,
-        conn: AsyncConnection,
-        task: Task,
-        status: TaskStatus,
-        detail: str,
-        run_after_ms: int | None,
-        uncount: bool,
-        delivery: tuple[str, bytes] | None,
-        fields: dict[str, Any],
-    ) -> bool:
-        t = schema.async_tasks
-        row = (await conn.execute(
-            select(t.c.status, t.c.events).where(t.c.task_id == task.task_id))).first()
-        if row is None:
-            return False
-        current = TaskStatus(row.status)
-        if current is TaskStatus.STOPPING:  # a stop was asked for while it ran
-            status, detail = TaskStatus.STOPPED, f"stopped on request ({detail})"
-            delivery = None
-        elif current in FINAL:
-            return False
-        events = list(row.events)
-        events.append({**_event(status, detail), "eventId": len(events) + 1})
-        values: dict[str, Any] = {"status": status.value, "events": events, **fields}
-        if status in FINAL:
-            values["end_ms"] = now_ms()
-        if run_after_ms is not None:
-            values["run_after_ms"] = run_after_ms
-        if uncount:
-            values["attempts"] = t.c.attempts - 1
-        if "return_payload" in values and values["return_payload"] is not None:
-            values["return_payload"] = values["return_payload"][:RETURN_PAYLOAD_LIMIT]
-        if delivery is not None:
-            values["destination_status"] = "Pending"
+    async def _change(
+        self, conn: AsyncConnection, changes: list[_Change]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Apply a batch of ``record`` calls: one read, one update, one outbox insert."""
+        ids = list({c.task.task_id for c in changes})
+        state = {r.task_id: (TaskStatus(r.status), list(r.events))
+                 for r in await conn.execute(_STATES, {"ids": ids})}
+        params: list[dict[str, Any]] = []
+        deliveries: list[dict[str, Any]] = []
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        for c in changes:
+            task_id = c.task.task_id
+            if task_id not in state:
+                results.append((c.done, False, None))
+                continue
+            current, events = state[task_id]
+            status, detail, delivery = c.status, c.detail, c.delivery
+            if current is TaskStatus.STOPPING:  # a stop was asked for while it ran
+                status, detail = TaskStatus.STOPPED, f"stopped on request ({detail})"
+                delivery = None
+            elif current in FINAL:
+                results.append((c.done, False, None))
+                continue
+            events = [*events, {**_event(status, detail), "eventId": len(events) + 1}]
+            state[task_id] = (status, events)
             now = now_ms()
-            await conn.execute(insert(schema.outbox).values(
-                task_id=task.task_id, function_name=task.function_name,
-                destination=delivery[0], body=delivery[1], status="pending",
-                attempts=0, next_attempt_ms=now, created_ms=now))
-        await conn.execute(update(t).where(t.c.task_id == task.task_id).values(**values))
-        return True
+            payload = c.fields.get("return_payload")
+            params.append({
+                "b_task_id": task_id, "b_status": status.value, "b_events": events,
+                "b_uncount": int(c.uncount),
+                "b_end_ms": now if status in FINAL else None,
+                "b_run_after_ms": c.run_after_ms,
+                "b_duration_ms": c.fields.get("duration_ms"),
+                "b_instance_id": c.fields.get("instance_id"),
+                "b_set_return": "return_payload" in c.fields,
+                "b_return_payload": payload[:RETURN_PAYLOAD_LIMIT] if payload else payload,
+                "b_set_error": "error_message" in c.fields,
+                "b_error_message": c.fields.get("error_message"),
+                "b_destination_status": "Pending" if delivery is not None else None,
+            })
+            if delivery is not None:
+                deliveries.append({
+                    "task_id": task_id, "function_name": c.task.function_name,
+                    "destination": delivery[0], "body": delivery[1], "status": "pending",
+                    "attempts": 0, "next_attempt_ms": now, "created_ms": now})
+            results.append((c.done, True, None))
+        if params:
+            await conn.execute(_CHANGE, params)
+        if deliveries:
+            await conn.execute(_OUTBOX_ADD, deliveries)
+        return results
 
     # -- the outbox --------------------------------------------------------------
 
