@@ -56,8 +56,9 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def start_server(tmp: Path, **env: str) -> Server:
-    port = free_port()
+def start_server(tmp: Path, port: int | None = None, **env: str) -> Server:
+    """A funclet on ``port`` (a free one by default) with its data in ``tmp``."""
+    port = port or free_port()
     data_dir = tmp / "data"
     log_path = tmp / "funclet.log"
     full_env = {
@@ -110,7 +111,15 @@ def stop_server(server: Server) -> None:
     while cgroups_of(server) and time.monotonic() < deadline:
         time.sleep(0.1)
     cgroups = cgroups_of(server)
-    assert not cgroups, f"cgroups left behind by funclet: {cgroups}\n{server.log()[-6000:]}"
+    assert not cgroups, (f"cgroups left behind by funclet: {cgroups} holding "
+                         f"{[_procs(c) for c in cgroups]}\n{server.log()[-3000:]}")
+
+
+def _procs(cgroup: str) -> str:
+    try:
+        return Path(cgroup, "cgroup.procs").read_text().strip()
+    except OSError as exc:
+        return str(exc)
 
 
 def cgroups_of(server: Server) -> list[str]:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     code_dir: Path | None = None
 
     region: str = "local"
+    # HTTP triggers also answer at http://{function}.{http_domain}/ (e.g. "fn.localhost").
+    http_domain: str | None = None
     account_id: str = "1000000000000000"
 
     max_code_size: int = 100 * MB

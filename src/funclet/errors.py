@@ -8,11 +8,13 @@
     │   ├── InvocationNotFound      404
     │   ├── AsyncTaskNotFound       404
     │   ├── AsyncConfigNotFound     404
+    │   ├── TriggerNotFound         404
     │   ├── Unauthenticated         401, no credentials
     │   ├── AccessDenied            403, wrong credentials (or a function calling the API)
     │   ├── RouteNotFound           404, no such API
     │   ├── MethodNotAllowed        405
     │   ├── FunctionAlreadyExists   409
+    │   ├── TriggerAlreadyExists    409
     │   ├── TaskIdTaken             409, an async task id another function uses
     │   ├── PayloadTooLarge         413
     │   ├── Throttled               429, a limit was reached and the wait ran out
@@ -97,6 +99,14 @@ class AsyncConfigNotFound(ApiError):
         super().__init__(f"function '{name}' has no async invoke config")
 
 
+class TriggerNotFound(ApiError):
+    code = "TriggerNotFound"
+    status = 404
+
+    def __init__(self, function_name: str, trigger_name: str) -> None:
+        super().__init__(f"function '{function_name}' has no trigger '{trigger_name}'")
+
+
 class Unauthenticated(ApiError):
     code = "Unauthorized"
     status = 401
@@ -132,6 +142,11 @@ class FunctionAlreadyExists(ApiError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"function '{name}' already exists")
+
+
+class TriggerAlreadyExists(ApiError):
+    code = "TriggerAlreadyExists"
+    status = 409
 
 
 class PayloadTooLarge(ApiError):

@@ -31,6 +31,9 @@ from funclet.runtimes import discover
 from funclet.sandbox import Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
 from funclet.store.tasks import Task, TaskStore, now_ms
+from funclet.store.triggers import TriggerStore
+from funclet.triggers import Triggers
+from funclet.triggers.timers import Timers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,10 @@ class Platform:
             self.tasks, self.invoker, self.async_configs.of, settings.max_instances // 2,
             self.function_arn, self.outbox.wake,
         )
+        trigger_store = TriggerStore(self.store)
+        self.timers = Timers(trigger_store, self._enqueue_async)
+        self.triggers = Triggers(trigger_store, self.timers, self.functions.get)
+        self.functions.on_delete.append(self.triggers.delete_function)
         self._reclaimer: asyncio.Task[None] | None = None
         self.api_token = self._api_token() if settings.auth_required else settings.api_token
 
@@ -123,9 +130,20 @@ class Platform:
     def function_arn(self, name: str) -> str:
         return f"acs:fc:{self.settings.region}:{self.settings.account_id}:functions/{name}"
 
+    def http_urls(self, function_name: str, base_url: str) -> dict[str, str]:
+        """Where a function's HTTP trigger answers: under ``/http/`` on the API's address,
+        or at ``{function}.{domain}`` when a base domain is configured."""
+        url = f"{base_url}/http/{function_name}/"
+        if self.settings.http_domain:
+            scheme, _, rest = base_url.partition("://")
+            port = rest.rpartition(":")[2] if ":" in rest else ""
+            url = f"{scheme}://{function_name}.{self.settings.http_domain}"
+            url += f":{port}/" if port and port.isdigit() else "/"
+        return {"urlInternet": url, "urlIntranet": url}
+
     async def _enqueue_async(self, function_name: str, payload: bytes, task_id: str) -> None:
-        """An async invocation from inside funclet (a destination that is a function);
-        ``task_id`` makes a delivery that is sent again run once."""
+        """An async invocation from inside funclet (a destination that is a function, a
+        timer, a message); ``task_id`` makes an event that is sent again run once."""
         self.registry.pool(function_name)  # raises if it does not exist
         request_id = new_request_id()
         task = Task(task_id or request_id, request_id, function_name, TaskStatus.ENQUEUED,
@@ -156,6 +174,8 @@ class Platform:
             log.warning("Re-queued %d async tasks that an earlier run left running.", requeued)
         self.dispatcher.start()
         await self.outbox.start()
+        await self.triggers.load()
+        self.timers.start()
         self._reclaimer = asyncio.get_running_loop().create_task(
             self.registry.reclaim_forever(self.settings.reclaim_interval_seconds)
         )
@@ -173,6 +193,7 @@ class Platform:
                      "(serve --require-auth turns it on).")
 
     async def stop(self) -> None:
+        await self.timers.stop()
         await self.dispatcher.stop()
         await self.outbox.stop()
         await self.tasks.close()

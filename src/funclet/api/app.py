@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api import configs, functions, invoke, tasks
+from funclet.api import configs, functions, invoke, tasks, triggers
 from funclet.api.auth import Authenticate, RefuseInstances
 from funclet.api.responses import error_response, json_response
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
@@ -74,6 +74,7 @@ def build_app(platform: Platform) -> Starlette:
             *functions.routes,
             *configs.routes,
             *tasks.routes,
+            *triggers.routes,
             Route("/healthz", _health, methods=["GET"]),
         ],
         exception_handlers={

@@ -11,10 +11,19 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from funclet.cli.client import Client, CliError
+from funclet.cli import triggers
+from funclet.cli.client import (
+    DEFAULT_ENDPOINT,
+    Client,
+    CliError,
+    Endpoint,
+    client_for,
+    err,
+    options,
+    out,
+)
 
 app = typer.Typer(
     help="funclet: a self-hosted function compute platform.",
@@ -22,10 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-_options: dict[str, str | None] = {"token": None}
+app.add_typer(triggers.app, name="trigger")
 
 
 @app.callback()
@@ -36,17 +42,11 @@ def _global(
                      help="API token, when funclet requires authentication."),
     ] = None,
 ) -> None:
-    _options["token"] = token
+    options["token"] = token
 
 
 def _client(endpoint: str) -> Client:
-    return Client(endpoint, _options["token"])
-
-
-Endpoint = Annotated[
-    str, typer.Option("--endpoint", envvar="FUNCLET_ENDPOINT", help="funclet's API address.")
-]
-DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
+    return client_for(endpoint)
 
 
 @app.command()

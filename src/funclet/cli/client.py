@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
+from rich.console import Console
 
 API = "/2023-03-30"
 
@@ -41,3 +43,16 @@ class Client:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
+
+
+options: dict[str, str | None] = {"token": None}  # the global options, set by the callback
+out = Console()
+err = Console(stderr=True)
+Endpoint = Annotated[
+    str, typer.Option("--endpoint", envvar="FUNCLET_ENDPOINT", help="funclet's API address.")
+]
+DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
+
+
+def client_for(endpoint: str) -> Client:
+    return Client(endpoint, options["token"])

@@ -231,6 +231,9 @@ class Sandbox:
         for zygote in self._zygotes.values():
             await zygote.stop()
         self._zygotes.clear()
+        # The zygotes removed their instances' cgroups; one whose instance was being
+        # started as the platform stopped can slip through: nothing of ours runs now.
+        await asyncio.to_thread(self.config.sweep)
         for parent in self.config.cgroups.values():  # empty by now
             with contextlib.suppress(OSError):
                 parent.rmdir()

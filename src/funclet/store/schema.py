@@ -1,4 +1,5 @@
-"""The metadata tables (SQLAlchemy Core): functions, their configs, invocations, instances."""
+"""The metadata tables (SQLAlchemy Core): functions, their configs, triggers, invocations,
+instances, async tasks and the outbox."""
 
 from __future__ import annotations
 
@@ -128,4 +129,23 @@ outbox = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("delivered_ms", BigInteger),
     Index("ix_outbox_due", "status", "next_attempt_ms"),
+)
+
+# Triggers; ``config`` is the normalised triggerConfig. ``next_fire_ms`` is a timer's next
+# scheduled fire (NULL while disabled), kept so that a restart neither skips nor repeats.
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("trigger_name", String(128), primary_key=True),
+    Column("trigger_id", String(36), nullable=False),
+    Column("trigger_type", String(16), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("qualifier", String(128), nullable=False),
+    Column("invocation_role", Text, nullable=False),
+    Column("source_arn", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("next_fire_ms", BigInteger),
 )

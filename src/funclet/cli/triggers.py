@@ -1,0 +1,91 @@
+"""``funclet trigger add|ls|info|rm``: a function's triggers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from funclet.cli.client import DEFAULT_ENDPOINT, CliError, Endpoint, client_for, out
+
+app = typer.Typer(help="Add, list, show and remove a function's triggers.",
+                  no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="The function.")],
+    trigger: Annotated[str, typer.Argument(help="The trigger's name.")],
+    kind: Annotated[str, typer.Option(
+        "--type", help="timer, http, redis, rabbitmq, nats or mqtt.")],
+    config: Annotated[str | None, typer.Option(
+        help="triggerConfig as JSON, e.g. '{\"cronExpression\": \"@every 1m\"}'.")] = None,
+    cron: Annotated[str | None, typer.Option(
+        help="timer: '@every 5m' or six cron fields, seconds first.")] = None,
+    payload: Annotated[str | None, typer.Option(help="timer: the event's payload.")] = None,
+    auth: Annotated[str | None, typer.Option(help="http: anonymous or function.")] = None,
+    methods: Annotated[str | None, typer.Option(help="http: e.g. GET,POST.")] = None,
+    url: Annotated[str | None, typer.Option(help="message queue: the broker's URL.")] = None,
+    source: Annotated[str | None, typer.Option(
+        help="message queue: the stream, queue, subject or topic.")] = None,
+    description: Annotated[str, typer.Option()] = "",
+    update: Annotated[bool, typer.Option(
+        "--update", help="Change the trigger if it exists.")] = False,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Add a trigger (or, with --update, change one)."""
+    body: dict[str, Any] = {"triggerName": trigger, "triggerType": kind,
+                            "description": description}
+    settings: dict[str, Any] = orjson.loads(config) if config else {}
+    for key, value in (("cronExpression", cron), ("payload", payload), ("authType", auth),
+                       ("url", url)):
+        if value is not None:
+            settings[key] = value
+    if methods is not None:
+        settings["methods"] = [m.strip().upper() for m in methods.split(",") if m.strip()]
+    if source is not None:
+        field = {"redis": "stream", "rabbitmq": "queue", "nats": "subject", "mqtt": "topic"}
+        if kind not in field:
+            raise CliError("--source is for message-queue triggers")
+        settings[field[kind]] = source
+    body["triggerConfig"] = settings
+    client = client_for(endpoint)
+    path = f"/functions/{name}/triggers"
+    if update:
+        body.pop("triggerName")
+        out.print_json(data=client.json("PUT", f"{path}/{trigger}", json=body))
+    else:
+        out.print_json(data=client.json("POST", path, json=body))
+
+
+@app.command("ls")
+def list_triggers(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """List a function's triggers."""
+    client = client_for(endpoint)
+    table = Table("trigger", "type", "status", "config")
+    token: str | None = None
+    while True:
+        params = {"limit": 100, **({"nextToken": token} if token else {})}
+        page = client.json("GET", f"/functions/{name}/triggers", params=params)
+        for t in page["triggers"]:
+            table.add_row(t["triggerName"], t["triggerType"], t.get("status", ""),
+                          t["triggerConfig"])
+        token = page.get("nextToken")
+        if not token:
+            break
+    out.print(table)
+
+
+@app.command("info")
+def info(name: str, trigger: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Show one trigger (an HTTP trigger's URL, a message trigger's connection state)."""
+    out.print_json(data=client_for(endpoint).json("GET", f"/functions/{name}/triggers/{trigger}"))
+
+
+@app.command("rm")
+def remove(name: str, trigger: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Remove a trigger."""
+    client_for(endpoint).request("DELETE", f"/functions/{name}/triggers/{trigger}")
+    out.print(f"Removed trigger {trigger} of {name}.")

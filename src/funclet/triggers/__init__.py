@@ -1,0 +1,163 @@
+"""Triggers: what turns an event into an invocation — timers, HTTP requests, messages.
+
+``Triggers`` is FC's trigger API over the store, with every trigger kept in memory and
+handed to the part that runs it: timers to ``Timers``, message-queue triggers to
+``Consumers``; HTTP triggers are looked up by the API's HTTP trigger route.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from funclet.errors import InvalidArgument, TriggerAlreadyExists, TriggerNotFound
+from funclet.store.triggers import TriggerRow, TriggerStore
+from funclet.triggers.config import (
+    HTTP,
+    TIMER,
+    BrokerConfig,
+    HttpConfig,
+    Parsed,
+    TimerConfig,
+    check_name,
+    check_type,
+    parse_config,
+)
+from funclet.triggers.timers import Timers
+
+__all__ = ["Triggers", "TriggerRow"]
+
+
+class Triggers:
+    """CreateTrigger, UpdateTrigger, DeleteTrigger and reads (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: TriggerStore,
+        timers: Timers,
+        function_exists: Callable[[str], Awaitable[object]],
+    ) -> None:
+        self._store = store
+        self._timers = timers
+        self._function_exists = function_exists  # raises FunctionNotFound
+        self._triggers: dict[tuple[str, str], tuple[TriggerRow, Parsed]] = {}
+
+    async def load(self) -> None:
+        for row in await self._store.all():
+            _, parsed = parse_config(row.trigger_type, row.config)
+            self._triggers[(row.function_name, row.trigger_name)] = (row, parsed)
+            self._start(row, parsed, stored_next=True)
+
+    async def create(self, function_name: str, body: dict[str, Any]) -> TriggerRow:
+        await self._function_exists(function_name)
+        name = check_name(body.get("triggerName"))
+        kind = check_type(body.get("triggerType"))
+        if "triggerConfig" not in body and kind != HTTP:
+            raise InvalidArgument(f"triggerConfig is required for a {kind} trigger")
+        config, parsed = parse_config(kind, body.get("triggerConfig"))
+        if (function_name, name) in self._triggers:
+            raise TriggerAlreadyExists(
+                f"function '{function_name}' already has a trigger '{name}'")
+        if kind == HTTP and self.http(function_name) is not None:
+            raise TriggerAlreadyExists(
+                f"function '{function_name}' already has an HTTP trigger; it may have one")
+        now = int(time.time() * 1000)
+        row = TriggerRow(
+            function_name, name, str(uuid.uuid4()), kind, config,
+            _text(body, "description"), _text(body, "qualifier") or "LATEST",
+            _text(body, "invocationRole"), _text(body, "sourceArn"), now, now)
+        row = replace(row, next_fire_ms=self._start(row, parsed))
+        if not await self._store.create(row):
+            self._stop(row)
+            raise TriggerAlreadyExists(
+                f"function '{function_name}' already has a trigger '{name}'")
+        self._triggers[(function_name, name)] = (row, parsed)
+        return row
+
+    async def update(self, function_name: str, name: str, body: dict[str, Any]) -> TriggerRow:
+        row, parsed = self._entry(function_name, name)
+        if body.get("triggerType", row.trigger_type) != row.trigger_type:
+            raise InvalidArgument("triggerType cannot change: delete the trigger and create "
+                                  "it again")
+        config, parsed = (parse_config(row.trigger_type, body["triggerConfig"])
+                          if "triggerConfig" in body else (row.config, parsed))
+        changes: dict[str, Any] = {
+            field: _text(body, key) for field, key in (
+                ("description", "description"), ("qualifier", "qualifier"),
+                ("invocation_role", "invocationRole"), ("source_arn", "sourceArn"))
+            if key in body
+        }
+        row = replace(row, config=config, modified_ms=int(time.time() * 1000), **changes)
+        self._stop(row)
+        row = replace(row, next_fire_ms=self._start(row, parsed))
+        await self._store.update(row)
+        self._triggers[(function_name, name)] = (row, parsed)
+        return row
+
+    async def delete(self, function_name: str, name: str) -> None:
+        row, _ = self._entry(function_name, name)
+        self._stop(row)
+        del self._triggers[(function_name, name)]
+        await self._store.delete(function_name, name)
+
+    async def delete_function(self, function_name: str) -> None:
+        """The function is gone: so are its triggers."""
+        for key in [k for k in self._triggers if k[0] == function_name]:
+            self._stop(self._triggers.pop(key)[0])
+        await self._store.delete(function_name)
+
+    def get(self, function_name: str, name: str) -> TriggerRow:
+        return self._entry(function_name, name)[0]
+
+    def list(self, function_name: str, prefix: str, limit: int, after: str) -> list[TriggerRow]:
+        names = sorted(n for f, n in self._triggers if f == function_name
+                       and n.startswith(prefix) and n > after)
+        return [self._triggers[(function_name, n)][0] for n in names[:limit]]
+
+    def http(self, function_name: str) -> tuple[TriggerRow, HttpConfig] | None:
+        """The function's HTTP trigger, if it has one."""
+        for (f, _), (row, parsed) in self._triggers.items():
+            if f == function_name and isinstance(parsed, HttpConfig):
+                return row, parsed
+        return None
+
+    def next_fire_ms(self, row: TriggerRow) -> int | None:
+        """A timer's next scheduled fire (None: not a timer, or disabled)."""
+        return self._timers.next_fire_ms((row.function_name, row.trigger_name))
+
+    def status(self, row: TriggerRow) -> str:
+        """FC's trigger ``status``: "OK", or a message-queue trigger's connection state."""
+        return "OK"
+
+    def _entry(self, function_name: str, name: str) -> tuple[TriggerRow, Parsed]:
+        entry = self._triggers.get((function_name, name))
+        if entry is None:
+            raise TriggerNotFound(function_name, name)
+        return entry
+
+    def _start(self, row: TriggerRow, parsed: Parsed, stored_next: bool = False) -> int | None:
+        """Hand the trigger to what runs it; a timer's next fire time comes back."""
+        key = (row.function_name, row.trigger_name)
+        if isinstance(parsed, TimerConfig):
+            return self._timers.put(key, row.trigger_id, parsed,
+                                    row.next_fire_ms if stored_next else None)
+        if isinstance(parsed, BrokerConfig):
+            pass  # message-queue consumers come with their own slice
+        return None
+
+    def _stop(self, row: TriggerRow) -> None:
+        key = (row.function_name, row.trigger_name)
+        if row.trigger_type == TIMER:
+            self._timers.remove(key)
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{key} must be a string")
+    return value
