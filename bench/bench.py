@@ -14,7 +14,8 @@ Runs, on this machine and in one go:
   bare isolated interpreter.
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
-       [--async-duration 5] [--only sync|limits|async ...]
+       [--async-duration 5] [--timers 100] [--messages 5000]
+       [--only sync|limits|async|triggers ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import calendar
 import io
+import json
 import os
 import re
 import shutil
@@ -323,7 +326,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
-SECTIONS = ("sync", "limits", "async")
+SECTIONS = ("sync", "limits", "async", "triggers")
 
 
 def main() -> None:
@@ -333,6 +336,10 @@ def main() -> None:
     parser.add_argument("--limit-invocations", type=int, default=1000)
     parser.add_argument("--async-duration", type=int, default=5,
                         help="seconds of async accepts at 32 connections")
+    parser.add_argument("--timers", type=int, default=100,
+                        help="timer triggers firing every second, for about 11 s")
+    parser.add_argument("--messages", type=int, default=5000,
+                        help="messages through a Redis stream trigger")
     parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run only this section (repeatable); all by default")
     args = parser.parse_args()
@@ -442,6 +449,127 @@ def bench_async(args: argparse.Namespace, env: dict[str, str]) -> None:
     print(f"| accepted -> succeeded tasks/s   | {asy['e2e']:>9,.0f} | >= 1,000      |")
     print(f"| accept -> handler start p50 ms  | {asy['lag_p50']:>9.2f} | <= 5          |")
     print(f"| accept -> handler start p99 ms  | {asy['lag_p99']:>9.2f} |               |")
+
+
+def _all_tasks(client: httpx.Client, url: str) -> list[dict[str, object]]:
+    rows, token = [], None
+    while True:
+        params = {"limit": 100, "includePayload": "true", **({"nextToken": token} if token else {})}
+        page = client.get(url, params=params).json()
+        rows += page["tasks"]
+        token = page.get("nextToken")
+        if not token:
+            return rows
+
+
+def _fc_epoch_ms(text: str) -> float:
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) * 1000.0
+
+
+def measure_timers(url: str, timers: int) -> dict[str, float]:
+    """Scheduled -> stored lag of timer fires: ``timers`` triggers every second, ~11 s."""
+    api = "/2023-03-30/functions"
+    with httpx.Client(base_url=url, timeout=60) as client:
+        deploy(client, "bench-timer", NOW_MS)
+        for i in range(timers):
+            client.post(f"{api}/bench-timer/triggers", json={
+                "triggerName": f"t{i}", "triggerType": "timer",
+                "triggerConfig": {"cronExpression": "@every 1s"}}).raise_for_status()
+        time.sleep(11)
+        for i in range(timers):
+            client.delete(f"{api}/bench-timer/triggers/t{i}")
+        rows = _all_tasks(client, f"{url}{api}/bench-timer/async-tasks")
+    lags = []
+    for row in rows:
+        scheduled = _fc_epoch_ms(json.loads(str(row["taskPayload"]))["triggerTime"])
+        lags.append(row["events"][0]["timestamp"] - scheduled)  # type: ignore[index]
+    return {"fires": len(lags), "p50": pct(lags, 50), "p99": pct(lags, 99),
+            "max": max(lags)}
+
+
+HTTP_HELLO = b"def handler(event, context):\n    return 'hello, http!'\n"
+
+
+def measure_http_trigger(url: str, duration: int) -> dict[tuple[str, int], dict[str, float]]:
+    """wrk against a hello function's HTTP trigger and, beside it, its invoke API."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        deploy(client, "bench-http", HTTP_HELLO)
+        client.post("/2023-03-30/functions/bench-http/triggers", json={
+            "triggerName": "web", "triggerType": "http",
+            "triggerConfig": {"authType": "anonymous", "methods": ["POST"]}}).raise_for_status()
+        client.post("/http/bench-http/").raise_for_status()
+    out = {}
+    for label, target in (("invoke API", f"{url}/2023-03-30/functions/bench-http/invocations"),
+                          ("HTTP trigger", f"{url}/http/bench-http/")):
+        for conns in (1, 32):
+            print(f"{label}: {conns} connection(s), {duration} s ...", file=sys.stderr)
+            out[(label, conns)] = wrk(ensure_wrk(), target, conns, duration)
+    return out
+
+
+def measure_redis_trigger(url: str, messages: int, batch: int) -> dict[str, float]:
+    """Messages/s from a Redis stream into succeeded invocations (``batch`` a batch)."""
+    import redis
+
+    name = f"bench-redis-{batch}"
+    stream = f"funclet-bench-{os.getpid()}-{batch}"
+    broker = redis.Redis(port=6379)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        deploy(client, name, NOW_MS)
+        pipe = broker.pipeline()
+        for i in range(messages):
+            pipe.xadd(stream, {"n": str(i)})
+        pipe.execute()
+        t0 = time.time() * 1000
+        client.post(f"/2023-03-30/functions/{name}/triggers", json={
+            "triggerName": "stream", "triggerType": "redis",
+            "triggerConfig": {"url": "redis://127.0.0.1:6379/0", "stream": stream,
+                              "batchSize": batch}}).raise_for_status()
+        tasks = f"/2023-03-30/functions/{name}/async-tasks"
+        expected = -(-messages // batch)
+        while True:
+            rows = _all_tasks(client, f"{url}{tasks}")
+            done = [r for r in rows if r["status"] == "Succeeded"]
+            if len(done) >= expected:
+                break
+            time.sleep(0.5)
+        end = max(int(r["endTime"]) for r in done)  # type: ignore[call-overload]
+        client.delete(f"/2023-03-30/functions/{name}/triggers/stream")
+    broker.delete(stream)
+    return {"rate": messages / ((end - t0) / 1000), "invocations": len(done)}
+
+
+def bench_triggers(args: argparse.Namespace, env: dict[str, str]) -> None:
+    print(f"triggers: {args.timers} timers every second for 11 s ...", file=sys.stderr)
+    proc, url, data = start_funclet(env)
+    try:
+        timers = measure_timers(url, args.timers)
+        http = measure_http_trigger(url, args.duration)
+        print(f"triggers: {args.messages} messages through a Redis stream ...", file=sys.stderr)
+        redis_1 = measure_redis_trigger(url, args.messages, 1)
+        redis_10 = measure_redis_trigger(url, args.messages, 10)
+    finally:
+        stop_funclet(proc, data)
+
+    print(f"\ntimers: {args.timers} timer triggers @every 1s, {timers['fires']:.0f} fires; "
+          "lag from the scheduled time to the stored task\n")
+    print("| figure                 | value     | target   |")
+    print("|------------------------|-----------|----------|")
+    print(f"| timer lag p50 (ms)     | {timers['p50']:>9.1f} |          |")
+    print(f"| timer lag p99 (ms)     | {timers['p99']:>9.1f} | <= 100   |")
+    print(f"| timer lag max (ms)     | {timers['max']:>9.1f} |          |")
+    print(f"\nHTTP trigger vs the invoke API, same hello function, wrk {args.duration} s\n")
+    print("| path          | p50 @1 ms | req/s @1  | req/s @32 |")
+    print("|---------------|-----------|-----------|-----------|")
+    for label in ("invoke API", "HTTP trigger"):
+        one, many = http[(label, 1)], http[(label, 32)]
+        print(f"| {label:<13} | {one['p50']:>9.3f} | {one['rps']:>9,.0f} | "
+              f"{many['rps']:>9,.0f} |")
+    print(f"\nRedis stream trigger: {args.messages} messages -> succeeded invocations\n")
+    print("| batchSize | invocations | messages/s |")
+    print("|-----------|-------------|------------|")
+    for size, result in ((1, redis_1), (10, redis_10)):
+        print(f"| {size:>9} | {result['invocations']:>11,.0f} | {result['rate']:>10,.0f} |")
 
 
 if __name__ == "__main__":

@@ -89,3 +89,29 @@ def test_sdk_sees_fc_errors_for_bad_input(sdk: Client) -> None:
         )))
     assert info.value.code == "InvalidArgument"
     assert "python3.11" in info.value.message
+
+
+def test_sdk_manages_triggers(sdk: Client) -> None:
+    name = unique("sdk")
+    sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(make_zip(CODE))))))
+    created = sdk.create_trigger(name, fc.CreateTriggerRequest(body=fc.CreateTriggerInput(
+        trigger_name="timer", trigger_type="timer",
+        trigger_config='{"cronExpression": "@every 5m", "payload": "p", "enable": true}')))
+    assert created.body.trigger_name == "timer" and created.body.trigger_id
+    sdk.create_trigger(name, fc.CreateTriggerRequest(body=fc.CreateTriggerInput(
+        trigger_name="web", trigger_type="http",
+        trigger_config='{"authType": "anonymous", "methods": ["GET"]}')))
+    got = sdk.get_trigger(name, "web")
+    assert got.body.http_trigger.url_internet.endswith(f"/http/{name}/")
+    updated = sdk.update_trigger(name, "timer", fc.UpdateTriggerRequest(
+        body=fc.UpdateTriggerInput(description="every five minutes")))
+    assert updated.body.description == "every five minutes"
+    listed = sdk.list_triggers(name, fc.ListTriggersRequest(limit=10))
+    assert sorted(t.trigger_name for t in listed.body.triggers) == ["timer", "web"]
+    sdk.delete_trigger(name, "timer")
+    with pytest.raises(ClientException) as info:
+        sdk.get_trigger(name, "timer")
+    assert info.value.code == "TriggerNotFound"
+    sdk.delete_function(name)

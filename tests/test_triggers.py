@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Server, start_server, stop_server
 from tests.helpers import API, deploy, unique, wait_for
+from tests.test_cli import cli
 
 ECHO = """
 import json, time
@@ -257,3 +258,30 @@ def test_a_killed_funclet_does_not_fire_a_scheduled_time_twice(tmp_path: Path) -
     finally:
         stop_server(server)
     assert len(times) == len(set(times))
+
+
+def test_the_timer_lag_example_through_the_cli(client: httpx.Client, server: Server) -> None:
+    """examples/timer-lag: deployed with its manifest (reservedConcurrency, a disabled
+    timer), the timer turned on and off with the CLI; late runs process their own window."""
+    name = unique("timer-lag")
+    example = Path(__file__).resolve().parent.parent / "examples" / "timer-lag"
+    deployed = cli(server.url, "deploy", str(example), "--name", name)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "trigger every-second (timer)" in deployed.stdout
+    assert client.get(f"{API}/functions/{name}/concurrency").json()["reservedConcurrency"] == 1
+    on = cli(server.url, "trigger", "add", name, "every-second", "--type", "timer",
+             "--cron", "@every 1s", "--payload", "tick", "--update")
+    assert on.returncode == 0, on.stderr
+    listed = cli(server.url, "trigger", "ls", name)
+    assert "every-second" in listed.stdout and "timer" in listed.stdout
+    wait_for(lambda: len(_tasks(client, name, "Succeeded")) >= 3, timeout=40)
+    off = cli(server.url, "trigger", "add", name, "every-second", "--type", "timer",
+              "--config", '{"cronExpression": "@every 1s", "enable": false}', "--update")
+    assert off.returncode == 0, off.stderr
+    runs = sorted((json.loads(t["returnPayload"]) for t in _tasks(client, name, "Succeeded")),
+                  key=lambda r: r["triggerTime"])
+    assert [r["lagSeconds"] for r in runs] == sorted(r["lagSeconds"] for r in runs)
+    assert runs[-1]["lagSeconds"] > runs[0]["lagSeconds"] + 1
+    assert all(r["window"][1].startswith(r["triggerTime"][:19]) for r in runs)
+    assert cli(server.url, "trigger", "rm", name, "every-second").returncode == 0
+    assert cli(server.url, "trigger", "info", name, "every-second").returncode == 1

@@ -22,6 +22,7 @@
     └── InvocationError             the function ran (or tried to) and failed: FC's
         │                           {"errorMessage", "errorType", "stackTrace"} body
         ├── HandlerError            the handler raised; the user's own error type
+        │   └── HandledError        …or reported it (callback(err)): HandledInvocationError
         ├── InitializationError     imports, module code or the initializer failed
         ├── FunctionTimeout         the handler ran past the function's timeout
         └── InstanceCrashed         the instance died while running the invocation
@@ -201,6 +202,12 @@ class InvocationError(FuncletError):
 
 class HandlerError(InvocationError):
     """The handler raised; the instance is fine and stays warm."""
+
+
+class HandledError(HandlerError):
+    """The handler reported an error itself (Node.js: ``callback(err)``)."""
+
+    fc_error_type = "HandledInvocationError"
 
 
 class InitializationError(InvocationError):

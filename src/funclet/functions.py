@@ -166,6 +166,11 @@ class Functions:
             raise InvalidArgument(
                 f"runtime '{config.runtime}' is not supported; supported runtimes: {supported}"
             )
+        if self._runtimes[config.runtime].language == "lambda" and (
+                config.instance_concurrency > 1):
+            raise InvalidArgument(
+                f"runtime '{config.runtime}' runs one invocation at a time per instance (the "
+                "Lambda Runtime API): instanceConcurrency must be 1")
 
     def _package(
         self, body: dict[str, Any], *, required: bool
@@ -183,18 +188,21 @@ class Functions:
             raise InvalidCodePackage("code.zipFile is not valid base64") from None
         return data, self._code.check(data)
 
-    @staticmethod
-    def _check_handlers(config: FunctionConfig, files: frozenset[str]) -> None:
+    def _check_handlers(self, config: FunctionConfig, files: frozenset[str]) -> None:
+        runtime = self._runtimes[config.runtime]
         for what, handler in handler_modules(config):
-            module = handler.rpartition(".")[0].replace(".", "/")
-            candidates = (f"{module}.py", f"{module}/__init__.py")
-            found = any(c in files for c in candidates) or any(
-                f.startswith(module + ".") and f.endswith(".so") for f in files
-            )
+            candidates = runtime.handler_files(handler)
+            if not candidates:
+                continue
+            module = handler.rpartition(".")[0]
+            found = any(c in files for c in candidates) or (
+                runtime.language == "python" and any(
+                    f.startswith(module.replace(".", "/") + ".") and f.endswith(".so")
+                    for f in files))
             if not found:
                 raise InvalidArgument(
-                    f"{what} '{handler}': module '{handler.rpartition('.')[0]}' is not in the "
-                    f"code package (looked for {candidates[0]} and {candidates[1]})"
+                    f"{what} '{handler}': module '{module}' is not in the code package "
+                    f"(looked for {' and '.join(candidates)})"
                 )
 
 

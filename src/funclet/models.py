@@ -31,6 +31,18 @@ class Hook:
 
 
 @dataclass(frozen=True)
+class CustomRuntimeConfig:
+    """FC's ``customRuntimeConfig``: the server a custom runtime starts, and its port."""
+
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    port: int = 9000
+
+    def to_fc(self) -> dict[str, Any]:
+        return {"command": list(self.command), "args": list(self.args), "port": self.port}
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     name: str
     runtime: str
@@ -44,6 +56,7 @@ class FunctionConfig:
     pre_stop: Hook | None = None
     keep_alive_seconds: float | None = None
     internet_access: bool = True
+    custom_runtime: CustomRuntimeConfig | None = None
 
     def to_fc(self) -> dict[str, Any]:
         lifecycle: dict[str, Any] = {}
@@ -63,6 +76,8 @@ class FunctionConfig:
             "instanceLifecycleConfig": lifecycle,
         }
         out["internetAccess"] = self.internet_access
+        if self.custom_runtime is not None:
+            out["customRuntimeConfig"] = self.custom_runtime.to_fc()
         if self.keep_alive_seconds is not None:
             out["keepAliveSeconds"] = self.keep_alive_seconds
         return out
@@ -129,6 +144,8 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
         if not isinstance(body["internetAccess"], bool):
             raise InvalidArgument("internetAccess must be true or false")
         changes["internet_access"] = body["internetAccess"]
+    if body.get("customRuntimeConfig") is not None:
+        changes["custom_runtime"] = _custom_runtime(body["customRuntimeConfig"])
     if body.get("keepAliveSeconds") is not None:
         changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
     config = replace(config, **changes)
@@ -138,6 +155,21 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
             "e.g. 'index.handler'"
         )
     return config
+
+
+def _custom_runtime(raw: Any) -> CustomRuntimeConfig:
+    if not isinstance(raw, dict):
+        raise InvalidArgument("customRuntimeConfig must be an object")
+    parts: dict[str, tuple[str, ...]] = {}
+    for key in ("command", "args"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"customRuntimeConfig.{key} must be a list of strings")
+        parts[key] = tuple(value)
+    port = raw.get("port", 9000)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidArgument("customRuntimeConfig.port must be a port number (1-65535)")
+    return CustomRuntimeConfig(parts["command"], parts["args"], port)
 
 
 def function_not_found(name: str) -> ApiError:

@@ -33,6 +33,7 @@ from funclet.store import Recorder, Store
 from funclet.store.tasks import Task, TaskStore, now_ms
 from funclet.store.triggers import TriggerStore
 from funclet.triggers import Triggers
+from funclet.triggers.consumers import Consumers
 from funclet.triggers.timers import Timers
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ class Platform:
         )
         trigger_store = TriggerStore(self.store)
         self.timers = Timers(trigger_store, self._enqueue_async)
-        self.triggers = Triggers(trigger_store, self.timers, self.functions.get)
+        self.consumers = Consumers(self._enqueue_async)
+        self.triggers = Triggers(trigger_store, self.timers, self.consumers, self.functions.get)
         self.functions.on_delete.append(self.triggers.delete_function)
         self._reclaimer: asyncio.Task[None] | None = None
         self.api_token = self._api_token() if settings.auth_required else settings.api_token
@@ -194,6 +196,7 @@ class Platform:
 
     async def stop(self) -> None:
         await self.timers.stop()
+        await self.consumers.stop()  # unacknowledged messages stay with their brokers
         await self.dispatcher.stop()
         await self.outbox.stop()
         await self.tasks.close()

@@ -11,8 +11,8 @@ import uvicorn
 
 from funclet.api import build_app
 from funclet.config import Settings
-from funclet.errors import ApiError, FunctionAlreadyExists
-from funclet.packaging import read_manifest, zip_dir
+from funclet.errors import ApiError, FunctionAlreadyExists, TriggerAlreadyExists
+from funclet.packaging import DependencyError, read_full_manifest, vendor_requirements, zip_dir
 from funclet.platform import Platform
 
 log = logging.getLogger("funclet")
@@ -64,15 +64,33 @@ async def deploy_examples(platform: Platform, folder: Path) -> None:
     """Create (or update) one function per example folder that has a ``function.json``."""
     names = []
     for example in sorted(p for p in folder.iterdir() if (p / "function.json").exists()):
-        body = read_manifest(example)
+        manifest = read_full_manifest(example)
+        body = manifest.function
         body.setdefault("functionName", example.name)
-        body["code"] = {"zipFile": base64.b64encode(zip_dir(example)).decode()}
+        try:
+            vendored = await asyncio.to_thread(
+                vendor_requirements, example, body.get("runtime", platform.default_runtime),
+                platform.settings.data_dir / "deps")
+        except DependencyError as exc:
+            log.error("Example %s was not deployed: %s", example.name, exc)
+            continue
+        body["code"] = {"zipFile": base64.b64encode(zip_dir(example, vendored)).decode()}
         try:
             try:
                 await platform.functions.create(body)
             except FunctionAlreadyExists:
                 body.pop("functionName")
                 await platform.functions.update(example.name, body)
+            if manifest.reserved_concurrency is not None:
+                await platform.functions.set_reserved_concurrency(
+                    example.name, {"reservedConcurrency": manifest.reserved_concurrency})
+            for trigger in manifest.triggers:
+                try:
+                    await platform.triggers.create(example.name, trigger)
+                except TriggerAlreadyExists:
+                    await platform.triggers.update(
+                        example.name, trigger["triggerName"],
+                        {k: v for k, v in trigger.items() if k != "triggerName"})
         except ApiError as exc:
             log.error("Example %s was not deployed: %s", example.name, exc.message)
             continue

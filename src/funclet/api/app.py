@@ -11,9 +11,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Host, Route, Router
 
-from funclet.api import configs, functions, invoke, tasks, triggers
+from funclet.api import configs, functions, http_triggers, invoke, tasks, triggers
 from funclet.api.auth import Authenticate, RefuseInstances
 from funclet.api.responses import error_response, json_response
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
@@ -57,8 +57,9 @@ def build_app(platform: Platform) -> Starlette:
 
     middleware = []
     uid = platform.sandbox.config.uid
+    domain = platform.settings.http_domain
     if not platform.settings.auth_required and uid is not None:
-        middleware.append(Middleware(RefuseInstances, instance_uid=uid))
+        middleware.append(Middleware(RefuseInstances, instance_uid=uid, http_domain=domain))
     if platform.settings.auth_required:
         s = platform.settings
         middleware.append(Middleware(
@@ -66,15 +67,20 @@ def build_app(platform: Platform) -> Starlette:
             token=platform.api_token,
             access_keys=s.access_keys,
             max_body=max(s.max_sync_payload, s.max_code_size * 4 // 3 + 65536),
+            http_domain=domain,
         ))
+    by_host: list[BaseRoute] = [Host(f"{{name}}.{domain}", Router(http_triggers.host_routes))] \
+        if domain else []
     app = Starlette(
         middleware=middleware,
         routes=[
+            *by_host,
             *invoke.routes,
             *functions.routes,
             *configs.routes,
             *tasks.routes,
             *triggers.routes,
+            *http_triggers.routes,
             Route("/healthz", _health, methods=["GET"]),
         ],
         exception_handlers={

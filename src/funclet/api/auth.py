@@ -31,13 +31,36 @@ _INSTANCES_REFUSED = (
 )
 
 
+def is_http_trigger(scope: Scope, http_domain: str | None) -> bool:
+    """A request for a function's HTTP trigger (``/http/…``, or ``{function}.{domain}``)."""
+    path: str = scope["path"]
+    if path.startswith("/http/"):
+        return True
+    if not http_domain:
+        return False
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: str = value.decode("latin-1").rsplit(":", 1)[0].lower()
+            return host.endswith("." + http_domain.lower())
+    return False
+
+
+def _mark(scope: Scope, authenticated: bool) -> None:
+    """On HTTP trigger requests the middlewares mark, the trigger decides: an
+    ``anonymous`` trigger serves everyone (its own ``Authorization`` headers included)."""
+    scope.setdefault("state", {})["authenticated"] = authenticated
+
+
 class Authenticate:
-    """Refuses requests without a valid token or signature (see the module docstring)."""
+    """Refuses requests without a valid token or signature (see the module docstring).
+    HTTP trigger requests are marked authenticated or not, and passed on."""
 
     def __init__(
-        self, app: ASGIApp, token: str | None, access_keys: Mapping[str, str], max_body: int
+        self, app: ASGIApp, token: str | None, access_keys: Mapping[str, str], max_body: int,
+        http_domain: str | None = None,
     ) -> None:
         self.app = app
+        self._domain = http_domain
         self._token = token.encode() if token else None
         self._keys = dict(access_keys)
         self._max_body = max_body
@@ -47,22 +70,31 @@ class Authenticate:
         if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
             await self.app(scope, receive, send)
             return
+        trigger = is_http_trigger(scope, self._domain)
         headers = _headers(scope)
         auth = headers.get("authorization", "")
         scheme, _, rest = auth.partition(" ")
         if scheme == "Bearer" and self._token is not None:
             if hmac.compare_digest(rest.strip().encode(), self._token):
+                _mark(scope, True)
                 await self.app(scope, receive, send)
                 return
             error: ApiError = AccessDenied()
         elif scheme == ALGORITHM and self._keys:
             body = await _read_body(receive, self._max_body)
             if body is not None and self._signature_ok(scope, headers, rest, body):
+                _mark(scope, True)
                 await self.app(scope, _replay(body, receive), send)
                 return
+            if body is not None:
+                receive = _replay(body, receive)
             error = AccessDenied()
         else:
             error = Unauthenticated()
+        if trigger:
+            _mark(scope, False)
+            await self.app(scope, receive, send)
+            return
         await error_response(error)(scope, receive, send)
 
     def _signature_ok(
@@ -107,17 +139,20 @@ class RefuseInstances:
     functions it runs: a request whose TCP peer is owned by the instances' uid is
     refused (the peer's uid comes from the kernel's socket table)."""
 
-    def __init__(self, app: ASGIApp, instance_uid: int) -> None:
+    def __init__(self, app: ASGIApp, instance_uid: int, http_domain: str | None = None) -> None:
         self.app = app
         self._uid = instance_uid
+        self._domain = http_domain
         self._peers = PeerUids()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
             client, server = scope.get("client"), scope.get("server")
-            if client and server and self._peers.uid(
-                (client[0], client[1]), (server[0], server[1])
-            ) == self._uid:
+            instance = bool(client and server and self._peers.uid(
+                (client[0], client[1]), (server[0], server[1])) == self._uid)
+            if is_http_trigger(scope, self._domain):
+                _mark(scope, not instance)  # functions may call anonymous triggers
+            elif instance:
                 await error_response(AccessDenied(_INSTANCES_REFUSED))(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 
 import orjson
 from starlette.requests import Request
@@ -61,19 +62,29 @@ async def _accept(request: Request, platform: Platform, request_id: str) -> Resp
     name = request.path_params["name"]
     platform.registry.pool(name)  # 404 for a function that does not exist
     event = await _read_event(request, platform.settings.max_async_payload, "async ")
-    delay = request.headers.get("x-fc-async-delay", "0")
+    return await accept_async(platform, name, event, request_id, request.headers)
+
+
+async def accept_async(platform: Platform, name: str, event: bytes, request_id: str,
+                       headers: Mapping[str, str]) -> Response:
+    """Store an async task for ``event`` as the request's ``x-fc-async-*`` headers say;
+    202 once it is committed."""
+    if len(event) > platform.settings.max_async_payload:
+        raise PayloadTooLarge(f"the event is {len(event)} bytes, over the async invocation "
+                              f"limit of {platform.settings.max_async_payload} bytes")
+    delay = headers.get("x-fc-async-delay", "0")
     if not re.fullmatch(r"[0-9]{1,4}", delay) or int(delay) > 3600:
         raise InvalidArgument(f"x-fc-async-delay must be 0 to 3600 seconds, got '{delay}'")
-    task_id = request.headers.get("x-fc-async-task-id") or request_id
+    task_id = headers.get("x-fc-async-task-id") or request_id
     if not TASK_ID_RE.match(task_id):
         raise InvalidArgument(
             "x-fc-async-task-id must be 1-128 letters, digits, '_' or '-'")
     task = Task(task_id, request_id, name, TaskStatus.ENQUEUED, event, now_ms(), 0)
     fresh = await platform.dispatcher.accept(task, int(delay))
-    headers = {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}
+    out = {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}
     if not fresh:  # the same task id again: it runs once
-        headers["x-funclet-async-task-duplicate"] = "true"
-    return Response(status_code=202, headers=headers)
+        out["x-funclet-async-task-duplicate"] = "true"
+    return Response(status_code=202, headers=out)
 
 
 async def _read_event(request: Request, limit: int, kind: str = "sync ") -> bytes:

@@ -29,8 +29,10 @@ def trigger_json(platform: Platform, row: TriggerRow, base_url: str) -> dict[str
         "targetArn": platform.function_arn(row.function_name),
         "createdTime": fc_time(row.created_ms),
         "lastModifiedTime": fc_time(row.modified_ms),
-        "status": platform.triggers.status(row),
     }
+    out["status"], last_error = platform.triggers.status(row)
+    if last_error:
+        out["lastError"] = last_error  # funclet's: why a message-queue trigger is not connected
     if row.trigger_type == "http":
         out["httpTrigger"] = platform.http_urls(row.function_name, base_url)
     if (next_fire := platform.triggers.next_fire_ms(row)) is not None:

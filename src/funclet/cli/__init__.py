@@ -113,15 +113,21 @@ def deploy(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """Create a function, or update it if it exists."""
-    from funclet.packaging import read_manifest, zip_dir
+    from funclet.packaging import (
+        DependencyError,
+        Manifest,
+        read_full_manifest,
+        vendor_requirements,
+        zip_dir,
+    )
 
     if source.is_dir():
-        body: dict[str, Any] = read_manifest(source)
-        data = zip_dir(source)
+        manifest = read_full_manifest(source)
     elif source.is_file():
-        body, data = {}, source.read_bytes()
+        manifest = Manifest({})
     else:
         raise CliError(f"{source} is neither a folder nor a file")
+    body = manifest.function
     name = name or body.get("functionName") or source.stem
     flags = {"runtime": runtime, "handler": handler, "timeout": timeout, "memorySize": memory}
     body.update({k: v for k, v in flags.items() if v is not None})
@@ -132,6 +138,15 @@ def deploy(
             "handler": initializer, "timeout": 30}
     if env:
         body["environmentVariables"] = {**body.get("environmentVariables", {}), **_parse_env(env)}
+    if source.is_dir():
+        try:
+            with err.status(f"Installing {source}/requirements.txt for {body['runtime']} ..."):
+                vendored = vendor_requirements(source, body["runtime"], _cache_dir() / "deps")
+        except DependencyError as exc:
+            raise CliError(str(exc)) from None
+        data = zip_dir(source, vendored)
+    else:
+        data = source.read_bytes()
     body["code"] = {"zipFile": base64.b64encode(data).decode()}
     client = _client(endpoint)
     body["functionName"] = name
@@ -148,6 +163,18 @@ def deploy(
         f"{verb} [bold]{name}[/] ({fn['runtime']}, {fn['handler']}, {fn['codeSize']} bytes, "
         f"checksum {fn['codeChecksum'][:12]})."
     )
+    if manifest.reserved_concurrency is not None:
+        client.json("PUT", f"/functions/{name}/concurrency",
+                    json={"reservedConcurrency": manifest.reserved_concurrency})
+    for trigger in manifest.triggers:
+        try:
+            client.json("POST", f"/functions/{name}/triggers", json=trigger)
+        except CliError as exc:
+            if not str(exc).startswith("TriggerAlreadyExists"):
+                raise
+            client.json("PUT", f"/functions/{name}/triggers/{trigger['triggerName']}",
+                        json={k: v for k, v in trigger.items() if k != "triggerName"})
+        out.print(f"  trigger {trigger['triggerName']} ({trigger.get('triggerType')})")
 
 
 @app.command()
@@ -385,6 +412,11 @@ def async_config(
     if destinations:
         body["destinationConfig"] = destinations
     out.print_json(data=client.json("PUT", path, json=body))
+
+
+def _cache_dir() -> Path:
+    """funclet's cache on this machine (built dependencies)."""
+    return Path.home() / ".cache" / "funclet"
 
 
 def _ms(ms: int | None) -> str:

@@ -19,18 +19,20 @@ from typing import Any
 
 from funclet.errors import (
     FunctionTimeout,
+    HandledError,
     HandlerError,
     InitializationError,
     InstanceCrashed,
     InvocationError,
 )
 from funclet.ids import new_instance_id
+from funclet.instances.exchange import EVENT, HttpExchange
 from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
-from funclet.models import FunctionVersion
+from funclet.models import CustomRuntimeConfig, FunctionVersion
 from funclet.runtimes import protocol
 from funclet.sandbox import ChannelClosed, Exit, Sandbox, SandboxProcess, ZygoteFailed
-from funclet.sandbox.channel import INIT
+from funclet.sandbox.channel import INIT, Channel
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,23 @@ class Reply:
 
 class _Expired(Exception):
     pass
+
+
+async def _send_body(channel: Channel, request_id: str, http: HttpExchange) -> None:
+    """Stream a web app's request body to its instance; past ``max_body`` the body ends."""
+    size = 0
+    try:
+        async for chunk in http.request_body:
+            size += len(chunk)
+            if size > http.max_body:
+                log.warning("The request body of %s is over %d bytes; the rest is dropped.",
+                            request_id, http.max_body)
+                break
+            if chunk:
+                channel.send({"type": protocol.BODY, "id": request_id, "more": True}, chunk)
+        channel.send({"type": protocol.BODY, "id": request_id, "more": False})
+    except (ChannelClosed, OSError):
+        pass  # the instance went away: the invocation reports it
 
 
 @dataclass(frozen=True)
@@ -201,6 +220,7 @@ class Pool:
                 "Runtime.StartInterrupted",
             )
         inst.started()
+        process.handler_kind = header.get("handlerKind", "event")
         init_ms = (time.perf_counter() - started) * 1000
         log.debug("Cold start of instance %s took %.1f ms.", inst.instance_id, init_ms)
         if self.draining and inst.in_flight == 0:  # replaced while it started
@@ -236,17 +256,29 @@ class Pool:
             ) from None
         return header  # type: ignore[no-any-return]
 
-    async def run(self, lease: Lease, request_id: str, event: bytes) -> Reply:
-        """Run one invocation on the leased instance, within the function's timeout."""
+    async def run(self, lease: Lease, request_id: str, event: bytes,
+                  http: HttpExchange | None = None) -> Reply:
+        """Run one invocation on the leased instance, within the function's timeout.
+        With ``http``, a web app gets the request itself, an event handler its event."""
         timeout = self.version.config.timeout
         channel = lease.process.channel
+        head: dict[str, Any] = {"type": protocol.INVOKE, "id": request_id,
+                                "deadline": int((time.time() + timeout) * 1000)}
+        pump: asyncio.Task[None] | None = None
+        if http is not None:
+            http.mode = lease.process.handler_kind
+            if http.mode == EVENT:
+                event = await http.event()
+            else:
+                head["http"] = http.head
+                channel.streams[request_id] = http.on_frame
         reply = channel.expect(request_id)
         try:
-            channel.send(
-                {"type": protocol.INVOKE, "id": request_id,
-                 "deadline": int((time.time() + timeout) * 1000)},
-                event,
-            )
+            channel.send(head, event)
+            if "http" in head:
+                assert http is not None
+                pump = asyncio.get_running_loop().create_task(
+                    _send_body(channel, request_id, http))
             header, body = await self._await(reply, timeout)
         except _Expired:
             self._kill(lease.instance, StopReason.TIMED_OUT)
@@ -270,9 +302,16 @@ class Pool:
                 f"(exit code {ended.code if ended else None})",
                 "Runtime.ExitError",
             ) from None
+        finally:
+            if pump is not None:
+                pump.cancel()
+            if http is not None:
+                channel.streams.pop(request_id, None)
+                http.end()
         if header["type"] == protocol.ERROR:
             err = header["error"]
-            error = HandlerError(err["errorMessage"], err["errorType"], err["stackTrace"])
+            kind = HandledError if header.get("handled") else HandlerError
+            error = kind(err["errorMessage"], err["errorType"], err["stackTrace"])
             error.log = header.get("log", "")
             raise error
         return Reply(body, header.get("log", ""))
@@ -459,6 +498,9 @@ class Pool:
             "codeDir": code_dir,
             "requestId": request_id,
             "env": env,
+            "functionArn": f"acs:fc:{env['FC_REGION']}:{env['FC_ACCOUNT_ID']}:functions/{cfg.name}",
+            "customRuntime": (cfg.custom_runtime or CustomRuntimeConfig()).to_fc(),
+            "serverPort": (cfg.custom_runtime or CustomRuntimeConfig()).port,
             **hooks,
         }
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from funclet.errors import ApiError, InvocationError
+from funclet.instances.exchange import HttpExchange
 from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
@@ -46,7 +47,8 @@ class Invoker:
         self._max_wait = max_wait
 
     async def invoke(
-        self, function_name: str, event: bytes, request_id: str, mode: str = "sync"
+        self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
+        http: HttpExchange | None = None,
     ) -> Invocation:
         # 1. The function's current version and its pool (raises FunctionNotFound).
         pool = self._registry.pool(function_name)
@@ -59,7 +61,7 @@ class Invoker:
             out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
             out.instance_id = exc.instance_id
         else:
-            await self._run(lease, out, event)
+            await self._run(lease, out, event, http)
         # 6. The record, written off the hot path.
         self._recorder.invocation(_record(out, mode, started_ms))
         return out
@@ -91,14 +93,15 @@ class Invoker:
         return await pool.cold_start(out.request_id)
 
     @staticmethod
-    async def _run(lease: Lease, out: Invocation, event: bytes) -> None:
+    async def _run(lease: Lease, out: Invocation, event: bytes,
+                   http: HttpExchange | None) -> None:
         out.start_kind, out.instance_id = lease.start_kind, lease.instance.instance_id
         out.init_ms = lease.init_ms
         out.code_checksum = lease.pool.version.code_checksum
         # 4. The run, under the function's deadline.
         run_started = time.perf_counter()
         try:
-            reply = await lease.pool.run(lease, out.request_id, event)
+            reply = await lease.pool.run(lease, out.request_id, event, http)
             out.body, out.log = reply.body, lease.init_log + reply.log
         except InvocationError as exc:
             out.error, out.log = exc, lease.init_log + exc.log

@@ -5,10 +5,14 @@ library. A frame is ``!II`` (header length, body length), a UTF-8 JSON header
 object with a ``type`` key, then the body bytes (the event or the result, never
 re-encoded). ``docs/runtimes.md`` describes the messages.
 
-Platform → instance: ``invoke`` {id, deadline} + event, ``pre_stop`` {}.
+Platform → instance: ``invoke`` {id, deadline} + event, ``pre_stop`` {}; for a web app
+behind an HTTP trigger, ``invoke`` {id, deadline, http} and then the request body as
+``body`` {id, more} + bytes.
 Instance → platform: ``initializing`` {} (the initializer starts now),
-``ready`` {initMs, log}, ``init_error`` {error, log},
-``result`` {id, log} + body, ``error`` {id, error, log}, ``pre_stop_done`` {log}.
+``ready`` {initMs, log, handlerKind}, ``init_error`` {error, log},
+``result`` {id, log} + body, ``error`` {id, error, log}, ``pre_stop_done`` {log};
+for a web app, ``http_start`` {id, status, headers} and ``body`` {id} + bytes before
+the ``result`` that ends the response.
 
 The zygote's control socket is a SEQPACKET socket: one JSON object a packet,
 ``spawn`` packets carrying the instance's socket as SCM_RIGHTS.
@@ -31,6 +35,8 @@ INIT_ERROR = "init_error"
 RESULT = "result"
 ERROR = "error"
 PRE_STOP_DONE = "pre_stop_done"
+HTTP_START = "http_start"
+BODY = "body"
 
 
 def encode(header: dict[str, Any], body: bytes = b"") -> bytes:

@@ -163,6 +163,15 @@ class SandboxConfig:
         ]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 class Sandbox:
     """Creates isolated instance processes for any known runtime."""
 
@@ -176,10 +185,16 @@ class Sandbox:
 
     async def warm_up(self, runtime: str) -> None:
         """Start the runtime's zygote ahead of the first cold start."""
-        await self._zygote(runtime)
+        await self._zygote(self._runtimes[runtime].zygote or runtime)
 
     async def create(self, runtime: str, spec: dict[str, Any]) -> SandboxProcess:
-        zygote = await self._zygote(runtime)
+        rt = self._runtimes[runtime]
+        zygote = await self._zygote(rt.zygote or runtime)
+        argv = rt.exec_argv(spec["memorySize"])
+        if argv is not None:  # forked, sandboxed, then it becomes this program
+            spec = dict(spec, exec=argv)
+        if rt.adapter is not None:
+            spec = dict(spec, adapter=rt.adapter)
         box = self.config.for_instance(
             spec["env"]["FC_INSTANCE_ID"], spec["codeDir"], spec["memorySize"],
             spec.get("internetAccess", True),
@@ -188,6 +203,11 @@ class Sandbox:
             spec = dict(spec, sandbox=box)
             if box["namespaces"]:  # the instance sees its code at /code
                 spec["env"] = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
+        if rt.language == "custom":
+            # Its own network namespace: the port it asked for. Else the host's: a free
+            # one, so that instances never clash.
+            own_net = box is not None and box["namespaces"] and not box.get("network", True)
+            spec["serverPort"] = spec["serverPort"] if own_net else _free_port()
         return await zygote.spawn(spec)
 
     async def _zygote(self, runtime: str) -> Zygote:

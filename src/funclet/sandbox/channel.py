@@ -23,6 +23,8 @@ _KEY_OF_TYPE = {
     protocol.PRE_STOP_DONE: protocol.PRE_STOP,
 }
 
+_STREAMED = frozenset({protocol.HTTP_START, protocol.BODY})
+
 Frame = tuple[dict[str, Any], bytes]
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class Channel(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.is_closed = False
         self.on_close: Callable[[], None] | None = None  # told when the instance goes away
+        # request id -> who takes a web app's response frames (http_start, body)
+        self.streams: dict[str, Callable[[dict[str, Any], bytes], None]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -87,6 +91,11 @@ class Channel(asyncio.Protocol):
                 return
             body = bytes(buf[_PREFIX_SIZE + header_len : end])
             del buf[:end]
+            if header["type"] in _STREAMED:
+                stream = self.streams.get(header.get("id", ""))
+                if stream is not None:
+                    stream(header, body)
+                continue
             kind = _KEY_OF_TYPE.get(header["type"])
             key = kind or header.get("id", "")
             fut = self._waiters.pop(key, None)

@@ -42,6 +42,7 @@ class SandboxProcess:
     channel: Channel
     exited: asyncio.Future[Exit] = field(repr=False)
     cgroup: str | None = None  # a cgroup folder holding all of the instance's processes
+    handler_kind: str = "event"  # what its runtime said the handler is (in ``ready``)
 
     def kill(self) -> None:
         """SIGKILL the instance and everything it started: its process group and, since

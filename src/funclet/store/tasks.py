@@ -184,7 +184,8 @@ class TaskStore:
                 "payload": task.payload, "created_ms": task.created_ms,
                 "run_after_ms": task.created_ms + delay_s * 1000, "attempts": int(running),
                 "started_ms": task.created_ms if running else None,
-                "events": [{**_event(TaskStatus.ENQUEUED), "eventId": 1}],
+                "events": [{**_event(TaskStatus.ENQUEUED), "timestamp": task.created_ms,
+                            "eventId": 1}],  # accepted when the request came
             })
         await conn.execute(self._add, list(rows.values()))
         stored = {r.task_id: r for r in await conn.execute(_STATES, {"ids": list(rows)})}

@@ -16,6 +16,7 @@ from typing import Any
 from funclet.errors import InvalidArgument, TriggerAlreadyExists, TriggerNotFound
 from funclet.store.triggers import TriggerRow, TriggerStore
 from funclet.triggers.config import (
+    BROKERS,
     HTTP,
     TIMER,
     BrokerConfig,
@@ -26,6 +27,7 @@ from funclet.triggers.config import (
     check_type,
     parse_config,
 )
+from funclet.triggers.consumers import Consumers
 from funclet.triggers.timers import Timers
 
 __all__ = ["Triggers", "TriggerRow"]
@@ -38,10 +40,12 @@ class Triggers:
         self,
         store: TriggerStore,
         timers: Timers,
+        consumers: Consumers,
         function_exists: Callable[[str], Awaitable[object]],
     ) -> None:
         self._store = store
         self._timers = timers
+        self._consumers = consumers
         self._function_exists = function_exists  # raises FunctionNotFound
         self._triggers: dict[tuple[str, str], tuple[TriggerRow, Parsed]] = {}
 
@@ -128,9 +132,12 @@ class Triggers:
         """A timer's next scheduled fire (None: not a timer, or disabled)."""
         return self._timers.next_fire_ms((row.function_name, row.trigger_name))
 
-    def status(self, row: TriggerRow) -> str:
-        """FC's trigger ``status``: "OK", or a message-queue trigger's connection state."""
-        return "OK"
+    def status(self, row: TriggerRow) -> tuple[str, str | None]:
+        """FC's trigger ``status`` ("OK", or a message-queue trigger's connection state:
+        "Connecting", "Connected", "Error") and the last error, if any."""
+        if row.trigger_type in BROKERS:
+            return self._consumers.status((row.function_name, row.trigger_name))
+        return "OK", None
 
     def _entry(self, function_name: str, name: str) -> tuple[TriggerRow, Parsed]:
         entry = self._triggers.get((function_name, name))
@@ -145,13 +152,15 @@ class Triggers:
             return self._timers.put(key, row.trigger_id, parsed,
                                     row.next_fire_ms if stored_next else None)
         if isinstance(parsed, BrokerConfig):
-            pass  # message-queue consumers come with their own slice
+            self._consumers.put(key, row.trigger_id, parsed)
         return None
 
     def _stop(self, row: TriggerRow) -> None:
         key = (row.function_name, row.trigger_name)
         if row.trigger_type == TIMER:
             self._timers.remove(key)
+        elif row.trigger_type in BROKERS:
+            self._consumers.remove(key)
 
 
 def _text(body: dict[str, Any], key: str) -> str:

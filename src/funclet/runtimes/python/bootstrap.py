@@ -41,6 +41,7 @@ def _load_module(name: str, path: str) -> ModuleType:
 protocol = _load_module("_funclet_protocol", os.path.join(os.path.dirname(_HERE), "protocol.py"))
 isolate = _load_module("_funclet_isolate",
                 os.path.join(os.path.dirname(os.path.dirname(_HERE)), "sandbox", "isolate.py"))
+webapp = _load_module("_funclet_webapp", os.path.join(_HERE, "webapp.py"))
 
 # Preloaded once in the zygote so that an instance's imports of them are free.
 _PRELOAD = (
@@ -236,7 +237,47 @@ def _isolated_instance(spec: dict[str, Any], sock: socket.socket) -> None:
                 "errorType": "Runtime.SandboxError", "stackTrace": []}}))
             os._exit(1)
         spec = dict(spec, codeDir=box["codeMount"])
+    if "exec" in spec:
+        _become(spec, sock)
+    if "adapter" in spec:
+        _adapt(spec, sock)
     _instance(spec, sock)
+
+
+def _adapt(spec: dict[str, Any], sock: socket.socket) -> None:
+    """A custom runtime: this process drives the user's program (see custom.py)."""
+    custom = _load_module("_funclet_custom", os.path.join(_HERE, "custom.py"))
+    os.chdir(spec["codeDir"])
+    kind = custom.LambdaRuntime if spec["adapter"] == "lambda" else custom.HttpServerRuntime
+    kind(spec, sock, protocol, webapp).run()
+    os._exit(0)
+
+
+def _become(spec: dict[str, Any], sock: socket.socket) -> None:
+    """An instance of another language: exec its runtime program, with the instance's
+    socket on fd 3 and the spec (JSON) readable on fd 4. stderr stays the runtime log
+    until the program takes over (its start-up failures land there)."""
+    import json
+
+    data = json.dumps(spec).encode()
+    read, write = os.pipe()
+    if len(data) > 60_000:  # over a pipe's buffer: write it from a child
+        if os.fork() == 0:
+            os.close(read)
+            os.write(write, data)
+            os._exit(0)
+    else:
+        os.write(write, data)
+    os.close(write)
+    high_sock, high_read = os.dup(sock.fileno()), os.dup(read)
+    os.dup2(high_sock, 3)
+    os.dup2(high_read, 4)
+    for fd in (high_sock, high_read, read, sock.detach()):
+        if fd not in (3, 4):
+            os.close(fd)
+    os.chdir(spec["codeDir"])
+    argv = spec["exec"]
+    os.execve(argv[0], argv, {**spec["env"], "FUNCLET_RUNTIME_FDS": "3,4"})
 
 
 def _instance(spec: dict[str, Any], sock: socket.socket) -> None:
@@ -404,6 +445,7 @@ class _Runtime:
         log = _Capture.fallback
         try:
             self.handler = _load(spec["handler"], "Handler")
+            self.kind = webapp.kind_of(self.handler)
             init = spec.get("initializer")
             pre_stop = spec.get("preStop")
             self.pre_stop = _load(pre_stop["handler"], "PreStop handler") if pre_stop else None
@@ -425,7 +467,8 @@ class _Runtime:
             os._exit(0)
         init_ms = (time.monotonic() - started) * 1000
         _Capture.fallback = _Log()
-        self.send({"type": protocol.READY, "initMs": init_ms, "log": log.text()})
+        self.send({"type": protocol.READY, "initMs": init_ms, "log": log.text(),
+                   "handlerKind": self.kind})
 
     # -- warm loop ----------------------------------------------------
 
@@ -437,10 +480,12 @@ class _Runtime:
         """
         run: Callable[..., Any] = lambda fn, *args: fn(*args)  # noqa: E731
         concurrency = self.spec.get("instanceConcurrency", 1)
-        if concurrency > 1:
+        # A web app reads its request body while this thread receives it: never inline.
+        if concurrency > 1 or self.kind != webapp.EVENT:
             from concurrent.futures import ThreadPoolExecutor
 
             run = ThreadPoolExecutor(concurrency, thread_name_prefix="handler").submit
+        self.bodies: dict[str, Any] = {}
         while True:
             frame = protocol.read_frame(self.sock)
             if frame is None:
@@ -448,7 +493,13 @@ class _Runtime:
             header, body = frame
             kind = header["type"]
             if kind == protocol.INVOKE:
+                if "http" in header:
+                    self.bodies[header["id"]] = webapp.Body()
                 run(self.invoke, header, body)
+            elif kind == protocol.BODY:
+                request_body = self.bodies.get(header["id"])
+                if request_body is not None:
+                    request_body.put(body, header.get("more", False))
             elif kind == protocol.PRE_STOP:
                 self.run_pre_stop(header)
 
@@ -462,8 +513,11 @@ class _Runtime:
         _Capture.fallback = log
         ctx = Context(request_id, self.spec, header["deadline"], self.logger)
         try:
-            value = self.handler(event, ctx)
-            body = _to_bytes(value)
+            if "http" in header:
+                self.serve_http(header, ctx)
+                body = b""
+            else:
+                body = _to_bytes(self.handler(event, ctx))
         except Exception as exc:
             error = _user_error(exc)
             log.write(f"FC Invoke End RequestId: {request_id}\n")
@@ -474,6 +528,21 @@ class _Runtime:
         log.write(f"FC Invoke End RequestId: {request_id}\n")
         current.log = None
         self.send({"type": protocol.RESULT, "id": request_id, "log": log.text()}, body)
+
+    def serve_http(self, header: dict[str, Any], ctx: Context) -> None:
+        """A web app's request: its response goes out as it is produced."""
+        request_id = header["id"]
+        body = self.bodies[request_id]
+        try:
+            if self.kind == webapp.WSGI:
+                webapp.serve_wsgi(self.handler, header["http"], body, request_id, ctx,
+                                  self.send)
+            elif self.kind == webapp.ASGI:
+                webapp.serve_asgi(self.handler, header["http"], body, request_id, self.send)
+            else:
+                raise TypeError("the handler is not a WSGI or ASGI application")
+        finally:
+            del self.bodies[request_id]
 
     def run_pre_stop(self, header: dict[str, Any]) -> None:
         log = _Log()

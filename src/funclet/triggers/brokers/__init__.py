@@ -1,0 +1,90 @@
+"""The brokers a message-queue trigger consumes from, each behind one small seam.
+
+A ``Broker`` connects, hands out messages already shaped as CloudEvents records, and
+acknowledges them when told; it knows nothing of batches, invocations or retries (that
+is ``triggers.consumers``). One module per broker: ``redis_streams``, ``rabbitmq``,
+``jetstream``, ``mqtt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from funclet.triggers.config import BrokerConfig
+
+
+@dataclass(frozen=True)
+class Names:
+    """Who consumes: the trigger, as the broker-side names derived from it."""
+
+    function_name: str
+    trigger_name: str
+    trigger_id: str
+
+    @property
+    def group(self) -> str:
+        """The Redis consumer group, the JetStream durable consumer."""
+        return f"funclet-{self.function_name}-{self.trigger_name}"
+
+    def mqtt_client_id(self, topic: str) -> str:
+        """A stable MQTT client id (its persistent session). The topic is part of it, so
+        a changed topic starts a new session rather than inheriting the old
+        subscription; 23 characters, the MQTT 3.1.1 limit every broker accepts."""
+        key = f"{self.function_name}/{self.trigger_name}/{topic}".encode()
+        return "funclet-" + hashlib.sha256(key).hexdigest()[:15]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One received message, ready to go into a batch event."""
+
+    record: dict[str, Any]  # its CloudEvents record
+    key: str | None  # the same on every redelivery (entry id, stream sequence), else None
+    handle: Any = None  # what the broker acknowledges it by
+
+
+class Broker(Protocol):
+    """One connection to one broker, consuming one stream, queue, subject or topic."""
+
+    url: str  # the broker's URL without credentials: for logs and ``lastError``
+    pipeline: int  # how many batches may await their accept at once
+
+    async def connect(self) -> None:
+        """Connect and set up what to consume (group, queue, durable, subscription)."""
+
+    async def receive(self, limit: int, wait_s: float) -> list[Message]:
+        """Up to ``limit`` messages: waits up to ``wait_s`` for the first, then takes
+        what is there already; ``[]`` if nothing came."""
+
+    async def keep(self, batch: list[Message]) -> None:
+        """Still working on these (their accept is being retried): keep them ours."""
+
+    async def ack(self, batch: list[Message]) -> None:
+        """Acknowledge these: their invocation is accepted."""
+
+    async def close(self, unbatched: list[Message]) -> None:
+        """Disconnect; what is unacknowledged goes back to (or stays with) the broker,
+        ``unbatched`` (received, never in a batch) at once where the broker allows."""
+
+
+def open_broker(config: BrokerConfig, names: Names) -> Broker:
+    """The broker a trigger's config names (not connected yet)."""
+    if config.kind == "redis":
+        from funclet.triggers.brokers.redis_streams import RedisStream
+
+        return RedisStream(config, names)
+    if config.kind == "rabbitmq":
+        from funclet.triggers.brokers.rabbitmq import RabbitQueue
+
+        return RabbitQueue(config, names)
+    if config.kind == "nats":
+        from funclet.triggers.brokers.jetstream import JetStreamConsumer
+
+        return JetStreamConsumer(config, names)
+    if config.kind == "mqtt":
+        from funclet.triggers.brokers.mqtt import MqttSubscription
+
+        return MqttSubscription(config, names)
+    raise ValueError(f"no broker of kind {config.kind!r}")

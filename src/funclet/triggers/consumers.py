@@ -1,0 +1,230 @@
+"""Message-queue triggers: each batch of messages becomes one async invocation.
+
+One consumer per trigger, in a loop of its own:
+
+1. connect to the broker (``triggers.brokers``) and set up what to read;
+2. wait for a first message, then fill the batch up to ``batchSize`` with what arrives
+   within ``batchWindowInSeconds`` (0: what is there already);
+3. enqueue the batch as one async task whose event is a JSON list of CloudEvents
+   records, retrying with backoff while that fails (the messages stay unacknowledged);
+4. once the enqueue returned (the task is committed), acknowledge the batch.
+
+Up to ``Broker.pipeline`` batches wait for their accept at once, so reading goes on
+while the task store commits. A broker that cannot be reached, or goes away, is
+reconnected after 0.5 s, doubling to 30 s, with jitter; ``status()`` says how it goes.
+Delivery is at least once: see docs/message-triggers.md for each broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from funclet.triggers.brokers import Broker, Message, Names, open_broker
+from funclet.triggers.brokers.events import reason, task_id
+from funclet.triggers.config import BrokerConfig
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (function name, trigger name)
+# (function name, event, task id): accept an async invocation durably
+Enqueue = Callable[[str, bytes, str], Awaitable[object]]
+_FIRST_WAIT_S = 5.0  # one wait for a first message; the loop then waits again
+_GRACE_S = 3.0
+_READ_AHEAD = 200  # messages one read may bring beyond the batch at hand  # at stop: how long batches being enqueued may finish and be acknowledged
+
+
+class ConsumerState(enum.StrEnum):
+    CONNECTING = "Connecting"
+    CONNECTED = "Connected"
+    ERROR = "Error"
+
+
+def backoff_s(attempt: int, jitter: float) -> float:
+    """The wait before reconnect ``attempt`` (0, 1, …): 0.5 s doubling to 30 s, times
+    ``jitter`` (0.8–1.2), so many triggers on one broker do not come back in step."""
+    return min(30.0, 0.5 * 2.0 ** min(attempt, 6)) * jitter
+
+
+def _jitter() -> float:
+    return random.uniform(0.8, 1.2)
+
+
+class Consumers:
+    """The consumers of all message-queue triggers, by (function, trigger)."""
+
+    def __init__(self, enqueue: Enqueue) -> None:
+        self._enqueue = enqueue
+        self._consumers: dict[Key, _Consumer] = {}
+        self._stopping: dict[Key, asyncio.Task[None]] = {}
+
+    def put(self, key: Key, trigger_id: str, config: BrokerConfig) -> None:
+        """Start a trigger's consumer (or restart it with a new config)."""
+        self.remove(key)
+        names = Names(key[0], key[1], trigger_id)
+        self._consumers[key] = _Consumer(names, config, self._enqueue,
+                                         after=self._stopping.get(key))
+
+    def remove(self, key: Key) -> None:
+        """Stop a trigger's consumer and forget it; it finishes in the background."""
+        consumer = self._consumers.pop(key, None)
+        if consumer is None:
+            return
+        task = consumer.cancel()
+        self._stopping[key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._stopping.get(key) is done:
+                del self._stopping[key]
+
+        task.add_done_callback(forget)
+
+    def status(self, key: Key) -> tuple[str, str | None]:
+        """("Connecting" | "Connected" | "Error", the last error or None)."""
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            return ConsumerState.CONNECTING.value, None
+        return consumer.state.value, consumer.error
+
+    async def stop(self) -> None:
+        """Stop every consumer; what is not acknowledged stays with its broker."""
+        for key in list(self._consumers):
+            self.remove(key)
+        if self._stopping:
+            await asyncio.gather(*self._stopping.values(), return_exceptions=True)
+
+
+class _Consumer:
+    """One trigger's loop: connect, batch, enqueue, acknowledge (see the module
+    docstring). Only this object changes its ``state``."""
+
+    def __init__(self, names: Names, config: BrokerConfig, enqueue: Enqueue,
+                 after: asyncio.Task[None] | None) -> None:
+        self.names = names
+        self.config = config
+        self.state = ConsumerState.CONNECTING
+        self.error: str | None = None
+        self._enqueue = enqueue
+        self._failing = 0  # batches whose enqueue is failing now
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._carry: list[Message] = []  # read, not yet in a batch
+        self._label = f"{names.function_name}/{names.trigger_name}"
+        self._task = asyncio.get_running_loop().create_task(self._run(after))
+
+    def cancel(self) -> asyncio.Task[None]:
+        self._task.cancel()
+        return self._task
+
+    async def _run(self, after: asyncio.Task[None] | None) -> None:
+        if after is not None:  # the same trigger's previous consumer: its acks first
+            await asyncio.wait({after})
+        attempt = 0
+        while True:
+            broker = open_broker(self.config, self.names)
+            connected = False
+            delay = backoff_s(attempt, _jitter())
+            try:
+                self._set(ConsumerState.CONNECTING, self.error)
+                await broker.connect()
+                connected, attempt = True, 0
+                self._set(ConsumerState.CONNECTED, None)
+                log.info("Trigger %s is consuming %s from %s.", self._label,
+                         self.config.source, broker.url)
+                await self._consume(broker)
+            except Exception as exc:
+                why = reason(exc)
+                verb = "lost the connection to" if connected else "cannot connect to"
+                self._set(ConsumerState.ERROR, f"{verb} {broker.url}: {why}")
+                attempt += 1
+                log.warning("Trigger %s %s %s (%s); trying again in %.1f s.",
+                            self._label, verb, broker.url, why, delay)
+            finally:
+                await self._finish(broker)
+            await asyncio.sleep(delay)
+
+    async def _consume(self, broker: Broker) -> None:
+        slots = asyncio.Semaphore(max(1, broker.pipeline))
+        failed: list[BaseException] = []
+
+        def done(task: asyncio.Task[None]) -> None:
+            slots.release()
+            self._deliveries.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                failed.append(exc)
+
+        while True:
+            await slots.acquire()
+            if failed:  # an acknowledgement failed: the connection is not to be trusted
+                raise failed[0]
+            try:
+                batch = await self._next_batch(broker)
+            except BaseException:
+                slots.release()
+                raise
+            task = asyncio.get_running_loop().create_task(self._deliver(broker, batch))
+            self._deliveries.add(task)
+            task.add_done_callback(done)
+
+    async def _next_batch(self, broker: Broker) -> list[Message]:
+        size, window = self.config.batch_size, self.config.batch_window_s
+        # One read may bring several batches (fewer round trips); the rest waits here.
+        ahead = min(_READ_AHEAD, size * max(1, broker.pipeline))
+        while not self._carry:
+            self._carry = await broker.receive(ahead, _FIRST_WAIT_S)
+        batch, self._carry = self._carry[:size], self._carry[size:]
+        deadline = asyncio.get_running_loop().time() + window
+        while len(batch) < size and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            batch += await broker.receive(size - len(batch), left)
+        return batch
+
+    async def _deliver(self, broker: Broker, batch: list[Message]) -> None:
+        """Enqueue the batch until that works, then acknowledge it."""
+        kind, function_name = self.config.kind, self.names.function_name
+        tid = task_id(kind, self.names.trigger_id, (m.key for m in batch))
+        event = orjson.dumps([m.record for m in batch])
+        attempt = 0
+        while True:
+            try:
+                await self._enqueue(function_name, event, tid)
+                break
+            except Exception as exc:
+                if attempt == 0:
+                    self._failing += 1
+                delay = backoff_s(attempt, _jitter())
+                attempt += 1
+                self._set(ConsumerState.ERROR, f"could not enqueue an invocation of "
+                          f"function {function_name}: {reason(exc)}")
+                log.warning("Trigger %s could not enqueue async task %s for %d messages "
+                            "(%s); they stay unacknowledged, trying again in %.1f s.",
+                            self._label, tid, len(batch), reason(exc), delay)
+                await broker.keep(batch)
+                await asyncio.sleep(delay)
+        if attempt:
+            self._failing -= 1
+            if not self._failing and self.state is ConsumerState.ERROR:
+                self._set(ConsumerState.CONNECTED, None)
+        await broker.ack(batch)
+
+    async def _finish(self, broker: Broker) -> None:
+        """Let batches being enqueued finish (briefly), then close the connection."""
+        try:
+            if self._deliveries:
+                await asyncio.wait(set(self._deliveries), timeout=_GRACE_S)
+        finally:
+            for task in list(self._deliveries):
+                task.cancel()
+            if self._deliveries:
+                await asyncio.gather(*self._deliveries, return_exceptions=True)
+            unbatched, self._carry, self._failing = self._carry, [], 0
+            try:
+                await asyncio.wait_for(broker.close(unbatched), _GRACE_S)
+            except Exception as exc:
+                log.debug("Trigger %s could not close its connection to %s cleanly: %s.",
+                          self._label, broker.url, reason(exc))
+
+    def _set(self, state: ConsumerState, error: str | None) -> None:
+        self.state, self.error = state, error
