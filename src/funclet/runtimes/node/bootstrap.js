@@ -1,0 +1,298 @@
+// The Node.js runtime: one instance of a function, speaking funclet's frame protocol.
+//
+// Started inside the instance's sandbox with the instance socket on fd 3 and its spec
+// (JSON) readable on fd 4 (see docs/runtimes.md). Loads the handler `file.export`
+// (CommonJS or ES module), runs the initializer once, says `ready`, then answers
+// `invoke` and `pre_stop` frames until the socket closes. Handlers may be FC's
+// callback style `(event, context, callback)` or async `(event, context)`.
+'use strict';
+
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const { AsyncLocalStorage } = require('async_hooks');
+const { pathToFileURL } = require('url');
+const util = require('util');
+
+const LOG_LIMIT = 1024 * 1024;
+const HERE = __filename;
+
+// -- frames -----------------------------------------------------------------------------
+
+function encode(header, body) {
+  const head = Buffer.from(JSON.stringify(header), 'utf8');
+  const data = body ? (Buffer.isBuffer(body) ? body : Buffer.from(body)) : Buffer.alloc(0);
+  const prefix = Buffer.alloc(8);
+  prefix.writeUInt32BE(head.length, 0);
+  prefix.writeUInt32BE(data.length, 4);
+  return Buffer.concat([prefix, head, data]);
+}
+
+class Frames {
+  constructor(socket, onFrame) {
+    this.buf = Buffer.alloc(0);
+    socket.on('data', (chunk) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+      while (this.buf.length >= 8) {
+        const headLen = this.buf.readUInt32BE(0);
+        const bodyLen = this.buf.readUInt32BE(4);
+        const end = 8 + headLen + bodyLen;
+        if (this.buf.length < end) return;
+        const header = JSON.parse(this.buf.subarray(8, 8 + headLen).toString('utf8'));
+        const body = Buffer.from(this.buf.subarray(8 + headLen, end));
+        this.buf = this.buf.subarray(end);
+        onFrame(header, body);
+      }
+    });
+  }
+}
+
+// -- logs: one per invocation, found through the async context ---------------------------
+
+class Log {
+  constructor() { this.parts = []; this.size = 0; this.cut = false; }
+  write(text) {
+    if (this.cut) return;
+    if (this.size + text.length > LOG_LIMIT) {
+      this.parts.push(text.slice(0, Math.max(0, LOG_LIMIT - this.size)));
+      this.parts.push('\n[log truncated: over 1 MiB]\n');
+      this.cut = true;
+      return;
+    }
+    this.parts.push(text);
+    this.size += text.length;
+  }
+  text() { return this.parts.join(''); }
+}
+
+const current = new AsyncLocalStorage();
+let fallback = new Log(); // output outside any invocation: module code, timers
+const logOf = () => (current.getStore() || { log: fallback }).log;
+
+function stamp() { return new Date().toISOString(); }
+
+function line(level, args) {
+  const store = current.getStore();
+  const id = store ? store.requestId : '';
+  logOf().write(`${stamp()} ${id} [${level}] ${util.format(...args)}\n`);
+}
+
+console.log = (...a) => line('INFO', a);
+console.info = (...a) => line('INFO', a);
+console.debug = (...a) => line('DEBUG', a);
+console.warn = (...a) => line('WARN', a);
+console.error = (...a) => line('ERROR', a);
+console.trace = (...a) => line('TRACE', a);
+for (const stream of [process.stdout, process.stderr]) {
+  stream.write = (chunk, encoding, cb) => {
+    logOf().write(Buffer.isBuffer(chunk) ? chunk.toString('utf8') : String(chunk));
+    if (typeof encoding === 'function') encoding();
+    else if (typeof cb === 'function') cb();
+    return true;
+  };
+}
+
+const logger = {
+  debug: (...a) => line('DEBUG', a),
+  info: (...a) => line('INFO', a),
+  log: (...a) => line('INFO', a),
+  warn: (...a) => line('WARN', a),
+  error: (...a) => line('ERROR', a),
+};
+
+// -- errors: FC's body, the runtime's frames removed ---------------------------------------
+
+function userError(err, prefix = '', type = undefined) {
+  const e = err instanceof Error ? err : new Error(typeof err === 'string' ? err : util.inspect(err));
+  const stack = String(e.stack || '').split('\n').slice(1)
+    .filter((l) => !l.includes(HERE) && !l.includes('node:internal'))
+    .map((l) => l.trim());
+  return {
+    errorMessage: prefix + (e.message || e.name || 'Error'),
+    errorType: type || e.name || 'Error',
+    stackTrace: stack,
+  };
+}
+
+class Failure extends Error {
+  constructor(error) { super(error.errorMessage); this.error = error; }
+}
+
+// -- loading `file.export` -------------------------------------------------------------------
+
+async function load(handler, what, codeDir) {
+  const dot = handler.lastIndexOf('.');
+  const file = handler.slice(0, dot);
+  const name = handler.slice(dot + 1);
+  const base = path.resolve(codeDir, file);
+  const found = ['.js', '.mjs', '.cjs', ''].map((ext) => base + ext)
+    .find((p) => fs.existsSync(p) && fs.statSync(p).isFile());
+  if (!found) {
+    throw new Failure({ errorMessage: `Cannot find module '${file}' (looked for ${file}.js, ${file}.mjs, ${file}.cjs)`,
+      errorType: 'Runtime.ImportModuleError', stackTrace: [] });
+  }
+  let mod;
+  try {
+    if (found.endsWith('.mjs')) {
+      mod = await import(pathToFileURL(found).href);
+    } else {
+      try {
+        mod = require(found);
+      } catch (err) {
+        if (err && err.code === 'ERR_REQUIRE_ESM') mod = await import(pathToFileURL(found).href);
+        else throw err;
+      }
+    }
+  } catch (err) {
+    if (err instanceof Failure) throw err;
+    const type = err instanceof SyntaxError ? 'Runtime.UserCodeSyntaxError' : 'Runtime.ImportModuleError';
+    throw new Failure(userError(err, `Unable to import module '${file}': `, type));
+  }
+  let fn = mod && mod[name];
+  if (typeof fn !== 'function' && mod && mod.default && typeof mod.default[name] === 'function') {
+    fn = mod.default[name];
+  }
+  if (typeof fn !== 'function') {
+    throw new Failure({ errorMessage: `${what} '${name}' missing on module '${file}'`,
+      errorType: 'Runtime.HandlerNotFound', stackTrace: [] });
+  }
+  return fn;
+}
+
+// -- context -----------------------------------------------------------------------------------
+
+function makeContext(requestId, spec, deadlineMs) {
+  const init = spec.initializer || {};
+  return {
+    requestId,
+    function: {
+      name: spec.functionName, handler: spec.handler, memory: spec.memorySize,
+      timeout: spec.timeout, initializer: init.handler || '',
+      initializationTimeout: init.timeout || 0,
+    },
+    region: spec.region,
+    accountId: spec.accountId,
+    credentials: { accessKeyId: '', accessKeySecret: '', securityToken: '' },
+    logger,
+    getRemainingTimeInMillis: () => Math.max(0, Math.floor(deadlineMs - Date.now())),
+  };
+}
+
+// Calls fn(...args, callback) or awaits its promise: { value } or { error, handled }.
+function call(fn, args) {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (out) => { if (!done) { done = true; resolve(out); } };
+    const callback = (err, value) => {
+      if (err !== null && err !== undefined) finish({ error: err, handled: true });
+      else finish({ value });
+    };
+    try {
+      const out = fn.length > args.length ? fn(...args, callback) : fn(...args);
+      if (out && typeof out.then === 'function') {
+        out.then((value) => finish({ value }), (error) => finish({ error, handled: false }));
+      } else if (fn.length <= args.length) {
+        finish({ value: out });
+      }
+    } catch (error) {
+      finish({ error, handled: false });
+    }
+  });
+}
+
+function toBody(value) {
+  if (value === undefined || value === null) return Buffer.alloc(0);
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+// -- the instance ------------------------------------------------------------------------------
+
+async function main() {
+  const spec = JSON.parse(fs.readFileSync(4, 'utf8'));
+  fs.closeSync(4);
+  const socket = new net.Socket({ fd: 3, readable: true, writable: true });
+  const send = (header, body) => socket.write(encode(header, body));
+  const started = process.hrtime.bigint();
+  const initLog = fallback;
+  let handler;
+  let preStop = null;
+  try {
+    handler = await load(spec.handler, 'Handler', spec.codeDir);
+    if (spec.preStop) preStop = await load(spec.preStop.handler, 'PreStop handler', spec.codeDir);
+    if (spec.initializer) {
+      const initializer = await load(spec.initializer.handler, 'Initializer', spec.codeDir);
+      send({ type: 'initializing' });
+      const requestId = spec.requestId || '';
+      initLog.write(`FC Initialize Start RequestId: ${requestId}\n`);
+      const ctx = makeContext(requestId, spec, Date.now() + spec.initializer.timeout * 1000);
+      const out = await current.run({ log: initLog, requestId }, () => call(initializer, [ctx]));
+      initLog.write(`FC Initialize End RequestId: ${requestId}\n`);
+      if (out.error !== undefined) throw new Failure(userError(out.error, 'Initializer failed: '));
+    }
+  } catch (err) {
+    const error = err instanceof Failure ? err.error : userError(err);
+    send({ type: 'init_error', error, log: initLog.text() });
+    socket.end(() => process.exit(0));
+    return;
+  }
+  fallback = new Log();
+  const initMs = Number(process.hrtime.bigint() - started) / 1e6;
+  send({ type: 'ready', initMs, log: initLog.text(), handlerKind: 'event' });
+
+  async function invoke(header, event) {
+    const requestId = header.id;
+    const log = new Log();
+    log.write(`FC Invoke Start RequestId: ${requestId}\n`);
+    const ctx = makeContext(requestId, spec, header.deadline);
+    const out = await current.run({ log, requestId }, () => call(handler, [event, ctx]));
+    if (out.error !== undefined) {
+      const error = userError(out.error);
+      log.write(`FC Invoke End RequestId: ${requestId}\n`);
+      send({ type: 'error', id: requestId, error, handled: out.handled, log: log.text() });
+      return;
+    }
+    let body;
+    try {
+      body = toBody(out.value);
+    } catch (err) {
+      log.write(`FC Invoke End RequestId: ${requestId}\n`);
+      send({ type: 'error', id: requestId, error: userError(err), log: log.text() });
+      return;
+    }
+    log.write(`FC Invoke End RequestId: ${requestId}\n`);
+    send({ type: 'result', id: requestId, log: log.text() }, body);
+  }
+
+  async function runPreStop(header) {
+    const log = new Log();
+    const requestId = header.id || '';
+    let error = null;
+    if (preStop) {
+      log.write(`FC PreStop Start RequestId: ${requestId}\n`);
+      const ctx = makeContext(requestId, spec, header.deadline);
+      const out = await current.run({ log, requestId }, () => call(preStop, [ctx]));
+      if (out.error !== undefined) error = userError(out.error);
+      log.write(`FC PreStop End RequestId: ${requestId}\n`);
+    }
+    send({ type: 'pre_stop_done', error, log: log.text() });
+  }
+
+  new Frames(socket, (header, body) => {
+    if (header.type === 'invoke') invoke(header, body);
+    else if (header.type === 'pre_stop') runPreStop(header);
+  });
+  socket.on('end', () => process.exit(0));
+  socket.on('error', () => process.exit(0));
+}
+
+process.on('uncaughtException', (err) => {
+  line('ERROR', [`Uncaught exception: ${err && err.stack ? err.stack : err}`]);
+});
+process.on('unhandledRejection', (err) => {
+  line('ERROR', [`Unhandled promise rejection: ${err && err.stack ? err.stack : err}`]);
+});
+
+main();
