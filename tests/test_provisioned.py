@@ -113,3 +113,18 @@ def test_a_provisioned_instance_that_crashes_is_replaced(client: httpx.Client) -
     first = invoke(client, name).text
     kill_instance(first)
     wait_for(lambda: _config(client, name)["current"] == 1 and invoke(client, name).text != first)
+
+
+def test_provisioned_instances_take_the_place_of_idle_on_demand_ones(tmp_path: Path) -> None:
+    server = start_server(tmp_path, FUNCLET_MAX_INSTANCES="2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            busy = [deploy(client, CODE) for _ in range(2)]
+            for name in busy:  # the account's two slots, held by idle instances
+                assert invoke(client, name).status_code == 200
+            name = deploy(client, CODE)
+            client.put(f"{API}/functions/{name}/provision-config", json={"target": 1})
+            wait_for(lambda: _config(client, name)["current"] == 1, timeout=15)
+            assert invoke(client, name).headers["x-funclet-start-kind"] == "provisioned"
+    finally:
+        stop_server(server)

@@ -8,7 +8,7 @@ import pytest
 from funclet.runtimes import discover
 from tests.helpers import deploy, invoke
 
-RUNTIMES = sorted(discover())
+RUNTIMES = sorted(n for n, r in discover().items() if r.language == "python")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -83,7 +83,7 @@ class Platform:
             base_env=base_env,
             on_change=self._instance_changed,
             on_room=self.admission.offer_room,
-            take_slot=self.admission.try_slot,
+            take_slot=self.admission.slot_for_provisioning,
         )
         self.registry = Registry(deps, settings.keep_alive_seconds)
         self.invoker = Invoker(

@@ -395,7 +395,7 @@ class Pool:
             if not self._deps.take_slot(self.version.name):
                 self.provision_error = (
                     "no instance slot is free (the account's or the function's limit)")
-                self._provision_retry_at = now + 1.0
+                self._provision_retry_at = now + 0.25  # an idle instance may be going
                 return
             task = asyncio.get_running_loop().create_task(self._provision_one())
             self._stopping.add(task)

@@ -120,6 +120,17 @@ class Admission:
             return True
         return False
 
+    def slot_for_provisioning(self, function: str) -> bool:
+        """A slot for a provisioned instance. Provisioned capacity comes before idle
+        on-demand instances: without a free slot, one idle instance of the same pool is
+        evicted (``False`` now; its slot is free once it has stopped)."""
+        if self.try_slot(function):
+            return True
+        if not self._eligible_waiter_ahead(function):
+            pool = self._pool(function)
+            self._evict(lambda fn: self._in_pool(fn, pool))
+        return False
+
     def release_slot(self, function: str) -> None:
         """An instance of ``function`` stopped (or a granted slot went unused)."""
         self.live[function] -= 1
