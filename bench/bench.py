@@ -15,7 +15,7 @@ Runs, on this machine and in one go:
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|limits|async|triggers ...]
+       [--only sync|limits|async|triggers|runtimes ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -326,7 +326,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
-SECTIONS = ("sync", "limits", "async", "triggers")
+SECTIONS = ("sync", "limits", "async", "triggers", "runtimes")
 
 
 def main() -> None:
@@ -570,6 +570,120 @@ def bench_triggers(args: argparse.Namespace, env: dict[str, str]) -> None:
     print("|-----------|-------------|------------|")
     for size, result in ((1, redis_1), (10, redis_10)):
         print(f"| {size:>9} | {result['invocations']:>11,.0f} | {result['rate']:>10,.0f} |")
+
+
+NODE_HELLO = b"exports.handler = async () => 'hello, bench!';\n"
+CUSTOM_HELLO = b"""import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1  # headers and body in one write: no Nagle stall on a kept-alive connection
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "13")
+        self.end_headers()
+        self.wfile.write(b"hello, bench!")
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["FC_SERVER_PORT"])), H).serve_forever()
+"""
+RIC_HELLO = b"def handler(event, context):\n    return 'hello, bench!'\n"
+RIC_BOOTSTRAP = b'#!/bin/sh\ncd "$LAMBDA_TASK_ROOT"\nexec python3 -m awslambdaric "$_HANDLER"\n'
+
+
+def _package(files: dict[str, bytes], vendored: Path | None = None) -> str:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o755 << 16
+            zf.writestr(info, data)
+        if vendored is not None:
+            for path in vendored.rglob("*"):
+                rel = path.relative_to(vendored).as_posix()
+                if path.is_file() and not rel.startswith("bin/") and "__pycache__" not in rel:
+                    zf.write(path, rel)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _kinds() -> dict[str, dict[str, object]]:
+    """The hello function of each kind of runtime, as CreateFunction bodies."""
+    from funclet.packaging import vendor_requirements
+
+    ric = Path(tempfile.mkdtemp(prefix="bench-ric-"))
+    (ric / "requirements.txt").write_text("awslambdaric\n")
+    vendored = vendor_requirements(ric, "custom.lambda", Path.home() / ".cache/funclet/deps")
+    python = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    return {
+        "python": {"runtime": python, "handler": "index.handler",
+                   "code": {"zipFile": _package({"index.py": HELLO})}},
+        "nodejs20": {"runtime": "nodejs20", "handler": "index.handler",
+                     "code": {"zipFile": _package({"index.js": NODE_HELLO})}},
+        "custom (http.server)": {
+            "runtime": "custom.debian12", "handler": "index.handler",
+            "customRuntimeConfig": {"command": ["python3", "server.py"]},
+            "code": {"zipFile": _package({"server.py": CUSTOM_HELLO})}},
+        "awslambdaric": {"runtime": "custom.lambda", "handler": "app.handler",
+                         "code": {"zipFile": _package({"app.py": RIC_HELLO,
+                                                       "bootstrap": RIC_BOOTSTRAP}, vendored)}},
+    }
+
+
+def measure_runtime(url: str, kind: str, body: dict[str, object], n: int,
+                    duration: int) -> dict[str, float]:
+    """Cold starts of ``n`` fresh functions (a pause between them: a runtime that starts
+    instances ahead refills), then wrk on the last one at 1 and 32 connections."""
+    times = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(n):
+            name = f"bench-rt-{kind.split()[0]}-{i}-{os.getpid()}"
+            client.post("/2023-03-30/functions",
+                        json={"functionName": name, **body}).raise_for_status()
+            time.sleep(0.3)
+            client.get("/healthz")
+            t0 = time.perf_counter()
+            r = client.post(f"/2023-03-30/functions/{name}/invocations", content=b"{}")
+            times.append((time.perf_counter() - t0) * 1000)
+            assert r.content.strip(b'"') == b"hello, bench!" and r.headers[
+                "x-funclet-start-kind"] == \
+                "cold", (kind, r.content)
+        target = f"{url}/2023-03-30/functions/{name}/invocations"
+        print(f"{kind}: wrk at 1 and 32 connections ...", file=sys.stderr)
+        one = wrk(ensure_wrk(), target, 1, duration)
+        many = wrk(ensure_wrk(), target, 32, duration)
+    return {"cold_p50": pct(times, 50), "cold_p99": pct(times, 99), "warm_p50": one["p50"],
+            "rps_1": one["rps"], "rps_32": many["rps"]}
+
+
+def bench_runtimes(args: argparse.Namespace, env: dict[str, str]) -> None:
+    n = max(5, args.functions // 3)
+    kinds = _kinds()
+    results = {}
+    proc, url, data = start_funclet(env)
+    try:
+        for kind, body in kinds.items():
+            print(f"runtimes: {kind}, {n} cold starts ...", file=sys.stderr)
+            results[kind] = measure_runtime(url, kind, body, n, args.duration)
+    finally:
+        stop_funclet(proc, data)
+    print("runtimes: nodejs20 without instances started ahead ...", file=sys.stderr)
+    proc, url, data = start_funclet(env, FUNCLET_PRESTARTED_INSTANCES="0")
+    try:
+        bare = measure_runtime(url, "nodejs20", kinds["nodejs20"], n, 2)
+    finally:
+        stop_funclet(proc, data)
+
+    print(f"\nruntimes: a hello function each, {n} cold starts, wrk {args.duration} s\n")
+    print("| runtime              | cold p50 | cold p99 | warm p50 | req/s @1 | req/s @32 |")
+    print("|----------------------|----------|----------|----------|----------|-----------|")
+    rows = [*results.items(), ("nodejs20, none ahead", bare)]
+    for kind, r in rows:
+        print(f"| {kind:<20} | {r['cold_p50']:>8.1f} | {r['cold_p99']:>8.1f} | "
+              f"{r['warm_p50']:>8.3f} | {r['rps_1']:>8,.0f} | {r['rps_32']:>9,.0f} |")
+    print("\nms; nodejs20 cold starts take an instance started ahead (target p50 <= 20 ms); "
+          "the last row is without one.")
 
 
 if __name__ == "__main__":

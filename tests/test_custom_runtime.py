@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = -1  # headers and body in one write: no Nagle stall on a kept-alive connection
     def log_message(self, *a): pass
     def reply(self, status, data, headers=()):
         self.send_response(status)

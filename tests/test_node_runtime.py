@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import httpx
 import pytest
@@ -166,3 +167,44 @@ def test_a_slow_handler_times_out(client: httpx.Client) -> None:
                  "index.handler", timeout=1)
     r = invoke(client, name)
     assert r.json()["errorType"] == "FunctionTimeoutError", r.text
+
+
+PRESTART_PROBE = """
+const fs = require('fs');
+exports.handler = async () => {
+  let writable = true;
+  try { fs.writeFileSync('/code/x', 'y'); } catch (e) { writable = e.code; }
+  return { uptime: process.uptime(), instance: process.env.FC_INSTANCE_ID,
+           cwd: process.cwd(), files: fs.readdirSync('.'), writable,
+           marker: process.env.FUNCLET_SECRET_MARKER || null, custom: process.env.MINE };
+};
+exports.hog = async () => {
+  const keep = [];
+  for (let i = 0; i < 40; i++) keep.push(Buffer.alloc(16 * 1024 * 1024, 1));
+  return keep.length;
+};
+"""
+
+
+def test_a_cold_start_takes_a_pre_started_instance_and_makes_it_the_functions(
+    client: httpx.Client,
+) -> None:
+    _node(client, {"index.js": PRESTART_PROBE}, "index.handler")  # fills the pool
+    time.sleep(2)
+    name = _node(client, {"index.js": PRESTART_PROBE}, "index.handler",
+                 environmentVariables={"MINE": "yes"})
+    r = invoke(client, name)
+    assert r.headers["x-funclet-start-kind"] == "cold"
+    out = r.json()
+    assert out["uptime"] > 1.0  # started ahead, before this function existed
+    assert out["instance"] == r.headers["x-funclet-instance-id"]
+    assert out["cwd"] == "/code" and out["files"] == ["index.js"]
+    assert out["writable"] == "EROFS" and out["custom"] == "yes" and out["marker"] is None
+
+
+def test_a_specialised_instance_keeps_to_its_memory_limit(client: httpx.Client) -> None:
+    _node(client, {"index.js": PRESTART_PROBE}, "index.handler")
+    time.sleep(2)
+    name = _node(client, {"index.js": PRESTART_PROBE}, "index.hog", memorySize=256)
+    r = invoke(client, name)
+    assert r.json()["errorType"] == "Runtime.OutOfMemory", r.text

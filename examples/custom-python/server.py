@@ -18,6 +18,7 @@ INITIALIZED = []
 
 class Function(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = -1  # headers and body in one write: no Nagle stall on a kept-alive connection
 
     def reply(self, status, body, content_type="application/json"):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_queue_length: int = Field(10_000, ge=0)
     max_queue_wait_seconds: float | None = Field(None, ge=0)  # None: the function's timeout
     keep_alive_seconds: float = Field(180.0, gt=0)
+    # Instances started ahead for runtimes that cannot fork warm (Node.js), per runtime.
+    prestarted_instances: int = Field(2, ge=0, le=64)
     sandbox: bool = True  # isolate instances (namespaces, cgroups, uid) where the host can
     tmp_size_mb: int = Field(512, ge=1)  # each instance's private /tmp
     reclaim_interval_seconds: float = Field(1.0, gt=0)

@@ -64,7 +64,7 @@ class Platform:
             settings.sandbox, hide=tuple(dict.fromkeys(hide)), tmp_mb=settings.tmp_size_mb,
             # One cgroup folder per data folder: two funclets never touch each other's.
             name=f"funclet-{hashlib.sha256(data_dir.encode()).hexdigest()[:10]}",
-        ))
+        ), prestart=settings.prestarted_instances)
         base_env = {
             "FC_REGION": settings.region,
             "FC_ACCOUNT_ID": settings.account_id,

@@ -36,12 +36,19 @@ class Runtime:
         # Isolated, no site-packages, no bytecode written into the code package.
         return [self.interpreter, "-I", "-S", "-B", str(PYTHON_BOOTSTRAP)]
 
-    def exec_argv(self, memory_mb: int) -> list[str] | None:
-        """The program an instance becomes once sandboxed (None: Python, forked)."""
+    @property
+    def prestarts(self) -> bool:
+        """Instances are started ahead, then specialised (no zygote can fork them warm)."""
+        return self.language == "nodejs"
+
+    def exec_argv(self, memory_mb: int | None) -> list[str] | None:
+        """The program an instance becomes once sandboxed (None: Python, forked).
+        ``memory_mb`` None: started ahead, before its function (and memory) is known."""
         if self.language == "nodejs":
-            # The heap within the function's memory, leaving room for the rest.
-            return [self.interpreter, f"--max-old-space-size={max(32, memory_mb * 3 // 4)}",
-                    str(NODE_BOOTSTRAP)]
+            heap = [] if memory_mb is None else [
+                # The heap within the function's memory, leaving room for the rest.
+                f"--max-old-space-size={max(32, memory_mb * 3 // 4)}"]
+            return [self.interpreter, *heap, str(NODE_BOOTSTRAP)]
         return None
 
     @property

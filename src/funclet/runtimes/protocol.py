@@ -12,7 +12,8 @@ Instance → platform: ``initializing`` {} (the initializer starts now),
 ``ready`` {initMs, log, handlerKind}, ``init_error`` {error, log},
 ``result`` {id, log} + body, ``error`` {id, error, log}, ``pre_stop_done`` {log};
 for a web app, ``http_start`` {id, status, headers} and ``body`` {id} + bytes before
-the ``result`` that ends the response.
+the ``result`` that ends the response. A pre-started instance (started before it
+has a function) says ``prestarted`` {} and waits for ``specialize`` {spec}.
 
 The zygote's control socket is a SEQPACKET socket: one JSON object a packet,
 ``spawn`` packets carrying the instance's socket as SCM_RIGHTS.
@@ -37,6 +38,8 @@ ERROR = "error"
 PRE_STOP_DONE = "pre_stop_done"
 HTTP_START = "http_start"
 BODY = "body"
+PRESTARTED = "prestarted"  # instance → platform: started without a function, waiting
+SPECIALIZE = "specialize"  # platform → instance: {spec}: become this function's instance
 
 
 def encode(header: dict[str, Any], body: bytes = b"") -> bytes:

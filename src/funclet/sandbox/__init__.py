@@ -10,14 +10,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from funclet.runtimes import Runtime
-from funclet.sandbox.channel import Channel, ChannelClosed
+from funclet.runtimes import Runtime, protocol
+from funclet.sandbox.channel import INIT, Channel, ChannelClosed
 from funclet.sandbox.zygote import Exit, SandboxProcess, Zygote, ZygoteFailed
 
 __all__ = [
@@ -163,6 +164,17 @@ class SandboxConfig:
         ]
 
 
+PRESTART_MEMORY_MB = 32768  # until specialised: the most a function may have
+
+
+def _set_limits(paths: dict[str, str], limits: dict[str, dict[str, int]]) -> None:
+    """A specialised instance's cgroup limits: its function's memory, CPU weight."""
+    for controller, values in limits.items():
+        for name, value in values.items():
+            with open(os.path.join(paths[controller], name), "w") as f:
+                f.write(str(value))
+
+
 def _free_port() -> int:
     import socket
 
@@ -175,20 +187,34 @@ def _free_port() -> int:
 class Sandbox:
     """Creates isolated instance processes for any known runtime."""
 
-    def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig) -> None:
+    def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig,
+                 prestart: int = 2) -> None:
         self._runtimes = runtimes
         self._run_dir = run_dir
         self.config = config
         self._zygotes: dict[str, Zygote] = {}
         self._lock = asyncio.Lock()
         self._probed = False
+        self.prestart = prestart  # instances started ahead, per runtime that needs them
+        self._prestarted: dict[str, list[SandboxProcess]] = {}
+        self._prestarting: dict[str, set[asyncio.Task[None]]] = {}
+        self._closing = False
 
     async def warm_up(self, runtime: str) -> None:
-        """Start the runtime's zygote ahead of the first cold start."""
+        """Start the runtime's zygote (and instances started ahead) before the first cold
+        start."""
         await self._zygote(self._runtimes[runtime].zygote or runtime)
+        if self._runtimes[runtime].prestarts:
+            self._refill(runtime)
 
     async def create(self, runtime: str, spec: dict[str, Any]) -> SandboxProcess:
         rt = self._runtimes[runtime]
+        if rt.prestarts:
+            self._refill(runtime)
+            if spec.get("internetAccess", True):
+                process = await self._specialize(runtime, spec)
+                if process is not None:
+                    return process
         zygote = await self._zygote(rt.zygote or runtime)
         argv = rt.exec_argv(spec["memorySize"])
         if argv is not None:  # forked, sandboxed, then it becomes this program
@@ -209,6 +235,78 @@ class Sandbox:
             own_net = box is not None and box["namespaces"] and not box.get("network", True)
             spec["serverPort"] = spec["serverPort"] if own_net else _free_port()
         return await zygote.spawn(spec)
+
+    # -- pre-started instances --------------------------------------------------------
+    # A runtime that cannot fork a warm interpreter (Node.js) keeps a few instances
+    # started ahead: sandboxed, its interpreter loaded, no function yet. A cold start
+    # takes one and specialises it: the function's code is mounted at /code in its
+    # namespace, its cgroup limits set, its spec sent; then it loads the handler.
+
+    def _refill(self, runtime: str) -> None:
+        """Start instances ahead until the runtime has ``prestart`` of them."""
+        if self._closing:
+            return
+        waiting = self._prestarted.setdefault(runtime, [])
+        starting = self._prestarting.setdefault(runtime, set())
+        for _ in range(self.prestart - len(waiting) - len(starting)):
+            task = asyncio.get_running_loop().create_task(self._prestart(runtime))
+            starting.add(task)
+            task.add_done_callback(starting.discard)
+
+    async def _prestart(self, runtime: str) -> None:
+        rt = self._runtimes[runtime]
+        slot = f"p-{secrets.token_hex(8)}"
+        box = self.config.for_instance(slot, str(self._empty_code_dir()), PRESTART_MEMORY_MB,
+                                       True)
+        if box is None or not box["namespaces"]:
+            return  # without a mount namespace there is nowhere to put code later
+        argv = rt.exec_argv(None)
+        assert argv is not None
+        spec = {"prestarted": True, "codeDir": CODE_MOUNT, "sandbox": box, "exec": argv,
+                "env": {}, "memorySize": PRESTART_MEMORY_MB}
+        try:
+            zygote = await self._zygote(rt.zygote or runtime)
+            process = await zygote.spawn(spec)
+            header, _ = await asyncio.wait_for(process.channel.expect(INIT), 30)
+        except Exception as exc:  # the next cold start is simply not faster
+            log.warning("Could not start a %s instance ahead: %s", runtime, exc)
+            return
+        if header["type"] != protocol.PRESTARTED:
+            process.kill()
+            return
+        process.limits = box["cgroups"]
+        self._prestarted.setdefault(runtime, []).append(process)
+
+    async def _specialize(self, runtime: str, spec: dict[str, Any]) -> SandboxProcess | None:
+        """A pre-started instance of ``runtime`` made into ``spec``'s, if one is waiting."""
+        waiting = self._prestarted.get(runtime, [])
+        while waiting:
+            process = waiting.pop()
+            if process.channel.is_closed or process.exited.done():
+                continue
+            box = self.config.for_instance(spec["env"]["FC_INSTANCE_ID"], spec["codeDir"],
+                                           spec["memorySize"], True)
+            assert box is not None
+            try:
+                zygote = await self._zygote(self._runtimes[runtime].zygote or runtime)
+                await zygote.mount_code(process.pid, spec["codeDir"], CODE_MOUNT)
+                await asyncio.to_thread(_set_limits, process.limits, box["cgroupLimits"])
+            except (OSError, ZygoteFailed) as exc:
+                log.warning("A pre-started %s instance could not be specialised (%s); "
+                            "starting one afresh.", runtime, exc)
+                process.kill()
+                continue
+            env = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
+            process.channel.send({"type": protocol.SPECIALIZE,
+                                  "spec": dict(spec, env=env, codeDir=CODE_MOUNT)})
+            return process
+        return None
+
+    def _empty_code_dir(self) -> Path:
+        path = self._run_dir / "empty-code"
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o755)
+        return path
 
     async def _zygote(self, runtime: str) -> Zygote:
         zygote = self._zygotes.get(runtime)
@@ -248,6 +346,13 @@ class Sandbox:
             (log.warning if "off" in line.split(": ")[-1] else log.info)("Sandbox: %s", line)
 
     async def close(self) -> None:
+        self._closing = True
+        for tasks in self._prestarting.values():
+            for task in list(tasks):
+                task.cancel()
+        for waiting in self._prestarted.values():
+            for process in waiting:
+                process.kill()
         for zygote in self._zygotes.values():
             await zygote.stop()
         self._zygotes.clear()

@@ -20,6 +20,7 @@ _KEY_OF_TYPE = {
     protocol.INITIALIZING: INIT,
     protocol.READY: INIT,
     protocol.INIT_ERROR: INIT,
+    protocol.PRESTARTED: INIT,
     protocol.PRE_STOP_DONE: protocol.PRE_STOP,
 }
 

@@ -235,3 +235,33 @@ def probe(box: dict[str, Any]) -> dict[str, Any]:
         except OSError:
             pass
     return json.loads(data or b"{}")  # type: ignore[no-any-return]
+
+
+# -- putting code into a pre-started instance ---------------------------------------------
+
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64
+_OPEN_TREE_CLONE, _AT_RECURSIVE, _AT_EMPTY_PATH, _AT_FDCWD = 1, 0x8000, 0x1000, -100
+_MOVE_MOUNT_F_EMPTY_PATH = 4
+_MOUNT_ATTR_RDONLY, _MOUNT_ATTR_NOSUID, _MOUNT_ATTR_NODEV = 1, 2, 4
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_code(pid: int, code_dir: str, target: str) -> None:
+    """Mount ``code_dir`` read-only at ``target`` inside the mount namespace of ``pid`` (a
+    pre-started instance that had no code yet). Run it in a single-threaded child of a
+    root process: it enters that namespace (a detached copy of the folder, made here,
+    is moved in — the folder itself is hidden in there)."""
+    tree = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, code_dir.encode(),
+                         _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC)
+    _check(0 if tree >= 0 else -1, "open_tree")  # a file descriptor on success
+    attr = _MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV, 0, 0, 0)
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
+                         ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+    namespace = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    _check(_libc.setns(namespace, CLONE_NEWNS), "setns")
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, target.encode(),
+                         _MOVE_MOUNT_F_EMPTY_PATH), "move_mount")

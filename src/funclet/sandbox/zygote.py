@@ -43,6 +43,7 @@ class SandboxProcess:
     exited: asyncio.Future[Exit] = field(repr=False)
     cgroup: str | None = None  # a cgroup folder holding all of the instance's processes
     handler_kind: str = "event"  # what its runtime said the handler is (in ``ready``)
+    limits: dict[str, str] = field(default_factory=dict)  # pre-started: its cgroup folders
 
     def kill(self) -> None:
         """SIGKILL the instance and everything it started: its process group and, since
@@ -75,6 +76,7 @@ class Zygote:
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
         self._spawns: dict[int, asyncio.Future[tuple[int, asyncio.Future[Exit]]]] = {}
+        self._mounts: dict[int, asyncio.Future[Any]] = {}  # mount_code requests by sid
         self._exits: dict[int, asyncio.Future[Exit]] = {}
         self._next_sid = 0
         self._stopping = False
@@ -166,6 +168,27 @@ class Zygote:
                 self._ready.set_result(None)
             elif kind == "probed" and self._probe is not None and not self._probe.done():
                 self._probe.set_result(msg["found"])
+            elif kind == "mounted":
+                fut = self._mounts.pop(msg["sid"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg.get("error"))
+
+    async def mount_code(self, pid: int, code_dir: str, target: str) -> None:
+        """Mount a function's code into a pre-started instance (``OSError`` if it fails)."""
+        if self._control is None:
+            raise ZygoteFailed(f"runtime {self.name} is not running")
+        self._next_sid += 1
+        sid = self._next_sid
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._mounts[sid] = fut
+        self._control.send(orjson.dumps({"type": "mount", "sid": sid, "pid": pid,
+                                         "codeDir": code_dir, "target": target}))
+        try:
+            error = await asyncio.wait_for(fut, 10)
+        finally:
+            self._mounts.pop(sid, None)
+        if error:
+            raise OSError(f"the code could not be mounted into instance pid {pid}: {error}")
 
     async def probe(self, box: dict[str, Any]) -> dict[str, Any]:
         """Ask the zygote which protections work on this host (it tries, in a child)."""
@@ -183,13 +206,14 @@ class Zygote:
             if not self._stopping:
                 log.warning("The %s zygote exited; it restarts on the next cold start.", self.name)
         error = ZygoteFailed(f"runtime {self.name} exited")
-        for fut in [*self._spawns.values(), self._ready]:
+        for fut in [*self._spawns.values(), *self._mounts.values(), self._ready]:
             if fut is not None and not fut.done():
                 fut.set_exception(error)
         for exit_fut in self._exits.values():
             if not exit_fut.done():
                 exit_fut.set_result(Exit(-signal.SIGKILL))
         self._spawns.clear()
+        self._mounts.clear()
         self._exits.clear()
 
     async def stop(self) -> None:

@@ -31,6 +31,7 @@ function encode(header, body) {
 class Frames {
   constructor(socket, onFrame) {
     this.buf = Buffer.alloc(0);
+    this.onFrame = onFrame;
     socket.on('data', (chunk) => {
       this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
       while (this.buf.length >= 8) {
@@ -41,7 +42,7 @@ class Frames {
         const header = JSON.parse(this.buf.subarray(8, 8 + headLen).toString('utf8'));
         const body = Buffer.from(this.buf.subarray(8 + headLen, end));
         this.buf = this.buf.subarray(end);
-        onFrame(header, body);
+        this.onFrame(header, body);
       }
     });
   }
@@ -210,11 +211,35 @@ function toBody(value) {
 
 // -- the instance ------------------------------------------------------------------------------
 
+// A pre-started instance: say so, wait for `specialize` {spec}, become that function's.
+function specialization(socket, send) {
+  return new Promise((resolve) => {
+    const early = [];
+    const frames = new Frames(socket, (header, body) => {
+      if (header.type === 'specialize' && !frames.spec) {
+        frames.spec = header.spec;
+        resolve({ spec: header.spec, frames, early });
+      } else {
+        early.push([header, body]);
+      }
+    });
+    send({ type: 'prestarted' });
+  });
+}
+
 async function main() {
-  const spec = JSON.parse(fs.readFileSync(4, 'utf8'));
+  let spec = JSON.parse(fs.readFileSync(4, 'utf8'));
   fs.closeSync(4);
   const socket = new net.Socket({ fd: 3, readable: true, writable: true });
   const send = (header, body) => socket.write(encode(header, body));
+  let reader = null;
+  if (spec.prestarted) {
+    reader = await specialization(socket, send);
+    spec = reader.spec;
+    for (const key of Object.keys(process.env)) delete process.env[key];
+    Object.assign(process.env, spec.env);
+    process.chdir(spec.codeDir); // the code is mounted now: enter it again
+  }
   const started = process.hrtime.bigint();
   const initLog = fallback;
   let handler;
@@ -280,10 +305,16 @@ async function main() {
     send({ type: 'pre_stop_done', error, log: log.text() });
   }
 
-  new Frames(socket, (header, body) => {
+  const onFrame = (header, body) => {
     if (header.type === 'invoke') invoke(header, body);
     else if (header.type === 'pre_stop') runPreStop(header);
-  });
+  };
+  if (reader) {
+    reader.frames.onFrame = onFrame;
+    for (const [header, body] of reader.early) onFrame(header, body);
+  } else {
+    new Frames(socket, onFrame);
+  }
   socket.on('end', () => process.exit(0));
   socket.on('error', () => process.exit(0));
 }

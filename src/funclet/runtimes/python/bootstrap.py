@@ -109,6 +109,11 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 found = isolate.probe(msg["box"])
                 control.send(json.dumps({"type": "probed", "found": found}).encode())
                 continue
+            if msg["type"] == "mount":
+                error = _mount_code(msg["pid"], msg["codeDir"], msg["target"])
+                control.send(json.dumps({"type": "mounted", "sid": msg["sid"],
+                                         "error": error}).encode())
+                continue
             pid = os.fork()
             if pid == 0:
                 sel.close()
@@ -142,6 +147,33 @@ def zygote(control_fd: int, parent_pid: int) -> None:
             control.send(json.dumps({"type": "spawned", "sid": msg["sid"], "pid": pid}).encode())
         if cgroups.get(0):
             _remove_cgroups(cgroups)
+
+
+def _mount_code(pid: int, code_dir: str, target: str) -> str | None:
+    """Put a function's code into a pre-started instance (in a child: it enters the
+    instance's mount namespace). The error, if it failed."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read)
+        try:
+            isolate.mount_code(pid, code_dir, target)
+        except OSError as exc:
+            os.write(write, str(exc).encode())
+            os._exit(1)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        error = f.read().decode()
+    while True:
+        try:
+            os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            break  # reaped by the SIGCHLD handler's loop already
+        except InterruptedError:
+            continue
+    return error or None
 
 
 def _reap(control: socket.socket, cgroups: dict[int, list[str]]) -> None:

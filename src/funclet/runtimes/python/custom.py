@@ -36,6 +36,7 @@ class _Output:
     runs), else kept for the next start-up error or the instance's log."""
 
     def __init__(self, stream: Any) -> None:
+        self._stream = stream
         self._lock = threading.Lock()
         self._current: dict[str, list[str]] = {}
         self._tail: list[str] = []
@@ -58,7 +59,13 @@ class _Output:
 
     def end(self, request_id: str, what: str = "Invoke") -> str:
         """The invocation's output, bracketed the way every runtime's log is."""
-        time.sleep(0.002)  # let the reader catch the last lines of a quick answer
+        import select
+
+        # Output still in the pipe belongs to this answer: let the reader take it.
+        for _ in range(5):
+            if not select.select([self._stream], [], [], 0)[0]:
+                break
+            time.sleep(0.0005)
         with self._lock:
             text = "".join(self._current.pop(request_id, []))
         return (f"FC {what} Start RequestId: {request_id}\n{text}"
@@ -127,6 +134,7 @@ class HttpServerRuntime(_Adapter):
         if not command:
             command = _command_of(os.path.join(self.spec["codeDir"], "bootstrap"))
         self.port = self.spec["serverPort"]
+        self.connections = threading.local()  # each worker thread keeps one alive
         env = dict(self.spec["env"], FC_SERVER_PORT=str(self.port),
                    FC_CUSTOM_LISTEN_PORT=str(self.port))
         try:
@@ -187,16 +195,33 @@ class HttpServerRuntime(_Adapter):
 
     def _call(self, method: str, path: str, body: bytes, headers: dict[str, str],
               timeout: float) -> tuple[int, bytes, dict[str, str]]:
+        """One request on this thread's kept-alive connection (a new one if it broke)."""
         import http.client
 
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read(), {k.lower(): v for k, v in
-                                                        response.getheaders()}
-        finally:
-            conn.close()
+        for attempt in (1, 2):
+            conn = getattr(self.connections, "conn", None)
+            fresh = conn is None
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port)
+                self.connections.conn = conn
+            try:
+                conn.timeout = timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                if response.will_close:
+                    conn.close()
+                    self.connections.conn = None
+                return response.status, data, {k.lower(): v for k, v in
+                                               response.getheaders()}
+            except (ConnectionError, http.client.BadStatusLine) as exc:
+                conn.close()
+                self.connections.conn = None
+                if fresh or attempt == 2:
+                    raise exc
+        raise AssertionError("unreachable")
 
     def invoke(self, header: dict[str, Any], event: bytes, body: Any) -> None:
         request_id = header["id"]
@@ -426,6 +451,12 @@ def _handler_for(runtime: LambdaRuntime) -> Any:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = -1  # headers and body leave in one write (flushed by the handler)
+
+        def setup(self) -> None:
+            super().setup()
+            # Small replies on a kept-alive connection: no Nagle wait for the client's ACK.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -441,6 +472,7 @@ def _handler_for(runtime: LambdaRuntime) -> Any:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            self.wfile.flush()
 
         def _body(self) -> bytes:
             size = int(self.headers.get("Content-Length") or 0)
