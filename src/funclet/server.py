@@ -22,6 +22,10 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Broker clients log every failed reconnect with a traceback; funclet says it once,
+    # in a sentence (the trigger's or the destination's state says why).
+    for noisy in ("aiormq", "aio_pika", "nats"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     platform = Platform(settings)
     config = uvicorn.Config(
         build_app(platform),

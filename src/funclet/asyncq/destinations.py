@@ -170,8 +170,20 @@ class Destinations:
             client = self._clients.get(d.uri)
             if client is None:
                 parts = urlsplit(d.uri)
-                client = await nats.connect(f"nats://{parts.netloc}",
-                                            connect_timeout=_TIMEOUT, max_reconnect_attempts=0)
+                failures: list[Exception] = []
+
+                async def failed(exc: Exception) -> None:
+                    failures.append(exc)
+
+                # A destination that is down fails now, with its reason (nats-py's 0
+                # reconnect attempts would mean: retry forever).
+                try:
+                    client = await nats.connect(
+                        f"nats://{parts.netloc}", connect_timeout=_TIMEOUT,
+                        allow_reconnect=False, max_reconnect_attempts=1,
+                        reconnect_time_wait=0, error_cb=failed)
+                except Exception as exc:
+                    raise ConnectionError(str(failures[-1] if failures else exc)) from None
                 self._clients[d.uri] = client
         await client.jetstream().publish(d.target, body)  # waits for the stream's ack
 

@@ -34,14 +34,27 @@ Key = tuple[str, str]  # (function name, trigger name)
 # (function name, event, task id): accept an async invocation durably
 Enqueue = Callable[[str, bytes, str], Awaitable[object]]
 _FIRST_WAIT_S = 5.0  # one wait for a first message; the loop then waits again
-_GRACE_S = 3.0
-_READ_AHEAD = 200  # messages one read may bring beyond the batch at hand  # at stop: how long batches being enqueued may finish and be acknowledged
+_STABLE_S = 30.0  # connected this long: the next outage's backoff starts from 0.5 s again
+_GRACE_S = 3.0  # at stop: how long batches being enqueued may finish and be acknowledged
+_LOG_EVERY_S = 10.0  # at most one warning this often about failing enqueues
+_READ_AHEAD = 200  # most messages one read may bring (several batches, fewer round trips)
 
 
 class ConsumerState(enum.StrEnum):
+    """A trigger's ``status``: connecting, consuming, or not (``lastError`` says why)."""
+
     CONNECTING = "Connecting"
     CONNECTED = "Connected"
     ERROR = "Error"
+
+
+_MOVES = {
+    ConsumerState.CONNECTING: {ConsumerState.CONNECTING, ConsumerState.CONNECTED,
+                               ConsumerState.ERROR},
+    ConsumerState.CONNECTED: {ConsumerState.ERROR},
+    ConsumerState.ERROR: {ConsumerState.ERROR, ConsumerState.CONNECTING,
+                          ConsumerState.CONNECTED},
+}
 
 
 def backoff_s(attempt: int, jitter: float) -> float:
@@ -110,8 +123,10 @@ class _Consumer:
         self.error: str | None = None
         self._enqueue = enqueue
         self._failing = 0  # batches whose enqueue is failing now
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._stuck = False  # the error is the enqueue's, not the connection's
+        self._deliveries: dict[asyncio.Task[None], list[Message]] = {}  # task: its batch
         self._carry: list[Message] = []  # read, not yet in a batch
+        self._quiet_until = 0.0
         self._label = f"{names.function_name}/{names.trigger_name}"
         self._task = asyncio.get_running_loop().create_task(self._run(after))
 
@@ -125,13 +140,12 @@ class _Consumer:
         attempt = 0
         while True:
             broker = open_broker(self.config, self.names)
-            connected = False
-            delay = backoff_s(attempt, _jitter())
+            connected, delay, since = False, 0.0, 0.0
             try:
                 self._set(ConsumerState.CONNECTING, self.error)
                 await broker.connect()
-                connected, attempt = True, 0
-                self._set(ConsumerState.CONNECTED, None)
+                connected, since = True, asyncio.get_running_loop().time()
+                self._set(ConsumerState.CONNECTED)
                 log.info("Trigger %s is consuming %s from %s.", self._label,
                          self.config.source, broker.url)
                 await self._consume(broker)
@@ -139,6 +153,9 @@ class _Consumer:
                 why = reason(exc)
                 verb = "lost the connection to" if connected else "cannot connect to"
                 self._set(ConsumerState.ERROR, f"{verb} {broker.url}: {why}")
+                if connected and asyncio.get_running_loop().time() - since > _STABLE_S:
+                    attempt = 0  # it worked for a while: a fresh outage (not a flapping one)
+                delay = backoff_s(attempt, _jitter())
                 attempt += 1
                 log.warning("Trigger %s %s %s (%s); trying again in %.1f s.",
                             self._label, verb, broker.url, why, delay)
@@ -152,9 +169,12 @@ class _Consumer:
 
         def done(task: asyncio.Task[None]) -> None:
             slots.release()
-            self._deliveries.discard(task)
-            if not task.cancelled() and (exc := task.exception()) is not None:
+            if task.cancelled():
+                return  # (stopped by _finish, which gives its batch back)
+            if (exc := task.exception()) is not None:
                 failed.append(exc)
+            else:
+                self._deliveries.pop(task, None)
 
         while True:
             await slots.acquire()
@@ -166,7 +186,7 @@ class _Consumer:
                 slots.release()
                 raise
             task = asyncio.get_running_loop().create_task(self._deliver(broker, batch))
-            self._deliveries.add(task)
+            self._deliveries[task] = batch
             task.add_done_callback(done)
 
     async def _next_batch(self, broker: Broker) -> list[Message]:
@@ -196,35 +216,48 @@ class _Consumer:
                     self._failing += 1
                 delay = backoff_s(attempt, _jitter())
                 attempt += 1
-                self._set(ConsumerState.ERROR, f"could not enqueue an invocation of "
-                          f"function {function_name}: {reason(exc)}")
-                log.warning("Trigger %s could not enqueue async task %s for %d messages "
-                            "(%s); they stay unacknowledged, trying again in %.1f s.",
-                            self._label, tid, len(batch), reason(exc), delay)
+                if self.state is ConsumerState.CONNECTED or self._stuck:  # (not a lost link)
+                    self._set(ConsumerState.ERROR, f"could not enqueue an invocation of "
+                              f"function {function_name}: {reason(exc)}", stuck=True)
+                now = asyncio.get_running_loop().time()
+                if now >= self._quiet_until:  # one line for many batches failing alike
+                    self._quiet_until = now + _LOG_EVERY_S
+                    log.warning("Trigger %s could not enqueue async task %s (%s); its %d "
+                                "messages stay unacknowledged, trying again in %.1f s "
+                                "(%d batches wait).", self._label, tid, reason(exc),
+                                len(batch), delay, self._failing)
                 await broker.keep(batch)
                 await asyncio.sleep(delay)
         if attempt:
             self._failing -= 1
-            if not self._failing and self.state is ConsumerState.ERROR:
-                self._set(ConsumerState.CONNECTED, None)
+            if not self._failing and self._stuck:
+                self._set(ConsumerState.CONNECTED)
+                log.info("Trigger %s enqueues again.", self._label)
         await broker.ack(batch)
 
     async def _finish(self, broker: Broker) -> None:
-        """Let batches being enqueued finish (briefly), then close the connection."""
+        """Let batches being enqueued finish (briefly), then close the connection,
+        giving back what was read and not acknowledged."""
         try:
             if self._deliveries:
                 await asyncio.wait(set(self._deliveries), timeout=_GRACE_S)
         finally:
-            for task in list(self._deliveries):
+            for task in self._deliveries:
                 task.cancel()
             if self._deliveries:
                 await asyncio.gather(*self._deliveries, return_exceptions=True)
-            unbatched, self._carry, self._failing = self._carry, [], 0
+            unacked = [m for t, batch in self._deliveries.items() if t.cancelled()
+                       or t.exception() is not None for m in batch] + self._carry
+            self._deliveries, self._carry, self._failing = {}, [], 0
             try:
-                await asyncio.wait_for(broker.close(unbatched), _GRACE_S)
+                await asyncio.wait_for(broker.close(unacked), _GRACE_S)
             except Exception as exc:
                 log.debug("Trigger %s could not close its connection to %s cleanly: %s.",
                           self._label, broker.url, reason(exc))
 
-    def _set(self, state: ConsumerState, error: str | None) -> None:
-        self.state, self.error = state, error
+    def _set(self, state: ConsumerState, error: str | None = None, stuck: bool = False) -> None:
+        """The one place ``state`` changes. ``stuck``: the error is the enqueue's, so it
+        clears once enqueues work again (a connection error clears on reconnecting)."""
+        if state not in _MOVES[self.state]:
+            raise RuntimeError(f"trigger {self._label}: no move from {self.state} to {state}")
+        self.state, self.error, self._stuck = state, error, stuck

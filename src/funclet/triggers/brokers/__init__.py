@@ -64,9 +64,9 @@ class Broker(Protocol):
     async def ack(self, batch: list[Message]) -> None:
         """Acknowledge these: their invocation is accepted."""
 
-    async def close(self, unbatched: list[Message]) -> None:
+    async def close(self, unacked: list[Message]) -> None:
         """Disconnect; what is unacknowledged goes back to (or stays with) the broker,
-        ``unbatched`` (received, never in a batch) at once where the broker allows."""
+        ``unacked`` (received, no longer worked on) at once where the broker allows."""
 
 
 def open_broker(config: BrokerConfig, names: Names) -> Broker:

@@ -6,13 +6,16 @@ until every consumer acknowledged it). The durable consumer
 (``funclet-{function}-{trigger}``) starts at the beginning of the stream the first time.
 Pulls are made here rather than with ``fetch``, which waits out its whole timeout for a
 full batch: one pull of up to a batch is outstanding, and what it brought is taken as
-soon as it is there. Stream sequences are stable (with the stream's creation time, in
-case it is recreated): a batch delivered again is an idempotent repeat.
+soon as it is there. At a clean stop, what was received and not acknowledged is given
+back (NAK) once that pull is over. Stream sequences are stable (with the stream's
+creation time, in case it is recreated): a batch delivered again is an idempotent
+repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import time
@@ -23,7 +26,7 @@ import orjson
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import NoServersError
+from nats.errors import MsgAlreadyAckdError, NoServersError
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy
 from nats.js.errors import NotFoundError
 
@@ -32,9 +35,9 @@ from funclet.triggers.brokers.events import body_data, public_url, record
 from funclet.triggers.config import BrokerConfig
 
 _CONNECT_TIMEOUT_S = 5.0
-_PULL_S = 5.0  # how long one pull request waits at the server
+_PULL_S = 2.0  # how long one pull request waits at the server (and close, for it)
 _ACK_WAIT_S = 30.0
-_PIPELINE = 8
+_PIPELINE = 32  # batches awaiting their accept: the task store commits them together
 _OVER = ("404", "408")  # no messages, request timed out: the pull is over
 
 
@@ -80,7 +83,7 @@ class JetStreamConsumer:
         try:
             self._stream = await js.find_stream_name_by_subject(self._subject)
         except NotFoundError:
-            self._stream = stream_name(self._subject)
+            self._stream = _stream_name(self._subject)
             await js.add_stream(name=self._stream, subjects=[self._subject],
                                 retention=RetentionPolicy.INTEREST)
         info = await js.stream_info(self._stream)
@@ -107,11 +110,9 @@ class JetStreamConsumer:
             if self._open <= 0 or now >= self._pull_ends:
                 await self._pull(limit)
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(),
                                        min(deadline, self._pull_ends) - now)
-            except TimeoutError:
-                pass
         taken = [self._buffer.popleft() for _ in range(min(limit, len(self._buffer)))]
         return [self._message(m) for m in taken]
 
@@ -125,19 +126,27 @@ class JetStreamConsumer:
             await message.handle.ack()
         await self._require().flush()  # on the wire, not in a buffer
 
-    async def close(self, unbatched: list[Message]) -> None:
+    async def close(self, unacked: list[Message]) -> None:
         nc, self._nc = self._nc, None
         if nc is None or nc.is_closed:
             return
-        # Received, never batched: back to the stream now, not after the ack wait.
-        for msg in [m.handle for m in unbatched] + list(self._buffer):
-            await msg.nak()
+        # What we hold goes back to the stream now, not after the ack wait; but only
+        # once our pull is over, or the server may hand it to that pull again.
+        while self._open > 0 and self._failure is None and (
+                left := self._pull_ends - time.monotonic()) > 0:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+        for msg in [m.handle for m in unacked] + list(self._buffer):
+            with contextlib.suppress(MsgAlreadyAckdError):
+                await msg.nak()
         self._buffer.clear()
         await nc.close()
 
     async def _pull(self, limit: int) -> None:
+        if self._sub is None:
+            raise ConnectionError("not subscribed")
         request = {"batch": limit, "expires": int(_PULL_S * 1e9)}
-        assert self._sub is not None
         await self._require().publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._durable}",
             orjson.dumps(request), reply=self._sub.subject)
@@ -175,7 +184,7 @@ class JetStreamConsumer:
             key=f"{self._source}/{self._stream}@{self._epoch}/{sequence}", handle=msg)
 
 
-def stream_name(subject: str) -> str:
+def _stream_name(subject: str) -> str:
     """The name of the stream funclet creates for a subject that has none."""
     readable = re.sub(r"[^A-Za-z0-9_-]", "_", subject)[:40]
     return f"funclet-{readable}-{hashlib.sha256(subject.encode()).hexdigest()[:8]}"

@@ -84,7 +84,7 @@ class MqttSubscription:
             if code != paho.MQTT_ERR_SUCCESS:
                 raise aiomqtt.MqttError(f"could not acknowledge: {paho.error_string(code)}")
 
-    async def close(self, unbatched: list[Message]) -> None:
+    async def close(self, unacked: list[Message]) -> None:
         if self._next is not None:
             self._next.cancel()
             self._next = None

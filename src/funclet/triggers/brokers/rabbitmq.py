@@ -10,6 +10,7 @@ publisher's), so a redelivered batch may run twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import deque
 from datetime import UTC
@@ -24,7 +25,7 @@ from funclet.triggers.brokers.events import body_data, now_ms, public_url, recor
 from funclet.triggers.config import BrokerConfig
 
 _CONNECT_TIMEOUT_S = 10.0
-_PIPELINE = 8
+_PIPELINE = 32  # batches awaiting their accept: the task store commits them together
 
 
 class RabbitQueue:
@@ -37,6 +38,7 @@ class RabbitQueue:
         self.url = public_url(config.url)
         self._config = config
         self._source = f"{self.url}#{config.source}"
+        self._name = f"funclet trigger {names.function_name}/{names.trigger_name}"
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._buffer: deque[AbstractIncomingMessage] = deque()
@@ -46,7 +48,9 @@ class RabbitQueue:
         self._consumers: dict[str, Any] = {}
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect(self._config.url, timeout=_CONNECT_TIMEOUT_S)
+        self._connection = await aio_pika.connect(
+            self._config.url, timeout=_CONNECT_TIMEOUT_S,
+            client_properties={"connection_name": self._name})  # (seen in the broker's UI)
         channel = await self._connection.channel()
         try:
             queue = await channel.declare_queue(self._config.source, passive=True)
@@ -64,10 +68,8 @@ class RabbitQueue:
     async def receive(self, limit: int, wait_s: float) -> list[Message]:
         if not self._buffer and wait_s > 0:
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), wait_s)
-            except TimeoutError:
-                pass
         if self._closed is not None and not self._buffer:
             raise ConnectionError(f"the channel closed: {self._closed}")
         if not self._buffer and self._tag not in self._consumers:
@@ -82,7 +84,7 @@ class RabbitQueue:
         for message in batch:
             await message.handle.ack()
 
-    async def close(self, unbatched: list[Message]) -> None:
+    async def close(self, unacked: list[Message]) -> None:
         self._buffer.clear()
         if self._connection is not None:
             connection, self._connection = self._connection, None

@@ -4,7 +4,8 @@ The group (``funclet-{function}-{trigger}``) is created at the start of the stre
 with MKSTREAM, the first time the trigger connects; a group that exists is used as it
 is. The consumer in it is always ``funclet``, so after a crash or a restart this
 consumer's pending entries (read, never acknowledged) are read again first, before any
-new entry. Entry ids are stable: a batch read again is an idempotent repeat.
+new entry. Entry ids are stable: a batch read again, grouped as before, is an
+idempotent repeat.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from funclet.triggers.config import BrokerConfig
 CONSUMER = "funclet"
 _CONNECT_TIMEOUT_S = 5.0
 _MAX_BLOCK_S = 5.0
-_PIPELINE = 8
+_CONNECTIONS = 8
+_PIPELINE = 32  # batches awaiting their accept: the task store commits them together
 
 
 class RedisStream:
@@ -42,9 +44,12 @@ class RedisStream:
 
     async def connect(self) -> None:
         # Our own loop reconnects with backoff; redis-py's retries would only hide it.
-        self._client = redis.from_url(
-            self._config.url, socket_connect_timeout=_CONNECT_TIMEOUT_S,
+        # A few connections: one blocks in XREADGROUP, the others carry the XACKs.
+        pool = redis.BlockingConnectionPool.from_url(
+            self._config.url, max_connections=_CONNECTIONS, timeout=_CONNECT_TIMEOUT_S * 2,
+            socket_connect_timeout=_CONNECT_TIMEOUT_S,
             socket_timeout=_MAX_BLOCK_S + _CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        self._client = redis.Redis.from_pool(pool)
         try:
             await self._client.xgroup_create(self._stream, self._group, id="0", mkstream=True)
         except ResponseError as exc:
@@ -79,7 +84,7 @@ class RedisStream:
     async def ack(self, batch: list[Message]) -> None:
         await self._require().xack(self._stream, self._group, *(m.handle for m in batch))
 
-    async def close(self, unbatched: list[Message]) -> None:
+    async def close(self, unacked: list[Message]) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
