@@ -90,13 +90,25 @@ class Dispatcher:
             if fresh:
                 self.wake()
             return fresh
+        running = replace(task, status=TaskStatus.RUNNING, attempts=1)
+        # An id the caller did not choose (the request's own) cannot be a repeat: its
+        # attempt starts while the row commits (the 202 still waits for the commit).
+        early = task.task_id == task.request_id
         self._handing.add(task.task_id)
         try:
-            fresh = await self._tasks.accept(task, delay_s, running=True)
+            stored = asyncio.ensure_future(self._tasks.accept(task, delay_s, running=True))
+            if early:
+                self._start(running)
+            try:
+                fresh = await stored
+            except BaseException:
+                if early:  # not stored: it must not run (the caller was told it failed)
+                    self.stop_running(task.task_id)
+                raise
         finally:
             self._handing.discard(task.task_id)
-        if fresh and self._loop_task is not None:  # (stopped meanwhile: recover re-queues it)
-            self._start(replace(task, status=TaskStatus.RUNNING, attempts=1))
+        if fresh and not early and self._loop_task is not None:  # (else recover re-queues)
+            self._start(running)
         return fresh
 
     def start(self) -> None:
@@ -148,7 +160,10 @@ class Dispatcher:
     def _done(self, task_id: str, runner: asyncio.Task[None]) -> None:
         self._running.discard(runner)
         self._by_task.pop(task_id, None)
-        self._wake.set()
+        # Claim when half the slots are free (or none is busy): claims come in batches,
+        # fewer transactions for the same work. The busy poll covers the rest.
+        if len(self._running) <= self._max_running // 2:
+            self._wake.set()
         # A runner stopped before its attempt began wrote nothing: the sweep makes it
         # Stopped (it is Stopping and nobody runs it).
         self._stop_asked.discard(task_id)

@@ -188,8 +188,11 @@ class TaskStore:
                             "eventId": 1}],  # accepted when the request came
             })
         await conn.execute(self._add, list(rows.values()))
-        stored = {r.task_id: r for r in await conn.execute(_STATES, {"ids": list(rows)})}
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        if all(task.task_id == task.request_id for task, *_ in accepts):
+            # Ids that are request ids (no caller chose them) are new: nothing to read.
+            return [(fut, True, None) for *_, fut in accepts]
+        stored = {r.task_id: r for r in await conn.execute(_STATES, {"ids": list(rows)})}
         for task, *_, fut in accepts:
             row = stored[task.task_id]
             # Ours if it carries this request's id: the first of each id in the batch.
