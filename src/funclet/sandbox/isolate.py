@@ -136,12 +136,21 @@ def _mounts(box: dict[str, Any]) -> None:
     code = box["codeMount"]
     _mount(box["codeDir"], code, None, MS_BIND | MS_REC)
     _mount(None, code, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    # The runtime's own files may sit under /tmp (funclet run from a checkout there): keep
+    # a handle on them before /tmp becomes the instance's own, and bind them back.
+    under_tmp = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in box.get("expose", [])
+                 if (p + "/").startswith("/tmp/") and os.path.isdir(p)}
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
            f"size={box['tmpBytes']},mode=1777")
+    for path, fd in under_tmp.items():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                "size=64m,mode=1777")
-    _expose(box.get("expose", []))
+    _expose([p for p in box.get("expose", []) if not (p + "/").startswith("/tmp/")])
     for hidden in box.get("hide", []):
         if os.path.isdir(hidden):
             _mount("tmpfs", hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,

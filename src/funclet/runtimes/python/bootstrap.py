@@ -42,6 +42,8 @@ protocol = _load_module("_funclet_protocol", os.path.join(os.path.dirname(_HERE)
 isolate = _load_module("_funclet_isolate",
                 os.path.join(os.path.dirname(os.path.dirname(_HERE)), "sandbox", "isolate.py"))
 webapp = _load_module("_funclet_webapp", os.path.join(_HERE, "webapp.py"))
+# Loaded now, in the zygote: inside the sandbox the platform's files may be out of sight.
+custom = _load_module("_funclet_custom", os.path.join(_HERE, "custom.py"))
 
 # Preloaded once in the zygote so that an instance's imports of them are free.
 _PRELOAD = (
@@ -260,7 +262,11 @@ def _isolated_instance(spec: dict[str, Any], sock: socket.socket) -> None:
     """Enter the sandbox (when the spec has one), then become the instance."""
     box = spec.get("sandbox")
     if box:
-        box = dict(box, expose=sorted({sys.base_prefix, sys.base_exec_prefix}))
+        # The interpreter's files, and the program another language's instance becomes.
+        runtime_dirs = {os.path.dirname(a) for a in spec.get("exec", [])[1:]
+                        if a.startswith("/") and os.path.isfile(a)}
+        box = dict(box, expose=sorted({sys.base_prefix, sys.base_exec_prefix,
+                                       *runtime_dirs}))
         try:
             isolate.enter(box, [sock.fileno()])
         except OSError as exc:
@@ -278,7 +284,6 @@ def _isolated_instance(spec: dict[str, Any], sock: socket.socket) -> None:
 
 def _adapt(spec: dict[str, Any], sock: socket.socket) -> None:
     """A custom runtime: this process drives the user's program (see custom.py)."""
-    custom = _load_module("_funclet_custom", os.path.join(_HERE, "custom.py"))
     os.chdir(spec["codeDir"])
     kind = custom.LambdaRuntime if spec["adapter"] == "lambda" else custom.HttpServerRuntime
     kind(spec, sock, protocol, webapp).run()
