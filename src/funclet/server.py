@@ -71,6 +71,9 @@ async def deploy_examples(platform: Platform, folder: Path) -> None:
         manifest = read_full_manifest(example)
         body = manifest.function
         body.setdefault("functionName", example.name)
+        if any((example / f).exists() for f in ("requirements.txt", "package.json")):
+            log.info("Installing the dependencies of example %s (the first time, this can "
+                     "take a minute) ...", example.name)
         try:
             vendored = await asyncio.to_thread(
                 vendor_requirements, example, body.get("runtime", platform.default_runtime),
