@@ -61,8 +61,9 @@ class _Output:
         """The invocation's output, bracketed the way every runtime's log is."""
         import select
 
-        # Output still in the pipe belongs to this answer: let the reader take it.
-        for _ in range(5):
+        # Output still in the pipe belongs to this answer: let the reader take it (it
+        # may wait for a busy CPU; a quiet pipe returns at once).
+        for _ in range(100):
             if not select.select([self._stream], [], [], 0)[0]:
                 break
             time.sleep(0.0005)
