@@ -124,11 +124,18 @@ class TaskStore:
         """The writer: whatever queued while the last commit ran goes in one transaction
         (group commit); each caller learns its own result once that commits. Accepts and
         state changes go in a few statements for the whole batch."""
+        turn = 0
         while self._ops or self._accepts or self._changes:
-            ops, self._ops = self._ops, []
-            changes, self._changes = self._changes, []
             accepts = self._accepts[:_ACCEPT_BATCH]
             self._accepts = self._accepts[_ACCEPT_BATCH:]
+            # Callers wait on accepts; state changes and claims are the platform's own
+            # work. With accepts queued, every other transaction is theirs alone.
+            turn += 1
+            if accepts and turn % 2:
+                ops, changes = [], []
+            else:
+                ops, self._ops = self._ops, []
+                changes, self._changes = self._changes, []
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
                 async with self._engine.begin() as conn:
