@@ -260,17 +260,8 @@ def measure_async(url: str, duration: int) -> dict[str, float]:
     assert "errors" not in accepted, "some accepts failed"
     count = int(accepted["count"])
     with httpx.Client(timeout=60) as client:
-        def done() -> list[dict[str, object]]:
-            rows, token = [], None
-            while True:
-                params = {"limit": 100, **({"nextToken": token} if token else {})}
-                page = client.get(tasks, params=params).json()
-                rows += page["tasks"]
-                token = page.get("nextToken")
-                if not token:
-                    return rows
         while True:
-            rows = done()
+            rows = _all_tasks(client, tasks)
             if all(r["status"] == "Succeeded" for r in rows) and len(rows) >= count:
                 break
             time.sleep(0.5)

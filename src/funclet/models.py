@@ -172,6 +172,11 @@ def _custom_runtime(raw: Any) -> CustomRuntimeConfig:
     return CustomRuntimeConfig(parts["command"], parts["args"], port)
 
 
+def function_arn(region: str, account_id: str, name: str) -> str:
+    """FC's ARN of a function: ``acs:fc:{region}:{accountId}:functions/{name}``."""
+    return f"acs:fc:{region}:{account_id}:functions/{name}"
+
+
 def function_not_found(name: str) -> ApiError:
     """404 for a well-formed name that is not deployed; 400 for a name that never could be."""
     if NAME_RE.match(name):

@@ -27,6 +27,7 @@ from funclet.instances.registry import Registry
 from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
+from funclet.models import function_arn
 from funclet.runtimes import discover
 from funclet.sandbox import Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
@@ -130,7 +131,7 @@ class Platform:
         return token
 
     def function_arn(self, name: str) -> str:
-        return f"acs:fc:{self.settings.region}:{self.settings.account_id}:functions/{name}"
+        return function_arn(self.settings.region, self.settings.account_id, name)
 
     def http_urls(self, function_name: str, base_url: str) -> dict[str, str]:
         """Where a function's HTTP trigger answers: under ``/http/`` on the API's address,

@@ -237,13 +237,11 @@ def _response(result: bytes, headers: dict[str, str]) -> Response:
         return _bad_shape("body is not valid base64 though isBase64Encoded is true", headers)
     response = Response(data, status, headers)
     for key, item in (value.get("headers") or {}).items():
+        name = key.lower()
+        if name == "content-length":
+            continue  # the platform frames the body
         for one in item if isinstance(item, list) else [item]:
-            if key.lower() in ("content-type", "content-length") and key.lower() in (
-                    k.lower() for k in headers):
-                continue
-            if key.lower() == "content-length":
-                continue  # the platform frames the body
-            if key.lower() == "content-type":
+            if name == "content-type":
                 response.headers[key] = str(one)
             else:
                 response.headers.append(key, str(one))

@@ -29,7 +29,7 @@ from funclet.ids import new_instance_id
 from funclet.instances.exchange import EVENT, HttpExchange
 from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
-from funclet.models import CustomRuntimeConfig, FunctionVersion
+from funclet.models import CustomRuntimeConfig, FunctionVersion, function_arn
 from funclet.runtimes import protocol
 from funclet.sandbox import ChannelClosed, Exit, Sandbox, SandboxProcess, ZygoteFailed
 from funclet.sandbox.channel import INIT, Channel
@@ -498,7 +498,7 @@ class Pool:
             "codeDir": code_dir,
             "requestId": request_id,
             "env": env,
-            "functionArn": f"acs:fc:{env['FC_REGION']}:{env['FC_ACCOUNT_ID']}:functions/{cfg.name}",
+            "functionArn": function_arn(env["FC_REGION"], env["FC_ACCOUNT_ID"], cfg.name),
             "customRuntime": (cfg.custom_runtime or CustomRuntimeConfig()).to_fc(),
             "serverPort": (cfg.custom_runtime or CustomRuntimeConfig()).port,
             **hooks,

@@ -48,6 +48,7 @@ class Triggers:
         self._consumers = consumers
         self._function_exists = function_exists  # raises FunctionNotFound
         self._triggers: dict[tuple[str, str], tuple[TriggerRow, Parsed]] = {}
+        self._http: dict[str, tuple[TriggerRow, HttpConfig]] = {}  # per request: by function
 
     async def load(self) -> None:
         for row in await self._store.all():
@@ -123,10 +124,7 @@ class Triggers:
 
     def http(self, function_name: str) -> tuple[TriggerRow, HttpConfig] | None:
         """The function's HTTP trigger, if it has one."""
-        for (f, _), (row, parsed) in self._triggers.items():
-            if f == function_name and isinstance(parsed, HttpConfig):
-                return row, parsed
-        return None
+        return self._http.get(function_name)
 
     def next_fire_ms(self, row: TriggerRow) -> int | None:
         """A timer's next scheduled fire (None: not a timer, or disabled)."""
@@ -153,6 +151,8 @@ class Triggers:
                                     row.next_fire_ms if stored_next else None)
         if isinstance(parsed, BrokerConfig):
             self._consumers.put(key, row.trigger_id, parsed)
+        if isinstance(parsed, HttpConfig):
+            self._http[row.function_name] = (row, parsed)
         return None
 
     def _stop(self, row: TriggerRow) -> None:
@@ -161,6 +161,8 @@ class Triggers:
             self._timers.remove(key)
         elif row.trigger_type in BROKERS:
             self._consumers.remove(key)
+        elif row.trigger_type == HTTP:
+            self._http.pop(row.function_name, None)
 
 
 def _text(body: dict[str, Any], key: str) -> str:
