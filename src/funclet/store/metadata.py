@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, event, insert, inspect, or_, select, update
+from sqlalchemy import Connection, and_, delete, event, insert, inspect, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from funclet.errors import FunctionAlreadyExists
 from funclet.models import FunctionConfig, function_not_found, parse_config
 from funclet.store import schema
+from funclet.store.writer import Writer, json_dumps, sqlite_pragmas
 
 
 @dataclass(frozen=True)
@@ -60,51 +62,53 @@ def _values(row: FunctionRow) -> dict[str, Any]:
     }
 
 
-def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 class Store:
-    """Reads and writes metadata. SQLite runs in WAL mode with ``synchronous=NORMAL``."""
+    """Reads and writes metadata. SQLite runs in WAL mode with ``synchronous=NORMAL``.
+
+    Reads go through ``engine`` (async); every write goes through ``writer``, the
+    database's one writing thread (see ``Writer``).
+    """
 
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite"):
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        # SQLite has one writer at a time; with one connection, transactions queue in
-        # the pool (an await) instead of meeting a lock and sleeping in busy_timeout.
+        # Reads only: with one connection they queue in the pool (an await).
         options: dict[str, Any] = (
             {"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") else {}
         )
         self.engine: AsyncEngine = create_async_engine(
-            url, json_serializer=_json_dumps, json_deserializer=orjson.loads, **options)
+            url, json_serializer=json_dumps, json_deserializer=orjson.loads, **options)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
+        self.writer = Writer(url)
         self.dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
 
     async def open(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
+        def create(conn: Connection) -> None:
+            schema.metadata.create_all(conn)
+            _add_missing_columns(conn)
+
+        await self.writer.run(create)
 
     async def close(self) -> None:
         await self.engine.dispose()
+        await asyncio.to_thread(self.writer.close)
 
     # -- functions -----------------------------------------------------------
 
     async def create_function(self, row: FunctionRow) -> None:
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(schema.functions).values(**_values(row)))
+            await self.writer.run(
+                lambda conn: conn.execute(insert(schema.functions).values(**_values(row))))
         except IntegrityError:
             raise FunctionAlreadyExists(row.name) from None
 
     async def update_function(self, row: FunctionRow) -> None:
         t = schema.functions
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(t).where(t.c.name == row.name).values(**_values(row))
-            )
-        if result.rowcount == 0:
+        changed = await self.writer.run(
+            lambda conn: conn.execute(update(t).where(t.c.name == row.name)
+                                      .values(**_values(row))).rowcount)
+        if changed == 0:
             raise function_not_found(row.name)
 
     async def get_function(self, name: str) -> FunctionRow | None:
@@ -115,23 +119,28 @@ class Store:
 
     async def delete_function(self, name: str) -> None:
         t = schema.functions
-        async with self.engine.begin() as conn:
-            result = await conn.execute(delete(t).where(t.c.name == name))
+
+        def delete_rows(conn: Connection) -> int:
+            result = conn.execute(delete(t).where(t.c.name == name))
             for c in (schema.concurrency_configs, schema.provision_configs):
-                await conn.execute(delete(c).where(c.c.function_name == name))
-        if result.rowcount == 0:
+                conn.execute(delete(c).where(c.c.function_name == name))
+            return int(result.rowcount or 0)
+
+        if await self.writer.run(delete_rows) == 0:
             raise function_not_found(name)
 
     # -- per-function configs ----------------------------------------------------
 
     async def set_reserved_concurrency(self, name: str, reserved: int | None) -> None:
         c = schema.concurrency_configs
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(c).where(c.c.function_name == name))
+
+        def put(conn: Connection) -> None:
+            conn.execute(delete(c).where(c.c.function_name == name))
             if reserved is not None:
-                await conn.execute(
-                    insert(c).values(function_name=name, reserved_concurrency=reserved)
-                )
+                conn.execute(insert(c).values(function_name=name,
+                                              reserved_concurrency=reserved))
+
+        await self.writer.run(put)
 
     async def reserved_concurrency(self) -> dict[str, int]:
         c = schema.concurrency_configs
@@ -141,10 +150,13 @@ class Store:
 
     async def set_provision_target(self, name: str, target: int) -> None:
         p = schema.provision_configs
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(p).where(p.c.function_name == name))
+
+        def put(conn: Connection) -> None:
+            conn.execute(delete(p).where(p.c.function_name == name))
             if target:
-                await conn.execute(insert(p).values(function_name=name, target=target))
+                conn.execute(insert(p).values(function_name=name, target=target))
+
+        await self.writer.run(put)
 
     async def provision_targets(self) -> dict[str, int]:
         p = schema.provision_configs
@@ -172,13 +184,16 @@ class Store:
         self, invocations: Sequence[dict[str, Any]], instances: Sequence[dict[str, Any]]
     ) -> None:
         """One batch from the recorder, in one transaction."""
-        async with self.engine.begin() as conn:
+
+        def write(conn: Connection) -> None:
             if invocations:
                 # A record written twice (a retried batch) is kept once.
                 stmt = self.dialect.insert(schema.invocations).on_conflict_do_nothing()
-                await conn.execute(stmt, list(invocations))
+                conn.execute(stmt, list(invocations))
             for values in instances:
-                await conn.execute(self._upsert_instance(values))
+                conn.execute(self._upsert_instance(values))
+
+        await self.writer.run(write)
 
     def _upsert_instance(self, values: dict[str, Any]) -> Any:
         t = schema.instances
@@ -223,12 +238,10 @@ class Store:
     async def close_stale_instances(self) -> None:
         """Instances recorded as live by an earlier run that ended without stopping them."""
         t = schema.instances
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(t)
-                .where(t.c.state != "stopped")
-                .values(state="stopped", stop_reason="shutdown", destroyed_ms=t.c.created_ms)
-            )
+        await self.writer.run(lambda conn: conn.execute(
+            update(t)
+            .where(t.c.state != "stopped")
+            .values(state="stopped", stop_reason="shutdown", destroyed_ms=t.c.created_ms)))
 
     async def list_instances(self, function_name: str, limit: int = 100) -> list[dict[str, Any]]:
         t = schema.instances
@@ -253,9 +266,3 @@ def _add_missing_columns(conn: Any) -> None:
                 conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}')
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Boolean, and_, bindparam, case, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
 from funclet.errors import TaskIdTaken
@@ -93,27 +104,31 @@ _CLAIM = (update(_t)
                      _t.c.created_ms, _t.c.attempts))
 
 
+_Result = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
 class TaskStore:
-    """Reads and writes ``async_tasks``; each state change is one transaction."""
+    """Reads and writes ``async_tasks``: reads on the async engine, writes on the
+    store's writer thread (one transaction per hop, see ``Writer``)."""
 
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
+        self._writer = store.writer
         self._dialect = store.dialect
         self._savepoints = self._engine.dialect.name != "sqlite"
         self._accepts: list[tuple[Task, int, bool, asyncio.Future[bool]]] = []
         self._changes: list[_Change] = []
         self._add = self._dialect.insert(_t).on_conflict_do_nothing()
-        self._ops: list[tuple[Callable[[AsyncConnection], Awaitable[Any]],
-                              asyncio.Future[Any]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._ops: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._batcher: asyncio.Task[None] | None = None
 
     # -- group commit ---------------------------------------------------------------
 
     def _kick(self) -> None:
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.get_running_loop().create_task(self._write())
 
-    async def _batched(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _batched(self, op: Callable[[Connection], T]) -> T:
         """Run ``op`` in the next shared transaction; return once it is committed."""
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._ops.append((op, fut))
@@ -121,9 +136,9 @@ class TaskStore:
         return await fut
 
     async def _write(self) -> None:
-        """The writer: whatever queued while the last commit ran goes in one transaction
-        (group commit); each caller learns its own result once that commits. Accepts and
-        state changes go in a few statements for the whole batch."""
+        """Whatever queued while the last commit ran goes in one transaction (group
+        commit); each caller learns its own result once that commits. Accepts and state
+        changes go in a few statements for the whole batch."""
         turn = 0
         while self._ops or self._accepts or self._changes:
             accepts = self._accepts[:_ACCEPT_BATCH]
@@ -136,22 +151,10 @@ class TaskStore:
             else:
                 ops, self._ops = self._ops, []
                 changes, self._changes = self._changes, []
-            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
-                async with self._engine.begin() as conn:
-                    if accepts:
-                        results += await self._insert(conn, accepts)
-                    if changes:
-                        results += await self._change(conn, changes)
-                    for op, fut in ops:
-                        try:
-                            if self._savepoints:  # PostgreSQL: one failure, not all
-                                async with conn.begin_nested():
-                                    results.append((fut, await op(conn), None))
-                            else:
-                                results.append((fut, await op(conn), None))
-                        except Exception as exc:
-                            results.append((fut, None, exc))
+                results = await self._writer.run(
+                    functools.partial(self._transaction, accepts=accepts, changes=changes,
+                                      ops=ops))
             except Exception as exc:
                 futures = [f for *_, f in accepts] + [c.done for c in changes] + [
                     f for _, f in ops]
@@ -167,6 +170,29 @@ class TaskStore:
                 else:
                     fut.set_result(value)
 
+    def _transaction(
+        self, conn: Connection,
+        accepts: list[tuple[Task, int, bool, asyncio.Future[bool]]],
+        changes: list[_Change],
+        ops: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]],
+    ) -> list[_Result]:
+        """One batch, on the writer thread: the futures are only carried back."""
+        results: list[_Result] = []
+        if accepts:
+            results += self._insert(conn, accepts)
+        if changes:
+            results += self._change(conn, changes)
+        for op, fut in ops:
+            try:
+                if self._savepoints:  # PostgreSQL: one failure, not all
+                    with conn.begin_nested():
+                        results.append((fut, op(conn), None))
+                else:
+                    results.append((fut, op(conn), None))
+            except Exception as exc:
+                results.append((fut, None, exc))
+        return results
+
     async def accept(self, task: Task, delay_s: int, running: bool = False) -> bool:
         """Store a new task durably; ``False`` if its id exists (an idempotent repeat).
         Returns once its row is committed (group commit: one transaction carries many).
@@ -176,10 +202,10 @@ class TaskStore:
         self._kick()
         return await fut
 
-    async def _insert(
-        self, conn: AsyncConnection,
+    def _insert(
+        self, conn: Connection,
         accepts: list[tuple[Task, int, bool, asyncio.Future[bool]]],
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    ) -> list[_Result]:
         """Insert new tasks; a task id already there is an idempotent repeat when the
         same function sent it, else ``TaskIdTaken``."""
         rows: dict[str, dict[str, Any]] = {}
@@ -194,12 +220,12 @@ class TaskStore:
                 "events": [{**_event(TaskStatus.ENQUEUED), "timestamp": task.created_ms,
                             "eventId": 1}],  # accepted when the request came
             })
-        await conn.execute(self._add, list(rows.values()))
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        conn.execute(self._add, list(rows.values()))
+        results: list[_Result] = []
         if all(task.task_id == task.request_id for task, *_ in accepts):
             # Ids that are request ids (no caller chose them) are new: nothing to read.
             return [(fut, True, None) for *_, fut in accepts]
-        stored = {r.task_id: r for r in await conn.execute(_STATES, {"ids": list(rows)})}
+        stored = {r.task_id: r for r in conn.execute(_STATES, {"ids": list(rows)})}
         for task, *_, fut in accepts:
             row = stored[task.task_id]
             # Ours if it carries this request's id: the first of each id in the batch.
@@ -213,13 +239,12 @@ class TaskStore:
     async def claim(self, limit: int) -> list[Task]:
         """Mark up to ``limit`` due tasks Running (oldest first) and return them."""
 
-        async def op(conn: AsyncConnection) -> list[Task]:
+        def op(conn: Connection) -> list[Task]:
             now = now_ms()
-            rows = (await conn.execute(_DUE, {"now": now, "limit": limit})).all()
+            rows = conn.execute(_DUE, {"now": now, "limit": limit}).all()
             if not rows:
                 return []
-            claimed = (await conn.execute(
-                _CLAIM, {"ids": [r.task_id for r in rows], "now": now})).all()
+            claimed = conn.execute(_CLAIM, {"ids": [r.task_id for r in rows], "now": now}).all()
             return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
                          r.payload, r.created_ms, r.attempts) for r in claimed]
 
@@ -261,16 +286,14 @@ class TaskStore:
         self._kick()
         return await fut
 
-    async def _change(
-        self, conn: AsyncConnection, changes: list[_Change]
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _change(self, conn: Connection, changes: list[_Change]) -> list[_Result]:
         """Apply a batch of ``record`` calls: one read, one update, one outbox insert."""
         ids = list({c.task.task_id for c in changes})
         state = {r.task_id: (TaskStatus(r.status), list(r.events))
-                 for r in await conn.execute(_STATES, {"ids": ids})}
+                 for r in conn.execute(_STATES, {"ids": ids})}
         params: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        results: list[_Result] = []
         for c in changes:
             task_id = c.task.task_id
             if task_id not in state:
@@ -308,9 +331,9 @@ class TaskStore:
                     "attempts": 0, "next_attempt_ms": now, "created_ms": now})
             results.append((c.done, True, None))
         if params:
-            await conn.execute(_CHANGE, params)
+            conn.execute(_CHANGE, params)
         if deliveries:
-            await conn.execute(_OUTBOX_ADD, deliveries)
+            conn.execute(_OUTBOX_ADD, deliveries)
         return results
 
     # -- the outbox --------------------------------------------------------------
@@ -318,33 +341,40 @@ class TaskStore:
     async def due_deliveries(self, limit: int, lease_ms: int) -> list[dict[str, Any]]:
         """Pending deliveries that are due, leased for ``lease_ms`` (one attempt each)."""
         o = schema.outbox
-        now = now_ms()
-        async with self._engine.begin() as conn:
-            rows = (await conn.execute(
+
+        def lease(conn: Connection) -> list[dict[str, Any]]:
+            now = now_ms()
+            rows = conn.execute(
                 select(o).where(and_(o.c.status == "pending", o.c.next_attempt_ms <= now))
-                .order_by(o.c.next_attempt_ms).limit(limit))).all()
+                .order_by(o.c.next_attempt_ms).limit(limit)).all()
             if rows:
-                await conn.execute(
-                    update(o).where(o.c.id.in_([r.id for r in rows]))
-                    .values(attempts=o.c.attempts + 1, next_attempt_ms=now + lease_ms))
-        return [dict(r._mapping, attempts=r.attempts + 1) for r in rows]
+                conn.execute(update(o).where(o.c.id.in_([r.id for r in rows]))
+                             .values(attempts=o.c.attempts + 1, next_attempt_ms=now + lease_ms))
+            return [dict(r._mapping, attempts=r.attempts + 1) for r in rows]
+
+        return await self._writer.run(lease)
 
     async def delivered(self, delivery: dict[str, Any]) -> None:
         o, t = schema.outbox, schema.async_tasks
-        async with self._engine.begin() as conn:
-            await conn.execute(update(o).where(o.c.id == delivery["id"])
-                               .values(status="delivered", delivered_ms=now_ms(),
-                                       last_error=None))
-            await conn.execute(update(t).where(t.c.task_id == delivery["task_id"])
-                               .values(destination_status="Succeeded"))
+
+        def write(conn: Connection) -> None:
+            conn.execute(update(o).where(o.c.id == delivery["id"])
+                         .values(status="delivered", delivered_ms=now_ms(), last_error=None))
+            conn.execute(update(t).where(t.c.task_id == delivery["task_id"])
+                         .values(destination_status="Succeeded"))
+
+        await self._writer.run(write)
 
     async def delivery_failed(self, delivery: dict[str, Any], error: str, retry_ms: int) -> None:
         o, t = schema.outbox, schema.async_tasks
-        async with self._engine.begin() as conn:
-            await conn.execute(update(o).where(o.c.id == delivery["id"])
-                               .values(next_attempt_ms=now_ms() + retry_ms, last_error=error))
-            await conn.execute(update(t).where(t.c.task_id == delivery["task_id"]).values(
+
+        def write(conn: Connection) -> None:
+            conn.execute(update(o).where(o.c.id == delivery["id"])
+                         .values(next_attempt_ms=now_ms() + retry_ms, last_error=error))
+            conn.execute(update(t).where(t.c.task_id == delivery["task_id"]).values(
                 destination_status=f"Retrying (attempt {delivery['attempts']}): {error}"[:256]))
+
+        await self._writer.run(write)
 
     async def next_delivery_ms(self) -> int | None:
         o = schema.outbox
@@ -356,16 +386,16 @@ class TaskStore:
     async def release_deliveries(self) -> None:
         """At start-up: deliveries leased by a run that ended are due again now."""
         o = schema.outbox
-        async with self._engine.begin() as conn:
-            await conn.execute(update(o).where(o.c.status == "pending")
-                               .values(next_attempt_ms=now_ms()))
+        await self._writer.run(lambda conn: conn.execute(
+            update(o).where(o.c.status == "pending").values(next_attempt_ms=now_ms())))
 
     async def stop(self, function_name: str, task_id: str) -> str | None:
         """StopAsyncTask: a waiting task stops now, a running one when its attempt ends."""
         t = schema.async_tasks
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(select(t.c.status, t.c.events).where(and_(
-                t.c.task_id == task_id, t.c.function_name == function_name)))).first()
+
+        def write(conn: Connection) -> str | None:
+            row = conn.execute(select(t.c.status, t.c.events).where(and_(
+                t.c.task_id == task_id, t.c.function_name == function_name))).first()
             if row is None:
                 return None
             current = TaskStatus(row.status)
@@ -377,20 +407,22 @@ class TaskStore:
             values: dict[str, Any] = {"status": status.value, "events": events}
             if status is TaskStatus.STOPPED:
                 values["end_ms"] = now_ms()
-            changed = await conn.execute(update(t).where(and_(
+            changed = conn.execute(update(t).where(and_(
                 t.c.task_id == task_id, t.c.status == current.value)).values(**values))
             if not changed.rowcount:  # it moved on meanwhile: report where it is now
                 return current.value
-        return status.value
+            return status.value
+
+        return await self._writer.run(write)
 
     async def requeue_orphans(self, running: set[str]) -> int:
         """Tasks marked Running (or Stopping) that nobody runs — their attempt died
         inside funclet — go back to the queue (or to Stopped)."""
         t = schema.async_tasks
 
-        async def op(conn: AsyncConnection) -> int:
-            rows = (await conn.execute(select(t.c.task_id, t.c.status).where(
-                t.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.STOPPING.value])))).all()
+        def op(conn: Connection) -> int:
+            rows = conn.execute(select(t.c.task_id, t.c.status).where(
+                t.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.STOPPING.value]))).all()
             orphans = [r for r in rows if r.task_id not in running]
             for r in orphans:
                 if r.status == TaskStatus.STOPPING.value:
@@ -399,7 +431,7 @@ class TaskStore:
                 else:
                     values = {"status": TaskStatus.ENQUEUED.value,
                               "attempts": t.c.attempts - 1}
-                await conn.execute(update(t).where(and_(
+                conn.execute(update(t).where(and_(
                     t.c.task_id == r.task_id, t.c.status == r.status)).values(**values))
             return len(orphans)
 
@@ -407,21 +439,24 @@ class TaskStore:
 
     async def close(self) -> None:
         """Let the writer commit what is queued."""
-        if self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        if self._batcher is not None and not self._batcher.done():
+            await asyncio.shield(self._batcher)
 
     async def recover(self) -> int:
         """After a crash or restart, tasks left Running run again (their attempt is taken
         back: it never finished); Stopping ones are Stopped."""
         t = schema.async_tasks
-        async with self._engine.begin() as conn:
-            stopped = await conn.execute(
+
+        def write(conn: Connection) -> int:
+            stopped = conn.execute(
                 update(t).where(t.c.status == TaskStatus.STOPPING.value)
                 .values(status=TaskStatus.STOPPED.value, end_ms=now_ms()))
-            rerun = await conn.execute(
+            rerun = conn.execute(
                 update(t).where(t.c.status == TaskStatus.RUNNING.value)
                 .values(status=TaskStatus.ENQUEUED.value, attempts=t.c.attempts - 1))
-        return int(rerun.rowcount or 0) + int(stopped.rowcount or 0)
+            return int(rerun.rowcount or 0) + int(stopped.rowcount or 0)
+
+        return await self._writer.run(write)
 
     async def get(self, function_name: str, task_id: str) -> dict[str, Any] | None:
         t = schema.async_tasks
@@ -470,14 +505,17 @@ class TaskStore:
         values = {"max_retries": config.max_retries, "max_age": config.max_age_seconds,
                   "on_success": config.on_success, "on_failure": config.on_failure,
                   "async_task": config.async_task}
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(
-                select(c.c.created_ms).where(c.c.function_name == function_name))).first()
-            created = row.created_ms if row else now
-            await conn.execute(delete(c).where(c.c.function_name == function_name))
-            await conn.execute(insert(c).values(function_name=function_name, config=values,
-                                                created_ms=created, modified_ms=now))
-        return created, now
+
+        def write(conn: Connection) -> int:
+            row = conn.execute(
+                select(c.c.created_ms).where(c.c.function_name == function_name)).first()
+            created = int(row.created_ms) if row else now
+            conn.execute(delete(c).where(c.c.function_name == function_name))
+            conn.execute(insert(c).values(function_name=function_name, config=values,
+                                          created_ms=created, modified_ms=now))
+            return created
+
+        return await self._writer.run(write), now
 
     async def configs(self) -> dict[str, tuple[AsyncConfig, int, int]]:
         c = schema.async_configs
@@ -494,6 +532,5 @@ class TaskStore:
 
     async def delete_config(self, function_name: str) -> bool:
         c = schema.async_configs
-        async with self._engine.begin() as conn:
-            result = await conn.execute(delete(c).where(c.c.function_name == function_name))
-        return bool(result.rowcount)
+        return await self._writer.run(lambda conn: bool(
+            conn.execute(delete(c).where(c.c.function_name == function_name)).rowcount))

@@ -39,30 +39,29 @@ class TriggerStore:
 
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
+        self._writer = store.writer
 
     async def create(self, row: TriggerRow) -> bool:
         """``False`` if the function already has a trigger of that name."""
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(_t).values(**asdict(row)))
+            await self._writer.run(lambda conn: conn.execute(insert(_t).values(**asdict(row))))
         except IntegrityError:
             return False
         return True
 
     async def update(self, row: TriggerRow) -> None:
         values = asdict(row)
-        async with self._engine.begin() as conn:
-            await conn.execute(update(_t).where(and_(
-                _t.c.function_name == row.function_name,
-                _t.c.trigger_name == row.trigger_name)).values(**values))
+        await self._writer.run(lambda conn: conn.execute(update(_t).where(and_(
+            _t.c.function_name == row.function_name,
+            _t.c.trigger_name == row.trigger_name)).values(**values)))
 
     async def delete(self, function_name: str, trigger_name: str | None = None) -> int:
         """Delete one trigger, or (``trigger_name`` None) all of a function's."""
         where = _t.c.function_name == function_name
         if trigger_name is not None:
             where = and_(where, _t.c.trigger_name == trigger_name)
-        async with self._engine.begin() as conn:
-            return int((await conn.execute(delete(_t).where(where))).rowcount or 0)
+        return await self._writer.run(
+            lambda conn: int(conn.execute(delete(_t).where(where)).rowcount or 0))
 
     async def all(self) -> list[TriggerRow]:
         async with self._engine.connect() as conn:
@@ -70,6 +69,5 @@ class TriggerStore:
 
     async def set_next_fires(self, fires: list[tuple[str, str, int | None]]) -> None:
         """(function, trigger, next fire ms) for each timer that moved on."""
-        async with self._engine.begin() as conn:
-            await conn.execute(_NEXT_FIRE, [
-                {"b_function": f, "b_trigger": t, "b_next": n} for f, t, n in fires])
+        params = [{"b_function": f, "b_trigger": t, "b_next": n} for f, t, n in fires]
+        await self._writer.run(lambda conn: conn.execute(_NEXT_FIRE, params))
