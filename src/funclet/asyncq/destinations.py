@@ -116,7 +116,8 @@ class Destinations:
         send = getattr(self, f"_to_{destination.kind}")
         client = self._clients.get(destination.uri)
         try:
-            await asyncio.wait_for(send(destination, body, key), _TIMEOUT)
+            async with asyncio.timeout(_TIMEOUT):
+                await send(destination, body, key)
         except BaseException:
             if self._clients.get(destination.uri) is client:  # not one made meanwhile
                 await self._forget(destination.uri)  # reconnect on the next try

@@ -183,7 +183,8 @@ class Dispatcher:
     async def _sleep(self, timeout: float) -> None:
         """Until woken (an accept, a finished attempt) or ``timeout`` seconds pass."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _attempt(self, task: Task) -> None:

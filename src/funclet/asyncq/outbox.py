@@ -62,7 +62,8 @@ class Outbox:
                 due = await self._tasks.next_delivery_ms()
                 wait = _IDLE_POLL if due is None else max(0.0, (due - now_ms()) / 1000)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(wait, _IDLE_POLL))
+                    async with asyncio.timeout(min(wait, _IDLE_POLL)):
+                        await self._wake.wait()
                 self._wake.clear()
             except asyncio.CancelledError:
                 raise

@@ -508,7 +508,8 @@ class Pool:
 async def _exit_of(process: SandboxProcess) -> Exit | None:
     """How the process ended (the zygote reports it just after the socket closes)."""
     with contextlib.suppress(TimeoutError):
-        return await asyncio.wait_for(asyncio.shield(process.exited), 2.0)
+        async with asyncio.timeout(2.0):
+            return await asyncio.shield(process.exited)
     return None
 
 

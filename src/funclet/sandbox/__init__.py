@@ -267,7 +267,8 @@ class Sandbox:
         try:
             zygote = await self._zygote(rt.zygote or runtime)
             process = await zygote.spawn(spec)
-            header, _ = await asyncio.wait_for(process.channel.expect(INIT), 30)
+            async with asyncio.timeout(30):
+                header, _ = await process.channel.expect(INIT)
         except Exception as exc:  # the next cold start is simply not faster
             log.warning("Could not start a %s instance ahead: %s", runtime, exc)
             return

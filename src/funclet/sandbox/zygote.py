@@ -106,7 +106,8 @@ class Zygote:
         self._ready = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_readable)
         try:
-            await asyncio.wait_for(self._ready, 30)
+            async with asyncio.timeout(30):
+                await self._ready
         except (TimeoutError, ZygoteFailed) as exc:
             await self.stop()
             raise ZygoteFailed(
@@ -128,7 +129,8 @@ class Zygote:
             packet = orjson.dumps({"type": "spawn", "sid": sid, "spec": spec})
             socket.send_fds(self._control, [packet], [theirs.fileno()])
             theirs.close()
-            pid, exited = await asyncio.wait_for(spawned, _SPAWN_TIMEOUT)
+            async with asyncio.timeout(_SPAWN_TIMEOUT):
+                pid, exited = await spawned
         except (OSError, TimeoutError, ZygoteFailed) as exc:
             self._spawns.pop(sid, None)
             theirs.close()
@@ -184,7 +186,8 @@ class Zygote:
         self._control.send(orjson.dumps({"type": "mount", "sid": sid, "pid": pid,
                                          "codeDir": code_dir, "target": target}))
         try:
-            error = await asyncio.wait_for(fut, 10)
+            async with asyncio.timeout(10):
+                error = await fut
         finally:
             self._mounts.pop(sid, None)
         if error:
@@ -195,7 +198,8 @@ class Zygote:
         assert self._control is not None
         self._probe = asyncio.get_running_loop().create_future()
         self._control.send(orjson.dumps({"type": "probe", "box": box}))
-        return await asyncio.wait_for(self._probe, 10)
+        async with asyncio.timeout(10):
+            return await self._probe
 
     def _lost(self) -> None:
         """The zygote is gone; its instances die with it (parent-death signal)."""

@@ -250,7 +250,8 @@ class _Consumer:
                        or t.exception() is not None for m in batch] + self._carry
             self._deliveries, self._carry, self._failing = {}, [], 0
             try:
-                await asyncio.wait_for(broker.close(unacked), _GRACE_S)
+                async with asyncio.timeout(_GRACE_S):
+                    await broker.close(unacked)
             except Exception as exc:
                 log.debug("Trigger %s could not close its connection to %s cleanly: %s.",
                           self._label, broker.url, reason(exc))

@@ -102,7 +102,8 @@ class Timers:
                 self._changed.clear()
                 timeout = None if upcoming is None else (upcoming - now) / 1000
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -111,8 +111,8 @@ class JetStreamConsumer:
                 await self._pull(limit)
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(),
-                                       min(deadline, self._pull_ends) - now)
+                async with asyncio.timeout(min(deadline, self._pull_ends) - now):
+                    await self._arrived.wait()
         taken = [self._buffer.popleft() for _ in range(min(limit, len(self._buffer)))]
         return [self._message(m) for m in taken]
 
@@ -136,7 +136,8 @@ class JetStreamConsumer:
                 left := self._pull_ends - time.monotonic()) > 0:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._arrived.wait()
         for msg in [m.handle for m in unacked] + list(self._buffer):
             with contextlib.suppress(MsgAlreadyAckdError):
                 await msg.nak()

@@ -69,7 +69,8 @@ class RabbitQueue:
         if not self._buffer and wait_s > 0:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._arrived.wait()
         if self._closed is not None and not self._buffer:
             raise ConnectionError(f"the channel closed: {self._closed}")
         if not self._buffer and self._tag not in self._consumers:
