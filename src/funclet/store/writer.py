@@ -49,6 +49,7 @@ class Writer:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _begin_immediate)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="funclet-db-writer")
+        self._conn: Connection | None = None  # the thread's own, kept across transactions
 
     async def run(self, transaction: Callable[[Connection], T]) -> T:
         """Run ``transaction`` in a transaction of its own; its result once committed.
@@ -57,11 +58,26 @@ class Writer:
         return await loop.run_in_executor(self._thread, self._run, transaction)
 
     def _run(self, transaction: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as conn:
-            return transaction(conn)
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        conn = self._conn
+        try:
+            with conn.begin():
+                return transaction(conn)
+        except BaseException:
+            if conn.invalidated:  # the database connection broke: a new one next time
+                conn.close()
+                self._conn = None
+            raise
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def close(self) -> None:
         """Finish the transactions queued, then close the connection."""
+        self._thread.submit(self._close_connection)
         self._thread.shutdown(wait=True)
         self.engine.dispose()
 
