@@ -207,13 +207,13 @@ class Dispatcher:
         if age_s > config.max_age_seconds:
             message = (f"Event age {age_s:.0f} s exceeded the maximum of "
                        f"{config.max_age_seconds} s")
+            delivery = self._delivery(task, config.on_failure, "EventAgeExceeded", None,
+                                      None, attempts=task.attempts - 1)
             await self._tasks.record(
                 task, TaskStatus.EXPIRED, uncount=True,
                 detail=f"older than maxAsyncEventAgeInSeconds ({config.max_age_seconds} s)",
-                error_message=message,
-                delivery=self._delivery(task, config.on_failure, "EventAgeExceeded", None,
-                                        None, attempts=task.attempts - 1))
-            self._outbox_wake()
+                error_message=message, delivery=delivery)
+            self._delivering(delivery)
             log.info("Async task %s expired after %.0f s.", task.task_id, age_s)
             return
         try:
@@ -237,12 +237,11 @@ class Dispatcher:
         fields: dict[str, Any] = {"duration_ms": out.duration_ms, "instance_id": out.instance_id}
         if out.error is None:
             response = out.body.decode("utf-8", "replace")
+            delivery = self._delivery(task, config.on_success, "Success", response, None)
             await self._tasks.record(
                 task, TaskStatus.SUCCEEDED, detail=f"attempt {task.attempts} succeeded",
-                return_payload=response, error_message=None,
-                delivery=self._delivery(task, config.on_success, "Success", response, None),
-                **fields)
-            self._outbox_wake()
+                return_payload=response, error_message=None, delivery=delivery, **fields)
+            self._delivering(delivery)
             return
         message = f"{out.error.error_type}: {out.error.message}"
         status = after_failure(task.attempts, config.max_retries)
@@ -255,14 +254,18 @@ class Dispatcher:
                      task.task_id, delay * 1000, task.attempts, config.max_retries + 1)
         else:
             body = orjson.dumps(out.error.body()).decode()
+            delivery = self._delivery(task, config.on_failure, "RetriesExhausted", body,
+                                      "Unhandled")
             await self._tasks.record(
                 task, status, detail=f"attempt {task.attempts} failed: {message}",
-                error_message=message,
-                delivery=self._delivery(task, config.on_failure, "RetriesExhausted", body,
-                                        "Unhandled"),
-                **fields)
-            self._outbox_wake()
+                error_message=message, delivery=delivery, **fields)
+            self._delivering(delivery)
             log.info("Async task %s failed after %d attempts.", task.task_id, task.attempts)
+
+    def _delivering(self, delivery: tuple[str, bytes] | None) -> None:
+        """A destination record went to the outbox: it is due now."""
+        if delivery is not None:
+            self._outbox_wake()
 
     def _delivery(
         self, task: Task, uri: str | None, condition: str, response: str | None,
