@@ -95,9 +95,9 @@ _WAITING = [s.value for s in WAITING]
 _DUE = (select(_t.c.task_id)
         .where(and_(_t.c.status.in_(_WAITING), _t.c.run_after_ms <= bindparam("now")))
         .order_by(_t.c.run_after_ms).limit(bindparam("limit")))
+# One statement: the due tasks (oldest first) become Running and come back.
 _CLAIM = (update(_t)
-          .where(and_(_t.c.task_id.in_(bindparam("ids", expanding=True)),
-                      _t.c.status.in_(_WAITING)))
+          .where(and_(_t.c.task_id.in_(_DUE.scalar_subquery()), _t.c.status.in_(_WAITING)))
           .values(status=TaskStatus.RUNNING.value, attempts=_t.c.attempts + 1,
                   started_ms=func.coalesce(_t.c.started_ms, bindparam("now")))
           .returning(_t.c.task_id, _t.c.request_id, _t.c.function_name, _t.c.payload,
@@ -240,11 +240,7 @@ class TaskStore:
         """Mark up to ``limit`` due tasks Running (oldest first) and return them."""
 
         def op(conn: Connection) -> list[Task]:
-            now = now_ms()
-            rows = conn.execute(_DUE, {"now": now, "limit": limit}).all()
-            if not rows:
-                return []
-            claimed = conn.execute(_CLAIM, {"ids": [r.task_id for r in rows], "now": now}).all()
+            claimed = conn.execute(_CLAIM, {"now": now_ms(), "limit": limit}).all()
             return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
                          r.payload, r.created_ms, r.attempts) for r in claimed]
 
