@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import socket
 import subprocess
 import threading
@@ -33,25 +34,44 @@ Send = Callable[[dict[str, Any], bytes], None]
 
 class _Output:
     """The program's stdout and stderr: to the invocation running (when exactly one
-    runs), else kept for the next start-up error or the instance's log."""
+    runs), else kept for the next start-up error or the instance's log.
+
+    Every read of the pipe, and the attribution of what it read, happens under one
+    lock, and ``end`` first takes what the pipe still holds: output the program wrote
+    before it answered is in the pipe or already attributed, never in between.
+    """
 
     def __init__(self, stream: Any) -> None:
-        self._stream = stream
+        self._stream = stream  # kept open: the pipe is read through its descriptor
+        self._fd = stream.fileno()
+        os.set_blocking(self._fd, False)
         self._lock = threading.Lock()
-        self._current: dict[str, list[str]] = {}
-        self._tail: list[str] = []
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self._current: dict[str, list[bytes]] = {}
+        self._tail: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def _read(self, stream: Any) -> None:
-        for raw in iter(stream.readline, b""):
-            text = raw.decode("utf-8", "replace")
+    def _read(self) -> None:
+        more = True
+        while more:
+            select.select([self._fd], [], [])
             with self._lock:
-                if len(self._current) == 1:
-                    next(iter(self._current.values())).append(text)
-                else:
-                    self._tail.append(text)
-                    while sum(map(len, self._tail)) > _OUTPUT_LIMIT:
-                        self._tail.pop(0)
+                more = self._take()
+
+    def _take(self) -> bool:
+        """Move what the pipe holds to its owner (the lock held); ``False`` at its end."""
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            if len(self._current) == 1:
+                next(iter(self._current.values())).append(data)
+            else:
+                self._tail.append(data)
+                while len(self._tail) > 1 and sum(map(len, self._tail)) > _OUTPUT_LIMIT:
+                    self._tail.pop(0)
 
     def begin(self, request_id: str) -> None:
         with self._lock:
@@ -59,22 +79,16 @@ class _Output:
 
     def end(self, request_id: str, what: str = "Invoke") -> str:
         """The invocation's output, bracketed the way every runtime's log is."""
-        import select
-
-        # Output still in the pipe belongs to this answer: let the reader take it (it
-        # may wait for a busy CPU; a quiet pipe returns at once).
-        for _ in range(100):
-            if not select.select([self._stream], [], [], 0)[0]:
-                break
-            time.sleep(0.0005)
         with self._lock:
-            text = "".join(self._current.pop(request_id, []))
+            self._take()  # output still in the pipe belongs to this answer
+            text = b"".join(self._current.pop(request_id, [])).decode("utf-8", "replace")
         return (f"FC {what} Start RequestId: {request_id}\n{text}"
                 f"FC {what} End RequestId: {request_id}\n")
 
     def tail(self) -> str:
         with self._lock:
-            return "".join(self._tail)
+            self._take()
+            return b"".join(self._tail).decode("utf-8", "replace")
 
 
 class _Adapter:
