@@ -12,7 +12,8 @@ from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import make_url
 
 T = TypeVar("T")
-_SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
+# The writer's driver for the async engine's URL (psycopg, for PostgreSQL, is both).
+_SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite"}
 
 
 def json_dumps(value: Any) -> str:
