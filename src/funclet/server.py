@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 from pathlib import Path
 
@@ -47,11 +48,12 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
 
     async def main() -> None:
         task = asyncio.create_task(server.serve())
-        if examples is not None:
-            while not server.started and not task.done():
-                await asyncio.sleep(0.02)
-            if server.started:
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            if examples is not None:
                 await deploy_examples(platform, examples)
+            _settle_gc()
         await task
 
     try:
@@ -62,6 +64,16 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
         runner = asyncio.Runner()
     with runner:
         runner.run(main())
+
+
+def _settle_gc() -> None:
+    """Once started: what start-up built (modules, the app, SQLAlchemy's tables) lives as
+    long as the process, so it leaves the collector's generations (``gc.freeze``) and a
+    full collection no longer walks it; young collections run every 10,000 allocations,
+    not 700. Under async load the collector had taken 13 % of the event loop's time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 async def deploy_examples(platform: Platform, folder: Path) -> None:
