@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ class Store:
     """Reads and writes metadata. SQLite runs in WAL mode with ``synchronous=NORMAL``.
 
     Reads go through ``engine`` (async); every write goes through ``writer``, the
-    database's one writing thread (see ``Writer``).
+    database's one writer (see ``Writer``).
     """
 
     def __init__(self, url: str) -> None:
@@ -81,6 +82,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
         self.writer = Writer(url)
+        self._checkpoints: asyncio.Task[None] | None = None
         self.dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
 
     async def open(self) -> None:
@@ -89,8 +91,13 @@ class Store:
             _add_missing_columns(conn)
 
         await self.writer.run(create)
+        self._checkpoints = asyncio.get_running_loop().create_task(self.writer.checkpoints())
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
         await self.engine.dispose()
         await asyncio.to_thread(self.writer.close)
 

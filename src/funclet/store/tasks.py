@@ -108,8 +108,8 @@ _Result = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
 class TaskStore:
-    """Reads and writes ``async_tasks``: reads on the async engine, writes on the
-    store's writer thread (one transaction per hop, see ``Writer``)."""
+    """Reads and writes ``async_tasks``: reads on the async engine, writes through the
+    store's writer (one transaction run whole, see ``Writer``)."""
 
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
@@ -176,7 +176,8 @@ class TaskStore:
         changes: list[_Change],
         ops: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]],
     ) -> list[_Result]:
-        """One batch, on the writer thread: the futures are only carried back."""
+        """One batch, run by the writer: the futures are only carried back (on a
+        writer thread, they must not be touched)."""
         results: list[_Result] = []
         if accepts:
             results += self._insert(conn, accepts)
