@@ -120,18 +120,22 @@ def hello_zip() -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def measure_cold(url: str, n: int) -> list[float]:
+def measure_cold(url: str, n: int, quiet: float = 0.0, tag: str = "") -> list[float]:
+    """The first invocation of each of ``n`` just-deployed functions; ``quiet`` seconds of
+    nothing before each (the usual case: a cold start after the platform was idle)."""
     code = hello_zip()
     times = []
     with httpx.Client(base_url=url, timeout=30) as client:
         for i in range(n):
-            name = f"bench-cold-{i}-{os.getpid()}"
+            name = f"bench-cold{tag}-{i}-{os.getpid()}"
             r = client.post("/2023-03-30/functions", json={
                 "functionName": name,
                 "runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
                 "handler": "index.handler", "code": {"zipFile": code}})
             r.raise_for_status()
             client.get("/healthz")  # keep the connection warm, as for the floor
+            if quiet:
+                time.sleep(quiet)
             t0 = time.perf_counter()
             r = client.post(f"/2023-03-30/functions/{name}/invocations", content=b"{}")
             times.append((time.perf_counter() - t0) * 1000)
@@ -322,7 +326,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
-SECTIONS = ("sync", "limits", "async", "triggers", "runtimes")
+SECTIONS = ("sync", "cold", "limits", "async", "triggers", "runtimes")
 
 
 def main() -> None:
@@ -373,13 +377,6 @@ def bench_sync(args: argparse.Namespace, env: dict[str, str]) -> None:
         floor.terminate()
         floor.wait(30)
 
-    print("cold starts with the sandbox off ...", file=sys.stderr)
-    proc, url, data = start_funclet(env, FUNCLET_SANDBOX="false")
-    try:
-        cold_bare = measure_cold(url, args.functions)
-    finally:
-        stop_funclet(proc, data)
-
     rows = [
         ("cold p50", pct(cold, 50), pct(floor_req, 50), "ms"),
         ("cold p99", pct(cold, 99), pct(floor_req, 99), "ms"),
@@ -400,10 +397,36 @@ def bench_sync(args: argparse.Namespace, env: dict[str, str]) -> None:
           "keep-alive request to bare uvicorn). The cold-start mean is "
           f"{statistics.mean(cold):.2f} ms.")
 
-    print(f"\n| {'sandbox':<24} | {'cold p50':>9} | {'cold p99':>9} |")
-    print(f"|{'-' * 26}|{'-' * 11}|{'-' * 11}|")
-    print(f"| {'on (namespaces, cgroups)':<24} | {pct(cold, 50):>9.3f} | {pct(cold, 99):>9.3f} |")
-    print(f"| {'off':<24} | {pct(cold_bare, 50):>9.3f} | {pct(cold_bare, 99):>9.3f} |")
+
+
+COLD_MODES = (
+    ("full sandbox, instances started ahead", {}),
+    ("full sandbox, none started ahead", {"FUNCLET_PRESTARTED_INSTANCES": "0"}),
+    ("sandbox off", {"FUNCLET_SANDBOX": "false"}),
+)
+
+
+def bench_cold(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Cold starts back to back and after 0.2 s of quiet, with the full sandbox (network
+    namespace included) with and without instances started ahead, and with it off."""
+    results: dict[tuple[str, float], list[float]] = {}
+    for label, extra in COLD_MODES:
+        proc, url, data = start_funclet(env, **extra)
+        try:
+            for quiet in (0.0, 0.2):
+                print(f"cold starts: {label}, {quiet:g} s quiet ...", file=sys.stderr)
+                results[(label, quiet)] = measure_cold(url, args.functions, quiet,
+                                                       tag=f"{int(quiet * 10)}")
+        finally:
+            stop_funclet(proc, data)
+    off = {q: results[("sandbox off", q)] for q in (0.0, 0.2)}
+    print(f"\ncold starts: {args.functions} fresh functions per row, client-side ms\n")
+    print(f"| {'sandbox':<38} | {'quiet':>5} | {'p50':>7} | {'p99':>7} | {'p50 / off':>9} |")
+    print(f"|{'-' * 40}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 11}|")
+    for (label, quiet), times in results.items():
+        ratio = pct(times, 50) / pct(off[quiet], 50)
+        print(f"| {label:<38} | {quiet:>5.1f} | {pct(times, 50):>7.2f} | "
+              f"{pct(times, 99):>7.2f} | {ratio:>9.2f} |")
 
 
 def bench_limits(args: argparse.Namespace, env: dict[str, str]) -> None:

@@ -78,11 +78,13 @@ def probe(client: httpx.Client, name: str, **args: list[str]) -> dict[str, objec
 def test_an_instance_runs_unprivileged_alone_in_its_namespaces(
     client: httpx.Client, protections: dict[str, bool],
 ) -> None:
-    need(protections, "namespaces", "unprivilegedUser")
+    need(protections, "namespaces", "unprivilegedUser", "uidPerFunction")
     name = deploy(client, PROBE)
     r = invoke(client, name, b"{}")
     out = r.json()
-    assert (out["uid"], out["gid"]) == (65534, 65534)
+    assert 100_000 <= out["uid"] < 260_000 and out["gid"] == out["uid"]  # the default range
+    other = probe(client, deploy(client, PROBE))
+    assert other["uid"] != out["uid"]  # one uid per function
     assert out["pid"] == 1 and out["processes"] == [1]  # it sees only itself
     assert out["hostname"] == r.headers["x-funclet-instance-id"]
     assert out["cwd"] == "/code" and out["code"] == ["index.py"]
@@ -210,30 +212,10 @@ def test_killing_pid_1_of_an_instance_does_not_touch_the_platform(
     assert invoke(client, deploy(client, PROBE), b"{}").status_code == 200
 
 
-def test_without_internet_access_the_network_is_gone(
-    client: httpx.Client, server: Server, protections: dict[str, bool],
-) -> None:
-    need(protections, "namespaces")
-    code = {"index.py": f"""
-        import socket
-
-        def handler(event, context):
-            try:
-                socket.create_connection(("127.0.0.1", {server.port}), timeout=2).close()
-                return "connected"
-            except OSError as exc:
-                return "refused: " + type(exc).__name__
-    """}
-    online = deploy(client, code)
-    offline = deploy(client, code, internetAccess=False)
-    assert invoke(client, online).text == "connected"
-    assert invoke(client, offline).text.startswith("refused")
-    assert client.get(f"{API}/functions/{offline}").json()["internetAccess"] is False
-
-
 def test_the_start_up_log_says_which_protections_are_on(server: Server) -> None:
     log = server.log()
-    for line in ("Sandbox: namespaces", "Sandbox: memory limit", "Sandbox: unprivileged user"):
+    for line in ("Sandbox: namespaces", "Sandbox: memory limit", "Sandbox: one unprivileged user",
+                 "Sandbox: a network of its own"):
         assert line in log
 
 
@@ -354,33 +336,71 @@ def _quietly(client: httpx.Client, name: str) -> None:
         pass
 
 
-def test_functions_cannot_use_the_open_loopback_api(
+CALL_API = {"index.py": """
+    import json, os, urllib.request, urllib.error
+
+    def call(base, method, path, headers={}):
+        request = urllib.request.Request(base + path, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return "unreachable"
+
+    def handler(event, context):
+        args = json.loads(event)
+        base, victim = args["base"], args["victim"]
+        token = os.environ.get("API_TOKEN")
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return json.dumps({
+            "list": call(base, "GET", "/2023-03-30/functions"),
+            "delete": call(base, "DELETE", "/2023-03-30/functions/" + victim),
+            "health": call(base, "GET", "/healthz"),
+            # A forwarded-for header must not pass for another client.
+            "spoofed": call(base, "GET", "/2023-03-30/functions",
+                            {"X-Forwarded-For": "203.0.113.7"}),
+            "with token": call(base, "GET", "/2023-03-30/functions", auth),
+        })
+"""}
+
+
+def test_functions_cannot_reach_the_api(
     client: httpx.Client, server: Server, protections: dict[str, bool],
 ) -> None:
-    need(protections, "unprivilegedUser")
-    name = deploy(client, {"index.py": f"""
-        import json, urllib.request, urllib.error
-
-        def call(method, path, headers={{}}):
-            request = urllib.request.Request("http://127.0.0.1:{server.port}" + path,
-                                             method=method, headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=5) as r:
-                    return r.status
-            except urllib.error.HTTPError as e:
-                return e.code
-
-        def handler(event, context):
-            return json.dumps({{
-                "list": call("GET", "/2023-03-30/functions"),
-                "delete": call("DELETE", "/2023-03-30/functions/" + event.decode()),
-                "health": call("GET", "/healthz"),
-                # A forwarded-for header must not pass for another client.
-                "spoofed": call("GET", "/2023-03-30/functions",
-                                {{"X-Forwarded-For": "203.0.113.7"}}),
-            }})
-    """})
+    need(protections, "networkNamespace")
+    name = deploy(client, CALL_API)
     victim = deploy(client, PROBE)
-    out = invoke(client, name, victim.encode()).json()
-    assert out == {"list": 403, "delete": 403, "health": 200, "spoofed": 403}
-    assert client.get(f"{API}/functions/{victim}").status_code == 200  # the operator may
+    gateway = client.get("/healthz").json()["network"]["gateway"]
+    for base in (f"http://127.0.0.1:{server.port}", f"http://{gateway}:{server.port}"):
+        out = invoke(client, name, json.dumps({"base": base, "victim": victim}).encode())
+        assert set(out.json().values()) == {"unreachable"}, (base, out.text)
+    assert client.get(f"{API}/functions/{victim}").status_code == 200
+
+
+def test_an_api_exposed_to_functions_always_requires_credentials(tmp_path: Path) -> None:
+    """The operator may open the API to functions (the FC SDK inside a function); then
+    it answers them only with credentials, whatever the loopback default."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = start_server(tmp_path, port=port, FUNCLET_EXPOSE_HOST_PORTS=f"[{port}]",
+                          FUNCLET_API_TOKEN="operator-token")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            if not client.get("/healthz").json()["sandbox"]["networkNamespace"]:
+                need({}, "networkNamespace")
+            assert client.get(f"{API}/functions").status_code == 200  # loopback: open
+            victim = deploy(client, PROBE)
+            event = json.dumps({"base": f"http://host.funclet.internal:{port}",
+                                "victim": victim}).encode()
+            anonymous = invoke(client, deploy(client, CALL_API), event).json()
+            assert anonymous == {"list": 401, "delete": 401, "health": 200, "spoofed": 401,
+                                 "with token": 401}
+            trusted = deploy(client, CALL_API,
+                             environmentVariables={"API_TOKEN": "operator-token"})
+            assert invoke(client, trusted, event).json()["with token"] == 200
+            assert client.get(f"{API}/functions/{victim}").status_code == 200
+    finally:
+        stop_server(server)

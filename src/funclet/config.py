@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     prestarted_instances: int = Field(2, ge=0, le=64)
     sandbox: bool = True  # isolate instances (namespaces, cgroups, uid) where the host can
     tmp_size_mb: int = Field(512, ge=1)  # each instance's private /tmp
+    # Instances' network: a /22 of this range per platform on the host (bridge + NAT).
+    network_cidr: str = "10.213.0.0/16"
+    # Host ports that instances may reach, at host.funclet.internal:PORT (default none).
+    expose_host_ports: list[int] = Field(default_factory=list)
+    # The resolver instances use, "host[:port]", when the host's is not reachable as is.
+    dns_server: str | None = None
+    # Instances' uids: one per function, from this platform's share of the range.
+    uid_range_start: int = Field(100_000, ge=1000)
+    uid_range_size: int = Field(160_000, ge=16)
     reclaim_interval_seconds: float = Field(1.0, gt=0)
     shutdown_grace_seconds: int = Field(30, ge=0)
     python_interpreters: dict[str, str] = Field(default_factory=dict)

@@ -96,6 +96,7 @@ class Platform:
         self.tasks = TaskStore(self.store)
         self.async_configs = AsyncConfigs(self.tasks)
         self.functions.on_delete.append(self.async_configs.delete)
+        self.functions.on_delete.append(self._forget_function)
         self.outbox = Outbox(self.tasks, Destinations(self._enqueue_async))
         # Async work may hold at most half the account's instances: sync callers keep room.
         self.dispatcher = Dispatcher(
@@ -153,6 +154,9 @@ class Platform:
                     payload, now_ms(), 0)
         await self.dispatcher.accept(task, 0)
 
+    async def _forget_function(self, name: str) -> None:
+        self.sandbox.forget(name)
+
     def _instance_changed(self, inst: Instance) -> None:
         self.recorder.instance(inst)
         if inst.state is InstanceState.STOPPED:
@@ -163,6 +167,9 @@ class Platform:
         return f"python{sys.version_info.major}.{sys.version_info.minor}"
 
     async def start(self) -> None:
+        s = self.settings
+        await self.sandbox.open(s.network_cidr, tuple(s.expose_host_ports), s.dns_server,
+                                s.uid_range_start, s.uid_range_size)
         await self.store.open()
         await self.store.close_stale_instances()
         if swept := await asyncio.to_thread(self.sandbox.config.sweep):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +22,7 @@ from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
 from funclet.platform import Platform
 
 log = logging.getLogger(__name__)
+
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -43,7 +46,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 async def _health(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    return json_response({"status": "ok", "sandbox": platform.sandbox.config.protections()})
+    network = platform.sandbox.network
+    return json_response({
+        "status": "ok", "sandbox": platform.sandbox.config.protections(),
+        "network": network.summary() if network is not None else None,
+    })
 
 
 def build_app(platform: Platform) -> Starlette:
@@ -56,19 +63,23 @@ def build_app(platform: Platform) -> Starlette:
             await platform.stop()
 
     middleware = []
-    uid = platform.sandbox.config.uid
-    domain = platform.settings.http_domain
-    if not platform.settings.auth_required and uid is not None:
-        middleware.append(Middleware(RefuseInstances, instance_uid=uid, http_domain=domain))
-    if platform.settings.auth_required:
-        s = platform.settings
+    s = platform.settings
+    credentials: dict[str, Any] = {
+        "token": platform.api_token, "access_keys": s.access_keys,
+        "max_body": max(s.max_sync_payload, s.max_code_size * 4 // 3 + 65536),
+        "http_domain": s.http_domain,
+    }
+    if not s.auth_required and platform.sandbox.config.namespaces:
+        # Every instance uid of any funclet on this host (each takes a share of the range)
+        # and the instances' network: with the API exposed to them, they need credentials.
         middleware.append(Middleware(
-            Authenticate,
-            token=platform.api_token,
-            access_keys=s.access_keys,
-            max_body=max(s.max_sync_payload, s.max_code_size * 4 // 3 + 65536),
-            http_domain=domain,
-        ))
+            RefuseInstances,
+            instance_uids=range(s.uid_range_start, s.uid_range_start + s.uid_range_size),
+            instance_network=ipaddress.ip_network(s.network_cidr, strict=False),
+            **credentials))
+    if s.auth_required:
+        middleware.append(Middleware(Authenticate, **credentials))
+    domain = s.http_domain
     by_host: list[BaseRoute] = [Host(f"{{name}}.{domain}", Router(http_triggers.host_routes))] \
         if domain else []
     app = Starlette(

@@ -11,8 +11,10 @@ possible: 401 without credentials, 403 with wrong ones.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote
@@ -136,24 +138,40 @@ class Authenticate:
 
 class RefuseInstances:
     """On loopback without authentication the API is open to the operator, not to the
-    functions it runs: a request whose TCP peer is owned by the instances' uid is
-    refused (the peer's uid comes from the kernel's socket table)."""
+    functions it runs. A request comes from an instance when it arrives from the
+    instances' network (the operator exposed the API to functions) or its TCP peer is
+    owned by an instance uid (the peer's uid comes from the kernel's socket table);
+    such a request needs credentials (a token or access keys the operator gave the
+    function, checked by ``Authenticate``)."""
 
-    def __init__(self, app: ASGIApp, instance_uid: int, http_domain: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, instance_uids: range,
+                 instance_network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+                 token: str | None = None, access_keys: Mapping[str, str] | None = None,
+                 max_body: int = 0, http_domain: str | None = None) -> None:
         self.app = app
-        self._uid = instance_uid
+        self._uids = instance_uids
+        self._network = instance_network
+        self._authenticate = Authenticate(app, token, access_keys or {}, max_body, http_domain)
         self._domain = http_domain
         self._peers = PeerUids()
 
+    def _from_instance(self, scope: Scope) -> bool:
+        client, server = scope.get("client"), scope.get("server")
+        if not client or not server:
+            return False
+        if self._network is not None:
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(client[0]) in self._network:
+                    return True
+        return self._peers.uid((client[0], client[1]), (server[0], server[1])) in self._uids
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
-            client, server = scope.get("client"), scope.get("server")
-            instance = bool(client and server and self._peers.uid(
-                (client[0], client[1]), (server[0], server[1])) == self._uid)
+            instance = self._from_instance(scope)
             if is_http_trigger(scope, self._domain):
                 _mark(scope, not instance)  # functions may call anonymous triggers
             elif instance:
-                await error_response(AccessDenied(_INSTANCES_REFUSED))(scope, receive, send)
+                await self._authenticate(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -69,6 +69,11 @@ def serve(
         typer.Option("--require-auth/--no-auth",
                      help="Require credentials [default: only when not on loopback]."),
     ] = None,
+    expose_host_port: Annotated[
+        list[int] | None,
+        typer.Option(help="A host port instances may reach, at host.funclet.internal:PORT "
+                          "(repeatable) [default: none]."),
+    ] = None,
 ) -> None:
     """Run the platform (API, instances, everything) in the foreground."""
     from funclet.config import load_settings
@@ -77,7 +82,7 @@ def serve(
     try:
         settings = load_settings(
             host=host, port=port, data_dir=data_dir, max_instances=max_instances,
-            require_auth=require_auth,
+            require_auth=require_auth, expose_host_ports=expose_host_port or None,
         )
     except ValueError as exc:
         raise CliError(f"invalid configuration: {exc}") from None

@@ -19,6 +19,8 @@ from typing import Any
 
 from funclet.runtimes import Runtime, protocol
 from funclet.sandbox.channel import INIT, Channel, ChannelClosed
+from funclet.sandbox.network import Network, NetworkUnavailable
+from funclet.sandbox.slots import MAX_SLOTS, HostSlot
 from funclet.sandbox.zygote import Exit, SandboxProcess, Zygote, ZygoteFailed
 
 __all__ = [
@@ -38,19 +40,21 @@ class SandboxConfig:
     namespaces: bool = True
     cgroups: dict[str, Path] = field(default_factory=dict)  # controller -> parent folder
     cgroup_version: int = 0  # 1, 2, or 0 for none
-    uid: int | None = 65534  # nobody
-    gid: int | None = 65534
+    uids: range | None = None  # one uid (and gid) per function, from this block
     tmp_bytes: int = 512 * 1024 * 1024
     max_open_files: int = 1024
     max_processes: int = 512
     hide: tuple[str, ...] = ()  # paths an instance must not see (the data folder)
     disabled: bool = False  # turned off by configuration (FUNCLET_SANDBOX=false)
+    network: str = ""  # instances' network (network.Network.describe), "" when not set up
+    network_error: str = ""  # why instances share the host's network, if they do
 
     @classmethod
-    def detect(cls, enabled: bool, hide: tuple[str, ...], tmp_mb: int, name: str) -> SandboxConfig:
+    def detect(cls, enabled: bool, hide: tuple[str, ...], tmp_mb: int,
+               name: str) -> SandboxConfig:
         """What this host offers: root, and cgroups v1 or v2 (checked again by ``probe``)."""
         if not enabled:
-            return cls(namespaces=False, uid=None, gid=None, disabled=True)
+            return cls(namespaces=False, disabled=True)
         root = os.geteuid() == 0
         if root:
             try:
@@ -66,15 +70,16 @@ class SandboxConfig:
                        if (CGROUP_ROOT / c / "cgroup.procs").exists()}
         return cls(
             namespaces=root, cgroups=cgroups, cgroup_version=version if cgroups else 0,
-            uid=65534 if root else None, gid=65534 if root else None,
             tmp_bytes=tmp_mb * 1024 * 1024, hide=hide,
         )
 
     def for_instance(
-        self, instance_id: str, code_dir: str, memory_mb: int, internet: bool
+        self, instance_id: str, code_dir: str, memory_mb: int, netns: bool,
+        uid: int | None, etc: dict[str, str] | None = None,
     ) -> dict[str, Any] | None:
-        """The ``sandbox`` section of one instance's spec (``isolate.enter`` reads it)."""
-        if not self.namespaces and not self.cgroups and self.uid is None:
+        """The ``sandbox`` section of one instance's spec (``isolate.enter`` reads it).
+        ``uid`` None with namespaces: started ahead, root until it is specialised."""
+        if not self.namespaces and not self.cgroups and self.uids is None:
             return None
         memory = memory_mb * 1024 * 1024
         shares = max(2, memory_mb * 2)  # CPU weight in proportion to memory: 512 MB = 1024
@@ -88,15 +93,16 @@ class SandboxConfig:
                       "pids": {"pids.max": self.max_processes}}
         return {
             "namespaces": self.namespaces,
-            "network": internet,
+            "netns": netns,
             "cgroups": {c: str(p / instance_id) for c, p in self.cgroups.items()},
             "cgroupLimits": {c: v for c, v in limits.items() if c in self.cgroups},
-            "uid": self.uid,
-            "gid": self.gid,
+            "uid": uid,
+            "gid": uid,
             "tmpBytes": self.tmp_bytes,
             "maxOpenFiles": self.max_open_files,
             "maxProcesses": self.max_processes,
             "hide": list(self.hide),
+            "etc": etc or {},
             "codeDir": code_dir,
             "codeMount": CODE_MOUNT,
             "hostname": instance_id[:63],
@@ -133,7 +139,9 @@ class SandboxConfig:
             "memoryLimit": cgroup("memory"),
             "cpuWeight": cgroup("cpu"),
             "processLimit": cgroup("pids"),
-            "unprivilegedUser": self.uid is not None,
+            "unprivilegedUser": self.uids is not None,
+            "uidPerFunction": self.uids is not None,
+            "networkNamespace": bool(self.network),
         }
 
     def describe(self) -> list[str]:
@@ -148,9 +156,12 @@ class SandboxConfig:
         def cgroup(controller: str) -> bool:
             return controller in self.cgroups or "unified" in self.cgroups
 
+        uids = f"uids {self.uids.start}-{self.uids.stop - 1}" if self.uids else "uids"
         return [
-            "namespaces (mount, pid, ipc, uts; net without internet access): "
+            "namespaces (mount, pid, ipc, uts, net): "
             + state(self.namespaces, "needs root and unshare"),
+            "a network of its own per instance (" + (self.network or "veth, bridge, NAT")
+            + "): " + state(bool(self.network), self.network_error or "needs namespaces"),
             "read-only /code, private /tmp and /proc, hidden data folder: "
             + state(self.namespaces, "needs namespaces"),
             f"memory limit and OOM kill ({v}): "
@@ -158,8 +169,8 @@ class SandboxConfig:
             f"CPU weight by memory ({v}): " + state(cgroup("cpu"), "no writable cpu cgroup"),
             "process limit per instance (pids cgroup): "
             + state(cgroup("pids"), "falls back to RLIMIT_NPROC per uid"),
-            f"unprivileged user (uid {self.uid or 65534}): "
-            + state(self.uid is not None, "needs root"),
+            f"one unprivileged user per function ({uids}), a keyring per instance: "
+            + state(self.uids is not None, "needs root"),
             f"open files ({self.max_open_files}) and no core dumps (rlimits): on",
         ]
 
@@ -184,37 +195,121 @@ def _free_port() -> int:
         return port
 
 
+def _kill_cgroup(cgroups: dict[str, str]) -> str | None:
+    """The cgroup folder holding all of an instance's processes (to kill them all)."""
+    return cgroups.get("pids") or cgroups.get("unified") or cgroups.get("memory")
+
+
+class Uids:
+    """One uid (and gid, the same number) per function, from the platform's block:
+    instances of different functions cannot signal each other, share a user keyring,
+    or read each other's files. Given on a function's first cold start; freed when the
+    function is deleted."""
+
+    def __init__(self, block: range) -> None:
+        self._block = block
+        self._of: dict[str, int] = {}
+        self._free = list(reversed(block))
+
+    def of(self, function: str) -> int:
+        uid = self._of.get(function)
+        if uid is None:
+            if not self._free:
+                raise OSError(f"every uid of {self._block.start}-{self._block.stop - 1} "
+                              "is given to a function; widen uid_range_size")
+            uid = self._of[function] = self._free.pop()
+        return uid
+
+    def forget(self, function: str) -> None:
+        uid = self._of.pop(function, None)
+        if uid is not None:  # reused last: the function's draining instances may still run
+            self._free.insert(0, uid)
+
+
 class Sandbox:
-    """Creates isolated instance processes for any known runtime."""
+    """Creates isolated instance processes for any known runtime.
+
+    With namespaces, every instance is started ahead of its function (off the
+    cold-start path: fork, cgroups, namespaces, mounts, its network plugged in), then
+    specialised on a cold start: the function's code mounted into its namespace, its
+    hostname and cgroup limits set, its spec sent; the instance takes the function's
+    uid and loads the handler. ``prestart`` instances wait per runtime; a cold start
+    that finds none takes the next one to finish starting.
+    """
 
     def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig,
-                 prestart: int = 2) -> None:
+                 prestart: int = 2, network: Network | None = None) -> None:
         self._runtimes = runtimes
         self._run_dir = run_dir
         self.config = config
+        self.network = network
+        self.uids = Uids(config.uids) if config.uids is not None else None
         self._zygotes: dict[str, Zygote] = {}
         self._lock = asyncio.Lock()
         self._probed = False
         self.prestart = prestart  # instances started ahead, per runtime that needs them
         self._prestarted: dict[str, list[SandboxProcess]] = {}
         self._prestarting: dict[str, set[asyncio.Task[None]]] = {}
+        self._takers: dict[str, list[asyncio.Future[SandboxProcess]]] = {}
         self._closing = False
+        self._slot: HostSlot | None = None
+
+    def _kind(self, runtime: str) -> str:
+        """Which instances started ahead serve ``runtime``: Python's serve custom
+        runtimes too (the same zygote); Node.js has its own (already exec'ed)."""
+        rt = self._runtimes[runtime]
+        return rt.name if rt.language == "nodejs" else (rt.zygote or rt.name)
+
+    def _ahead(self, runtime: str, internet: bool) -> bool:
+        """Whether ``runtime``'s instances are started ahead: always with namespaces
+        (whose set-up is then off the cold-start path) — but an instance without
+        internet access on a host without the instances' network is unshared afresh."""
+        if not self.config.namespaces:
+            return False
+        return self.network is not None or internet
+
+    async def open(self, cidr: str, exposed: tuple[int, ...], dns: str | None,
+                   uid_start: int, uid_count: int) -> None:
+        """Take this platform's host slot: its block of uids and its network (bridge,
+        subnet, filter table). Without namespaces there is nothing to take."""
+        if not self.config.namespaces:
+            return
+        self._slot = await asyncio.to_thread(HostSlot.take)
+        per_slot = uid_count // MAX_SLOTS
+        block = range(uid_start + self._slot.number * per_slot,
+                      uid_start + (self._slot.number + 1) * per_slot)
+        self.config = replace(self.config, uids=block)
+        self.uids = Uids(block)
+        try:
+            self.network = await asyncio.to_thread(Network.open, self._slot, cidr, exposed, dns,
+                                                   self._run_dir / "etc")
+        except NetworkUnavailable as exc:
+            self.config = replace(self.config, network_error=str(exc))
+            return
+        self.config = replace(self.config, network=self.network.describe())
 
     async def warm_up(self, runtime: str) -> None:
         """Start the runtime's zygote (and instances started ahead) before the first cold
         start."""
         await self._zygote(self._runtimes[runtime].zygote or runtime)
-        if self._runtimes[runtime].prestarts:
-            self._refill(runtime)
+        if self._ahead(runtime, True):
+            self._refill(self._kind(runtime))
 
     async def create(self, runtime: str, spec: dict[str, Any]) -> SandboxProcess:
         rt = self._runtimes[runtime]
-        if rt.prestarts:
-            self._refill(runtime)
-            if spec.get("internetAccess", True):
-                process = await self._specialize(runtime, spec)
-                if process is not None:
+        internet = spec.get("internetAccess", True)
+        uid = self.uids.of(spec["functionName"]) if self.uids is not None else None
+        if self._ahead(runtime, internet):
+            kind = self._kind(runtime)
+            while True:
+                process = await self._take(kind)
+                try:
+                    await self._specialize(process, rt, spec, uid)
                     return process
+                except (OSError, ZygoteFailed) as exc:
+                    log.warning("An instance started ahead could not be specialised (%s); "
+                                "taking another.", exc)
+                    process.kill()
         zygote = await self._zygote(rt.zygote or runtime)
         argv = rt.exec_argv(spec["memorySize"])
         if argv is not None:  # forked, sandboxed, then it becomes this program
@@ -223,85 +318,143 @@ class Sandbox:
             spec = dict(spec, adapter=rt.adapter)
         box = self.config.for_instance(
             spec["env"]["FC_INSTANCE_ID"], spec["codeDir"], spec["memorySize"],
-            spec.get("internetAccess", True),
+            not internet, uid,
         )
         if box is not None:
             spec = dict(spec, sandbox=box)
             if box["namespaces"]:  # the instance sees its code at /code
                 spec["env"] = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
-        if rt.language == "custom":
-            # Its own network namespace: the port it asked for. Else the host's: a free
-            # one, so that instances never clash.
-            own_net = box is not None and box["namespaces"] and not box.get("network", True)
-            spec["serverPort"] = spec["serverPort"] if own_net else _free_port()
+        if rt.language == "custom" and not (box and box["namespaces"] and box["netns"]):
+            spec["serverPort"] = _free_port()  # the host's network: never clash
         return await zygote.spawn(spec)
 
-    # -- pre-started instances --------------------------------------------------------
-    # A runtime that cannot fork a warm interpreter (Node.js) keeps a few instances
-    # started ahead: sandboxed, its interpreter loaded, no function yet. A cold start
-    # takes one and specialises it: the function's code is mounted at /code in its
-    # namespace, its cgroup limits set, its spec sent; then it loads the handler.
+    def forget(self, function: str) -> None:
+        """A function is gone: its uid may go to another."""
+        if self.uids is not None:
+            self.uids.forget(function)
 
-    def _refill(self, runtime: str) -> None:
-        """Start instances ahead until the runtime has ``prestart`` of them."""
+    # -- instances started ahead ------------------------------------------------------
+
+    async def _take(self, kind: str) -> SandboxProcess:
+        """A waiting instance of ``kind``, or the next one to finish starting."""
+        waiting = self._prestarted.setdefault(kind, [])
+        while waiting:
+            process = waiting.pop(0)
+            if not process.channel.is_closed and not process.exited.done():
+                self._refill(kind)
+                return process
+        taker: asyncio.Future[SandboxProcess] = asyncio.get_running_loop().create_future()
+        takers = self._takers.setdefault(kind, [])
+        takers.append(taker)
+        self._refill(kind)
+        try:
+            return await taker
+        except asyncio.CancelledError:
+            if taker.done() and not taker.cancelled() and taker.exception() is None:
+                waiting.append(taker.result())  # handed over as we were cancelled: keep it
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                takers.remove(taker)
+
+    def _refill(self, kind: str) -> None:
+        """Start instances ahead until ``kind`` has ``prestart`` of them (plus one per
+        cold start waiting for one)."""
         if self._closing:
             return
-        waiting = self._prestarted.setdefault(runtime, [])
-        starting = self._prestarting.setdefault(runtime, set())
-        for _ in range(self.prestart - len(waiting) - len(starting)):
-            task = asyncio.get_running_loop().create_task(self._prestart(runtime))
+        waiting = self._prestarted.setdefault(kind, [])
+        starting = self._prestarting.setdefault(kind, set())
+        takers = self._takers.get(kind, [])
+        for _ in range(self.prestart + len(takers) - len(waiting) - len(starting)):
+            task = asyncio.get_running_loop().create_task(self._prestart(kind))
             starting.add(task)
             task.add_done_callback(starting.discard)
 
-    async def _prestart(self, runtime: str) -> None:
-        rt = self._runtimes[runtime]
+    async def _prestart(self, kind: str) -> None:
+        try:
+            process = await self._start_ahead(kind)
+        except Exception as exc:
+            log.warning("Could not start a %s instance ahead: %s", kind, exc)
+            takers = self._takers.get(kind, [])
+            for taker in takers:  # a cold start waiting for it fails, rather than hang
+                if not taker.done():
+                    taker.set_exception(ZygoteFailed(
+                        f"runtime {kind} could not start an instance: {exc}"))
+                    break
+            return
+        for taker in self._takers.get(kind, []):
+            if not taker.done():
+                taker.set_result(process)
+                return
+        self._prestarted.setdefault(kind, []).append(process)
+
+    async def _start_ahead(self, kind: str) -> SandboxProcess:
+        rt = self._runtimes[kind]
         slot = f"p-{secrets.token_hex(8)}"
         box = self.config.for_instance(slot, str(self._empty_code_dir()), PRESTART_MEMORY_MB,
-                                       True)
-        if box is None or not box["namespaces"]:
-            return  # without a mount namespace there is nowhere to put code later
+                                       self.network is not None, None, self._etc())
+        assert box is not None
+        spec: dict[str, Any] = {"prestarted": True, "codeDir": CODE_MOUNT, "sandbox": box,
+                                "env": {}, "memorySize": PRESTART_MEMORY_MB}
         argv = rt.exec_argv(None)
-        assert argv is not None
-        spec = {"prestarted": True, "codeDir": CODE_MOUNT, "sandbox": box, "exec": argv,
-                "env": {}, "memorySize": PRESTART_MEMORY_MB}
+        if argv is not None:
+            spec["exec"] = argv
+        zygote = await self._zygote(rt.zygote or kind)
+        process = await zygote.spawn(spec)
         try:
-            zygote = await self._zygote(rt.zygote or runtime)
-            process = await zygote.spawn(spec)
             async with asyncio.timeout(30):
                 header, _ = await process.channel.expect(INIT)
-        except Exception as exc:  # the next cold start is simply not faster
-            log.warning("Could not start a %s instance ahead: %s", runtime, exc)
-            return
-        if header["type"] != protocol.PRESTARTED:
+            if header["type"] != protocol.PRESTARTED:
+                error = (header.get("error") or {}).get("errorMessage", header["type"])
+                raise ZygoteFailed(error)
+            if self.network is not None:
+                plug = await asyncio.to_thread(self.network.plug, process.pid)
+                process.plug = plug
+                network = self.network
+                process.exited.add_done_callback(lambda _: network.release(plug))
+        except BaseException:
             process.kill()
-            return
+            raise
         process.limits = box["cgroups"]
-        self._prestarted.setdefault(runtime, []).append(process)
+        return process
 
-    async def _specialize(self, runtime: str, spec: dict[str, Any]) -> SandboxProcess | None:
-        """A pre-started instance of ``runtime`` made into ``spec``'s, if one is waiting."""
-        waiting = self._prestarted.get(runtime, [])
-        while waiting:
-            process = waiting.pop()
-            if process.channel.is_closed or process.exited.done():
-                continue
-            box = self.config.for_instance(spec["env"]["FC_INSTANCE_ID"], spec["codeDir"],
-                                           spec["memorySize"], True)
-            assert box is not None
-            try:
-                zygote = await self._zygote(self._runtimes[runtime].zygote or runtime)
-                await zygote.mount_code(process.pid, spec["codeDir"], CODE_MOUNT)
-                await asyncio.to_thread(_set_limits, process.limits, box["cgroupLimits"])
-            except (OSError, ZygoteFailed) as exc:
-                log.warning("A pre-started %s instance could not be specialised (%s); "
-                            "starting one afresh.", runtime, exc)
-                process.kill()
-                continue
-            env = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
-            process.channel.send({"type": protocol.SPECIALIZE,
-                                  "spec": dict(spec, env=env, codeDir=CODE_MOUNT)})
-            return process
-        return None
+    def _etc(self) -> dict[str, str]:
+        """Files bound over /etc in every instance: hosts (host.funclet.internal), and a
+        resolv.conf naming the gateway when the host's resolver is on loopback."""
+        if self.network is None:
+            return {}
+        etc = {"hosts": str(self.network.hosts_file)}
+        if self.network.resolv_file is not None:
+            etc["resolv.conf"] = str(self.network.resolv_file)
+        return etc
+
+    async def _specialize(self, process: SandboxProcess, rt: Runtime, spec: dict[str, Any],
+                          uid: int | None) -> None:
+        """Make an instance started ahead into ``spec``'s (see the class docstring)."""
+        instance_id = spec["env"]["FC_INSTANCE_ID"]
+        box = self.config.for_instance(instance_id, spec["codeDir"], spec["memorySize"], True,
+                                       uid)
+        assert box is not None
+        zygote = await self._zygote(rt.zygote or rt.name)
+        renamed = await zygote.specialize(process.pid, spec["codeDir"], CODE_MOUNT,
+                                          box["hostname"], instance_id)
+        if renamed:  # its cgroups are named after the instance now (cgroup v1 renames)
+            process.limits = box["cgroups"]
+            process.cgroup = _kill_cgroup(box["cgroups"])
+        _set_limits(process.limits, box["cgroupLimits"])
+        if not spec.get("internetAccess", True) and process.plug is not None:
+            await asyncio.to_thread(self._unplug, process)
+        env = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
+        full = dict(spec, env=env, codeDir=CODE_MOUNT, uid=uid, gid=uid)
+        if rt.adapter is not None:
+            full["adapter"] = rt.adapter
+        if rt.language == "custom" and process.plug is None and self.network is None:
+            full["serverPort"] = _free_port()  # the host's network: never clash
+        process.channel.send({"type": protocol.SPECIALIZE, "spec": full})
+
+    def _unplug(self, process: SandboxProcess) -> None:
+        assert self.network is not None and process.plug is not None
+        self.network.unplug(process.plug)
 
     def _empty_code_dir(self) -> Path:
         path = self._run_dir / "empty-code"
@@ -331,12 +484,15 @@ class Sandbox:
             for line in self.config.describe():
                 log.warning("Sandbox: %s", line)
             return
-        box = self.config.for_instance("funclet-probe", "/", 128, False)
+        box = self.config.for_instance("funclet-probe", "/", 128, True, None)
         found = await zygote.probe(box) if box else {}
         config = self.config
         if config.namespaces and not found.get("mounts"):
-            config = replace(config, namespaces=False)
+            config = replace(config, namespaces=False, network="")
             log.warning("Namespaces do not work here: %s", found.get("namespace_error"))
+            if self.network is not None:
+                await asyncio.to_thread(self.network.close)
+                self.network = None
         working = {c: p for c, p in config.cgroups.items() if found.get(f"cgroup_{c}")}
         if working != config.cgroups:
             log.warning("Some cgroups are not usable here: %s", found.get("cgroup_error"))
@@ -363,3 +519,9 @@ class Sandbox:
         for parent in self.config.cgroups.values():  # empty by now
             with contextlib.suppress(OSError):
                 parent.rmdir()
+        if self.network is not None:
+            await asyncio.to_thread(self.network.close)
+            self.network = None
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None

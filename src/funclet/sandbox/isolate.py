@@ -5,16 +5,22 @@ Loaded by file path inside the zygote, so it imports only the standard library.
 ``funclet.sandbox.SandboxConfig.for_instance``) and, in this order:
 
 1. joins the instance's cgroups (memory limit, CPU weight, process count);
-2. sets rlimits (open files, no core dumps; process count when there is no pids cgroup);
-3. unshares mount, PID, IPC and UTS namespaces (and network, without internet access);
+2. sets rlimits (open files, no core dumps; process count when there is no pids
+   cgroup) and ``no_new_privs`` (no setuid binary grants anything, ever);
+3. unshares mount, PID, IPC, UTS and network namespaces;
 4. forks: the parent stays outside, waits, and exits as the child did; the child is
    PID 1 of the new namespace, so killing it ends every process of the instance;
 5. mounts: / read-only, the code read-only at /code, a private tmpfs /tmp and
    /dev/shm, the runtime's files kept readable, an empty tmpfs over each hidden path
-   (the data folder), a fresh /proc;
-6. sets the hostname, drops to the unprivileged uid/gid with no groups.
+   (the data folder), the platform's /etc/hosts (and resolv.conf), a fresh /proc;
+6. sets the hostname, brings up loopback, joins a new session keyring of its own,
+   and drops to the function's uid/gid with no groups — or, for an instance started
+   ahead of its function, stays root (running only the runtime's own code) until
+   ``become(uid, gid)`` once it is specialised.
 
-``probe()`` tries the same in a throwaway child and says which protections work.
+The platform plugs the network namespace into its bridge (``network.py``) from
+outside. ``probe()`` tries the same in a throwaway child and says which protections
+work.
 """
 
 from __future__ import annotations
@@ -79,13 +85,15 @@ def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if "pids" not in box.get("cgroups", {}) and box.get("maxProcesses"):
         resource.setrlimit(resource.RLIMIT_NPROC, (box["maxProcesses"], box["maxProcesses"]))
+    if os.geteuid() == 0:
+        _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries grant nothing
     if not box.get("namespaces"):
         parent = os.getppid()
-        _drop(box)
+        _drop(box.get("uid"), box.get("gid"))
         _die_with(parent)
         return
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    if not box.get("network", True):
+    if box.get("netns", True):
         flags |= CLONE_NEWNET
     _check(_libc.unshare(flags), "unshare")
     child = os.fork()
@@ -93,11 +101,18 @@ def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
         _stand_outside(child, close_in_parent)
     _mounts(box)
     socket.sethostname(box["hostname"])
-    if not box.get("network", True):
+    if box.get("netns", True):
         _loopback_up()
-    _drop(box)
+    _new_session_keyring()
+    _drop(box.get("uid"), box.get("gid"))
     # Again after the uid change: the kernel clears the parent-death signal on setuid.
     # The parent is outside the new PID namespace, so getppid() says 0.
+    _die_with(0)
+
+
+def become(uid: int | None, gid: int | None) -> None:
+    """An instance started ahead, now specialised: drop to its function's uid/gid."""
+    _drop(uid, gid)
     _die_with(0)
 
 
@@ -112,10 +127,25 @@ def _die_with(parent: int) -> None:
 
 
 def _stand_outside(child: int, close: list[int]) -> None:
-    """The parent left outside the namespace: wait for PID 1 and exit as it did."""
+    """The parent left outside the namespace: wait for PID 1 and exit as it did.
+
+    When the zygote dies this process is told (SIGTERM, its parent-death signal) and
+    kills PID 1: PID 1 cannot be told itself once a runtime that is not Python changed
+    its uid (the kernel clears the parent-death signal then, and Node.js cannot set it
+    again)."""
     for fd in close:
         os.close(fd)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def end(*_: object) -> None:
+        os.kill(child, signal.SIGKILL)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, end)
+    parent = os.getppid()
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        end()
     while True:
         try:
             _, status = os.waitpid(child, 0)
@@ -140,6 +170,9 @@ def _mounts(box: dict[str, Any]) -> None:
     # a handle on them before /tmp becomes the instance's own, and bind them back.
     under_tmp = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in box.get("expose", [])
                  if (p + "/").startswith("/tmp/") and os.path.isdir(p)}
+    # The platform's /etc files (host.funclet.internal, a resolver), wherever they are.
+    etc = {name: os.open(source, os.O_PATH) for name, source in box.get("etc", {}).items()
+           if os.path.exists(f"/etc/{name}")}
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
            f"size={box['tmpBytes']},mode=1777")
     for path, fd in under_tmp.items():
@@ -151,11 +184,18 @@ def _mounts(box: dict[str, Any]) -> None:
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                "size=64m,mode=1777")
     _expose([p for p in box.get("expose", []) if not (p + "/").startswith("/tmp/")])
+    for name, fd in etc.items():
+        _mount(f"/proc/self/fd/{fd}", f"/etc/{name}", None, MS_BIND)
+        _mount(None, f"/etc/{name}", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID
+               | MS_NODEV)
+        os.close(fd)
     for hidden in box.get("hide", []):
         if os.path.isdir(hidden):
             _mount("tmpfs", hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                    "size=4k,mode=755")
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if box.get("netns", True) and os.path.isdir("/sys"):  # its own interfaces, not the host's
+        _mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def _expose(paths: list[str]) -> None:
@@ -199,8 +239,18 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
 
 
-def _drop(box: dict[str, Any]) -> None:
-    uid, gid = box.get("uid"), box.get("gid")
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def _new_session_keyring() -> None:
+    """A session keyring of the instance's own: keys it adds are seen by nobody else."""
+    if _libc.syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"keyctl(JOIN_SESSION_KEYRING): {os.strerror(errno)}")
+
+
+def _drop(uid: int | None, gid: int | None) -> None:
     if uid is None or gid is None or os.geteuid() != 0:
         return
     _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries grant nothing
@@ -259,11 +309,19 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-def mount_code(pid: int, code_dir: str, target: str) -> None:
+def specialize(pid: int, code_dir: str, target: str, hostname: str) -> None:
     """Mount ``code_dir`` read-only at ``target`` inside the mount namespace of ``pid`` (a
-    pre-started instance that had no code yet). Run it in a single-threaded child of a
-    root process: it enters that namespace (a detached copy of the folder, made here,
-    is moved in — the folder itself is hidden in there)."""
+    pre-started instance that had no code yet) and give it ``hostname``. Run it in a
+    single-threaded child of a root process: it enters those namespaces (a detached copy
+    of the folder, made here, is moved in — the folder itself is hidden in there)."""
+    uts = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+    mount_code(pid, code_dir, target)
+    _check(_libc.setns(uts, CLONE_NEWUTS), "setns uts")
+    socket.sethostname(hostname)
+
+
+def mount_code(pid: int, code_dir: str, target: str) -> None:
+    """Mount ``code_dir`` read-only at ``target`` inside the mount namespace of ``pid``."""
     tree = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, code_dir.encode(),
                          _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC)
     _check(0 if tree >= 0 else -1, "open_tree")  # a file descriptor on success

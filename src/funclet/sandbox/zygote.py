@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from funclet.sandbox.channel import Channel
+from funclet.sandbox.network import Plug
 
 log = logging.getLogger(__name__)
 _SPAWN_TIMEOUT = 10.0
@@ -44,6 +45,7 @@ class SandboxProcess:
     cgroup: str | None = None  # a cgroup folder holding all of the instance's processes
     handler_kind: str = "event"  # what its runtime said the handler is (in ``ready``)
     limits: dict[str, str] = field(default_factory=dict)  # pre-started: its cgroup folders
+    plug: Plug | None = None  # its veth on the platform's bridge, if it has one
 
     def kill(self) -> None:
         """SIGKILL the instance and everything it started: its process group and, since
@@ -76,7 +78,7 @@ class Zygote:
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
         self._spawns: dict[int, asyncio.Future[tuple[int, asyncio.Future[Exit]]]] = {}
-        self._mounts: dict[int, asyncio.Future[Any]] = {}  # mount_code requests by sid
+        self._mounts: dict[int, asyncio.Future[Any]] = {}  # specialize requests by sid
         self._exits: dict[int, asyncio.Future[Exit]] = {}
         self._next_sid = 0
         self._stopping = False
@@ -173,25 +175,30 @@ class Zygote:
             elif kind == "mounted":
                 fut = self._mounts.pop(msg["sid"], None)
                 if fut is not None and not fut.done():
-                    fut.set_result(msg.get("error"))
+                    fut.set_result((msg.get("error"), msg.get("renamed", False)))
 
-    async def mount_code(self, pid: int, code_dir: str, target: str) -> None:
-        """Mount a function's code into a pre-started instance (``OSError`` if it fails)."""
+    async def specialize(self, pid: int, code_dir: str, target: str, hostname: str,
+                         cgroup_name: str) -> bool:
+        """Mount a function's code into a pre-started instance, give it its hostname and
+        rename its cgroups (``OSError`` if it fails). False: the cgroups keep their names
+        (cgroup v2 renames nothing)."""
         if self._control is None:
             raise ZygoteFailed(f"runtime {self.name} is not running")
         self._next_sid += 1
         sid = self._next_sid
-        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
         self._mounts[sid] = fut
         self._control.send(orjson.dumps({"type": "mount", "sid": sid, "pid": pid,
-                                         "codeDir": code_dir, "target": target}))
+                                         "codeDir": code_dir, "target": target,
+                                         "hostname": hostname, "cgroupName": cgroup_name}))
         try:
             async with asyncio.timeout(10):
-                error = await fut
+                error, renamed = await fut
         finally:
             self._mounts.pop(sid, None)
         if error:
             raise OSError(f"the code could not be mounted into instance pid {pid}: {error}")
+        return bool(renamed)
 
     async def probe(self, box: dict[str, Any]) -> dict[str, Any]:
         """Ask the zygote which protections work on this host (it tries, in a child)."""

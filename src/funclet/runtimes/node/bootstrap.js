@@ -236,6 +236,11 @@ async function main() {
   if (spec.prestarted) {
     reader = await specialization(socket, send);
     spec = reader.spec;
+    if (spec.uid !== undefined && spec.uid !== null) { // the function's own user, from now on
+      process.setgroups([]);
+      process.setgid(spec.gid);
+      process.setuid(spec.uid);
+    }
     for (const key of Object.keys(process.env)) delete process.env[key];
     Object.assign(process.env, spec.env);
     process.chdir(spec.codeDir); // the code is mounted now: enter it again

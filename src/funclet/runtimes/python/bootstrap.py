@@ -112,9 +112,11 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 control.send(json.dumps({"type": "probed", "found": found}).encode())
                 continue
             if msg["type"] == "mount":
-                error = _mount_code(msg["pid"], msg["codeDir"], msg["target"])
+                error = _mount_code(msg["pid"], msg["codeDir"], msg["target"],
+                                    msg["hostname"])
+                renamed = not error and _rename_cgroups(cgroups, msg["pid"], msg["cgroupName"])
                 control.send(json.dumps({"type": "mounted", "sid": msg["sid"],
-                                         "error": error}).encode())
+                                         "error": error, "renamed": renamed}).encode())
                 continue
             pid = os.fork()
             if pid == 0:
@@ -151,15 +153,15 @@ def zygote(control_fd: int, parent_pid: int) -> None:
             _remove_cgroups(cgroups)
 
 
-def _mount_code(pid: int, code_dir: str, target: str) -> str | None:
-    """Put a function's code into a pre-started instance (in a child: it enters the
-    instance's mount namespace). The error, if it failed."""
+def _mount_code(pid: int, code_dir: str, target: str, hostname: str) -> str | None:
+    """Put a function's code into a pre-started instance and give it its name (in a
+    child: it enters the instance's namespaces). The error, if it failed."""
     read, write = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(read)
         try:
-            isolate.mount_code(pid, code_dir, target)
+            isolate.specialize(pid, code_dir, target, hostname)
         except OSError as exc:
             os.write(write, str(exc).encode())
             os._exit(1)
@@ -176,6 +178,31 @@ def _mount_code(pid: int, code_dir: str, target: str) -> str | None:
         except InterruptedError:
             continue
     return error or None
+
+
+def _rename_cgroups(cgroups: dict[int, list[str]], pid: int, name: str) -> bool:
+    """Name an instance's cgroups after it once it is specialised (it was started ahead
+    under a placeholder). cgroup v2 refuses renames: then they keep the placeholder."""
+    renamed: list[tuple[str, str]] = []
+    for path in cgroups.get(pid, []):
+        target = os.path.join(os.path.dirname(path), name)
+        try:
+            os.rename(path, target)
+        except OSError:
+            return False if not renamed else _keep(cgroups, pid, renamed)
+        renamed.append((path, target))
+    cgroups[pid] = [target for _, target in renamed]
+    return True
+
+
+def _keep(cgroups: dict[int, list[str]], pid: int, renamed: list[tuple[str, str]]) -> bool:
+    """A rename failed half way: put back the ones done."""
+    for path, target in renamed:
+        try:
+            os.rename(target, path)
+        except OSError:
+            pass
+    return False
 
 
 def _reap(control: socket.socket, cgroups: dict[int, list[str]]) -> None:
@@ -275,11 +302,28 @@ def _isolated_instance(spec: dict[str, Any], sock: socket.socket) -> None:
                 "errorType": "Runtime.SandboxError", "stackTrace": []}}))
             os._exit(1)
         spec = dict(spec, codeDir=box["codeMount"])
+    if spec.get("prestarted") and "exec" not in spec:
+        spec = _specialization(sock)
     if "exec" in spec:
         _become(spec, sock)
     if "adapter" in spec:
         _adapt(spec, sock)
     _instance(spec, sock)
+
+
+def _specialization(sock: socket.socket) -> dict[str, Any]:
+    """A Python instance started ahead: say so, wait for its function's spec, take the
+    function's uid (the platform has mounted its code and set its limits meanwhile)."""
+    sock.sendall(protocol.encode({"type": protocol.PRESTARTED}))
+    while True:
+        frame = protocol.read_frame(sock)
+        if frame is None:
+            os._exit(0)
+        header, _ = frame
+        if header["type"] == protocol.SPECIALIZE:
+            spec: dict[str, Any] = header["spec"]
+            isolate.become(spec.get("uid"), spec.get("gid"))
+            return spec
 
 
 def _adapt(spec: dict[str, Any], sock: socket.socket) -> None:
