@@ -154,30 +154,13 @@ def zygote(control_fd: int, parent_pid: int) -> None:
 
 
 def _mount_code(pid: int, code_dir: str, target: str, hostname: str) -> str | None:
-    """Put a function's code into a pre-started instance and give it its name (in a
-    child: it enters the instance's namespaces). The error, if it failed."""
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read)
-        try:
-            isolate.specialize(pid, code_dir, target, hostname)
-        except OSError as exc:
-            os.write(write, str(exc).encode())
-            os._exit(1)
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as f:
-        error = f.read().decode()
-    while True:
-        try:
-            os.waitpid(child, 0)
-            break
-        except ChildProcessError:
-            break  # reaped by the SIGCHLD handler's loop already
-        except InterruptedError:
-            continue
-    return error or None
+    """Put a function's code into a pre-started instance and give it its name (the zygote
+    enters the instance's namespaces and returns). The error, if it failed."""
+    try:
+        isolate.specialize(pid, code_dir, target, hostname)
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def _rename_cgroups(cgroups: dict[int, list[str]], pid: int, name: str) -> bool:
