@@ -6,7 +6,9 @@ Runs, on this machine and in one go:
 - warm sync invocations over HTTP with wrk: p50/p99 latency and requests/s at 1
   connection, requests/s at 32 connections, D seconds each;
 - the floor: a bare uvicorn (uvloop + httptools) hello world, measured the same way;
-- cold start again with the sandbox off (FUNCLET_SANDBOX=false), for its cost;
+- cold starts back to back and after 0.2 s of quiet, with the full sandbox (instances
+  started ahead, and none) and with the sandbox off (FUNCLET_SANDBOX=false);
+- the platform's memory before and after a function sends 4 GB frames on its socket;
 - limits: N invocations of a function that sleeps 100 ms, sent over 200 connections
   with the account limit at 100: how many succeed, the most instances seen running at
   once, and the queue wait p50/p99;
@@ -20,7 +22,7 @@ Runs, on this machine and in one go:
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|limits|async|triggers|runtimes ...]
+       [--only sync|cold|frames|limits|async|triggers|runtimes ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -326,7 +328,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
-SECTIONS = ("sync", "cold", "limits", "async", "triggers", "runtimes")
+SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes")
 
 
 def main() -> None:
@@ -427,6 +429,66 @@ def bench_cold(args: argparse.Namespace, env: dict[str, str]) -> None:
         ratio = pct(times, 50) / pct(off[quiet], 50)
         print(f"| {label:<38} | {quiet:>5.1f} | {pct(times, 50):>7.2f} | "
               f"{pct(times, 99):>7.2f} | {ratio:>9.2f} |")
+
+
+FRAME_ATTACK = b"""
+import json, os, socket, struct
+
+def channel():
+    # The instance's socket to the platform: the one stream Unix socket it was given.
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        try:
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        if s.family == socket.AF_UNIX and s.type == socket.SOCK_STREAM:
+            return s
+        s.close()
+
+def handler(event, context):
+    s = channel()
+    header = b'{"type":"x"}'
+    s.sendall(struct.pack("!II", len(header), 4 * 1024 ** 3 - 1) + header)
+    chunk = b"x" * (1 << 20)
+    for _ in range(int(event or b"200")):  # MB announced as a 4 GB frame body
+        s.sendall(chunk)
+    return "sent"
+"""
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bench_frames(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """A function announces a 4 GB frame on its socket and sends 200 MB of it, three
+    times: the platform's memory before and after (it ends the instance at the header)."""
+    proc, url, data = start_funclet(env)
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            deploy(client, "bench-frames", FRAME_ATTACK, memorySize=1024)
+            deploy(client, "bench-hello", HELLO)
+            for _ in range(20):
+                client.post("/2023-03-30/functions/bench-hello/invocations", content=b"")
+            before = rss_mb(proc.pid)
+            outcomes = []
+            for _ in range(3):
+                r = client.post("/2023-03-30/functions/bench-frames/invocations", content=b"200")
+                outcomes.append(r.headers.get("x-fc-error-type", "none"))
+            time.sleep(1)
+            after = rss_mb(proc.pid)
+            healthy = client.post("/2023-03-30/functions/bench-hello/invocations").status_code
+    finally:
+        stop_funclet(proc, data)
+    print("\nframe attack: 3 x (a 4 GB frame announced, 200 MB sent)\n")
+    print("| platform RSS before | after   | growth | invocation errors | hello after |")
+    print("|---------------------|---------|--------|-------------------|-------------|")
+    print(f"| {before:>16.1f} MB | {after:>4.1f} MB | {after - before:>+5.1f} | "
+          f"{', '.join(sorted(set(outcomes))):<17} | {healthy:<11} |")
 
 
 def bench_limits(args: argparse.Namespace, env: dict[str, str]) -> None:
