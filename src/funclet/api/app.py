@@ -59,7 +59,11 @@ def build_app(platform: Platform) -> Starlette:
     uid = platform.sandbox.config.uid
     domain = platform.settings.http_domain
     if not platform.settings.auth_required and uid is not None:
-        middleware.append(Middleware(RefuseInstances, instance_uid=uid, http_domain=domain))
+        # Every uid an instance may run as; one today, a configured range once each
+        # function has its own.
+        instance_uids = range(uid, uid + 1)
+        middleware.append(Middleware(RefuseInstances, instance_uids=instance_uids,
+                                     http_domain=domain))
     if platform.settings.auth_required:
         s = platform.settings
         middleware.append(Middleware(

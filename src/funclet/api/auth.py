@@ -29,6 +29,10 @@ _OPEN_PATHS = frozenset({"/healthz"})
 _INSTANCES_REFUSED = (
     "functions may not call the management API of a funclet without authentication"
 )
+_PEER_UNKNOWN = (
+    "the request's connection has no owner the API can establish (it was closed or "
+    "reset), and without authentication the API serves only known callers"
+)
 
 
 def is_http_trigger(scope: Scope, http_domain: str | None) -> bool:
@@ -136,26 +140,41 @@ class Authenticate:
 
 class RefuseInstances:
     """On loopback without authentication the API is open to the operator, not to the
-    functions it runs: a request whose TCP peer is owned by the instances' uid is
-    refused (the peer's uid comes from the kernel's socket table)."""
+    functions it runs. It fails closed: a request passes only when its TCP peer is a
+    live socket whose owner (from the kernel's socket table) is not one of the
+    instances' uids. No peer address, no live socket (a connection reset or closed
+    right after its request), or an instance's uid: the control API answers 403, and
+    HTTP trigger requests are marked unauthenticated (``authType: function`` refuses
+    them, ``anonymous`` serves them)."""
 
-    def __init__(self, app: ASGIApp, instance_uid: int, http_domain: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, instance_uids: range, http_domain: str | None = None
+    ) -> None:
         self.app = app
-        self._uid = instance_uid
+        self._instance_uids = instance_uids
         self._domain = http_domain
         self._peers = PeerUids()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
-            client, server = scope.get("client"), scope.get("server")
-            instance = bool(client and server and self._peers.uid(
-                (client[0], client[1]), (server[0], server[1])) == self._uid)
+            refusal = self._refusal(scope)
             if is_http_trigger(scope, self._domain):
-                _mark(scope, not instance)  # functions may call anonymous triggers
-            elif instance:
-                await error_response(AccessDenied(_INSTANCES_REFUSED))(scope, receive, send)
+                _mark(scope, refusal is None)  # functions may call anonymous triggers
+            elif refusal is not None:
+                await error_response(AccessDenied(refusal))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> str | None:
+        """Why the request's peer is not trusted, or ``None`` when it is."""
+        client, server = scope.get("client"), scope.get("server")
+        uid = self._peers.uid((client[0], client[1]), (server[0], server[1])) if (
+            client and server) else None
+        if uid is None:
+            return _PEER_UNKNOWN
+        if uid in self._instance_uids:
+            return _INSTANCES_REFUSED
+        return None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
