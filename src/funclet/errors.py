@@ -19,6 +19,7 @@
     │   ├── PayloadTooLarge         413
     │   ├── Throttled               429, a limit was reached and the wait ran out
     │   └── ShuttingDown            503, the platform stopped while the call ran
+    ├── DataFolderInUse             another funclet serves from the same data folder
     └── InvocationError             the function ran (or tried to) and failed: FC's
         │                           {"errorMessage", "errorType", "stackTrace"} body
         ├── HandlerError            the handler raised; the user's own error type
@@ -33,6 +34,7 @@ An ``InvocationError`` that killed or poisoned its instance says so with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -170,6 +172,17 @@ class ShuttingDown(ApiError):
         super().__init__(
             "funclet is shutting down: the invocation was stopped after the grace period"
         )
+
+
+class DataFolderInUse(FuncletError):
+    """``funclet serve`` found the data folder locked by a running funclet."""
+
+    def __init__(self, folder: Path, pid: str) -> None:
+        super().__init__(
+            f"the data folder {folder} is in use by another funclet (pid {pid or 'unknown'}); "
+            "stop it, or give this one another --data-dir")
+        self.folder = folder
+        self.pid = pid
 
 
 class InvocationError(FuncletError):

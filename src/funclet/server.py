@@ -12,6 +12,7 @@ import uvicorn
 
 from funclet.api import build_app
 from funclet.config import Settings
+from funclet.datalock import DataFolderLock
 from funclet.errors import ApiError, FunctionAlreadyExists, TriggerAlreadyExists
 from funclet.packaging import DependencyError, read_full_manifest, vendor_requirements, zip_dir
 from funclet.platform import Platform
@@ -27,6 +28,15 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
     # in a sentence (the trigger's or the destination's state says why).
     for noisy in ("aiormq", "aio_pika", "nats"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    # First of all: a second funclet on this folder would sweep the first one's cgroups.
+    lock = DataFolderLock.acquire(settings.data_dir)
+    try:
+        _serve(settings, examples)
+    finally:
+        lock.release()
+
+
+def _serve(settings: Settings, examples: Path | None) -> None:
     platform = Platform(settings)
     config = uvicorn.Config(
         build_app(platform),
