@@ -26,7 +26,8 @@
         │   └── HandledError        …or reported it (callback(err)): HandledInvocationError
         ├── InitializationError     imports, module code or the initializer failed
         ├── FunctionTimeout         the handler ran past the function's timeout
-        └── InstanceCrashed         the instance died while running the invocation
+        ├── InstanceCrashed         the instance died while running the invocation
+        └── ResponseTooLarge        the instance sent a frame over the limit and was stopped
 
 An ``InvocationError`` that killed or poisoned its instance says so with
 ``instance_lost``; the pool then replaces the instance.
@@ -240,3 +241,13 @@ class FunctionTimeout(InvocationError):
 
 class InstanceCrashed(InvocationError):
     instance_lost = True
+
+
+class ResponseTooLarge(InvocationError):
+    """The instance sent the platform a frame over the limit (``Runtime.ResponseTooLarge``);
+    the channel was closed before the frame was buffered, and the instance stopped."""
+
+    instance_lost = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "Runtime.ResponseTooLarge")
