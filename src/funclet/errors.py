@@ -17,7 +17,10 @@
     │   ├── TriggerAlreadyExists    409
     │   ├── TaskIdTaken             409, an async task id another function uses
     │   ├── PayloadTooLarge         413
+    │   ├── UriTooLong              414, the request line is over the limit
+    │   ├── HeaderFieldsTooLarge    431, too many or too large request headers
     │   ├── Throttled               429, a limit was reached and the wait ran out
+    │   ├── Overloaded              503, the platform's connection limit is reached
     │   └── ShuttingDown            503, the platform stopped while the call ran
     ├── DataFolderInUse             another funclet serves from the same data folder
     └── InvocationError             the function ran (or tried to) and failed: FC's
@@ -156,6 +159,21 @@ class TriggerAlreadyExists(ApiError):
 class PayloadTooLarge(ApiError):
     code = "EntityTooLarge"
     status = 413
+
+
+class UriTooLong(ApiError):
+    code = "URITooLong"
+    status = 414
+
+
+class HeaderFieldsTooLarge(ApiError):
+    code = "RequestHeaderFieldsTooLarge"
+    status = 431
+
+
+class Overloaded(ApiError):
+    code = "ServiceUnavailable"
+    status = 503
 
 
 class Throttled(ApiError):
