@@ -90,13 +90,37 @@ def instance_pids(instance_id: str) -> list[int]:
     return found
 
 
+def _namespace_pid(pid: int) -> int | None:
+    """The pid a process has in its own PID namespace (the last ``NSpid`` field)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except OSError:
+        pass
+    return None
+
+
 def kill_instance(instance_id: str) -> None:
-    """SIGKILL every process of an instance from outside, as the OOM killer or an
-    operator would."""
+    """SIGKILL an instance from outside, as the OOM killer or an operator would.
+
+    With a PID namespace, its PID 1 goes (and the kernel takes every process of the
+    namespace with it); the parent left outside then exits on its own, so killing each
+    listed pid in turn would race with that exit. Without one, every process goes. At
+    least one kill must land, or the instance was already gone and the test proves
+    nothing."""
     import os
     import signal
 
     pids = instance_pids(instance_id)
     assert pids, f"no process found for instance {instance_id}"
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+    inits = [pid for pid in pids if _namespace_pid(pid) == 1]
+    killed = 0
+    for pid in inits or pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    assert killed, f"every process of instance {instance_id} had exited already"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 
 from tests.conftest import Server, start_server, stop_server
-from tests.helpers import API, b64, create_body, make_zip, unique
+from tests.helpers import API, b64, create_body, deploy, invoke, make_zip, unique
 
 TOKEN = "s3cret-token"
 KEYS = '{"test-ak": "test-sk"}'
@@ -151,3 +152,64 @@ def test_off_loopback_a_token_is_generated_once_and_required(tmp_path: Path) -> 
 
 def test_loopback_is_open_by_default(client: httpx.Client) -> None:
     assert client.get(f"{API}/functions").status_code == 200
+
+
+# Sends a request and drops the connection at once, so that the API sees no live peer:
+# "reset" closes with SO_LINGER 0 (an RST, the socket gone), "close" closes normally
+# (the socket is orphaned: no owner in the kernel's table any more).
+RESET_ATTACK = {"index.py": """
+    import json, socket, struct, time
+
+    def attack(port, request, how):
+        s = socket.create_connection(("127.0.0.1", port))
+        if how == "reset":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.sendall(request)
+        s.close()
+
+    def handler(event, context):
+        e = json.loads(event)
+        request = (f"{e['method']} {e['path']} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+                   "Content-Length: 0\\r\\n\\r\\n").encode()
+        for i in range(10):
+            attack(e["port"], request, "reset" if i % 2 == 0 else "close")
+        time.sleep(0.5)  # let the API get to the requests
+        return "sent"
+"""}
+
+# A web app gets the request as soon as it is placed, before its body is read.
+WSGI_HELLO = {"index.py": """
+    def handler(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hi"]
+"""}
+
+
+def _attack(client: httpx.Client, server: Server, method: str, path: str) -> None:
+    attacker = deploy(client, RESET_ATTACK)
+    event = json.dumps({"port": server.port, "method": method, "path": path}).encode()
+    r = invoke(client, attacker, event)
+    assert r.status_code == 200 and r.text == "sent", r.text
+
+
+def test_a_function_that_drops_its_connection_cannot_delete_a_function(
+    client: httpx.Client, server: Server,
+) -> None:
+    victim = deploy(client, HELLO)
+    _attack(client, server, "DELETE", f"{API}/functions/{victim}")
+    time.sleep(0.5)
+    assert client.get(f"{API}/functions/{victim}").status_code == 200
+
+
+def test_a_function_that_drops_its_connection_cannot_run_an_auth_type_function_trigger(
+    client: httpx.Client, server: Server,
+) -> None:
+    guarded = deploy(client, WSGI_HELLO)
+    r = client.post(f"{API}/functions/{guarded}/triggers", json={
+        "triggerName": "web", "triggerType": "http",
+        "triggerConfig": {"authType": "function", "methods": ["GET", "POST"]}})
+    assert r.status_code == 200, r.text
+    _attack(client, server, "POST", f"/http/{guarded}/")
+    time.sleep(0.5)
+    assert client.get(f"{API}/functions/{guarded}/invocations").json()["invocations"] == []
+    assert client.post(f"/http/{guarded}/", content=b"operator").text == "hi"

@@ -85,3 +85,51 @@ def test_sigterm_gives_running_invocations_a_bounded_grace(tmp_path: Path) -> No
     assert answer.status_code == 503
     assert answer.json()["Code"] == "ServiceUnavailable"
     assert "Traceback" not in server.log()
+
+
+def test_a_second_platform_on_the_same_data_folder_exits_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    from tests.conftest import free_port
+
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            name = deploy(client, {"index.py": """
+                import time
+
+                def handler(event, context):
+                    time.sleep(3)
+                    return "finished"
+            """})
+            answers: list[httpx.Response] = []
+            slow = threading.Thread(target=lambda: answers.append(invoke(client, name)))
+            slow.start()
+            wait_for(lambda: any(i["state"] == "busy" for i in client.get(
+                f"/2023-03-30/functions/{name}/instances").json()["instances"]))
+            lock = (server.data_dir / "funclet.lock").read_text()
+            started = time.monotonic()
+            second = subprocess.run(
+                [sys.executable, "-m", "funclet", "serve"], cwd=tmp_path, timeout=30,
+                capture_output=True, text=True,
+                env={**os.environ, "FUNCLET_DATA_DIR": str(server.data_dir),
+                     "FUNCLET_PORT": str(free_port())})
+            took = time.monotonic() - started
+            slow.join(30)
+            assert second.returncode == 1 and took < 10
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1, second.stderr
+            assert str(server.data_dir.resolve()) in lines[0]
+            assert f"pid {server.process.pid}" in lines[0]
+            assert (server.data_dir / "funclet.lock").read_text() == lock
+            (answer,) = answers
+            assert answer.status_code == 200 and answer.text == "finished"
+            assert invoke(client, name).text == "finished"  # the first keeps serving
+            instances = client.get(f"/2023-03-30/functions/{name}/instances").json()
+            assert all(i.get("stopReason") in (None, "") for i in instances["instances"])
+    finally:
+        stop_server(server)

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     uid_range_size: int = Field(160_000, ge=16)
     reclaim_interval_seconds: float = Field(1.0, gt=0)
     shutdown_grace_seconds: int = Field(30, ge=0)
+    # HTTP connections (api/connections.py): an idle one (no request under way) closes
+    # after http_idle_timeout_seconds; a request's headers must be in within
+    # http_header_timeout_seconds of its first byte; past max_connections open at once,
+    # new ones get 503 (and fewer when the open-files limit leaves less room).
+    http_idle_timeout_seconds: int = Field(5, ge=1)
+    http_header_timeout_seconds: float = Field(10.0, gt=0)
+    max_connections: int = Field(20_000, ge=1)
     python_interpreters: dict[str, str] = Field(default_factory=dict)
     log_level: str = "info"
 

@@ -17,15 +17,20 @@
     │   ├── TriggerAlreadyExists    409
     │   ├── TaskIdTaken             409, an async task id another function uses
     │   ├── PayloadTooLarge         413
+    │   ├── UriTooLong              414, the request line is over the limit
+    │   ├── HeaderFieldsTooLarge    431, too many or too large request headers
     │   ├── Throttled               429, a limit was reached and the wait ran out
+    │   ├── Overloaded              503, the platform's connection limit is reached
     │   └── ShuttingDown            503, the platform stopped while the call ran
+    ├── DataFolderInUse             another funclet serves from the same data folder
     └── InvocationError             the function ran (or tried to) and failed: FC's
         │                           {"errorMessage", "errorType", "stackTrace"} body
         ├── HandlerError            the handler raised; the user's own error type
         │   └── HandledError        …or reported it (callback(err)): HandledInvocationError
         ├── InitializationError     imports, module code or the initializer failed
         ├── FunctionTimeout         the handler ran past the function's timeout
-        └── InstanceCrashed         the instance died while running the invocation
+        ├── InstanceCrashed         the instance died while running the invocation
+        └── ResponseTooLarge        the instance sent a frame over the limit and was stopped
 
 An ``InvocationError`` that killed or poisoned its instance says so with
 ``instance_lost``; the pool then replaces the instance.
@@ -33,6 +38,7 @@ An ``InvocationError`` that killed or poisoned its instance says so with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -155,6 +161,21 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class UriTooLong(ApiError):
+    code = "URITooLong"
+    status = 414
+
+
+class HeaderFieldsTooLarge(ApiError):
+    code = "RequestHeaderFieldsTooLarge"
+    status = 431
+
+
+class Overloaded(ApiError):
+    code = "ServiceUnavailable"
+    status = 503
+
+
 class Throttled(ApiError):
     """No instance could be had within the wait bound; the message names the limit."""
 
@@ -170,6 +191,17 @@ class ShuttingDown(ApiError):
         super().__init__(
             "funclet is shutting down: the invocation was stopped after the grace period"
         )
+
+
+class DataFolderInUse(FuncletError):
+    """``funclet serve`` found the data folder locked by a running funclet."""
+
+    def __init__(self, folder: Path, pid: str) -> None:
+        super().__init__(
+            f"the data folder {folder} is in use by another funclet (pid {pid or 'unknown'}); "
+            "stop it, or give this one another --data-dir")
+        self.folder = folder
+        self.pid = pid
 
 
 class InvocationError(FuncletError):
@@ -227,3 +259,13 @@ class FunctionTimeout(InvocationError):
 
 class InstanceCrashed(InvocationError):
     instance_lost = True
+
+
+class ResponseTooLarge(InvocationError):
+    """The instance sent the platform a frame over the limit (``Runtime.ResponseTooLarge``);
+    the channel was closed before the frame was buffered, and the instance stopped."""
+
+    instance_lost = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "Runtime.ResponseTooLarge")

@@ -28,8 +28,8 @@ from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
 from funclet.models import function_arn
-from funclet.runtimes import discover
-from funclet.sandbox import Sandbox, SandboxConfig
+from funclet.runtimes import discover, protocol
+from funclet.sandbox import FrameLimits, Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
 from funclet.store.tasks import Task, TaskStore, now_ms
 from funclet.store.triggers import TriggerStore
@@ -65,7 +65,11 @@ class Platform:
             settings.sandbox, hide=tuple(dict.fromkeys(hide)), tmp_mb=settings.tmp_size_mb,
             # One cgroup folder per data folder: two funclets never touch each other's.
             name=f"funclet-{hashlib.sha256(data_dir.encode()).hexdigest()[:10]}",
-        ), prestart=settings.prestarted_instances)
+        ), prestart=settings.prestarted_instances, frame_limits=FrameLimits(
+            # What an instance may send back: a sync response (a streamed body comes in
+            # frames of at most MAX_BODY_CHUNK).
+            body=max(settings.max_sync_payload, protocol.MAX_BODY_CHUNK),
+        ))
         base_env = {
             "FC_REGION": settings.region,
             "FC_ACCOUNT_ID": settings.account_id,

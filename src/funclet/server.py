@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import logging
+import os
+import resource
 from pathlib import Path
 
 import uvicorn
 
 from funclet.api import build_app
+from funclet.api.connections import ConnectionLimits, bounded_protocol
 from funclet.config import Settings
+from funclet.datalock import DataFolderLock
 from funclet.errors import ApiError, FunctionAlreadyExists, TriggerAlreadyExists
 from funclet.packaging import DependencyError, read_full_manifest, vendor_requirements, zip_dir
 from funclet.platform import Platform
@@ -27,13 +32,34 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
     # in a sentence (the trigger's or the destination's state says why).
     for noisy in ("aiormq", "aio_pika", "nats"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    # First of all: a second funclet on this folder would sweep the first one's cgroups.
+    lock = DataFolderLock.acquire(settings.data_dir)
+    try:
+        _serve(settings, examples)
+    finally:
+        lock.release()
+
+
+def _serve(settings: Settings, examples: Path | None) -> None:
+    open_files = raise_open_files()
     platform = Platform(settings)
+    # File descriptors the connections may not take: instances' sockets, zygotes, the
+    # database, broker clients, code being unpacked.
+    reserve = 1024 + 8 * settings.max_instances
+    limits = ConnectionLimits(
+        idle_timeout=settings.http_idle_timeout_seconds,
+        header_timeout=settings.http_header_timeout_seconds,
+        max_connections=max(64, min(settings.max_connections, open_files - reserve)),
+    )
+    log.info("Open files: up to %d; HTTP connections: up to %d, idle ones closed after "
+             "%g s.", open_files, limits.max_connections, limits.idle_timeout)
     config = uvicorn.Config(
         build_app(platform),
         host=settings.host,
         port=settings.port,
         loop="none",
-        http="httptools",
+        http=bounded_protocol(limits),
+        timeout_keep_alive=settings.http_idle_timeout_seconds,
         lifespan="on",
         access_log=False,
         # The peer address is the socket's: X-Forwarded-For must not let a function (or
@@ -64,6 +90,26 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
         runner = asyncio.Runner()
     with runner:
         runner.run(main())
+
+
+def raise_open_files() -> int:
+    """Raise this process's open-files limit as far as it goes (the soft limit to the
+    hard one; as root the hard one too, to ``fs.nr_open`` up to 1,048,576); returns the
+    soft limit now in force. Instances set their own, lower, limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if os.geteuid() == 0:
+        try:
+            ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            ceiling = hard
+        wanted = max(hard, min(ceiling, 1_048_576))
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
 
 
 def _settle_gc() -> None:

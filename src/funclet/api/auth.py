@@ -11,7 +11,6 @@ possible: 401 without credentials, 403 with wrong ones.
 from __future__ import annotations
 
 import calendar
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -30,6 +29,10 @@ MAX_SKEW_SECONDS = 15 * 60
 _OPEN_PATHS = frozenset({"/healthz"})
 _INSTANCES_REFUSED = (
     "functions may not call the management API of a funclet without authentication"
+)
+_PEER_UNKNOWN = (
+    "the request's connection has no owner the API can establish (it was closed or "
+    "reset), and without authentication the API serves only known callers"
 )
 
 
@@ -138,42 +141,62 @@ class Authenticate:
 
 class RefuseInstances:
     """On loopback without authentication the API is open to the operator, not to the
-    functions it runs. A request comes from an instance when it arrives from the
-    instances' network (the operator exposed the API to functions) or its TCP peer is
-    owned by an instance uid (the peer's uid comes from the kernel's socket table);
-    such a request needs credentials (a token or access keys the operator gave the
-    function, checked by ``Authenticate``)."""
+    functions it runs. It fails closed: a request passes only when its TCP peer is a
+    live socket whose owner (from the kernel's socket table) is not one of the
+    instances' uids. No peer address, no live socket (a connection reset or closed
+    right after its request), or an instance's uid: the control API answers 403, and
+    HTTP trigger requests are marked unauthenticated (``authType: function`` refuses
+    them, ``anonymous`` serves them). A request from the instances' network (the
+    operator exposed the API port to functions) needs credentials instead: a token or
+    access keys the operator gave the function, checked by ``Authenticate``."""
 
     def __init__(self, app: ASGIApp, instance_uids: range,
                  instance_network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
                  token: str | None = None, access_keys: Mapping[str, str] | None = None,
                  max_body: int = 0, http_domain: str | None = None) -> None:
         self.app = app
-        self._uids = instance_uids
+        self._instance_uids = instance_uids
         self._network = instance_network
         self._authenticate = Authenticate(app, token, access_keys or {}, max_body, http_domain)
         self._domain = http_domain
         self._peers = PeerUids()
 
-    def _from_instance(self, scope: Scope) -> bool:
-        client, server = scope.get("client"), scope.get("server")
-        if not client or not server:
+    def _from_instance_network(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        if not client or self._network is None:
             return False
-        if self._network is not None:
-            with contextlib.suppress(ValueError):
-                if ipaddress.ip_address(client[0]) in self._network:
-                    return True
-        return self._peers.uid((client[0], client[1]), (server[0], server[1])) in self._uids
+        try:
+            return ipaddress.ip_address(client[0]) in self._network
+        except ValueError:
+            return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
-            instance = self._from_instance(scope)
+            if self._from_instance_network(scope):
+                if is_http_trigger(scope, self._domain):
+                    _mark(scope, False)
+                    await self.app(scope, receive, send)
+                else:
+                    await self._authenticate(scope, receive, send)
+                return
+            refusal = self._refusal(scope)
             if is_http_trigger(scope, self._domain):
-                _mark(scope, not instance)  # functions may call anonymous triggers
-            elif instance:
-                await self._authenticate(scope, receive, send)
+                _mark(scope, refusal is None)  # functions may call anonymous triggers
+            elif refusal is not None:
+                await error_response(AccessDenied(refusal))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> str | None:
+        """Why the request's peer is not trusted, or ``None`` when it is."""
+        client, server = scope.get("client"), scope.get("server")
+        uid = self._peers.uid((client[0], client[1]), (server[0], server[1])) if (
+            client and server) else None
+        if uid is None:
+            return _PEER_UNKNOWN
+        if uid in self._instance_uids:
+            return _INSTANCES_REFUSED
+        return None
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -17,7 +17,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,6 +25,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from funclet.api.invoke import _read_event, accept_async
 from funclet.api.responses import error_response, fc_time, new_request_id
@@ -115,13 +116,27 @@ def _stream(exchange: HttpExchange, invocation: asyncio.Future[Invocation],
             log.warning("The web app of %s failed while it answered request %s: %s",
                         out.function_name, out.request_id, out.error.message)
 
-    response = StreamingResponse(body(), status)
+    response = _AppResponse(body(), status)
+    response.on_end = exchange.abandon
     response.raw_headers = [
         *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in app_headers
           if k.lower() not in _HOP_BY_HOP),
         *((k.encode(), v.encode()) for k, v in headers.items()),
     ]
     return response
+
+
+class _AppResponse(StreamingResponse):
+    """A web app's streamed response; ``on_end`` is told when it is over for the client,
+    however it ended (complete, the client gone, cancelled)."""
+
+    on_end: Callable[[], None] = staticmethod(lambda: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_end()
 
 
 def _head(request: Request, name: str) -> dict[str, Any]:

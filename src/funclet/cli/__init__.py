@@ -77,6 +77,7 @@ def serve(
 ) -> None:
     """Run the platform (API, instances, everything) in the foreground."""
     from funclet.config import load_settings
+    from funclet.errors import DataFolderInUse
     from funclet.server import serve as run
 
     try:
@@ -86,7 +87,10 @@ def serve(
         )
     except ValueError as exc:
         raise CliError(f"invalid configuration: {exc}") from None
-    run(settings, examples)
+    try:
+        run(settings, examples)
+    except DataFolderInUse as exc:
+        raise CliError(str(exc)) from None
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
@@ -432,7 +436,7 @@ def main() -> None:
     try:
         app()
     except CliError as exc:
-        err.print(f"Error: {exc}", markup=False, highlight=False)
+        err.print(f"Error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

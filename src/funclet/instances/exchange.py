@@ -7,6 +7,12 @@ what the handler is:
 - a web app (WSGI, ASGI, a custom runtime's server) gets the request itself: its head in
   the ``invoke`` frame, its body streamed as ``body`` frames; the response comes back as
   ``http_start`` and ``body`` frames, streamed to the client as they arrive.
+
+The response body waits in a queue between the instance and the client. Past
+``HIGH_WATER`` bytes queued the instance's channel stops being read (``flow``), so a
+client that reads slowly slows the web app down instead of filling the platform's
+memory; reading resumes once the queue is under ``LOW_WATER``. A client that went
+away (``abandon``) lets go at once, and what the app still sends is dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from typing import Any
 from funclet.runtimes import protocol
 
 EVENT = "event"
+HIGH_WATER = 4 * protocol.MAX_BODY_CHUNK
+LOW_WATER = protocol.MAX_BODY_CHUNK
+Flow = Callable[[bool], None]  # hold (True) or let go (False) of the instance's channel
 
 
 @dataclass(eq=False)
@@ -30,7 +39,11 @@ class HttpExchange:
     mode: str = EVENT  # the handler kind the request met: "event", "wsgi", "asgi", ...
     started: asyncio.Future[tuple[int, list[tuple[str, str]]]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
+    flow: Flow | None = None  # set once the request is placed on a web app's instance
     _chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    _queued: int = 0
+    _holding: bool = False
+    _abandoned: bool = False
 
     def on_frame(self, header: dict[str, Any], body: bytes) -> None:
         """A response frame from the instance (``http_start`` or ``body``)."""
@@ -38,13 +51,34 @@ class HttpExchange:
             if not self.started.done():
                 headers = [(str(k), str(v)) for k, v in header.get("headers", [])]
                 self.started.set_result((int(header["status"]), headers))
-        elif body:
+        elif body and not self._abandoned:
             self._chunks.put_nowait(body)
+            self._queued += len(body)
+            if self._queued > HIGH_WATER and not self._holding and self.flow is not None:
+                self._holding = True
+                self.flow(True)
 
     def end(self) -> None:
         """The invocation is over: the response body (if any) is complete."""
+        self._let_go()
         self._chunks.put_nowait(None)
+
+    def abandon(self) -> None:
+        """Nobody reads the response any more (it ended, or the client went away)."""
+        self._abandoned = True
+        self._let_go()
+        while not self._chunks.empty():
+            self._chunks.get_nowait()
+        self._queued = 0
+
+    def _let_go(self) -> None:
+        if self._holding and self.flow is not None:
+            self._holding = False
+            self.flow(False)
 
     async def response_body(self) -> AsyncIterator[bytes]:
         while (chunk := await self._chunks.get()) is not None:
+            self._queued -= len(chunk)
+            if self._holding and self._queued <= LOW_WATER:
+                self._let_go()
             yield chunk

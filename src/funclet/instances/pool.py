@@ -24,6 +24,7 @@ from funclet.errors import (
     InitializationError,
     InstanceCrashed,
     InvocationError,
+    ResponseTooLarge,
 )
 from funclet.ids import new_instance_id
 from funclet.instances.exchange import EVENT, HttpExchange
@@ -31,7 +32,14 @@ from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
 from funclet.models import CustomRuntimeConfig, FunctionVersion, function_arn
 from funclet.runtimes import protocol
-from funclet.sandbox import ChannelClosed, Exit, Sandbox, SandboxProcess, ZygoteFailed
+from funclet.sandbox import (
+    ChannelClosed,
+    Exit,
+    OversizedFrame,
+    Sandbox,
+    SandboxProcess,
+    ZygoteFailed,
+)
 from funclet.sandbox.channel import INIT, Channel
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,7 @@ async def _send_body(channel: Channel, request_id: str, http: HttpExchange) -> N
                 break
             if chunk:
                 channel.send({"type": protocol.BODY, "id": request_id, "more": True}, chunk)
+                await channel.drain()  # the instance reads at its own pace: no pile-up here
         channel.send({"type": protocol.BODY, "id": request_id, "more": False})
     except (ChannelClosed, OSError):
         pass  # the instance went away: the invocation reports it
@@ -240,6 +249,9 @@ class Pool:
             raise InitializationError(
                 f"{what} timed out after {timeout:g} seconds", "InitializationTimeout"
             ) from None
+        except OversizedFrame as exc:
+            raise InitializationError(self._oversized(inst, exc),
+                                      "Runtime.ResponseTooLarge") from None
         except ChannelClosed:
             ended = await _exit_of(process)
             self._kill(inst, StopReason.START_FAILED)
@@ -272,6 +284,7 @@ class Pool:
             else:
                 head["http"] = http.head
                 channel.streams[request_id] = http.on_frame
+                http.flow = functools.partial(_flow, channel, request_id)
         reply = channel.expect(request_id)
         try:
             channel.send(head, event)
@@ -287,6 +300,8 @@ class Pool:
             # Nobody waits for this invocation any more (shutdown): its instance goes.
             self._kill(lease.instance, StopReason.SHUTDOWN)
             raise
+        except OversizedFrame as exc:
+            raise ResponseTooLarge(self._oversized(lease.instance, exc)) from None
         except ChannelClosed:
             ended = await _exit_of(lease.process)
             if ended is not None and ended.oom:
@@ -320,9 +335,22 @@ class Pool:
         """The instance's process went away on its own (killed, crashed) while not running
         an invocation; forget it so that it is never handed out as warm."""
         if inst.in_flight == 0 and inst.state in (InstanceState.IDLE, InstanceState.DRAINING):
+            process = self._processes.get(inst.instance_id)
+            if process is not None and process.channel.oversized is not None:
+                self._oversized(inst, process.channel.oversized)
+                return
             log.warning("Instance %s of %s exited while idle.", inst.instance_id,
                         inst.function_name)
             self._kill(inst, StopReason.CRASHED)
+
+    def _oversized(self, inst: Instance, exc: OversizedFrame) -> str:
+        """Stop an instance whose channel ended over a frame too large; say so."""
+        self._kill(inst, StopReason.FRAME_TOO_LARGE)
+        log.error("Instance %s of %s sent a frame whose %s is %d bytes, over the limit of "
+                  "%d bytes; it was stopped (frame_too_large).", inst.instance_id,
+                  inst.function_name, exc.part, exc.size, exc.limit)
+        return (f"The instance sent a frame whose {exc.part} is {exc.size} bytes, over the "
+                f"limit of {exc.limit} bytes; the instance was stopped")
 
     def release(self, lease: Lease) -> None:
         inst = lease.instance
@@ -503,6 +531,14 @@ class Pool:
             "serverPort": (cfg.custom_runtime or CustomRuntimeConfig()).port,
             **hooks,
         }
+
+
+def _flow(channel: Channel, key: str, hold: bool) -> None:
+    """A web app's response consumer is behind (``hold``) or caught up again."""
+    if hold:
+        channel.hold(key)
+    else:
+        channel.let_go(key)
 
 
 async def _exit_of(process: SandboxProcess) -> Exit | None:

@@ -27,6 +27,9 @@ import struct
 from typing import Any
 
 PREFIX = struct.Struct("!II")
+# A streamed ``body`` frame carries at most this much (the runtimes split larger writes),
+# so that a web app's response is never held back by the platform's frame limit.
+MAX_BODY_CHUNK = 1024 * 1024
 
 INVOKE = "invoke"
 PRE_STOP = "pre_stop"

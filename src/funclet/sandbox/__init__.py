@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from funclet.runtimes import Runtime, protocol
-from funclet.sandbox.channel import INIT, Channel, ChannelClosed
+from funclet.sandbox.channel import INIT, Channel, ChannelClosed, FrameLimits, OversizedFrame
 from funclet.sandbox.network import Network, NetworkUnavailable
 from funclet.sandbox.slots import MAX_SLOTS, HostSlot
 from funclet.sandbox.zygote import Exit, SandboxProcess, Zygote, ZygoteFailed
 
 __all__ = [
-    "Channel", "ChannelClosed", "Exit", "Sandbox", "SandboxConfig", "SandboxProcess",
-    "ZygoteFailed",
+    "Channel", "ChannelClosed", "Exit", "FrameLimits", "OversizedFrame", "Sandbox",
+    "SandboxConfig", "SandboxProcess", "ZygoteFailed",
 ]
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,10 @@ class Sandbox:
     """
 
     def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig,
-                 prestart: int = 2, network: Network | None = None) -> None:
+                 prestart: int = 2, network: Network | None = None,
+                 frame_limits: FrameLimits | None = None) -> None:
         self._runtimes = runtimes
+        self._frame_limits = frame_limits or FrameLimits()
         self._run_dir = run_dir
         self.config = config
         self.network = network
@@ -470,7 +472,8 @@ class Sandbox:
             zygote = self._zygotes.get(runtime)
             if zygote is None or not zygote.alive:
                 rt = self._runtimes[runtime]
-                zygote = Zygote(rt.name, rt.zygote_argv(), self._run_dir / f"{rt.name}.log")
+                zygote = Zygote(rt.name, rt.zygote_argv(), self._run_dir / f"{rt.name}.log",
+                                self._frame_limits)
                 await zygote.start()
                 if not self._probed:
                     await self._probe(zygote)

@@ -1,10 +1,18 @@
-"""The platform's end of an instance's socket: frames out, frames in, matched by key."""
+"""The platform's end of an instance's socket: frames out, frames in, matched by key.
+
+Frames in are bounded (``FrameLimits``): the lengths in a frame's prefix are checked
+before anything of the frame is buffered, and a frame over the limit ends the channel
+at once (the pool then stops the instance: ``frame_too_large``). Every complete frame
+is parsed as soon as it is in, so the buffer never holds more than one frame and one
+read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,8 +38,35 @@ Frame = tuple[dict[str, Any], bytes]
 log = logging.getLogger(__name__)
 
 
+MiB = 1024 * 1024
+# A header carries at most a log of 1 MiB characters (the runtimes cut it there), JSON-
+# escaped at up to 6 bytes a character, plus an error's message and stack trace.
+MAX_HEADER = 16 * MiB
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """The largest frame an instance may send: its JSON header, and its body (a result:
+    the sync response limit; a streamed web-app body frame is at most ``protocol``'s
+    ``MAX_BODY_CHUNK``)."""
+
+    header: int = MAX_HEADER
+    body: int = 32 * MiB
+
+
 class ChannelClosed(ConnectionError):
     """The instance's end of the socket went away (it exited or was killed)."""
+
+
+class OversizedFrame(ChannelClosed):
+    """The instance announced a frame over the limit; the channel was closed."""
+
+    def __init__(self, part: str, size: int, limit: int) -> None:
+        super().__init__(f"the instance sent a frame whose {part} is {size} bytes, over "
+                         f"the limit of {limit} bytes")
+        self.part = part
+        self.size = size
+        self.limit = limit
 
 
 class Channel(asyncio.Protocol):
@@ -42,15 +77,19 @@ class Channel(asyncio.Protocol):
     be in flight on one instance.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: FrameLimits | None = None) -> None:
+        self._limits = limits or FrameLimits()
         self._buf = bytearray()
         self._waiters: dict[str, asyncio.Future[Frame]] = {}
         self._early: dict[str, list[Frame]] = {}  # init/pre_stop frames that beat expect()
         self._transport: asyncio.Transport | None = None
         self.is_closed = False
+        self.oversized: OversizedFrame | None = None  # why the channel was ended, if so
         self.on_close: Callable[[], None] | None = None  # told when the instance goes away
         # request id -> who takes a web app's response frames (http_start, body)
         self.streams: dict[str, Callable[[dict[str, Any], bytes], None]] = {}
+        self._held_by: set[str] = set()  # streams whose consumer is behind: reading paused
+        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -62,7 +101,7 @@ class Channel(asyncio.Protocol):
         if early:
             fut.set_result(early.pop(0))
         elif self.is_closed:
-            fut.set_exception(ChannelClosed("instance is gone"))
+            fut.set_exception(self._closed())
         else:
             self._waiters[key] = fut
         return fut
@@ -72,15 +111,50 @@ class Channel(asyncio.Protocol):
 
     def send(self, header: dict[str, Any], body: bytes = b"") -> None:
         if self._transport is None or self.is_closed:
-            raise ChannelClosed("instance is gone")
+            raise self._closed()
         raw = orjson.dumps(header)
         self._transport.write(_PREFIX.pack(len(raw), len(body)) + raw + body)
 
+    def hold(self, key: str) -> None:
+        """Stop reading from the instance until every holder lets go (back-pressure: the
+        instance's writes block; it has more invocations in flight, they wait too)."""
+        if not self._held_by and self._transport is not None and not self.is_closed:
+            self._transport.pause_reading()
+        self._held_by.add(key)
+
+    def let_go(self, key: str) -> None:
+        if key not in self._held_by:
+            return
+        self._held_by.discard(key)
+        if not self._held_by and self._transport is not None and not self.is_closed:
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait while the instance is not reading what was sent (the write buffer is full)."""
+        if self._writable is not None:
+            await asyncio.shield(self._writable)
+
     def data_received(self, data: bytes) -> None:
+        if self.oversized is not None:
+            return
         buf = self._buf
         buf += data
         while len(buf) >= _PREFIX_SIZE:
             header_len, body_len = _PREFIX.unpack_from(buf)
+            if header_len > self._limits.header or body_len > self._limits.body:
+                self._refuse(*(("header", header_len, self._limits.header)
+                               if header_len > self._limits.header
+                               else ("body", body_len, self._limits.body)))
+                return
             end = _PREFIX_SIZE + header_len + body_len
             if len(buf) < end:
                 return
@@ -106,12 +180,25 @@ class Channel(asyncio.Protocol):
             elif kind is not None:
                 self._early.setdefault(key, []).append((header, body))
 
+    def _refuse(self, part: str, size: int, limit: int) -> None:
+        """End the channel over a frame that is too large, before buffering it."""
+        self.oversized = OversizedFrame(part, size, limit)
+        self._buf = bytearray()
+        if self._transport is not None:
+            self._transport.abort()  # now: what is queued either way is not wanted
+
+    def _closed(self) -> ChannelClosed:
+        if (o := self.oversized) is not None:
+            return OversizedFrame(o.part, o.size, o.limit)
+        return ChannelClosed("instance is gone")
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True
+        self.resume_writing()
         waiters, self._waiters = self._waiters, {}
         for fut in waiters.values():
             if not fut.done():
-                fut.set_exception(ChannelClosed("instance is gone"))
+                fut.set_exception(self._closed())
         if self.on_close is not None:
             self.on_close()
 

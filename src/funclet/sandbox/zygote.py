@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from funclet.sandbox.channel import Channel
+from funclet.sandbox.channel import Channel, FrameLimits
 from funclet.sandbox.network import Plug
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,10 @@ class Zygote:
     instance ends, ``exited`` with its exit code (negative: killed by that signal).
     """
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path,
+                 frame_limits: FrameLimits | None = None) -> None:
         self.name = name
+        self._frame_limits = frame_limits or FrameLimits()
         self._argv = argv
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
@@ -138,7 +140,8 @@ class Zygote:
             theirs.close()
             ours.close()
             raise ZygoteFailed(f"runtime {self.name} could not fork an instance: {exc}") from exc
-        _, channel = await loop.connect_accepted_socket(Channel, ours)
+        _, channel = await loop.connect_accepted_socket(
+            lambda: Channel(self._frame_limits), ours)
         cgroups = (spec.get("sandbox") or {}).get("cgroups") or {}
         cgroup = cgroups.get("pids") or cgroups.get("unified") or cgroups.get("memory")
         return SandboxProcess(pid, channel, exited, cgroup)

@@ -23,6 +23,14 @@ from urllib.parse import unquote
 
 EVENT, WSGI, ASGI = "event", "wsgi", "asgi"
 Send = Callable[[dict[str, Any], bytes], None]
+_CHUNK = 1024 * 1024  # protocol.MAX_BODY_CHUNK: the most one body frame carries
+
+
+def _send_body(send: Send, request_id: str, data: bytes) -> None:
+    """A response body write as ``body`` frames of at most ``_CHUNK`` bytes."""
+    view = memoryview(data)
+    for start in range(0, len(view), _CHUNK):
+        send({"type": "body", "id": request_id}, bytes(view[start:start + _CHUNK]))
 
 
 def kind_of(handler: Callable[..., Any]) -> str:
@@ -162,7 +170,7 @@ def serve_wsgi(app: Callable[..., Any], head: dict[str, Any], body: Body, reques
     def write(data: bytes) -> None:
         begin()
         if data:
-            send({"type": "body", "id": request_id}, bytes(data))
+            _send_body(send, request_id, data)
 
     result: Iterable[bytes] = app(environ, start_response)
     try:
@@ -243,7 +251,7 @@ async def _asgi(app: Callable[..., Any], head: dict[str, Any], body: Body, reque
         elif message["type"] == "http.response.body":
             data = message.get("body", b"")
             if data:
-                send({"type": "body", "id": request_id}, bytes(data))
+                _send_body(send, request_id, data)
             if not message.get("more_body", False):
                 finished.set()
 
