@@ -258,3 +258,21 @@ def test_very_long_headers_and_odd_queries_are_not_500(client: httpx.Client) -> 
     assert r.status_code == 400
     r = client.get(f"{API}/functions", headers={"x-long": "v" * 60_000})
     assert r.status_code in (200, 400, 431)
+
+
+@pytest.mark.parametrize("token", [
+    "%%%", b64(b"\xff\xfe"), b64(b"abc"), b64("²:x".encode()), b64(b"9" * 30 + b":x"),
+    b64(b"12:"), b64(b"-1:x"),
+])
+def test_a_bad_next_token_is_a_400_on_every_list(client: httpx.Client, token: str) -> None:
+    name = deploy(client, {"index.py": "def handler(event, context):\n    return 'ok'\n"})
+    time_ordered = ("async-tasks", "invocations")
+    for path in ("/functions", f"/functions/{name}/triggers", "/async-invoke-configs",
+                 *(f"/functions/{name}/{p}" for p in time_ordered)):
+        r = client.get(f"{API}{path}", params={"nextToken": token})
+        if r.status_code == 200:  # any text is a name to page after
+            assert not path.endswith(time_ordered), (path, r.text)
+            continue
+        assert r.status_code == 400, (path, r.status_code, r.text)
+        assert r.json()["Code"] == "InvalidArgument", r.text
+        assert r.json()["Message"].startswith("invalid nextToken"), r.text
