@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ from funclet.codestore.archive import Inspected, Limits, inspect, unpack
 from funclet.errors import DiskFull, InvalidCodePackage, PayloadTooLarge, is_disk_full
 
 __all__ = ["CodeMissing", "CodeStore", "Package"]
+log = logging.getLogger(__name__)
 # What unpacking a package's own names and structure can make the OS refuse: the
 # client's doing (any other OSError is the host's).
 _PACKAGE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL, errno.ELOOP,
@@ -106,10 +108,15 @@ class CodeStore:
         except BaseException as exc:
             if unpacked:
                 shutil.rmtree(dest, ignore_errors=True)
-            if is_disk_full(exc):
-                raise DiskFull(str(self._root)) from exc
+            if isinstance(exc, OSError) and is_disk_full(exc):
+                raise self._disk_full(exc, package.checksum) from exc
             raise
         return True
+
+    def _disk_full(self, exc: OSError, checksum: str) -> DiskFull:
+        log.error("The disk holding %s is full: code package %s was not stored (%s).",
+                  self._root, checksum, exc)
+        return DiskFull(str(self._root))
 
     def _unpack(self, data: bytes, checksum: str) -> tuple[str, bool]:
         """Unpack into a staging folder, then rename it into place (atomic, once per
@@ -131,7 +138,7 @@ class CodeStore:
             if dest.exists():  # another deploy of the same hash won the race
                 return str(dest), False
             if is_disk_full(exc):
-                raise DiskFull(str(self._root)) from exc
+                raise self._disk_full(exc, checksum) from exc
             if exc.errno in _PACKAGE_ERRNOS:
                 raise InvalidCodePackage(f"code package could not be unpacked: {exc}") from exc
             raise
