@@ -214,6 +214,7 @@ def test_bad_async_requests_are_refused_and_nothing_is_stored(
     {"destinationConfig": {"onFailure": {"destination": "redis://[::1?stream=s"}}},
     {"destinationConfig": {"onFailure": {"destination": "mqtt://127.0.0.1:99999?topic=t"}}},
     {"destinationConfig": {"onFailure": {"destination": "http://127.0.0.1/a b"}}},
+    {"destinationConfig": {"onFailure": {"destination": "acs:fc:local:1:functions/x\n"}}},
 ])
 def test_async_config_is_validated(client: httpx.Client, body: dict[str, object]) -> None:
     name = deploy(client, COUNTER)

@@ -233,6 +233,14 @@ REFUSED_CONFIGS = {
     "bad env": ({"environmentVariables": {"A B": "x"}}, "environmentVariables"),
     "no code": ({"code": None}, "code.zipFile is required"),
     "bad base64": ({"code": {"zipFile": "%%%"}}, "not valid base64"),
+    # a '$' in a pattern matches before a final newline: every check is a full match
+    "handler ending in a newline": ({"handler": "index.handler\n"}, "malformed"),
+    "name ending in a newline": ({"functionName": "fn\n"}, "functionName"),
+    "env name ending in a newline": ({"environmentVariables": {"A\n": "x"}},
+                                     "environmentVariables"),
+    "env value with NUL": ({"environmentVariables": {"A": "x\0y"}}, "without NUL"),
+    "command with NUL": ({"runtime": "custom", "customRuntimeConfig": {"command": ["a\0"]}},
+                         "without NUL"),
 }
 
 

@@ -39,7 +39,7 @@ def parse(uri: Any, field: str) -> Destination:
     """A destination URI, checked; ``field`` names it in the error."""
     if not isinstance(uri, str) or not uri:
         raise InvalidArgument(f"{field} must be a destination URI")
-    if match := FUNCTION_ARN.match(uri):
+    if match := FUNCTION_ARN.fullmatch(uri):
         return Destination(uri, "function", match.group(1), {})
     try:
         if any(c.isspace() or not c.isprintable() for c in uri):
