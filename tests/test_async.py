@@ -210,11 +210,17 @@ def test_bad_async_requests_are_refused_and_nothing_is_stored(
     {"destinationConfig": {"onFailure": {"destination": "redis://127.0.0.1:6379/0"}}},
     {"destinationConfig": {"onFailure": {"destination": "mqtt://127.0.0.1?topic=t&qos=5"}}},
     {"destinationConfig": {"onSuccess": "acs:fc:local:1:functions/x"}},
+    {"destinationConfig": {"onSuccess": {"destination": "http://[::1"}}},
+    {"destinationConfig": {"onFailure": {"destination": "redis://[::1?stream=s"}}},
+    {"destinationConfig": {"onFailure": {"destination": "mqtt://127.0.0.1:99999?topic=t"}}},
+    {"destinationConfig": {"onFailure": {"destination": "http://127.0.0.1/a b"}}},
+    {"destinationConfig": {"onFailure": {"destination": "acs:fc:local:1:functions/x\n"}}},
 ])
 def test_async_config_is_validated(client: httpx.Client, body: dict[str, object]) -> None:
     name = deploy(client, COUNTER)
     r = client.put(f"{API}/functions/{name}/async-invoke-config", json=body)
     assert r.status_code == 400, r.text
+    assert r.json()["Code"] == "InvalidArgument" and next(iter(body)) in r.json()["Message"]
     assert client.get(f"{API}/functions/{name}/async-invoke-config").status_code == 404
 
 

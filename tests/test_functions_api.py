@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import zipfile
 from pathlib import Path
 
@@ -141,7 +142,38 @@ def _zip_with(entries: list[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+def _damaged(how: str, method: int = zipfile.ZIP_STORED) -> bytes:
+    """HELLO plus ``data.bin``, damaged: its data, its method, its flags, its link."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, content in HELLO.items():
+            zf.writestr(name, content, zipfile.ZIP_DEFLATED)
+        info = zipfile.ZipInfo("data.bin")
+        info.compress_type = method
+        if how in ("link", "nul link"):
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, {"link": b"\xff\xfe", "nul link": b"a\0b"}.get(how, b"abc" * 400))
+        offset = zf.getinfo("data.bin").header_offset
+    out = bytearray(buf.getvalue())
+    central = out.rindex(b"PK\x01\x02", 0, out.index(b"PK\x05\x06"))
+    if how == "data":
+        out[offset + 30 + len("data.bin") + 5] ^= 0xFF
+    elif how == "method":
+        out[offset + 8:offset + 10] = out[central + 10:central + 12] = (99).to_bytes(2, "little")
+    elif how == "encrypted":
+        out[offset + 6] |= 1
+        out[central + 8] |= 1
+    return bytes(out)
+
+
 REFUSED_PACKAGES = {
+    "bad crc": (_damaged("data"), "cannot be read, the zip is damaged: BadZipFile: Bad CRC-32"),
+    "corrupt deflate": (_damaged("data", zipfile.ZIP_DEFLATED), "the zip is damaged"),
+    "compression method 99": (_damaged("method"), "compression method 99"),
+    "encrypted": (_damaged("encrypted"), "is encrypted"),
+    "truncated": (make_zip(HELLO)[:-30], "not a valid zip"),
+    "symlink not utf-8": (_damaged("link"), "not UTF-8"),
+    "symlink with nul": (_damaged("nul link"), "NUL"),
     "not a zip": (b"this is not a zip", "not a valid zip"),
     "parent traversal": (_zip_with([("../evil.py", b"x")]), "outside the package"),
     "nested traversal": (_zip_with([("a/../../evil.py", b"x")]), "outside the package"),
@@ -166,7 +198,9 @@ def test_bad_packages_are_refused_and_nothing_is_stored(
 ) -> None:
     data, message = REFUSED_PACKAGES[case]
     packages = server.data_dir / "code" / "packages"
+    unpacked = server.data_dir / "code" / "unpacked"
     before = set(packages.iterdir())
+    before_unpacked = set(unpacked.iterdir())
     name = unique()
     body = create_body(name, HELLO)
     body["code"] = {"zipFile": b64(data)}
@@ -176,6 +210,13 @@ def test_bad_packages_are_refused_and_nothing_is_stored(
     assert message in r.json()["Message"]
     assert client.get(f"{API}/functions/{name}").status_code == 404
     assert set(packages.iterdir()) == before
+    assert set(unpacked.iterdir()) == before_unpacked  # no .unpack-* staging folder either
+    # an update with it is refused the same way, and the function keeps its code
+    deploy(client, HELLO, name=name)
+    r = client.put(f"{API}/functions/{name}", json={"code": {"zipFile": b64(data)}})
+    assert r.status_code == 400 and message in r.json()["Message"], r.text
+    assert invoke(client, name).status_code == 200
+    assert not [p for p in unpacked.iterdir() if p.name.startswith(".unpack-")]
 
 
 REFUSED_CONFIGS = {
@@ -192,6 +233,14 @@ REFUSED_CONFIGS = {
     "bad env": ({"environmentVariables": {"A B": "x"}}, "environmentVariables"),
     "no code": ({"code": None}, "code.zipFile is required"),
     "bad base64": ({"code": {"zipFile": "%%%"}}, "not valid base64"),
+    # a '$' in a pattern matches before a final newline: every check is a full match
+    "handler ending in a newline": ({"handler": "index.handler\n"}, "malformed"),
+    "name ending in a newline": ({"functionName": "fn\n"}, "functionName"),
+    "env name ending in a newline": ({"environmentVariables": {"A\n": "x"}},
+                                     "environmentVariables"),
+    "env value with NUL": ({"environmentVariables": {"A": "x\0y"}}, "without NUL"),
+    "command with NUL": ({"runtime": "custom", "customRuntimeConfig": {"command": ["a\0"]}},
+                         "without NUL"),
 }
 
 
@@ -258,3 +307,21 @@ def test_very_long_headers_and_odd_queries_are_not_500(client: httpx.Client) -> 
     assert r.status_code == 400
     r = client.get(f"{API}/functions", headers={"x-long": "v" * 60_000})
     assert r.status_code in (200, 400, 431)
+
+
+@pytest.mark.parametrize("token", [
+    "%%%", b64(b"\xff\xfe"), b64(b"abc"), b64("²:x".encode()), b64(b"9" * 30 + b":x"),
+    b64(b"12:"), b64(b"-1:x"),
+])
+def test_a_bad_next_token_is_a_400_on_every_list(client: httpx.Client, token: str) -> None:
+    name = deploy(client, {"index.py": "def handler(event, context):\n    return 'ok'\n"})
+    time_ordered = ("async-tasks", "invocations")
+    for path in ("/functions", f"/functions/{name}/triggers", "/async-invoke-configs",
+                 *(f"/functions/{name}/{p}" for p in time_ordered)):
+        r = client.get(f"{API}{path}", params={"nextToken": token})
+        if r.status_code == 200:  # any text is a name to page after
+            assert not path.endswith(time_ordered), (path, r.text)
+            continue
+        assert r.status_code == 400, (path, r.status_code, r.text)
+        assert r.json()["Code"] == "InvalidArgument", r.text
+        assert r.json()["Message"].startswith("invalid nextToken"), r.text

@@ -233,6 +233,73 @@ def test_a_web_app_that_fails_is_a_502(client: httpx.Client) -> None:
     assert r.status_code == 502 and r.json()["errorType"] == "KeyError"
 
 
+# Answers with whatever response object the request's body holds.
+AS_TOLD = """
+import json
+
+def handler(event, context):
+    return json.loads(event)["body"]
+"""
+
+
+@pytest.fixture(scope="module")
+def as_told(client: httpx.Client) -> str:
+    return _http_function(client, AS_TOLD)
+
+
+@pytest.mark.parametrize(("response", "says"), [
+    ({"statusCode": 200, "headers": ["X-A", "1"]}, "headers must be an object"),
+    ({"statusCode": 200, "headers": "X-A: 1"}, "headers must be an object"),
+    ({"statusCode": 200, "headers": {"X-A": "1\r\nX-Injected: 1"}}, "CR, LF"),
+    ({"statusCode": 200, "headers": {"X-A": "\n"}}, "CR, LF"),
+    ({"statusCode": 200, "headers": {"X-A": "caf\u00e9 \u2603"}}, "outside Latin-1"),
+    ({"statusCode": 200, "headers": {"": "1"}}, 'header name "" is not a valid'),
+    ({"statusCode": 200, "headers": {"X A": "1"}}, "not a valid HTTP header name"),
+    ({"statusCode": 200, "headers": {"X-\u00e9": "1"}}, "not a valid HTTP header name"),
+    ({"statusCode": 200, "headers": {"X-A": {"b": 1}}}, "must be a string"),
+    ({"statusCode": 200, "headers": {"X-A": [None]}}, "must be a string"),
+    ({"statusCode": "200"}, "statusCode must be an HTTP status code"),
+    ({"statusCode": 99}, "statusCode must be an HTTP status code"),
+    ({"statusCode": 600}, "statusCode must be an HTTP status code"),
+    ({"statusCode": 10 ** 30}, "statusCode must be an HTTP status code"),
+    ({"statusCode": True}, "statusCode must be an HTTP status code"),
+    ({"statusCode": 200.5}, "statusCode must be an HTTP status code"),
+    ({"statusCode": 200, "body": "%%%", "isBase64Encoded": True}, "not valid base64"),
+    ({"statusCode": 200, "body": "\u00e9", "isBase64Encoded": True}, "not valid base64"),
+    ({"statusCode": 200, "body": [1], "isBase64Encoded": True}, "must be a base64 string"),
+    ({"statusCode": 200, "body": "", "isBase64Encoded": "yes"}, "isBase64Encoded must be"),
+])
+def test_an_invalid_http_response_is_a_502_saying_why(
+    client: httpx.Client, as_told: str, response: dict[str, object], says: str,
+) -> None:
+    r = client.post(f"/http/{as_told}/", json=response)
+    assert r.status_code == 502, r.text
+    assert r.headers["x-fc-error-type"] == "InvalidHTTPResponse"
+    error = r.json()
+    assert error["errorType"] == "InvalidHTTPResponse", error
+    assert says in error["errorMessage"], error
+    assert client.post(f"/http/{as_told}/", json={"statusCode": 204}).status_code == 204
+
+
+def test_valid_odd_responses_still_pass(client: httpx.Client, as_told: str) -> None:
+    r = client.post(f"/http/{as_told}/", json={
+        "statusCode": 299, "headers": {"X-N": 7, "X-L": ["a", 1.5], "X-Latin": "caf\u00e9"},
+        "body": {"a": 1}})
+    assert r.status_code == 299 and r.json() == {"a": 1}
+    assert r.headers["x-n"] == "7" and r.headers.get_list("x-l") == ["a", "1.5"]
+    assert r.headers["x-latin"].encode("latin-1") == "caf\u00e9".encode("latin-1")
+
+
+def test_a_web_app_with_an_invalid_header_is_a_502(client: httpx.Client) -> None:
+    name = _http_function(client, "def handler(environ, start_response):\n"
+                                  "    start_response('200 OK', [('X-A', 'a\\r\\nb')])\n"
+                                  "    return [b'hi']\n")
+    r = client.get(f"/http/{name}/")
+    assert r.status_code == 502, r.text
+    assert r.json()["errorType"] == "InvalidHTTPResponse" and "CR, LF" in r.json()[
+        "errorMessage"]
+
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

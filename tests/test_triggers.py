@@ -115,6 +115,19 @@ def test_trigger_api_round_trip(client: httpx.Client) -> None:
     ({"triggerName": "t", "triggerType": "mqtt",
       "triggerConfig": {"url": "mqtt://127.0.0.1", "topic": "t",
                         "batchWindowInSeconds": 16}}, "triggerConfig.batchWindowInSeconds"),
+    ({"triggerName": "t", "triggerType": "timer",
+      "triggerConfig": {"cronExpression": "0 0 0 30 2 *"}}, "'0 0 0 30 2 *' never fires"),
+    ({"triggerName": "t", "triggerType": "timer",
+      "triggerConfig": {"cronExpression": "@every 999999999999999999999h"}}, "at most 8784h"),
+    ({"triggerName": "t", "triggerType": "redis",
+      "triggerConfig": {"url": "redis://[::1", "stream": "s"}},
+     'triggerConfig.url "redis://[::1" is not a valid URL'),
+    ({"triggerName": "t", "triggerType": "redis",
+      "triggerConfig": {"url": "redis://127.0.0.1:99999", "stream": "s"}}, "Port out of range"),
+    ({"triggerName": "t", "triggerType": "mqtt",
+      "triggerConfig": {"url": "mqtt://127.0.0.1:x", "topic": "t"}}, "triggerConfig.url"),
+    ({"triggerName": "t", "triggerType": "nats",
+      "triggerConfig": {"url": "nats://127.0.0.1\n:4222", "subject": "s"}}, "control character"),
 ])
 def test_invalid_triggers_are_refused_naming_the_field(
     client: httpx.Client, body: dict[str, Any], says: str,
@@ -205,6 +218,32 @@ def test_disabling_and_enabling_a_timer_needs_no_restart(client: httpx.Client) -
     assert len(_tasks(client, name)) == count
     client.put(f"{url}/tick", json={"triggerConfig": {"cronExpression": "@every 1s"}})
     wait_for(lambda: len(_tasks(client, name)) >= count + 2, timeout=10)
+    client.delete(f"{url}/tick")
+
+
+@pytest.mark.parametrize("config", [
+    {"cronExpression": "0 0 0 30 2 *"},
+    {"cronExpression": "@every 999999999999999999999h"},
+    {"cronExpression": "@every 1s", "enable": "no"},
+    "not json",
+])
+def test_a_refused_update_leaves_the_timer_stored_and_firing(
+    client: httpx.Client, config: Any,
+) -> None:
+    name = deploy(client, {"index.py": ECHO})
+    url = _triggers(client, name)
+    created = client.post(url, json={"triggerName": "tick", "triggerType": "timer",
+                                     "triggerConfig": {"cronExpression": "@every 1s"}})
+    assert created.status_code == 200, created.text
+    r = client.put(f"{url}/tick", json={"triggerConfig": config})
+    assert r.status_code == 400 and r.json()["Code"] == "InvalidArgument", r.text
+    assert "triggerConfig" in r.json()["Message"]
+    got = client.get(f"{url}/tick")
+    assert got.status_code == 200, got.text
+    assert json.loads(got.json()["triggerConfig"])["cronExpression"] == "@every 1s"
+    assert "nextFireTime" in got.json()
+    count = len(_tasks(client, name))
+    wait_for(lambda: len(_tasks(client, name)) >= count + 2, timeout=10)  # still firing
     client.delete(f"{url}/tick")
 
 

@@ -21,6 +21,8 @@
     │   ├── HeaderFieldsTooLarge    431, too many or too large request headers
     │   ├── Throttled               429, a limit was reached and the wait ran out
     │   ├── Overloaded              503, the platform's connection limit is reached
+    │   ├── DiskFull                507, no space on the disk holding funclet's data;
+    │   │                           nothing of the call was stored
     │   └── ShuttingDown            503, the platform stopped while the call ran
     ├── DataFolderInUse             another funclet serves from the same data folder
     └── InvocationError             the function ran (or tried to) and failed: FC's
@@ -38,6 +40,7 @@ An ``InvocationError`` that killed or poisoned its instance says so with
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +184,27 @@ class Throttled(ApiError):
 
     code = "ResourceExhausted"
     status = 429
+
+
+class DiskFull(ApiError):
+    """A write found no space (ENOSPC, a quota, SQLite's "database or disk is full").
+
+    The call stored nothing (each write is whole or not at all); what was stored
+    before is kept, and the same call works again once there is room.
+    """
+
+    code = "DiskFull"
+    status = 507  # Insufficient Storage
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(
+            f"no space left on the disk holding {folder}: nothing of this request was "
+            "stored; try again once space is freed")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An ``OSError`` that says the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class ShuttingDown(ApiError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
@@ -35,7 +36,8 @@ class Functions:
     """CreateFunction, UpdateFunction, DeleteFunction and reads, over store and registry.
 
     Nothing is stored unless the whole request is valid: config first, then the
-    package, then the handler modules against the package's files.
+    package, then the handler modules against the package's files. A deploy that fails
+    after that (a full disk) leaves nothing behind: the package it stored goes too.
     """
 
     def __init__(
@@ -52,6 +54,9 @@ class Functions:
         self._runtimes = runtimes
         self._admission = admission
         self.on_delete: list[Callable[[str], Awaitable[object]]] = []
+        # Per package hash: a deploy that failed removes the package it stored only
+        # while no other deploy of that hash is between storing it and its row.
+        self._storing: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # lock, users
 
     async def create(self, body: dict[str, Any]) -> FunctionRow:
         config = parse_config(body)
@@ -61,10 +66,9 @@ class Functions:
         data, package = self._package(body, required=True)
         assert data is not None and package is not None
         self._check_handlers(config, package.files)
-        await self._code.put(data, package)
         now = _now_ms()
         row = FunctionRow(config, str(uuid.uuid4()), 1, package.checksum, package.size, now, now)
-        await self._store.create_function(row)
+        await self._stored(data, package, lambda: self._store.create_function(row))
         self._registry.deploy(self._version(row))
         return row
 
@@ -78,8 +82,6 @@ class Functions:
         else:
             files = _files_of(await self._code.fetch(current.code_checksum))
         self._check_handlers(config, files)
-        if data is not None and package is not None:
-            await self._code.put(data, package)
         row = replace(
             current,
             config=config,
@@ -88,9 +90,32 @@ class Functions:
             code_size=package.size if package else current.code_size,
             modified_ms=_now_ms(),
         )
-        await self._store.update_function(row)
+        await self._stored(data, package, lambda: self._store.update_function(row))
         self._registry.deploy(self._version(row))
         return row
+
+    async def _stored(self, data: bytes | None, package: Package | None,
+                      write_row: Callable[[], Awaitable[None]]) -> None:
+        """Store the package (if any), then the row; if the row fails, the package
+        this call stored is removed again."""
+        if data is None or package is None:
+            await write_row()
+            return
+        lock, users = self._storing.setdefault(package.checksum, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                new = await self._code.put(data, package)
+                try:
+                    await write_row()
+                except BaseException:
+                    if new:
+                        await self._code.discard(package.checksum)
+                    raise
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._storing[package.checksum]
 
     async def delete(self, name: str) -> None:
         await self._store.delete_function(name)

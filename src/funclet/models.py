@@ -102,7 +102,7 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
         raise InvalidArgument("the request body must be a JSON object")
     if base is None:
         name = _required_str(body, "functionName")
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise InvalidArgument(
                 f"functionName '{name}' is invalid: 1-128 characters, letters, digits, '_' "
                 "and '-', not starting with a digit or '-'"
@@ -149,7 +149,7 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
     if body.get("keepAliveSeconds") is not None:
         changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
     config = replace(config, **changes)
-    if not HANDLER_RE.match(config.handler):
+    if not HANDLER_RE.fullmatch(config.handler):
         raise InvalidArgument(
             f"handler '{config.handler}' is malformed: expected 'module.function', "
             "e.g. 'index.handler'"
@@ -163,8 +163,10 @@ def _custom_runtime(raw: Any) -> CustomRuntimeConfig:
     parts: dict[str, tuple[str, ...]] = {}
     for key in ("command", "args"):
         value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidArgument(f"customRuntimeConfig.{key} must be a list of strings")
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) and "\0" not in v for v in value):
+            raise InvalidArgument(
+                f"customRuntimeConfig.{key} must be a list of strings (without NUL)")
         parts[key] = tuple(value)
     port = raw.get("port", 9000)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -179,7 +181,7 @@ def function_arn(region: str, account_id: str, name: str) -> str:
 
 def function_not_found(name: str) -> ApiError:
     """404 for a well-formed name that is not deployed; 400 for a name that never could be."""
-    if NAME_RE.match(name):
+    if NAME_RE.fullmatch(name):
         return FunctionNotFound(name)
     shown = name if len(name) <= 64 else name[:64] + "…"
     return InvalidArgument(
@@ -218,9 +220,10 @@ def _environment(value: Any) -> dict[str, str]:
         raise InvalidArgument("environmentVariables must be an object of strings")
     size = 0
     for key, val in value.items():
-        if not ENV_NAME_RE.match(key) or not isinstance(val, str):
+        if not ENV_NAME_RE.fullmatch(key) or not isinstance(val, str) or "\0" in val:
             raise InvalidArgument(
-                f"environmentVariables: '{key}' must be a valid name with a string value"
+                f"environmentVariables: '{key}' must be a valid name with a string value "
+                "(without NUL)"
             )
         size += len(key) + len(val)
     if size > MAX_ENV_BYTES:
@@ -235,7 +238,7 @@ def _hook(lifecycle: dict[str, Any], key: str, max_timeout: int) -> Hook | None:
     if not hook or not hook.get("handler"):
         return None
     handler = hook["handler"]
-    if not isinstance(handler, str) or not HANDLER_RE.match(handler):
+    if not isinstance(handler, str) or not HANDLER_RE.fullmatch(handler):
         raise InvalidArgument(
             f"instanceLifecycleConfig.{key}.handler '{handler}' is malformed: "
             "expected 'module.function'"

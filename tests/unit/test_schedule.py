@@ -49,7 +49,17 @@ def test_latest_missed_fire_time(expression: str, at: str, expected: str) -> Non
     ("@every 0s", "at least 1 second"),
     ("CRON_TZ=Mars/Olympus 0 0 4 * * *", "unknown time zone"),
     ("", "six fields"),
+    ("0 0 0 30 2 *", "'0 0 0 30 2 \\*' never fires"),
+    ("0 0 0 31 4 *", "never fires"),
+    ("@every 999999999999999999999h", "at most 8784h"),
+    ("@every 8785h", "at most 8784h"),
 ])
 def test_bad_expressions_say_what_is_wrong(expression: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_schedule(expression)
+
+
+def test_rare_but_real_dates_are_fine() -> None:
+    leap_day = parse_schedule("0 0 0 29 2 *")
+    assert leap_day.next_after(ms("2024-03-01T00:00:00")) == ms("2028-02-29T00:00:00")
+    assert parse_schedule("@every 8784h").every_ms == 8784 * 3_600_000

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Host, Route, Router
 
 from funclet.api import configs, functions, http_triggers, invoke, tasks, triggers
 from funclet.api.auth import Authenticate, RefuseInstances
-from funclet.api.responses import error_response, json_response
+from funclet.api.responses import error_response, json_response, new_request_id
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
 from funclet.platform import Platform
 
@@ -39,9 +39,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("Request %s %s failed.", request.method, request.url.path)
-    error = ApiError(f"internal error: {type(exc).__name__}: {exc}")
-    return error_response(error)
+    """A bug or a host fault: the log gets the traceback; the client, only the request
+    id to find it by (never SQL or exception text)."""
+    request_id = new_request_id()
+    log.error("Request %s (%s %s) failed inside funclet.", request_id, request.method,
+              request.url.path, exc_info=exc)
+    error = ApiError(f"funclet failed to handle this request (an internal error); its log "
+                     f"names request {request_id}")
+    return error_response(error, request_id)
 
 
 async def _health(request: Request) -> Response:

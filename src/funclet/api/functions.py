@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from funclet.platform import Platform
 from funclet.store import FunctionRow
 
 PREFIX = "/2023-03-30"
+_MS = re.compile(r"[0-9]{1,18}")
 
 
 def function_arn(platform: Platform, name: str) -> str:
@@ -179,8 +181,9 @@ def page_after(request: Request) -> tuple[int, str] | None:
     if not token:
         return None
     ms, _, last_id = decode_token(token).partition(":")
-    if not ms.isdigit() or not last_id:
-        raise InvalidArgument("nextToken is not valid")
+    # ASCII digits only (str.isdigit takes '²'), and few enough for a 64-bit column.
+    if not _MS.fullmatch(ms) or not last_id:
+        raise InvalidArgument("invalid nextToken: it is not one this API returned")
     return int(ms), last_id
 
 
@@ -189,10 +192,11 @@ def encode_token(value: str) -> str:
 
 
 def decode_token(token: str) -> str:
+    """The shared reader of every list's ``nextToken`` (base64url of UTF-8 text)."""
     try:
         return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
-    except ValueError:
-        raise InvalidArgument("nextToken is not valid") from None
+    except ValueError:  # not base64, or not UTF-8 (UnicodeDecodeError is one)
+        raise InvalidArgument("invalid nextToken: it is not one this API returned") from None
 
 
 routes = [

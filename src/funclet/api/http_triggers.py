@@ -16,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -46,6 +47,11 @@ log = logging.getLogger(__name__)
 # Framing is the platform's business: these never pass from a web app to the client.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
                          "upgrade", "proxy-connection", "te", "trailer"})
+
+# RFC 9110: a header name is a token; a value is visible Latin-1 text, spaces and tabs
+# (never CR, LF or NUL: they would split or end the response head).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript",
                "application/x-www-form-urlencoded", "+json", "+xml")
@@ -90,7 +96,7 @@ async def http_trigger(request: Request) -> Response:
         return error_response(ShuttingDown(), request_id)
     headers = {"x-fc-request-id": request_id}
     if exchange.started.done():  # a web app answers: stream its response
-        return _stream(exchange, invocation, headers)
+        return _stream(name, exchange, invocation, headers)
     exchange.started.cancel()
     try:
         out = invocation.result()
@@ -104,9 +110,15 @@ async def http_trigger(request: Request) -> Response:
     return _response(out.body, headers)
 
 
-def _stream(exchange: HttpExchange, invocation: asyncio.Future[Invocation],
+def _stream(name: str, exchange: HttpExchange, invocation: asyncio.Future[Invocation],
             headers: dict[str, str]) -> Response:
     status, app_headers = exchange.started.result()
+    problem = _status_problem(status) or next(
+        (p for k, v in app_headers if (p := _header_problem(k, v))), None)
+    if problem is not None:  # nothing is sent yet: the client gets FC's error instead
+        log.warning("The web app of %s answered request %s with an invalid response: %s",
+                    name, headers["x-fc-request-id"], problem)
+        return _bad_shape(problem, headers)
 
     async def body() -> AsyncIterator[bytes]:
         async for chunk in exchange.response_body():
@@ -240,27 +252,67 @@ def _response(result: bytes, headers: dict[str, str]) -> Response:
         kind = _content_type(result)
         return Response(result, 200, headers, kind)
     status = value.get("statusCode")
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        return _bad_shape("statusCode must be an HTTP status code", headers)
+    if problem := _status_problem(status):
+        return _bad_shape(problem, headers)
+    assert isinstance(status, int)
+    encoded = value.get("isBase64Encoded", False)
+    if not isinstance(encoded, bool):
+        return _bad_shape("isBase64Encoded must be true or false", headers)
     body = value.get("body", "")
-    if not isinstance(body, str):
+    if body is None:
+        body = ""
+    elif not isinstance(body, str):
+        if encoded:
+            return _bad_shape("body must be a base64 string when isBase64Encoded is true",
+                              headers)
         body = orjson.dumps(body).decode()
     try:
-        data = base64.b64decode(body, validate=True) if value.get("isBase64Encoded") else (
-            body.encode())
-    except binascii.Error:
+        data = base64.b64decode(body, validate=True) if encoded else body.encode()
+    except (binascii.Error, ValueError):  # (a non-ASCII str is a ValueError)
         return _bad_shape("body is not valid base64 though isBase64Encoded is true", headers)
+    raw = value.get("headers")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return _bad_shape("headers must be an object of header names to strings", headers)
+    pairs: list[tuple[str, str]] = []
+    for key, item in raw.items():
+        for one in item if isinstance(item, list) else [item]:
+            if isinstance(one, int | float) and not isinstance(one, bool):
+                one = str(one)
+            if problem := _header_problem(key, one):
+                return _bad_shape(problem, headers)
+            pairs.append((key, one))
     response = Response(data, status, headers)
-    for key, item in (value.get("headers") or {}).items():
+    for key, one in pairs:
         name = key.lower()
         if name == "content-length":
             continue  # the platform frames the body
-        for one in item if isinstance(item, list) else [item]:
-            if name == "content-type":
-                response.headers[key] = str(one)
-            else:
-                response.headers.append(key, str(one))
+        if name == "content-type":
+            response.headers[key] = one
+        else:
+            response.headers.append(key, one)
     return response
+
+
+def _status_problem(status: object) -> str | None:
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        return f"statusCode must be an HTTP status code from 100 to 599, got " \
+               f"{orjson.dumps(status, default=str).decode()[:100]}"
+    return None
+
+
+def _header_problem(name: object, value: object) -> str | None:
+    """Why a response header cannot be sent in HTTP, or None."""
+    shown = orjson.dumps(name, default=str).decode()[:100]
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        return f"header name {shown} is not a valid HTTP header name"
+    if not isinstance(value, str):
+        return f"header {shown} must be a string (or a list of strings)"
+    if not _HEADER_VALUE.fullmatch(value):
+        return (f"the value of header {shown} holds a character HTTP does not allow "
+                "(CR, LF, another control character, or one outside Latin-1)")
+    return None
 
 
 def _bad_shape(message: str, headers: dict[str, str]) -> Response:

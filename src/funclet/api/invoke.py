@@ -76,7 +76,7 @@ async def accept_async(platform: Platform, name: str, event: bytes, request_id: 
     if not re.fullmatch(r"[0-9]{1,4}", delay) or int(delay) > 3600:
         raise InvalidArgument(f"x-fc-async-delay must be 0 to 3600 seconds, got '{delay}'")
     task_id = headers.get("x-fc-async-task-id") or request_id
-    if not TASK_ID_RE.match(task_id):
+    if not TASK_ID_RE.fullmatch(task_id):
         raise InvalidArgument(
             "x-fc-async-task-id must be 1-128 letters, digits, '_' or '-'")
     task = Task(task_id, request_id, name, TaskStatus.ENQUEUED, event, now_ms(), 0)

@@ -39,9 +39,15 @@ def parse(uri: Any, field: str) -> Destination:
     """A destination URI, checked; ``field`` names it in the error."""
     if not isinstance(uri, str) or not uri:
         raise InvalidArgument(f"{field} must be a destination URI")
-    if match := FUNCTION_ARN.match(uri):
+    if match := FUNCTION_ARN.fullmatch(uri):
         return Destination(uri, "function", match.group(1), {})
-    parts = urlsplit(uri)
+    try:
+        if any(c.isspace() or not c.isprintable() for c in uri):
+            raise ValueError("it holds whitespace or a control character")
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 (it checks the port: a number from 0 to 65535)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field} {json.dumps(uri)} is not a valid URI: {exc}") from None
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     need = {"redis": "stream", "amqp": "exchange", "nats": "subject", "mqtt": "topic"}
     if parts.scheme in ("http", "https") and parts.netloc:

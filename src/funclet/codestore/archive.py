@@ -1,22 +1,35 @@
 """Checking and unpacking code packages (zip), refusing anything that could escape.
 
-Refused, each with a message that says why: not a zip, an entry with an absolute
-path or ``..``, a symlink whose target leaves the package, more unpacked bytes
-than the limit (a zip bomb) or a compression ratio over the limit.
+Refused, each with a message that says why: not a zip (or a truncated one), an entry
+with an absolute path or ``..``, a symlink whose target leaves the package, is empty,
+holds NUL or is not UTF-8, more unpacked bytes than the limit (a zip bomb) or a
+compression ratio over the limit, an encrypted entry, a compression method other than
+``METHODS``, and (while unpacking) data that does not decompress or fails its CRC.
 """
 
 from __future__ import annotations
 
 import io
+import lzma
 import os
-import shutil
 import stat
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from funclet.errors import InvalidCodePackage
 
 _CHUNK = 1 << 20
+# What funclet unpacks: FC's stored and deflate, and what Python's zipfile also reads.
+METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
+           zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+_OTHER_METHODS = {9: "deflate64", 93: "zstd", 95: "xz", 97: "wavpack", 98: "ppmd",
+                  99: "WinZip AES encryption"}
+# What reading a damaged entry raises: a bad CRC or header (BadZipFile), bad deflate
+# (zlib.error), cut-off data (EOFError), bad bzip2 (OSError), bad lzma (LZMAError).
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, lzma.LZMAError,
+                NotImplementedError, RuntimeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,8 @@ def inspect(data: bytes, limits: Limits) -> Inspected:
     """Check a package without unpacking it."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError) as exc:
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, EOFError) as exc:
+        # (NotImplementedError: "zip file version 63.0", a newer format than Python's)
         raise InvalidCodePackage(f"code.zipFile is not a valid zip archive ({exc})") from None
     with archive:
         kinds: dict[str, str] = {}
@@ -68,8 +82,9 @@ def inspect(data: bytes, limits: Limits) -> Inspected:
             if path in kinds and not (kind == "dir" == kinds[path]):
                 raise InvalidCodePackage(f"code package has '{path}' more than once")
             kinds[path] = kind
+            _check_method(info, path)
             if kind == "symlink" and info.file_size <= 4096:
-                links[path] = archive.read(info).decode("utf-8", "replace")
+                links[path] = _link_target(archive, info, path)
             elif kind == "symlink":
                 raise InvalidCodePackage(f"symlink '{path}' has a target over 4096 bytes")
         if total > limits.max_unpacked:
@@ -92,6 +107,42 @@ def inspect(data: bytes, limits: Limits) -> Inspected:
     for path, target in links.items():
         _check_link(path, target, kinds)
     return Inspected(frozenset(p for p, k in kinds.items() if k != "dir"), total)
+
+
+def _check_method(info: zipfile.ZipInfo, path: str) -> None:
+    if info.flag_bits & 0x1:
+        raise InvalidCodePackage(
+            f"code package entry '{path}' is encrypted: funclet unpacks only unencrypted zips")
+    if info.compress_type not in METHODS:
+        name = _OTHER_METHODS.get(info.compress_type, "unknown")
+        raise InvalidCodePackage(
+            f"code package entry '{path}' uses compression method {info.compress_type} "
+            f"({name}); funclet unpacks {', '.join(METHODS.values())}")
+
+
+def _link_target(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> str:
+    data = b"".join(_chunks(archive, info, path))
+    try:
+        target = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidCodePackage(f"symlink '{path}' has a target that is not UTF-8") from None
+    if not target:
+        raise InvalidCodePackage(f"symlink '{path}' has an empty target")
+    if "\0" in target:
+        raise InvalidCodePackage(f"symlink '{path}' has a target holding a NUL byte")
+    return target
+
+
+def _chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> Iterator[bytes]:
+    """An entry's data, checked against its CRC; damage is ``InvalidCodePackage``."""
+    try:
+        with archive.open(info) as src:
+            while chunk := src.read(_CHUNK):
+                yield chunk
+    except _READ_ERRORS as exc:
+        raise InvalidCodePackage(
+            f"code package entry '{path}' cannot be read, the zip is damaged: "
+            f"{type(exc).__name__}: {exc}") from None
 
 
 def _parents(path: str) -> list[str]:
@@ -124,7 +175,8 @@ def unpack(data: bytes, dest: str) -> None:
     """Unpack an inspected package into the empty folder ``dest``.
 
     Folders and files first, symlinks last, files opened with ``O_NOFOLLOW | O_EXCL``:
-    nothing is ever written through a link.
+    nothing is ever written through a link. A damaged entry raises
+    ``InvalidCodePackage``; an ``OSError`` is the disk's (the caller removes ``dest``).
     """
     links: list[tuple[str, str]] = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -138,12 +190,13 @@ def unpack(data: bytes, dest: str) -> None:
                 continue
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if _is_symlink(info):
-                links.append((archive.read(info).decode("utf-8"), target))
+                links.append((_link_target(archive, info, path), target))
                 continue
             mode = 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-            with archive.open(info) as src, os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in _chunks(archive, info, path):
+                    out.write(chunk)
             os.chmod(target, mode)
     for link_target, link in links:
         os.symlink(link_target, link)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -12,6 +14,9 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Connection, NullPool, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from funclet.errors import DiskFull
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -69,6 +74,10 @@ class Writer:
         self._thread = None if self._inline else ThreadPoolExecutor(
             1, thread_name_prefix="funclet-db-writer")
         self._conn: Connection | None = None  # kept across transactions
+        # Named when the disk is full: the database file's folder (or its server).
+        self._where = (os.path.dirname(os.path.abspath(parsed.database))
+                       if self._sqlite and parsed.database else
+                       f"the database at {parsed.host or 'localhost'}")
         self._dirty = False  # committed since the last checkpoint
 
     async def run(self, transaction: Callable[[Connection], T]) -> T:
@@ -86,10 +95,14 @@ class Writer:
         try:
             with conn.begin():
                 result = transaction(conn)
-        except BaseException:
+        except BaseException as exc:
             if conn.invalidated:  # the database connection broke: a new one next time
                 conn.close()
                 self._conn = None
+            if _is_disk_full(exc):  # rolled back whole: nothing of it was stored
+                log.error("The disk holding %s is full: a write transaction was refused "
+                          "(%s).", self._where, exc.orig if isinstance(exc, DBAPIError) else exc)
+                raise DiskFull(self._where) from exc
             raise
         self._dirty = True
         return result
@@ -125,6 +138,17 @@ class Writer:
         self.engine.dispose()
         if self._checkpointer is not None:
             self._checkpointer.dispose()
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or (
+            "database or disk is full" in str(orig))
+    return getattr(orig, "sqlstate", None) == "53100"
 
 
 def _sqlite_connect(dbapi_conn: Any, record: Any) -> None:

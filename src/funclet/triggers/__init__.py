@@ -54,7 +54,7 @@ class Triggers:
         for row in await self._store.all():
             _, parsed = parse_config(row.trigger_type, row.config)
             self._triggers[(row.function_name, row.trigger_name)] = (row, parsed)
-            self._start(row, parsed, stored_next=True)
+            self._start(row, parsed)
 
     async def create(self, function_name: str, body: dict[str, Any]) -> TriggerRow:
         await self._function_exists(function_name)
@@ -73,16 +73,19 @@ class Triggers:
         row = TriggerRow(
             function_name, name, str(uuid.uuid4()), kind, config,
             _text(body, "description"), _text(body, "qualifier") or "LATEST",
-            _text(body, "invocationRole"), _text(body, "sourceArn"), now, now)
-        row = replace(row, next_fire_ms=self._start(row, parsed))
+            _text(body, "invocationRole"), _text(body, "sourceArn"), now, now,
+            _first_fire(parsed, now))
+        # Stored first: a trigger that could not be stored never runs.
         if not await self._store.create(row):
-            self._stop(row)
             raise TriggerAlreadyExists(
                 f"function '{function_name}' already has a trigger '{name}'")
+        self._start(row, parsed)
         self._triggers[(function_name, name)] = (row, parsed)
         return row
 
     async def update(self, function_name: str, name: str, body: dict[str, Any]) -> TriggerRow:
+        """Check the whole request, store it, and only then replace the running trigger:
+        a refused or failed update leaves the old one stored and running."""
         row, parsed = self._entry(function_name, name)
         if body.get("triggerType", row.trigger_type) != row.trigger_type:
             raise InvalidArgument("triggerType cannot change: delete the trigger and create "
@@ -95,10 +98,11 @@ class Triggers:
                 ("invocation_role", "invocationRole"), ("source_arn", "sourceArn"))
             if key in body
         }
-        row = replace(row, config=config, modified_ms=int(time.time() * 1000), **changes)
-        self._stop(row)
-        row = replace(row, next_fire_ms=self._start(row, parsed))
+        now = int(time.time() * 1000)
+        row = replace(row, config=config, modified_ms=now,
+                      next_fire_ms=_first_fire(parsed, now), **changes)
         await self._store.update(row)
+        self._start(row, parsed)  # replaces the running one
         self._triggers[(function_name, name)] = (row, parsed)
         return row
 
@@ -143,17 +147,16 @@ class Triggers:
             raise TriggerNotFound(function_name, name)
         return entry
 
-    def _start(self, row: TriggerRow, parsed: Parsed, stored_next: bool = False) -> int | None:
-        """Hand the trigger to what runs it; a timer's next fire time comes back."""
+    def _start(self, row: TriggerRow, parsed: Parsed) -> None:
+        """Hand the trigger to what runs it (replacing the one running under its name);
+        a timer goes on from its stored next fire."""
         key = (row.function_name, row.trigger_name)
         if isinstance(parsed, TimerConfig):
-            return self._timers.put(key, row.trigger_id, parsed,
-                                    row.next_fire_ms if stored_next else None)
+            self._timers.put(key, row.trigger_id, parsed, row.next_fire_ms)
         if isinstance(parsed, BrokerConfig):
             self._consumers.put(key, row.trigger_id, parsed)
         if isinstance(parsed, HttpConfig):
             self._http[row.function_name] = (row, parsed)
-        return None
 
     def _stop(self, row: TriggerRow) -> None:
         key = (row.function_name, row.trigger_name)
@@ -163,6 +166,13 @@ class Triggers:
             self._consumers.remove(key)
         elif row.trigger_type == HTTP:
             self._http.pop(row.function_name, None)
+
+
+def _first_fire(parsed: Parsed, now: int) -> int | None:
+    """A new or changed timer's first fire after ``now`` (None: not a timer, or off)."""
+    if isinstance(parsed, TimerConfig) and parsed.enable:
+        return parsed.schedule.next_after(now)
+    return None
 
 
 def _text(body: dict[str, Any], key: str) -> str:

@@ -88,7 +88,7 @@ def parse_config(kind: str, raw: Any) -> tuple[dict[str, Any], Parsed]:
 
 def _timer(raw: dict[str, Any]) -> tuple[dict[str, Any], TimerConfig]:
     expression = raw.get("cronExpression")
-    if not isinstance(expression, str):
+    if not isinstance(expression, str) or len(expression) > 256:
         raise InvalidArgument("triggerConfig.cronExpression is required: a cron expression "
                               "('0 0 4 * * *', seconds first) or '@every 5m'")
     try:
@@ -125,11 +125,21 @@ def _http(raw: dict[str, Any]) -> tuple[dict[str, Any], HttpConfig]:
 def _broker(kind: str, raw: dict[str, Any]) -> tuple[dict[str, Any], BrokerConfig]:
     field, schemes = BROKERS[kind]
     url = raw.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in schemes or not urlsplit(
-            url).hostname:
+    wanted = f"a {' or '.join(s + '://' for s in schemes)} URL with a host"
+    if not isinstance(url, str):
+        raise InvalidArgument(f"triggerConfig.url must be {wanted}")
+    try:
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError("it holds whitespace or a control character")
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (it checks the port: a number from 0 to 65535)
+    except ValueError as exc:
         raise InvalidArgument(
-            f"triggerConfig.url must be a {' or '.join(s + '://' for s in schemes)} URL "
-            "with a host")
+            f"triggerConfig.url {orjson.dumps(url).decode()} is not a valid URL: {exc}"
+        ) from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise InvalidArgument(f"triggerConfig.url must be {wanted}, got "
+                              f"{orjson.dumps(url).decode()}")
     source = raw.get(field)
     if not isinstance(source, str) or not source.strip():
         raise InvalidArgument(f"triggerConfig.{field} is required for a {kind} trigger")

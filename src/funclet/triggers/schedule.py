@@ -17,6 +17,9 @@ from croniter import croniter
 
 _EVERY = re.compile(r"@every\s+(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _TZ = re.compile(r"CRON_TZ=(\S+)\s+(.*)")
+MAX_EVERY_S = 366 * 86_400  # a timer fires at least once a year (and its times fit)
+# Where a cron expression is tried once, to refuse one that matches no date at all.
+_PROBE_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ def parse_schedule(expression: str) -> Schedule:
         every_s = hours * 3600 + minutes * 60 + seconds
         if every_s < 1:
             raise ValueError("an '@every' interval must be at least 1 second")
+        if every_s > MAX_EVERY_S:
+            raise ValueError(f"an '@every' interval must be at most {MAX_EVERY_S // 3600}h "
+                             f"(366 days), got '{text}'")
         return Schedule(expression, every_ms=every_s * 1000, tz=tz)
     fields = text.split()
     if len(fields) != 6:
@@ -72,4 +78,9 @@ def parse_schedule(expression: str) -> Schedule:
             f"a cron expression has six fields, seconds first ('0 0 4 * * *'), got {len(fields)}")
     if not croniter.is_valid(text, second_at_beginning=True):
         raise ValueError(f"'{text}' is not a valid cron expression")
-    return Schedule(expression, cron=text, tz=tz)
+    schedule = Schedule(expression, cron=text, tz=tz)
+    try:
+        schedule.next_after(_PROBE_MS)
+    except ValueError:  # croniter's CroniterBadDateError: no date within its 50 years
+        raise ValueError(f"'{text}' never fires: no date matches it") from None
+    return schedule
