@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from funclet import __version__
 from funclet.api.functions import PREFIX
+from funclet.api.responses import new_request_id
 from funclet.api.schemas import NAME_PATTERN, SCHEMAS, TASK_ID_PATTERN, Schema, integer, ref, string
 from funclet.asyncq.policy import TaskStatus
 
@@ -52,25 +53,32 @@ _DELETED = {"204": {"description": "Deleted."}}
 
 def _op(op_id: str, summary: str, tag: str, responses: dict[str, Any], *,
         params: list[Schema] | None = None, body: Schema | None = None,
-        **more: Any) -> Operation:
+        body_required: bool = True, **more: Any) -> Operation:
     """One operation; every error is FC's Error body (the ``default`` response)."""
     out: Operation = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": {
         **responses, "default": {"$ref": "#/components/responses/Error"}}, **more}
     if params:
         out["parameters"] = params
     if body is not None:
-        out["requestBody"] = {"required": True,
+        # An empty body is read as {}: required where {} is not a valid call.
+        out["requestBody"] = {"required": body_required,
                               "content": {"application/json": {"schema": body}}}
     return out
 
 
 _PAGE = [_p("limit"), _p("nextToken")]
 
+
+def _or_empty(schema: Schema) -> Schema:
+    """A query parameter that is ignored when empty (``?limit=``)."""
+    return {"anyOf": [schema, {"const": ""}]}
+
 _INVOKE_HEADERS = [
     _param("x-fc-invocation-type", "header", string(enum=["Sync", "Async"]),
            "Sync (the default) or Async (202, run later); either case"),
-    _param("x-fc-log-type", "header", string(enum=["None", "Tail"]),
-           "Tail: return the last 4 KB of the invocation's log in x-fc-log-result"),
+    _param("x-fc-log-type", "header", string(examples=["Tail", "None"]),
+           "Tail (either case): return the last 4 KB of the invocation's log in "
+           "x-fc-log-result; anything else: no log"),
     _param("x-fc-async-delay", "header", string(pattern="^[0-9]{1,4}$"),
            "with Async: seconds (0-3600) before the first attempt"),
     _param("x-fc-async-task-id", "header", string(pattern=TASK_ID_PATTERN),
@@ -88,8 +96,9 @@ _ACCEPTED = {"202": {
     }}}
 
 _INVOKED = {"200": {
-    "description": "The function ran. The body is its return value; when it failed, "
-                   "x-fc-error-type is set and the body is a FunctionError.",
+    "description": "The function ran. The body is its return value, as bytes "
+                   "(application/octet-stream); when it failed, x-fc-error-type is set and "
+                   "the body is a FunctionError (application/json).",
     "headers": {
         "x-fc-request-id": _REQUEST_ID,
         "x-fc-code-checksum": {"schema": string("sha256 of the code package that ran"),
@@ -110,7 +119,7 @@ _INVOKED = {"200": {
                                                       "start-up"},
     },
     "content": {"application/octet-stream": {"schema": {}},
-                "application/json": {"schema": {}}},
+                "application/json": {"schema": ref("FunctionError")}},
 }}
 
 
@@ -118,7 +127,8 @@ def _http_trigger(method: str, with_path: bool) -> Operation:
     params = [_p("functionName")]
     if with_path:
         params.append(_param("path", "path", string(), "the rest of the path, passed on"))
-    params.append(_INVOKE_HEADERS[0])
+    params.append(_param("x-fc-invocation-type", "header", string(examples=["Async"]),
+                         "Async (either case): queue the event (202); else it runs now"))
     op = _op(f"HttpTrigger{method.capitalize()}{'Path' if with_path else ''}",
              f"{method.upper()} through the function's HTTP trigger", "http-triggers", {
                  "200": {"description": "The function's answer: any status, headers and "
@@ -135,6 +145,23 @@ def _http_trigger(method: str, with_path: bool) -> Operation:
     return op
 
 
+def _trigger_examples(op: Operation) -> Operation:
+    op["requestBody"]["content"]["application/json"]["examples"] = {
+        "timer": {"value": {"triggerName": "nightly", "triggerType": "timer",
+                            "triggerConfig": '{"cronExpression": "0 0 4 * * *", '
+                                             '"payload": "{}", "enable": true}'}},
+        "every": {"value": {"triggerName": "often", "triggerType": "timer",
+                            "triggerConfig": {"cronExpression": "@every 5m"}}},
+        "http": {"value": {"triggerName": "web", "triggerType": "http",
+                           "triggerConfig": {"authType": "anonymous",
+                                             "methods": ["GET", "POST"]}}},
+        "redis": {"value": {"triggerName": "orders", "triggerType": "redis",
+                            "triggerConfig": {"url": "redis://127.0.0.1:6379/0",
+                                              "stream": "orders", "batchSize": 10}}},
+    }
+    return op
+
+
 def _paths() -> dict[str, dict[str, Operation]]:
     fn = [_p("functionName")]
     return {
@@ -148,14 +175,15 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "get": _op("GetFunction", "A function's config", "functions",
                        _json(ref("Function")), params=fn),
             "put": _op("UpdateFunction", "New config or code: a new version", "functions",
-                       _json(ref("Function")), params=fn, body=ref("UpdateFunctionInput")),
+                       _json(ref("Function")), params=fn, body=ref("UpdateFunctionInput"),
+                       body_required=False),
             "delete": _op("DeleteFunction", "Delete a function, its triggers and configs",
                           "functions", _DELETED, params=fn),
         },
         f"{_F}/instances": {
             "get": _op("ListInstances", "Live instances, then recently stopped ones",
                        "functions", _json(ref("ListInstancesOutput")), params=[
-                           *fn, _param("limit", "query", integer(1, 1000)),
+                           *fn, _param("limit", "query", _or_empty(integer(1, 1000))),
                            _param("withAllActive", "query", string(),
                                   "true: live instances only")]),
         },
@@ -169,7 +197,7 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "get": _op("ListInvocations", "funclet's: invocation records, newest first",
                        "invocations", _json(ref("ListInvocationsOutput")), params=[
                            *fn, _param("status", "query",
-                                       string(enum=["succeeded", "failed"])), *_PAGE]),
+                                       _or_empty(string(enum=["succeeded", "failed"]))), *_PAGE]),
         },
         f"{_F}/invocations/{{requestId}}": {
             "get": _op("GetInvocation", "funclet's: one invocation record with its log",
@@ -203,7 +231,7 @@ def _paths() -> dict[str, dict[str, Operation]]:
         f"{_F}/async-invoke-config": {
             "put": _op("PutAsyncInvokeConfig", "Retries, event age, destinations", "async",
                        _json(ref("AsyncConfig")), params=fn,
-                       body=ref("PutAsyncInvokeConfigInput")),
+                       body=ref("PutAsyncInvokeConfigInput"), body_required=False),
             "get": _op("GetAsyncInvokeConfig", "The function's async invoke config", "async",
                        _json(ref("AsyncConfig")), params=fn),
             "delete": _op("DeleteAsyncInvokeConfig", "Back to the defaults", "async",
@@ -214,12 +242,13 @@ def _paths() -> dict[str, dict[str, Operation]]:
                        _json(ref("ListAsyncTaskOutput")), params=[
                            *fn, _p("prefix"),
                            _param("status", "query",
-                                  string(enum=[s.value for s in TaskStatus])),
-                           _param("startedTimeBegin", "query", integer(0, 2**62),
+                                  _or_empty(string(enum=[s.value for s in TaskStatus]))),
+                           _param("startedTimeBegin", "query", _or_empty(integer(0, 2**62)),
                                   "ms since the epoch"),
-                           _param("startedTimeEnd", "query", integer(0, 2**62),
+                           _param("startedTimeEnd", "query", _or_empty(integer(0, 2**62)),
                                   "ms since the epoch"),
-                           _param("sortOrderByTime", "query", string(enum=["asc", "desc"])),
+                           _param("sortOrderByTime", "query",
+                                  _or_empty(string(enum=["asc", "desc", "ASC", "DESC"]))),
                            _param("includePayload", "query", string(),
                                   "true: each task's taskPayload too"),
                            *_PAGE]),
@@ -233,9 +262,9 @@ def _paths() -> dict[str, dict[str, Operation]]:
                        _json({"type": "object"}), params=[*fn, _p("taskId")]),
         },
         f"{_F}/triggers": {
-            "post": _op("CreateTrigger", "Add a timer, HTTP or message-queue trigger",
-                        "triggers", _json(ref("Trigger")), params=fn,
-                        body=ref("CreateTriggerInput")),
+            "post": _trigger_examples(_op(
+                "CreateTrigger", "Add a timer, HTTP or message-queue trigger", "triggers",
+                _json(ref("Trigger")), params=fn, body=ref("CreateTriggerInput"))),
             "get": _op("ListTriggers", "The function's triggers by name", "triggers",
                        _json(ref("ListTriggersOutput")), params=[*fn, _p("prefix"), *_PAGE]),
         },
@@ -244,7 +273,7 @@ def _paths() -> dict[str, dict[str, Operation]]:
                        params=[*fn, _p("triggerName")]),
             "put": _op("UpdateTrigger", "Change a trigger (not its type)", "triggers",
                        _json(ref("Trigger")), params=[*fn, _p("triggerName")],
-                       body=ref("UpdateTriggerInput")),
+                       body=ref("UpdateTriggerInput"), body_required=False),
             "delete": _op("DeleteTrigger", "Delete a trigger", "triggers", _DELETED,
                           params=[*fn, _p("triggerName")]),
         },
@@ -289,7 +318,8 @@ def document() -> dict[str, Any]:
                 "triggerName": _param("triggerName", "path", string(pattern=NAME_PATTERN)),
                 "taskId": _param("taskId", "path", string(pattern=TASK_ID_PATTERN)),
                 "prefix": _param("prefix", "query", string(), "names starting with this"),
-                "limit": _param("limit", "query", integer(1, 100), "20 by default"),
+                "limit": _param("limit", "query", _or_empty(integer(1, 100)),
+                                "20 by default"),
                 "nextToken": _param("nextToken", "query", string(),
                                     "the previous page's nextToken"),
             },
@@ -321,7 +351,8 @@ def _document_json() -> bytes:
 
 
 async def openapi_json(request: Request) -> Response:
-    return Response(_document_json(), media_type="application/json")
+    return Response(_document_json(), media_type="application/json",
+                    headers={"x-fc-request-id": new_request_id()})
 
 
 routes = [Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"])]
