@@ -49,6 +49,12 @@ def test_anonymous_requests_are_refused_with_401(secured: Server) -> None:
     assert httpx.get(f"{secured.url}/healthz").status_code == 200
 
 
+def test_the_openapi_document_needs_no_credentials(secured: Server) -> None:
+    r = httpx.get(f"{secured.url}{API}/openapi.json")
+    assert r.status_code == 200 and r.json()["openapi"] == "3.1.0"
+    assert httpx.put(f"{secured.url}{API}/openapi.json").status_code == 405  # read-only
+
+
 def test_a_bearer_token_is_checked(secured: Server) -> None:
     wrong = httpx.get(f"{secured.url}{API}/functions", headers={"authorization": "Bearer nope"})
     assert wrong.status_code == 403 and wrong.json()["Code"] == "AccessDenied"

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Host, Route, Router
 
-from funclet.api import configs, functions, http_triggers, invoke, tasks, triggers
+from funclet.api import configs, functions, http_triggers, invoke, openapi, tasks, triggers
 from funclet.api.auth import Authenticate, RefuseInstances
 from funclet.api.responses import error_response, json_response, new_request_id
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
@@ -98,6 +98,7 @@ def build_app(platform: Platform) -> Starlette:
             *triggers.routes,
             *http_triggers.routes,
             Route("/healthz", _health, methods=["GET"]),
+            *openapi.routes,
         ],
         exception_handlers={
             ApiError: _api_error,

@@ -1,11 +1,12 @@
 """Authentication of API requests: a bearer token, or FC's ``ACS3-HMAC-SHA256`` signature.
 
-An ASGI middleware in front of every route but ``/healthz``. A request passes with
-``Authorization: Bearer <token>``, or signed the way FC's SDKs sign (access keys from
-the configuration): the canonical request (method, path, sorted query, the signed
-headers, the body's sha256) hashed, HMAC-SHA256'ed with the secret, compared in
-constant time; ``x-acs-date`` must be within 15 minutes. Refusals say as little as
-possible: 401 without credentials, 403 with wrong ones.
+An ASGI middleware in front of every route but ``/healthz`` and the OpenAPI document
+(read-only, no secrets). A request passes with ``Authorization: Bearer <token>``, or
+signed the way FC's SDKs sign (access keys from the configuration): the canonical
+request (method, path, sorted query, the signed headers, the body's sha256) hashed,
+HMAC-SHA256'ed with the secret, compared in constant time; ``x-acs-date`` must be
+within 15 minutes. Refusals say as little as possible: 401 without credentials, 403
+with wrong ones.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from funclet.errors import AccessDenied, ApiError, Unauthenticated
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 MAX_SKEW_SECONDS = 15 * 60
-_OPEN_PATHS = frozenset({"/healthz"})
+_OPEN_PATHS = frozenset({"/healthz", "/2023-03-30/openapi.json"})
 _INSTANCES_REFUSED = (
     "functions may not call the management API of a funclet without authentication"
 )

@@ -54,7 +54,8 @@ async def invoke_function(request: Request) -> Response:
     if out.error is not None:
         headers["x-fc-error-type"] = out.error.fc_error_type
         return Response(orjson.dumps(out.error.body()), 200, headers, "application/json")
-    return Response(out.body, 200, headers)
+    # The handler's bytes, opaque to the platform: say so (RFC 9110 §8.3).
+    return Response(out.body, 200, headers, "application/octet-stream")
 
 
 async def _accept(request: Request, platform: Platform, request_id: str) -> Response:

@@ -1,0 +1,358 @@
+"""The OpenAPI 3.1 document of the whole API, served at ``GET /2023-03-30/openapi.json``.
+
+Built once from the operations below and the bodies in ``api/schemas.py``. Every route
+of ``api/app.py`` is here and nothing else is (``tests/test_openapi.py`` walks the
+routes); a new route gets its operation in the same commit.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from funclet import __version__
+from funclet.api.functions import PREFIX
+from funclet.api.responses import new_request_id
+from funclet.api.schemas import NAME_PATTERN, SCHEMAS, TASK_ID_PATTERN, Schema, integer, ref, string
+from funclet.asyncq.policy import TaskStatus
+
+Operation = dict[str, Any]
+
+_F = f"{PREFIX}/functions/{{functionName}}"
+_HTTP_METHODS = ("get", "post", "put", "delete", "head", "patch", "options")
+_REQUEST_ID = {"$ref": "#/components/headers/RequestId"}
+_DURATION = string("milliseconds, three decimals", pattern=r"^[0-9]+\.[0-9]{3}$")
+
+
+def _param(name: str, where: str, schema: Schema, description: str = "",
+           required: bool = False, **more: Any) -> Schema:
+    out = {"name": name, "in": where, "schema": schema, **more}
+    if description:
+        out["description"] = description
+    if required or where == "path":
+        out["required"] = True
+    return out
+
+
+def _p(name: str) -> Schema:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _json(schema: Schema, description: str = "OK", status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "headers": {"x-fc-request-id": _REQUEST_ID},
+                     "content": {"application/json": {"schema": schema}}}}
+
+
+_DELETED = {"204": {"description": "Deleted."}}
+
+
+def _op(op_id: str, summary: str, tag: str, responses: dict[str, Any], *,
+        params: list[Schema] | None = None, body: Schema | None = None,
+        body_required: bool = True, **more: Any) -> Operation:
+    """One operation; every error is FC's Error body (the ``default`` response)."""
+    out: Operation = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": {
+        **responses, "default": {"$ref": "#/components/responses/Error"}}, **more}
+    if params:
+        out["parameters"] = params
+    if body is not None:
+        # An empty body is read as {}: required where {} is not a valid call.
+        out["requestBody"] = {"required": body_required,
+                              "content": {"application/json": {"schema": body}}}
+    return out
+
+
+_PAGE = [_p("limit"), _p("nextToken")]
+
+
+def _or_empty(schema: Schema) -> Schema:
+    """A query parameter that is ignored when empty (``?limit=``)."""
+    return {"anyOf": [schema, {"const": ""}]}
+
+_INVOKE_HEADERS = [
+    _param("x-fc-invocation-type", "header", string(enum=["Sync", "Async"]),
+           "Sync (the default) or Async (202, run later); either case"),
+    _param("x-fc-log-type", "header", string(examples=["Tail", "None"]),
+           "Tail (either case): return the last 4 KB of the invocation's log in "
+           "x-fc-log-result; anything else: no log"),
+    _param("x-fc-async-delay", "header", string(pattern="^[0-9]{1,4}$"),
+           "with Async: seconds (0-3600) before the first attempt"),
+    _param("x-fc-async-task-id", "header", string(pattern=TASK_ID_PATTERN),
+           "with Async: the task's id; the same id again runs once"),
+]
+
+_ACCEPTED = {"202": {
+    "description": "Accepted: the async task is stored and runs later.",
+    "headers": {
+        "x-fc-request-id": _REQUEST_ID,
+        "x-fc-async-task-id": {"schema": string(), "required": True},
+        "x-funclet-async-task-duplicate": {
+            "schema": string(enum=["true"]),
+            "description": "the task id was seen before: the event runs once"},
+    }}}
+
+_INVOKED = {"200": {
+    "description": "The function ran. The body is its return value, as bytes "
+                   "(application/octet-stream); when it failed, x-fc-error-type is set and "
+                   "the body is a FunctionError (application/json).",
+    "headers": {
+        "x-fc-request-id": _REQUEST_ID,
+        "x-fc-code-checksum": {"schema": string("sha256 of the code package that ran"),
+                               "required": True},
+        "x-fc-error-type": {"schema": string(
+            enum=["UnhandledInvocationError", "HandledInvocationError"])},
+        "x-fc-log-result": {"schema": string("with x-fc-log-type: Tail: the log's last "
+                                             "4 KB, base64")},
+        "x-funclet-start-kind": {"schema": string(enum=["cold", "warm", "provisioned", ""]),
+                                 "required": True},
+        "x-funclet-instance-id": {"schema": string(), "required": True},
+        "x-funclet-duration-ms": {"schema": _DURATION, "required": True,
+                                  "description": "the handler's run time"},
+        "x-funclet-queue-ms": {"schema": _DURATION, "required": True,
+                               "description": "time spent waiting for admission"},
+        "x-funclet-init-duration-ms": {"schema": _DURATION,
+                                       "description": "on a cold start: the instance's "
+                                                      "start-up"},
+    },
+    "content": {"application/octet-stream": {"schema": {}},
+                "application/json": {"schema": ref("FunctionError")}},
+}}
+
+
+def _http_trigger(method: str, with_path: bool) -> Operation:
+    params = [_p("functionName")]
+    if with_path:
+        params.append(_param("path", "path", string(), "the rest of the path, passed on"))
+    params.append(_param("x-fc-invocation-type", "header", string(examples=["Async"]),
+                         "Async (either case): queue the event (202); else it runs now"))
+    op = _op(f"HttpTrigger{method.capitalize()}{'Path' if with_path else ''}",
+             f"{method.upper()} through the function's HTTP trigger", "http-triggers", {
+                 "200": {"description": "The function's answer: any status, headers and "
+                                        "body it chose.",
+                         "content": {"*/*": {"schema": {}}}},
+                 **_ACCEPTED,
+                 "502": {"description": "The function failed, or answered in a shape that "
+                                        "is not an HTTP response (InvalidHTTPResponse).",
+                         "headers": {"x-fc-error-type": {"schema": string(), "required": True}},
+                         "content": {"application/json": {"schema": ref("FunctionError")}}},
+             }, params=params, security=[{}, {"bearer": []}, {"acs3": []}])
+    if method not in ("get", "head", "delete", "options"):
+        op["requestBody"] = {"content": {"*/*": {"schema": {}}}}
+    return op
+
+
+def _trigger_examples(op: Operation) -> Operation:
+    op["requestBody"]["content"]["application/json"]["examples"] = {
+        "timer": {"value": {"triggerName": "nightly", "triggerType": "timer",
+                            "triggerConfig": '{"cronExpression": "0 0 4 * * *", '
+                                             '"payload": "{}", "enable": true}'}},
+        "every": {"value": {"triggerName": "often", "triggerType": "timer",
+                            "triggerConfig": {"cronExpression": "@every 5m"}}},
+        "http": {"value": {"triggerName": "web", "triggerType": "http",
+                           "triggerConfig": {"authType": "anonymous",
+                                             "methods": ["GET", "POST"]}}},
+        "redis": {"value": {"triggerName": "orders", "triggerType": "redis",
+                            "triggerConfig": {"url": "redis://127.0.0.1:6379/0",
+                                              "stream": "orders", "batchSize": 10}}},
+    }
+    return op
+
+
+def _paths() -> dict[str, dict[str, Operation]]:
+    fn = [_p("functionName")]
+    return {
+        f"{PREFIX}/functions": {
+            "post": _op("CreateFunction", "Deploy a function", "functions",
+                        _json(ref("Function")), body=ref("CreateFunctionInput")),
+            "get": _op("ListFunctions", "List functions by name", "functions",
+                       _json(ref("ListFunctionsOutput")), params=[_p("prefix"), *_PAGE]),
+        },
+        _F: {
+            "get": _op("GetFunction", "A function's config", "functions",
+                       _json(ref("Function")), params=fn),
+            "put": _op("UpdateFunction", "New config or code: a new version", "functions",
+                       _json(ref("Function")), params=fn, body=ref("UpdateFunctionInput"),
+                       body_required=False),
+            "delete": _op("DeleteFunction", "Delete a function, its triggers and configs",
+                          "functions", _DELETED, params=fn),
+        },
+        f"{_F}/instances": {
+            "get": _op("ListInstances", "Live instances, then recently stopped ones",
+                       "functions", _json(ref("ListInstancesOutput")), params=[
+                           *fn, _param("limit", "query", _or_empty(integer(1, 1000))),
+                           _param("withAllActive", "query", string(),
+                                  "true: live instances only")]),
+        },
+        f"{_F}/invocations": {
+            "post": _op("InvokeFunction", "Invoke a function (sync, or async with "
+                        "x-fc-invocation-type: Async)", "invocations", {**_INVOKED, **_ACCEPTED},
+                        params=[*fn, *_INVOKE_HEADERS],
+                        requestBody={"description": "the event, as bytes",
+                                     "content": {"application/octet-stream": {"schema": {}},
+                                                 "application/json": {"schema": {}}}}),
+            "get": _op("ListInvocations", "funclet's: invocation records, newest first",
+                       "invocations", _json(ref("ListInvocationsOutput")), params=[
+                           *fn, _param("status", "query",
+                                       _or_empty(string(enum=["succeeded", "failed"]))), *_PAGE]),
+        },
+        f"{_F}/invocations/{{requestId}}": {
+            "get": _op("GetInvocation", "funclet's: one invocation record with its log",
+                       "invocations", _json(ref("Invocation")),
+                       params=[*fn, _param("requestId", "path", string())]),
+        },
+        f"{_F}/concurrency": {
+            "put": _op("PutConcurrencyConfig", "Reserve (and cap) instance slots",
+                       "functions", _json(ref("ConcurrencyConfig")), params=fn,
+                       body=ref("PutConcurrencyInput")),
+            "get": _op("GetConcurrencyConfig", "The reservation", "functions",
+                       _json(ref("ConcurrencyConfig")), params=fn),
+            "delete": _op("DeleteConcurrencyConfig", "Drop the reservation", "functions",
+                          _DELETED, params=fn),
+        },
+        f"{_F}/provision-config": {
+            "put": _op("PutProvisionConfig", "Keep instances started ahead", "functions",
+                       _json(ref("ProvisionConfig")), params=fn,
+                       body=ref("PutProvisionConfigInput")),
+            "get": _op("GetProvisionConfig", "Provisioned target and current", "functions",
+                       _json(ref("ProvisionConfig")), params=fn),
+            "delete": _op("DeleteProvisionConfig", "Target 0", "functions", _DELETED,
+                          params=fn),
+        },
+        f"{PREFIX}/async-invoke-configs": {
+            "get": _op("ListAsyncInvokeConfigs", "Every function's async invoke config",
+                       "async", _json(ref("ListAsyncInvokeConfigOutput")), params=[
+                           _param("functionName", "query", string(),
+                                  "only functions whose name starts with this"), *_PAGE]),
+        },
+        f"{_F}/async-invoke-config": {
+            "put": _op("PutAsyncInvokeConfig", "Retries, event age, destinations", "async",
+                       _json(ref("AsyncConfig")), params=fn,
+                       body=ref("PutAsyncInvokeConfigInput"), body_required=False),
+            "get": _op("GetAsyncInvokeConfig", "The function's async invoke config", "async",
+                       _json(ref("AsyncConfig")), params=fn),
+            "delete": _op("DeleteAsyncInvokeConfig", "Back to the defaults", "async",
+                          _DELETED, params=fn),
+        },
+        f"{_F}/async-tasks": {
+            "get": _op("ListAsyncTasks", "Async tasks, newest first by default", "async",
+                       _json(ref("ListAsyncTaskOutput")), params=[
+                           *fn, _p("prefix"),
+                           _param("status", "query",
+                                  _or_empty(string(enum=[s.value for s in TaskStatus]))),
+                           _param("startedTimeBegin", "query", _or_empty(integer(0, 2**62)),
+                                  "ms since the epoch"),
+                           _param("startedTimeEnd", "query", _or_empty(integer(0, 2**62)),
+                                  "ms since the epoch"),
+                           _param("sortOrderByTime", "query",
+                                  _or_empty(string(enum=["asc", "desc", "ASC", "DESC"]))),
+                           _param("includePayload", "query", string(),
+                                  "true: each task's taskPayload too"),
+                           *_PAGE]),
+        },
+        f"{_F}/async-tasks/{{taskId}}": {
+            "get": _op("GetAsyncTask", "One async task with its events", "async",
+                       _json(ref("AsyncTask")), params=[*fn, _p("taskId")]),
+        },
+        f"{_F}/async-tasks/{{taskId}}/stop": {
+            "put": _op("StopAsyncTask", "Stop a waiting or running task", "async",
+                       _json({"type": "object"}), params=[*fn, _p("taskId")]),
+        },
+        f"{_F}/triggers": {
+            "post": _trigger_examples(_op(
+                "CreateTrigger", "Add a timer, HTTP or message-queue trigger", "triggers",
+                _json(ref("Trigger")), params=fn, body=ref("CreateTriggerInput"))),
+            "get": _op("ListTriggers", "The function's triggers by name", "triggers",
+                       _json(ref("ListTriggersOutput")), params=[*fn, _p("prefix"), *_PAGE]),
+        },
+        f"{_F}/triggers/{{triggerName}}": {
+            "get": _op("GetTrigger", "One trigger", "triggers", _json(ref("Trigger")),
+                       params=[*fn, _p("triggerName")]),
+            "put": _op("UpdateTrigger", "Change a trigger (not its type)", "triggers",
+                       _json(ref("Trigger")), params=[*fn, _p("triggerName")],
+                       body=ref("UpdateTriggerInput"), body_required=False),
+            "delete": _op("DeleteTrigger", "Delete a trigger", "triggers", _DELETED,
+                          params=[*fn, _p("triggerName")]),
+        },
+        "/http/{functionName}": {m: _http_trigger(m, False) for m in _HTTP_METHODS},
+        "/http/{functionName}/{path}": {m: _http_trigger(m, True) for m in _HTTP_METHODS},
+        "/healthz": {
+            "get": _op("Health", "Up, and which sandbox protections are on", "platform",
+                       _json(ref("Health")), security=[]),
+        },
+        f"{PREFIX}/openapi.json": {
+            "get": _op("GetOpenApiDocument", "This document", "platform",
+                       _json({"type": "object"}), security=[]),
+        },
+    }
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The whole document (built once)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "funclet",
+            "version": __version__,
+            "summary": "Function Compute 3.0's API, self-hosted.",
+            "description": (
+                "FC 3.0's control and invoke API under /2023-03-30/ (FC's field names and "
+                "headers; funclet's additions are marked and use the x-funclet- prefix), "
+                "HTTP triggers under /http/{functionName}/ (and on {functionName}.{domain} "
+                "when a base domain is configured), and /healthz. API errors are FC's "
+                "Error body; a function's own failure is a FunctionError body."),
+        },
+        "tags": [{"name": t} for t in ("functions", "invocations", "async", "triggers",
+                                       "http-triggers", "platform")],
+        "security": [{}, {"bearer": []}, {"acs3": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": {
+                "functionName": _param("functionName", "path", string(pattern=NAME_PATTERN),
+                                       example="hello"),
+                "triggerName": _param("triggerName", "path", string(pattern=NAME_PATTERN)),
+                "taskId": _param("taskId", "path", string(pattern=TASK_ID_PATTERN)),
+                "prefix": _param("prefix", "query", string(), "names starting with this"),
+                "limit": _param("limit", "query", _or_empty(integer(1, 100)),
+                                "20 by default"),
+                "nextToken": _param("nextToken", "query", string(),
+                                    "the previous page's nextToken"),
+            },
+            "headers": {"RequestId": {"schema": string(), "required": True,
+                                      "description": "the call's (or invocation's) id"}},
+            "responses": {"Error": {
+                "description": "The call was refused: 400 InvalidArgument, 401 Unauthorized, "
+                               "403 AccessDenied, 404 …NotFound, 405 MethodNotAllowed, "
+                               "409 …AlreadyExists, 413 EntityTooLarge, "
+                               "429 ResourceExhausted, 503 ServiceUnavailable, "
+                               "500 InternalError.",
+                "headers": {"x-fc-request-id": _REQUEST_ID},
+                "content": {"application/json": {"schema": ref("Error")}},
+            }},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "the server's API token"},
+                "acs3": {"type": "apiKey", "in": "header", "name": "Authorization",
+                         "description": "FC's ACS3-HMAC-SHA256 signature with an access "
+                                        "key, as FC's SDKs sign"},
+            },
+        },
+    }
+
+
+@functools.cache
+def _document_json() -> bytes:
+    return orjson.dumps(document())
+
+
+async def openapi_json(request: Request) -> Response:
+    return Response(_document_json(), media_type="application/json",
+                    headers={"x-fc-request-id": new_request_id()})
+
+
+routes = [Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"])]

@@ -1,0 +1,296 @@
+"""JSON Schemas of the API's bodies, in FC 3.0's camelCase, for the OpenAPI document.
+
+Each schema says what funclet accepts and answers (the checks live in ``models.py``,
+``triggers/config.py`` and ``asyncq/policy.py``; the ranges here are theirs). Request
+objects allow other fields: FC's SDKs send fields funclet does not use, and they are
+ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from funclet.asyncq.policy import MAX_AGE, MAX_RETRIES, TaskStatus
+from funclet.instances.state import FC_STATUS, InstanceState, StartKind, StopReason
+from funclet.models import DEFAULT_MEMORY, DEFAULT_TIMEOUT, MAX_TIMEOUT
+from funclet.triggers.config import BROKERS, HTTP_METHODS, TYPES
+
+Schema = dict[str, Any]
+
+NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]{0,127}$"
+HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+TASK_ID_PATTERN = "^[A-Za-z0-9_-]{1,128}$"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def string(description: str = "", **more: Any) -> Schema:
+    return {"type": "string", **({"description": description} if description else {}), **more}
+
+
+def integer(low: int | None = None, high: int | None = None, description: str = "",
+            **more: Any) -> Schema:
+    out: Schema = {"type": "integer", **more}
+    if low is not None:
+        out["minimum"] = low
+    if high is not None:
+        out["maximum"] = high
+    if description:
+        out["description"] = description
+    return out
+
+
+def boolean(description: str = "") -> Schema:
+    return {"type": "boolean", **({"description": description} if description else {})}
+
+
+def nullable(schema: Schema) -> Schema:
+    """The same type, or null (OpenAPI 3.1: a list of types)."""
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), description: str = "",
+        **more: Any) -> Schema:
+    out: Schema = {"type": "object", "properties": properties, **more}
+    if required:
+        out["required"] = list(required)
+    if description:
+        out["description"] = description
+    return out
+
+
+def _time(description: str) -> Schema:
+    return nullable(string(f"{description} (ISO 8601, UTC, e.g. 2023-04-01T08:15:27Z)"))
+
+
+_HOOK = obj({
+    "handler": string("module.function of the hook", pattern=HANDLER_PATTERN),
+    "timeout": integer(1, description="seconds; 3 by default (initializer ≤ 600, preStop ≤ 90)"),
+})
+
+# The fields CreateFunction and UpdateFunction share, with their ranges.
+_FUNCTION_FIELDS: dict[str, Schema] = {
+    "runtime": string(
+        "python3.9 … python3.13 and nodejs20 as found on the machine; custom, "
+        "custom.debian10/11/12 (an HTTP server); custom.lambda, provided, provided.al2, "
+        "provided.al2023 (the Lambda Runtime API)", minLength=1,
+        examples=["python3.11", "nodejs20", "custom.debian12"]),
+    "handler": string("module.function, e.g. index.handler", pattern=HANDLER_PATTERN),
+    "code": ref("InputCodeLocation"),
+    "timeout": integer(1, MAX_TIMEOUT, f"seconds; {DEFAULT_TIMEOUT} by default"),
+    "memorySize": integer(128, 32768, f"MB, a multiple of 64; {DEFAULT_MEMORY} by default",
+                          multipleOf=64),
+    "instanceConcurrency": integer(1, 200, "invocations one instance may run at once"),
+    "description": string(maxLength=256),
+    "environmentVariables": {
+        "type": "object", "additionalProperties": {"type": "string"},
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "description": "at most 4 KB of names and values in all"},
+    "instanceLifecycleConfig": obj({"initializer": _HOOK, "preStop": _HOOK}),
+    "internetAccess": boolean("network access for its instances; true by default"),
+    "keepAliveSeconds": integer(1, 86_400, "funclet's own: how long an idle instance stays "
+                                "warm (the server's setting by default)"),
+    "customRuntimeConfig": ref("CustomRuntimeConfig"),
+}
+
+_OUT_HOOK = obj({"handler": string(), "timeout": integer()})
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj({
+        "Code": string("FC's error code, e.g. InvalidArgument, FunctionNotFound"),
+        "Message": string("what went wrong, naming the field or the limit"),
+        "RequestId": string(),
+    }, ("Code", "Message", "RequestId"), "An API call that was refused."),
+    "FunctionError": obj({
+        "errorMessage": string(),
+        "errorType": string("the exception's class, or FunctionTimeoutError, "
+                            "Runtime.ImportModuleError, InitializationTimeout, …"),
+        "stackTrace": array(string()),
+    }, ("errorMessage", "errorType"), "A function that ran (or tried to) and failed."),
+    "InputCodeLocation": obj({
+        "zipFile": string("the code package: a zip archive, base64", minLength=1,
+                          contentEncoding="base64"),
+    }),
+    "CustomRuntimeConfig": obj({
+        "command": array(string()),
+        "args": array(string()),
+        "port": integer(1, 65535, "the port the server listens on; 9000 by default"),
+    }),
+    "CreateFunctionInput": obj({
+        "functionName": string("letters, digits, '_', '-'; not starting with a digit or '-'",
+                               pattern=NAME_PATTERN),
+        **_FUNCTION_FIELDS,
+    }, ("functionName", "runtime", "handler", "code")),
+    "UpdateFunctionInput": obj(
+        _FUNCTION_FIELDS,
+        description="Any field of CreateFunctionInput but functionName; what is left out "
+                    "stays as it was."),
+    "Function": obj({
+        "functionName": string(), "runtime": string(), "handler": string(),
+        "timeout": integer(), "memorySize": integer(), "instanceConcurrency": integer(),
+        "description": string(),
+        "environmentVariables": {"type": "object", "additionalProperties": {"type": "string"}},
+        "instanceLifecycleConfig": obj({"initializer": _OUT_HOOK, "preStop": _OUT_HOOK}),
+        "internetAccess": boolean(),
+        "keepAliveSeconds": {"type": "number"},
+        "customRuntimeConfig": ref("CustomRuntimeConfig"),
+        "functionArn": string("acs:fc:{region}:{accountId}:functions/{name}"),
+        "functionId": string(),
+        "codeChecksum": string("sha256 of the code package"),
+        "codeSize": integer(0, description="bytes, zipped"),
+        "createdTime": _time("created"),
+        "lastModifiedTime": _time("last updated"),
+        "state": string(enum=["Active"]),
+        "stateReason": string(), "stateReasonCode": string(),
+        "lastUpdateStatus": string(enum=["Successful"]),
+        "lastUpdateStatusReason": string(), "lastUpdateStatusReasonCode": string(),
+    }, ("functionName", "runtime", "handler", "functionArn", "codeChecksum")),
+    "ListFunctionsOutput": obj({"functions": array(ref("Function")),
+                                "nextToken": string("the next page, when there is one")},
+                               ("functions",)),
+    "InstanceInfo": obj({
+        "instanceId": string(), "versionId": string(), "qualifier": string(),
+        "status": string("FC's", enum=sorted(set(FC_STATUS.values()))),
+        "createdTimeMs": nullable(integer()),
+        "destroyedTimeMs": nullable(integer()),
+        "state": string("funclet's", enum=[s.value for s in InstanceState]),
+        "stopReason": nullable(string(enum=[r.value for r in StopReason])),
+    }, ("instanceId", "status", "state")),
+    "ListInstancesOutput": obj({"instances": array(ref("InstanceInfo")),
+                                "requestId": string()}, ("instances",)),
+    "Invocation": obj({
+        "requestId": string(), "functionName": string(),
+        "mode": string(enum=["sync", "async"]),
+        "status": string(enum=["succeeded", "failed"]),
+        "startKind": nullable(string(enum=[k.value for k in StartKind])),
+        "instanceId": nullable(string()),
+        "initDurationMs": nullable({"type": "number"}),
+        "durationMs": nullable({"type": "number"}),
+        "queueMs": nullable({"type": "number"}),
+        "errorType": nullable(string()),
+        "errorMessage": nullable(string()),
+        "startedTime": _time("started"),
+        "startedTimeMs": nullable(integer()),
+        "log": nullable(string("the invocation's log (GetInvocation only)")),
+    }, ("requestId", "functionName", "status"), "funclet's record of one invocation."),
+    "ListInvocationsOutput": obj({"invocations": array(ref("Invocation")),
+                                  "nextToken": string()}, ("invocations",)),
+    "PutConcurrencyInput": obj({"reservedConcurrency": integer(
+        0, description="instance slots reserved for (and capping) this function")},
+        ("reservedConcurrency",)),
+    "ConcurrencyConfig": obj({"functionArn": string(), "reservedConcurrency": integer(0)},
+                             ("functionArn",)),
+    "PutProvisionConfigInput": obj({"target": integer(
+        0, description="instances to keep started; at most the account's max instances")},
+        ("target",)),
+    "ProvisionConfig": obj({
+        "functionArn": string(), "target": integer(0), "defaultTarget": integer(0),
+        "current": integer(0, description="provisioned instances started now"),
+        "currentError": nullable(string("why the last start failed")),
+        "alwaysAllocateCPU": boolean(),
+        "scheduledActions": array({}), "targetTrackingPolicies": array({}),
+    }, ("functionArn", "target", "current")),
+    "AsyncTaskEvent": obj({"eventId": integer(), "status": string(),
+                           "timestamp": integer(), "eventDetail": string()}),
+    "AsyncTask": obj({
+        "taskId": string(), "requestId": string(), "functionArn": string(),
+        "qualifier": string(),
+        "status": string(enum=[s.value for s in TaskStatus]),
+        "alreadyRetriedTimes": integer(0),
+        "startedTime": nullable(integer(description="ms since the epoch")),
+        "endTime": nullable(integer(description="ms since the epoch")),
+        "durationMs": nullable(integer()),
+        "instanceId": nullable(string()),
+        "taskErrorMessage": nullable(string()),
+        "returnPayload": nullable(string()),
+        "destinationStatus": nullable(string()),
+        "events": array(ref("AsyncTaskEvent")),
+        "taskPayload": string("the event (GetAsyncTask, or ListAsyncTasks with "
+                              "includePayload=true)"),
+    }, ("taskId", "status", "functionArn")),
+    "ListAsyncTaskOutput": obj({"tasks": array(ref("AsyncTask")), "nextToken": string()},
+                               ("tasks",)),
+    "Destination": obj({"destination": string(
+        "a function ARN, http(s)://…, redis://host:port/db?stream=S, "
+        "amqp://…?exchange=X&routingKey=K, nats://host:port?subject=S or "
+        "mqtt://host:port?topic=T&qos=1")}, ("destination",)),
+    "DestinationConfig": obj({"onSuccess": ref("Destination"),
+                              "onFailure": ref("Destination")}),
+    "PutAsyncInvokeConfigInput": obj({
+        "maxAsyncRetryAttempts": integer(0, MAX_RETRIES, "3 by default"),
+        "maxAsyncEventAgeInSeconds": integer(1, MAX_AGE, "86400 by default"),
+        "destinationConfig": ref("DestinationConfig"),
+        "asyncTask": boolean(),
+    }),
+    "AsyncConfig": obj({
+        "functionArn": string(),
+        "maxAsyncRetryAttempts": integer(0, MAX_RETRIES),
+        "maxAsyncEventAgeInSeconds": integer(1, MAX_AGE),
+        "destinationConfig": ref("DestinationConfig"),
+        "asyncTask": boolean(),
+        "createdTime": _time("created"), "lastModifiedTime": _time("last updated"),
+    }, ("functionArn", "maxAsyncRetryAttempts", "maxAsyncEventAgeInSeconds")),
+    "ListAsyncInvokeConfigOutput": obj({"configs": array(ref("AsyncConfig")),
+                                        "nextToken": string()}, ("configs",)),
+    "TimerTriggerConfig": obj({
+        "cronExpression": string("seconds first ('0 0 4 * * *'), CRON_TZ=… allowed, or "
+                                 "'@every 5m'"),
+        "payload": string(), "enable": boolean(),
+    }, ("cronExpression",)),
+    "HTTPTriggerConfig": obj({
+        "authType": string(enum=["anonymous", "function"]),
+        "methods": {**array(string(enum=list(HTTP_METHODS))), "minItems": 1},
+        "disableURLInternet": boolean(),
+    }),
+    "BrokerTriggerConfig": obj({
+        "url": string(" or ".join(f"{s}://" for _, schemes in BROKERS.values()
+                                  for s in schemes) + " URL with a host"),
+        **{field: string(f"what a {kind} trigger consumes") for kind, (field, _) in
+           BROKERS.items()},
+        "batchSize": integer(1, 100),
+        "batchWindowInSeconds": {"type": "number", "minimum": 0, "maximum": 15},
+    }, ("url",), "redis (stream), rabbitmq (queue), nats (subject), mqtt (topic)"),
+    "TriggerConfig": {
+        "description": "By triggerType; FC sends it as a JSON string holding the object.",
+        "anyOf": [string("the object below as JSON"), ref("TimerTriggerConfig"),
+                  ref("HTTPTriggerConfig"), ref("BrokerTriggerConfig")],
+    },
+    "CreateTriggerInput": obj({
+        "triggerName": string(pattern=NAME_PATTERN),
+        "triggerType": string(enum=list(TYPES)),
+        "triggerConfig": ref("TriggerConfig"),
+        "description": string(), "qualifier": string(), "invocationRole": string(),
+        "sourceArn": string(),
+    }, ("triggerName", "triggerType")),
+    "UpdateTriggerInput": obj({
+        "triggerConfig": ref("TriggerConfig"),
+        "description": string(), "qualifier": string(), "invocationRole": string(),
+        "sourceArn": string(),
+    }),
+    "Trigger": obj({
+        "triggerId": string(), "triggerName": string(),
+        "triggerType": string(enum=list(TYPES)),
+        "triggerConfig": string("as FC sends it: a JSON string"),
+        "description": string(), "qualifier": string(), "invocationRole": string(),
+        "sourceArn": string(), "targetArn": string(),
+        "createdTime": _time("created"), "lastModifiedTime": _time("last updated"),
+        "status": string("OK, or a message-queue trigger's Connecting, Connected, Error"),
+        "lastError": string("funclet's: why a message-queue trigger is not connected"),
+        "httpTrigger": obj({"urlInternet": string(), "urlIntranet": string()}),
+        "nextFireTime": _time("funclet's: a timer's next fire"),
+    }, ("triggerId", "triggerName", "triggerType", "triggerConfig")),
+    "ListTriggersOutput": obj({"triggers": array(ref("Trigger")), "nextToken": string()},
+                              ("triggers",)),
+    "Health": obj({
+        "status": string(enum=["ok"]),
+        "sandbox": {"type": "object", "additionalProperties": {"type": "boolean"},
+                    "description": "which protections are on: namespaces, memoryLimit, "
+                                   "cpuWeight, processLimit, unprivilegedUser"},
+    }, ("status", "sandbox")),
+}
