@@ -91,9 +91,7 @@ def _loopback_url(value: str) -> str:
         parts = urlsplit(value)
         host = parts.hostname
     except ValueError:
-        # Known 500, fixed separately: a malformed URL ('redis://[::1') in a trigger or
-        # destination. Excluded here until that fix is merged.
-        return "redis://127.0.0.1:9/0?stream=s"
+        return value  # malformed ('redis://[::1'): refused with a 400, never connected to
     if host is None or host in _LOOPBACK:
         return value
     return parts._replace(netloc="127.0.0.1:9").geturl()
