@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 
 import httpx
@@ -208,3 +209,16 @@ def test_a_specialised_instance_keeps_to_its_memory_limit(client: httpx.Client) 
     name = _node(client, {"index.js": PRESTART_PROBE}, "index.hog", memorySize=256)
     r = invoke(client, name)
     assert r.json()["errorType"] == "Runtime.OutOfMemory", r.text
+
+
+def test_a_nodejs_instance_runs_as_its_functions_own_user(client: httpx.Client) -> None:
+    if not client.get("/healthz").json()["sandbox"]["uidPerFunction"]:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no uid per function on this host")
+        pytest.skip("no uid per function on this host")
+    code = {"index.js": "exports.handler = async () => JSON.stringify("
+                        "{uid: process.getuid(), gid: process.getgid()});\n"}
+    a = invoke(client, deploy(client, code, runtime=NODE, handler="index.handler")).json()
+    b = invoke(client, deploy(client, code, runtime=NODE, handler="index.handler")).json()
+    assert a["uid"] >= 100_000 and a["gid"] == a["uid"]  # taken at specialise, not root
+    assert b["uid"] != a["uid"]
