@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -165,8 +166,12 @@ def test_stopping_a_waiting_task_and_a_running_one(client: httpx.Client) -> None
 
 def test_list_tasks_filters_pages_and_orders(client: httpx.Client) -> None:
     name = deploy(client, COUNTER)
-    ids = [accept(client, name, e).headers["x-fc-async-task-id"]
-           for e in (b"a", b"fail", b"b", b"c")]
+    ids = []
+    for e in (b"a", b"fail", b"b", b"c"):
+        # Tasks are listed by their creation time in ms (ties by task id, as random as
+        # the id): accepts a millisecond apart have one order to check.
+        time.sleep(0.002)
+        ids.append(accept(client, name, e).headers["x-fc-async-task-id"])
     client.put(f"{API}/functions/{name}/async-invoke-config", json={"maxAsyncRetryAttempts": 0})
     for task_id in ids:
         final(client, name, task_id)
