@@ -103,24 +103,28 @@ def reach(client: httpx.Client, name: str, targets: list[tuple[str, int]]) -> di
 def listener() -> Iterator[int]:
     """A TCP server of the host's, on every address: what instances must not reach."""
     sock = socket.create_server(("0.0.0.0", 0))
+    thread = _answer(sock, b"host")
+    yield sock.getsockname()[1]
+    sock.close()
+    thread.join()
+
+
+def _answer(sock: socket.socket, reply: bytes) -> threading.Thread:
+    """Answer every connection to ``sock`` with ``reply``, until ``sock`` is closed."""
     sock.settimeout(0.2)
-    stop = threading.Event()
 
     def serve() -> None:
-        while not stop.is_set():
+        while sock.fileno() >= 0:
             try:
                 conn, _ = sock.accept()
             except OSError:
                 continue
-            conn.sendall(b"host")
+            conn.sendall(reply)
             conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join()
-    sock.close()
+    return thread
 
 
 def gateway_of(client: httpx.Client) -> str:
@@ -289,7 +293,7 @@ def test_exposed_host_ports_and_dns_reach_the_host(tmp_path: Path, remote: Remot
     server = start_server(tmp_path, FUNCLET_EXPOSE_HOST_PORTS=json.dumps([port]),
                           FUNCLET_DNS_SERVER=f"127.0.0.1:{dns.getsockname()[1]}")
     try:
-        threading.Thread(target=lambda: _answer(exposed), daemon=True).start()
+        _answer(exposed, b"exposed")
         with httpx.Client(base_url=server.url, timeout=30) as client:
             name = deploy(client, REACH)
             out = reach(client, name, [("host.funclet.internal", port),
@@ -302,16 +306,6 @@ def test_exposed_host_ports_and_dns_reach_the_host(tmp_path: Path, remote: Remot
         stop_server(server)
         for sock in (exposed, closed, dns):
             sock.close()
-
-
-def _answer(sock: socket.socket) -> None:
-    while True:
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            return
-        conn.sendall(b"exposed")
-        conn.close()
 
 
 def _links() -> str:

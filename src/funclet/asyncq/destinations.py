@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 
 from funclet.errors import InvalidArgument
+from funclet.urls import split_url
 
 FUNCTION_ARN = re.compile(r"^acs:fc:[^:]*:[^:]*:functions/([A-Za-z_][A-Za-z0-9_-]{0,127})$")
 _SCHEMES = ("acs:fc", "http", "https", "redis", "amqp", "nats", "mqtt")
@@ -42,10 +43,7 @@ def parse(uri: Any, field: str) -> Destination:
     if match := FUNCTION_ARN.fullmatch(uri):
         return Destination(uri, "function", match.group(1), {})
     try:
-        if any(c.isspace() or not c.isprintable() for c in uri):
-            raise ValueError("it holds whitespace or a control character")
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 (it checks the port: a number from 0 to 65535)
+        parts = split_url(uri)
     except ValueError as exc:
         raise InvalidArgument(f"{field} {json.dumps(uri)} is not a valid URI: {exc}") from None
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

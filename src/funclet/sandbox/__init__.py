@@ -21,7 +21,7 @@ from funclet.runtimes import Runtime, protocol
 from funclet.sandbox.channel import INIT, Channel, ChannelClosed, FrameLimits, OversizedFrame
 from funclet.sandbox.network import Network, NetworkUnavailable
 from funclet.sandbox.slots import MAX_SLOTS, HostSlot
-from funclet.sandbox.zygote import Exit, SandboxProcess, Zygote, ZygoteFailed
+from funclet.sandbox.zygote import Exit, SandboxProcess, Zygote, ZygoteFailed, kill_cgroup
 
 __all__ = [
     "Channel", "ChannelClosed", "Exit", "FrameLimits", "OversizedFrame", "Sandbox",
@@ -176,6 +176,7 @@ class SandboxConfig:
 
 
 PRESTART_MEMORY_MB = 32768  # until specialised: the most a function may have
+_SPECIALIZE_ATTEMPTS = 3  # instances started ahead a cold start tries before it fails
 
 
 def _set_limits(paths: dict[str, str], limits: dict[str, dict[str, int]]) -> None:
@@ -193,11 +194,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _kill_cgroup(cgroups: dict[str, str]) -> str | None:
-    """The cgroup folder holding all of an instance's processes (to kill them all)."""
-    return cgroups.get("pids") or cgroups.get("unified") or cgroups.get("memory")
 
 
 class Uids:
@@ -238,14 +234,13 @@ class Sandbox:
     """
 
     def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig,
-                 prestart: int = 2, network: Network | None = None,
-                 frame_limits: FrameLimits | None = None) -> None:
+                 prestart: int = 2, frame_limits: FrameLimits | None = None) -> None:
         self._runtimes = runtimes
         self._frame_limits = frame_limits or FrameLimits()
         self._run_dir = run_dir
         self.config = config
-        self.network = network
-        self.uids = Uids(config.uids) if config.uids is not None else None
+        self.network: Network | None = None  # set by ``open``, as are the uids
+        self.uids: Uids | None = None
         self._zygotes: dict[str, Zygote] = {}
         self._lock = asyncio.Lock()
         self._probed = False
@@ -303,15 +298,17 @@ class Sandbox:
         uid = self.uids.of(spec["functionName"]) if self.uids is not None else None
         if self._ahead(runtime, internet):
             kind = self._kind(runtime)
-            while True:
+            for attempt in range(1, _SPECIALIZE_ATTEMPTS + 1):
                 process = await self._take(kind)
                 try:
                     await self._specialize(process, rt, spec, uid)
                     return process
                 except (OSError, ZygoteFailed) as exc:
+                    process.kill()
+                    if attempt == _SPECIALIZE_ATTEMPTS:
+                        raise
                     log.warning("An instance started ahead could not be specialised (%s); "
                                 "taking another.", exc)
-                    process.kill()
         zygote = await self._zygote(rt.zygote or runtime)
         argv = rt.exec_argv(spec["memorySize"])
         if argv is not None:  # forked, sandboxed, then it becomes this program
@@ -442,21 +439,17 @@ class Sandbox:
                                           box["hostname"], instance_id)
         if renamed:  # its cgroups are named after the instance now (cgroup v1 renames)
             process.limits = box["cgroups"]
-            process.cgroup = _kill_cgroup(box["cgroups"])
+            process.cgroup = kill_cgroup(box["cgroups"])
         _set_limits(process.limits, box["cgroupLimits"])
-        if not spec.get("internetAccess", True) and process.plug is not None:
-            await asyncio.to_thread(self._unplug, process)
+        if not spec.get("internetAccess", True) and self.network and process.plug:
+            await asyncio.to_thread(self.network.unplug, process.plug)
         env = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
         full = dict(spec, env=env, codeDir=CODE_MOUNT, uid=uid, gid=uid)
         if rt.adapter is not None:
             full["adapter"] = rt.adapter
-        if rt.language == "custom" and process.plug is None and self.network is None:
+        if rt.language == "custom" and self.network is None:
             full["serverPort"] = _free_port()  # the host's network: never clash
         process.channel.send({"type": protocol.SPECIALIZE, "spec": full})
-
-    def _unplug(self, process: SandboxProcess) -> None:
-        assert self.network is not None and process.plug is not None
-        self.network.unplug(process.plug)
 
     def _empty_code_dir(self) -> Path:
         path = self._run_dir / "empty-code"

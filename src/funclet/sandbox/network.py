@@ -24,6 +24,7 @@ path, on instances started ahead.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import ipaddress
@@ -74,9 +75,8 @@ class Network:
         self.table = f"funclet_{slot.number}"
         hosts = list(subnet.hosts())
         self.gateway = str(hosts[0])
-        self._free = [str(h) for h in hosts[1:]]
-        self._next = 0
-        self._used: set[str] = set()
+        # Oldest freed first: an address is reused as late as possible (neighbour caches).
+        self._free = collections.deque(str(h) for h in hosts[1:])
         self._counter = 0
         self._lock = threading.Lock()
         self.hosts_file = files / "hosts"
@@ -219,13 +219,16 @@ class Network:
                     inside.link("set", index=eth0, state="up")
                     inside.route("add", dst="0.0.0.0/0", gateway=self.gateway)
         except Exception:
-            self.unplug(Plug(ifname, address))
+            plug = Plug(ifname, address)
+            self.unplug(plug)
+            self.release(plug)
             raise
         return Plug(ifname, address)
 
     def unplug(self, plug: Plug) -> None:
-        """Take an instance off the bridge (its namespace keeps only loopback) and give its
-        address back. Deleting the host end deletes the pair; a gone one is fine."""
+        """Take an instance off the bridge (its namespace keeps only loopback). Deleting the
+        host end deletes the pair; a gone one is fine. The address stays the instance's
+        until it is gone (``release``)."""
         with self._lock:
             ipr = self._ipr
             if ipr is not None:
@@ -233,22 +236,18 @@ class Network:
                     found = ipr.link_lookup(ifname=plug.ifname)
                     if found:
                         ipr.link("del", index=found[0])
-        self.release(plug)
 
     def release(self, plug: Plug) -> None:
-        """The instance is gone (its namespace, and so its veth, with it): free the address."""
+        """The instance is gone (its namespace, and so its veth, with it): free the address.
+        Called once per plug."""
         with self._lock:
-            if plug.address in self._used:
-                self._used.discard(plug.address)
-                self._free.append(plug.address)
+            self._free.append(plug.address)
 
     def _allocate(self) -> tuple[str, str]:
         with self._lock:
             if not self._free:
                 raise OSError(f"no free address left in {self.subnet} for another instance")
-            # Oldest freed first: an address is reused as late as possible (neighbour caches).
-            address = self._free.pop(0)
-            self._used.add(address)
+            address = self._free.popleft()
             self._counter += 1
             return address, f"{_VETH_PREFIX}{self.slot.number}-{self._counter}"
 

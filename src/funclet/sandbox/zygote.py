@@ -26,6 +26,11 @@ class ZygoteFailed(RuntimeError):
     """The runtime's zygote could not be started or died."""
 
 
+def kill_cgroup(cgroups: dict[str, str]) -> str | None:
+    """Of an instance's cgroup folders, the one holding all of its processes."""
+    return cgroups.get("pids") or cgroups.get("unified") or cgroups.get("memory")
+
+
 @dataclass(frozen=True)
 class Exit:
     """How an instance's process ended: exit code (negative: killed by that signal), and
@@ -143,8 +148,7 @@ class Zygote:
         _, channel = await loop.connect_accepted_socket(
             lambda: Channel(self._frame_limits), ours)
         cgroups = (spec.get("sandbox") or {}).get("cgroups") or {}
-        cgroup = cgroups.get("pids") or cgroups.get("unified") or cgroups.get("memory")
-        return SandboxProcess(pid, channel, exited, cgroup)
+        return SandboxProcess(pid, channel, exited, kill_cgroup(cgroups))
 
     def _on_readable(self) -> None:
         assert self._control is not None
@@ -175,7 +179,7 @@ class Zygote:
                 self._ready.set_result(None)
             elif kind == "probed" and self._probe is not None and not self._probe.done():
                 self._probe.set_result(msg["found"])
-            elif kind == "mounted":
+            elif kind == "specialized":
                 fut = self._mounts.pop(msg["sid"], None)
                 if fut is not None and not fut.done():
                     fut.set_result((msg.get("error"), msg.get("renamed", False)))
@@ -191,7 +195,7 @@ class Zygote:
         sid = self._next_sid
         fut: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
         self._mounts[sid] = fut
-        self._control.send(orjson.dumps({"type": "mount", "sid": sid, "pid": pid,
+        self._control.send(orjson.dumps({"type": "specialize", "sid": sid, "pid": pid,
                                          "codeDir": code_dir, "target": target,
                                          "hostname": hostname, "cgroupName": cgroup_name}))
         try:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from funclet.errors import InvalidArgument
 from funclet.triggers.schedule import Schedule, parse_schedule
+from funclet.urls import split_url
 
 TIMER, HTTP = "timer", "http"
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS")
@@ -129,10 +129,7 @@ def _broker(kind: str, raw: dict[str, Any]) -> tuple[dict[str, Any], BrokerConfi
     if not isinstance(url, str):
         raise InvalidArgument(f"triggerConfig.url must be {wanted}")
     try:
-        if any(c.isspace() or not c.isprintable() for c in url):
-            raise ValueError("it holds whitespace or a control character")
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (it checks the port: a number from 0 to 65535)
+        parts = split_url(url)
     except ValueError as exc:
         raise InvalidArgument(
             f"triggerConfig.url {orjson.dumps(url).decode()} is not a valid URL: {exc}"

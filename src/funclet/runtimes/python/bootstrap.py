@@ -111,11 +111,11 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 found = isolate.probe(msg["box"])
                 control.send(json.dumps({"type": "probed", "found": found}).encode())
                 continue
-            if msg["type"] == "mount":
-                error = _mount_code(msg["pid"], msg["codeDir"], msg["target"],
+            if msg["type"] == "specialize":
+                error = _specialize(cgroups, msg["pid"], msg["codeDir"], msg["target"],
                                     msg["hostname"])
                 renamed = not error and _rename_cgroups(cgroups, msg["pid"], msg["cgroupName"])
-                control.send(json.dumps({"type": "mounted", "sid": msg["sid"],
+                control.send(json.dumps({"type": "specialized", "sid": msg["sid"],
                                          "error": error, "renamed": renamed}).encode())
                 continue
             pid = os.fork()
@@ -153,9 +153,13 @@ def zygote(control_fd: int, parent_pid: int) -> None:
             _remove_cgroups(cgroups)
 
 
-def _mount_code(pid: int, code_dir: str, target: str, hostname: str) -> str | None:
+def _specialize(cgroups: dict[int, list[str]], pid: int, code_dir: str, target: str,
+                hostname: str) -> str | None:
     """Put a function's code into a pre-started instance and give it its name (the zygote
-    enters the instance's namespaces and returns). The error, if it failed."""
+    enters the instance's namespaces and returns). The error, if it failed. ``pid`` must
+    be a live instance of this zygote's: a pid that was reaped could be another's."""
+    if pid not in cgroups:
+        return f"pid {pid} is not a running instance"
     try:
         isolate.specialize(pid, code_dir, target, hostname)
     except OSError as exc:
@@ -172,20 +176,15 @@ def _rename_cgroups(cgroups: dict[int, list[str]], pid: int, name: str) -> bool:
         try:
             os.rename(path, target)
         except OSError:
-            return False if not renamed else _keep(cgroups, pid, renamed)
+            for done, new in renamed:  # half way: put back the ones done
+                try:
+                    os.rename(new, done)
+                except OSError:
+                    pass
+            return False
         renamed.append((path, target))
     cgroups[pid] = [target for _, target in renamed]
     return True
-
-
-def _keep(cgroups: dict[int, list[str]], pid: int, renamed: list[tuple[str, str]]) -> bool:
-    """A rename failed half way: put back the ones done."""
-    for path, target in renamed:
-        try:
-            os.rename(target, path)
-        except OSError:
-            pass
-    return False
 
 
 def _reap(control: socket.socket, cgroups: dict[int, list[str]]) -> None:
