@@ -399,18 +399,25 @@ class Sandbox:
         if argv is not None:
             spec["exec"] = argv
         zygote = await self._zygote(rt.zygote or kind)
-        process = await zygote.spawn(spec)
+        network, plug = self.network, None
+        if network is not None:  # the instance plugs itself in (isolate.py)
+            plug = network.allocate()
+            box["plug"] = network.plug_spec(plug)
+        try:
+            process = await zygote.spawn(spec)
+        except BaseException:
+            if network is not None and plug is not None:
+                network.release(plug)
+            raise
+        if network is not None and plug is not None:
+            process.plug = plug
+            process.exited.add_done_callback(lambda _: network.release(plug))
         try:
             async with asyncio.timeout(30):
                 header, _ = await process.channel.expect(INIT)
             if header["type"] != protocol.PRESTARTED:
                 error = (header.get("error") or {}).get("errorMessage", header["type"])
                 raise ZygoteFailed(error)
-            if self.network is not None:
-                plug = await asyncio.to_thread(self.network.plug, process.pid)
-                process.plug = plug
-                network = self.network
-                process.exited.add_done_callback(lambda _: network.release(plug))
         except BaseException:
             process.kill()
             raise
@@ -435,14 +442,14 @@ class Sandbox:
                                        uid)
         assert box is not None
         zygote = await self._zygote(rt.zygote or rt.name)
+        unplug = process.plug.ifname if process.plug and not spec.get("internetAccess", True) \
+            else None  # no internet access: loopback only
         renamed = await zygote.specialize(process.pid, spec["codeDir"], CODE_MOUNT,
-                                          box["hostname"], instance_id)
+                                          box["hostname"], instance_id, unplug)
         if renamed:  # its cgroups are named after the instance now (cgroup v1 renames)
             process.limits = box["cgroups"]
             process.cgroup = kill_cgroup(box["cgroups"])
         _set_limits(process.limits, box["cgroupLimits"])
-        if not spec.get("internetAccess", True) and self.network and process.plug:
-            await asyncio.to_thread(self.network.unplug, process.plug)
         env = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
         full = dict(spec, env=env, codeDir=CODE_MOUNT, uid=uid, gid=uid)
         if rt.adapter is not None:

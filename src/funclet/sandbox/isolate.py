@@ -13,24 +13,31 @@ Loaded by file path inside the zygote, so it imports only the standard library.
 5. mounts: / read-only, the code read-only at /code, a private tmpfs /tmp and
    /dev/shm, the runtime's files kept readable, an empty tmpfs over each hidden path
    (the data folder), the platform's /etc/hosts (and resolv.conf), a fresh /proc;
-6. sets the hostname, brings up loopback, joins a new session keyring of its own,
-   and drops to the function's uid/gid with no groups — or, for an instance started
-   ahead of its function, stays root (running only the runtime's own code) until
-   ``become(uid, gid)`` once it is specialised.
+6. sets the hostname, brings up loopback, plugs its network namespace into the
+   platform's bridge (``box["plug"]``: a veth made from a netlink socket opened in the
+   host's namespace before the unshare, closed before any other code runs), joins a
+   new session keyring of its own, and drops to the function's uid/gid with no groups
+   — or, for an instance started ahead of its function, stays root (running only the
+   runtime's own code) until ``become(uid, gid)`` once it is specialised.
 
-The platform plugs the network namespace into its bridge (``network.py``) from
-outside. ``probe()`` tries the same in a throwaway child and says which protections
-work.
+The instance plugs itself so that the platform's process does no netlink work per
+instance (``network.py`` builds the bridge and hands out addresses). The netlink
+client below is the few requests this needs, on the standard library's AF_NETLINK:
+this file runs in the runtime's interpreter, which has nothing of the platform's
+dependencies. ``probe()`` tries the same in a throwaway child and says which
+protections work.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import resource
 import signal
 import socket
+import struct
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -95,14 +102,24 @@ def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if box.get("netns", True):
         flags |= CLONE_NEWNET
-    _check(_libc.unshare(flags), "unshare")
-    child = os.fork()
-    if child:
-        _stand_outside(child, close_in_parent)
+    plug = box.get("plug") if box.get("netns", True) else None
+    host = _Netlink() if plug else None  # opened before the unshare: the host's namespace
+    try:
+        _check(_libc.unshare(flags), "unshare")
+        child = os.fork()
+        if child:
+            _stand_outside(child, [*close_in_parent, *([host.fileno()] if host else [])])
+        if host is not None and plug:
+            _plug(host, plug)  # before the mounts: /sys is still the host's here
+    finally:
+        if host is not None:
+            host.close()
     _mounts(box)
     socket.sethostname(box["hostname"])
     if box.get("netns", True):
-        _loopback_up()
+        _link_up("lo")
+        if plug:
+            _address(plug)
     _new_session_keyring()
     _drop(box.get("uid"), box.get("gid"))
     # Again after the uid change: the kernel clears the parent-death signal on setuid.
@@ -229,14 +246,127 @@ def _first_closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _loopback_up() -> None:
+def _link_up(name: str) -> None:
     import fcntl
-    import struct
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        request = struct.pack("16sH", b"lo", 0)
+        request = struct.pack("16sH", name.encode(), 0)
         flags = struct.unpack("16sH", fcntl.ioctl(s, _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", name.encode(), flags | _IFF_UP))
+
+
+# -- the instance's network: a veth onto the platform's bridge ----------------------------
+
+_RTM_NEWLINK, _RTM_DELLINK, _RTM_NEWADDR, _RTM_NEWROUTE = 16, 17, 20, 24
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_EXCL, _NLM_F_CREATE = 1, 4, 0x200, 0x400
+_NLMSG_ERROR = 2
+_IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_FD = 3, 10, 18, 28
+_IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_RTA_OIF, _RTA_GATEWAY = 4, 5
+_RT_TABLE_MAIN, _RTPROT_BOOT, _RTN_UNICAST = 254, 3, 1
+_IFINFOMSG = "=BxHiII"  # family, type, index, flags, change
+
+
+def _attr(kind: int, value: bytes) -> bytes:
+    """One netlink attribute (rtattr), padded to 4 bytes."""
+    data = struct.pack("=HH", 4 + len(value), kind) + value
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _name(name: str) -> bytes:
+    return name.encode() + b"\0"
+
+
+class _Netlink:
+    """A NETLINK_ROUTE socket of the namespace this process is in when it is made; each
+    request waits for the kernel's answer and raises its error."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                   0)  # NETLINK_ROUTE
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def request(self, kind: int, flags: int, body: bytes, what: str) -> None:
+        self._seq += 1
+        header = struct.pack("=IHHII", 16 + len(body), kind,
+                             _NLM_F_REQUEST | _NLM_F_ACK | flags, self._seq, 0)
+        self._sock.send(header + body)
+        while True:
+            data = self._sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
+                if mtype == _NLMSG_ERROR and seq == self._seq:
+                    error = -struct.unpack_from("=i", data, offset + 16)[0]
+                    if error:
+                        raise OSError(error, f"{what}: {os.strerror(error)}")
+                    return
+                offset += max(16, (length + 3) & ~3)
+
+
+def _plug(host: _Netlink, plug: dict[str, Any]) -> None:
+    """Make the veth: its host end ``plug["ifname"]`` a port of the bridge (isolated from
+    the other ports, so instances reach only the gateway), its other end ``eth0`` in this
+    process's new network namespace. ``host`` talks to the host's namespace."""
+    ifname = plug["ifname"]
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        peer = struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, _name("eth0")) \
+            + _attr(_IFLA_NET_NS_FD, struct.pack("=I", own))
+        info = _attr(_IFLA_INFO_KIND, b"veth") + _attr(
+            _IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer))
+        host.request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL,
+                     struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, _name(ifname))
+                     + _attr(_IFLA_MASTER, struct.pack("=I", plug["bridgeIndex"]))
+                     + _attr(_IFLA_LINKINFO, info), f"create the veth {ifname}")
+    finally:
+        os.close(own)
+    _write(f"/sys/class/net/{ifname}/brport/isolated", "1")
+    host.request(_RTM_NEWLINK, 0, struct.pack(_IFINFOMSG, 0, 0, 0, _IFF_UP, _IFF_UP)
+                 + _attr(_IFLA_IFNAME, _name(ifname)), f"bring up {ifname}")
+
+
+def _address(plug: dict[str, Any]) -> None:
+    """Inside: ``eth0`` up with the instance's address, the gateway as default route."""
+    _link_up("eth0")
+    index = socket.if_nametoindex("eth0")
+    address = socket.inet_aton(plug["address"])
+    inside = _Netlink()
+    try:
+        inside.request(_RTM_NEWADDR, _NLM_F_CREATE | _NLM_F_EXCL,
+                       struct.pack("=BBBBI", socket.AF_INET, plug["prefixlen"], 0, 0, index)
+                       + _attr(_IFA_LOCAL, address) + _attr(_IFA_ADDRESS, address),
+                       f"give eth0 the address {plug['address']}")
+        inside.request(_RTM_NEWROUTE, _NLM_F_CREATE | _NLM_F_EXCL,
+                       struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, _RT_TABLE_MAIN,
+                                   _RTPROT_BOOT, 0, _RTN_UNICAST, 0)
+                       + _attr(_RTA_GATEWAY, socket.inet_aton(plug["gateway"]))
+                       + _attr(_RTA_OIF, struct.pack("=I", index)),
+                       f"route through the gateway {plug['gateway']}")
+    finally:
+        inside.close()
+
+
+def unplug(ifname: str) -> None:
+    """Delete an instance's veth by its host end's name (both ends go; a gone one is
+    fine): the instance keeps only loopback. Run in the host's network namespace."""
+    host = _Netlink()
+    try:
+        host.request(_RTM_DELLINK, 0, struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0)
+                     + _attr(_IFLA_IFNAME, _name(ifname)), f"delete the veth {ifname}")
+    except OSError as exc:
+        if exc.errno != errno.ENODEV:  # gone with its instance already
+            raise
+    finally:
+        host.close()
 
 
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)

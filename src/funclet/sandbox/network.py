@@ -16,38 +16,33 @@ funclet turns it on and adds a rule that forwards nothing but its bridges' traff
 so the host's other traffic flows as before; the last funclet to stop turns it off
 again. At start, a slot's leftovers from a killed funclet (bridge, table) are removed.
 
-Per instance: its process unshares a network namespace (``isolate.py``); ``plug(pid)``
-adds a veth pair, the host end a port of the bridge, the other end ``eth0`` inside
-with an address and a default route via the gateway. This runs off the cold-start
-path, on instances started ahead.
+Per instance: ``allocate()`` gives it an address and the name of its veth's host end;
+its process unshares a network namespace and plugs itself in (``isolate.py``: a veth
+pair, the host end an isolated port of the bridge, the other end ``eth0`` inside with
+the address and a default route via the gateway), so the platform's process does no
+netlink work per instance. This runs off the cold-start path, on instances started
+ahead; ``release`` frees the address once the instance is gone.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import ipaddress
 import logging
-import os
 import subprocess
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from funclet.sandbox.slots import HostSlot
 
 log = logging.getLogger(__name__)
 
-CLONE_NEWNET = 0x40000000
 HOST_NAME = "host.funclet.internal"  # the gateway, as instances see it
 _SUBNET_PREFIX = 22  # 1,021 instances per platform
 _BRIDGE_PREFIX = "fcb"
 _VETH_PREFIX = "fcv"
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class NetworkUnavailable(RuntimeError):
@@ -78,10 +73,9 @@ class Network:
         # Oldest freed first: an address is reused as late as possible (neighbour caches).
         self._free = collections.deque(str(h) for h in hosts[1:])
         self._counter = 0
-        self._lock = threading.Lock()
+        self._bridge_index = 0
         self.hosts_file = files / "hosts"
         self.resolv_file = files / "resolv.conf" if dns is not None else None
-        self._ipr: Any = None
 
     # -- set-up and tear-down ------------------------------------------------------------
 
@@ -122,12 +116,12 @@ class Network:
         if any(self.subnet.overlaps(net) for net in taken):
             raise OSError(f"subnet {self.subnet} is already routed on this host "
                           "(set network_cidr to a free range)")
-        ipr = IPRoute()
-        self._ipr = ipr
-        ipr.link("add", ifname=self.bridge, kind="bridge")
-        index = ipr.link_lookup(ifname=self.bridge)[0]
-        ipr.addr("add", index=index, address=self.gateway, prefixlen=self.subnet.prefixlen)
-        ipr.link("set", index=index, state="up")
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=self.bridge, kind="bridge")
+            index = ipr.link_lookup(ifname=self.bridge)[0]
+            ipr.addr("add", index=index, address=self.gateway, prefixlen=self.subnet.prefixlen)
+            ipr.link("set", index=index, state="up")
+        self._bridge_index = index
         _sysctl(f"net/ipv4/conf/{self.bridge}/route_localnet", "1")
         with HostSlot.global_lock(self.slot.root):
             guard = _enable_forwarding(self.slot.root)
@@ -186,70 +180,26 @@ class Network:
             with HostSlot.global_lock(self.slot.root):
                 _remove_leftovers(self.bridge, self.table)
                 _restore_forwarding(self.slot.root, self.slot)
-        if self._ipr is not None:
-            with contextlib.suppress(Exception):
-                self._ipr.close()
-            self._ipr = None
 
     # -- instances -----------------------------------------------------------------------
 
-    def plug(self, pid: int) -> Plug:
-        """Give the network namespace of process ``pid`` an ``eth0`` on the bridge.
-        Blocking (netlink); run it on a thread."""
-        from pyroute2 import IPRoute
+    def allocate(self) -> Plug:
+        """An address and a veth name for one more instance (``OSError`` if none is left)."""
+        if not self._free:
+            raise OSError(f"no free address left in {self.subnet} for another instance")
+        self._counter += 1
+        return Plug(f"{_VETH_PREFIX}{self.slot.number}-{self._counter}", self._free.popleft())
 
-        address, ifname = self._allocate()
-        ipr = self._ipr
-        assert ipr is not None
-        try:
-            with self._lock:  # one netlink socket, one request at a time
-                ipr.link("add", ifname=ifname, kind="veth",
-                         peer={"ifname": "eth0", "net_ns_pid": pid})
-                index = ipr.link_lookup(ifname=ifname)[0]
-                bridge = ipr.link_lookup(ifname=self.bridge)[0]
-                ipr.link("set", index=index, master=bridge)
-                ipr.brport("set", index=index, isolated=1)
-                ipr.link("set", index=index, state="up")
-            with _in_namespace_of(pid):
-                with IPRoute() as inside:
-                    inside.link("set", index=inside.link_lookup(ifname="lo")[0], state="up")
-                    eth0 = inside.link_lookup(ifname="eth0")[0]
-                    inside.addr("add", index=eth0, address=address,
-                                prefixlen=self.subnet.prefixlen)
-                    inside.link("set", index=eth0, state="up")
-                    inside.route("add", dst="0.0.0.0/0", gateway=self.gateway)
-        except Exception:
-            plug = Plug(ifname, address)
-            self.unplug(plug)
-            self.release(plug)
-            raise
-        return Plug(ifname, address)
-
-    def unplug(self, plug: Plug) -> None:
-        """Take an instance off the bridge (its namespace keeps only loopback). Deleting the
-        host end deletes the pair; a gone one is fine. The address stays the instance's
-        until it is gone (``release``)."""
-        with self._lock:
-            ipr = self._ipr
-            if ipr is not None:
-                with contextlib.suppress(Exception):
-                    found = ipr.link_lookup(ifname=plug.ifname)
-                    if found:
-                        ipr.link("del", index=found[0])
+    def plug_spec(self, plug: Plug) -> dict[str, object]:
+        """What the instance needs to plug itself in (the ``plug`` of its sandbox spec)."""
+        return {"ifname": plug.ifname, "address": plug.address,
+                "prefixlen": self.subnet.prefixlen, "gateway": self.gateway,
+                "bridgeIndex": self._bridge_index}
 
     def release(self, plug: Plug) -> None:
         """The instance is gone (its namespace, and so its veth, with it): free the address.
         Called once per plug."""
-        with self._lock:
-            self._free.append(plug.address)
-
-    def _allocate(self) -> tuple[str, str]:
-        with self._lock:
-            if not self._free:
-                raise OSError(f"no free address left in {self.subnet} for another instance")
-            address = self._free.popleft()
-            self._counter += 1
-            return address, f"{_VETH_PREFIX}{self.slot.number}-{self._counter}"
+        self._free.append(plug.address)
 
     def summary(self) -> dict[str, object]:
         """What /healthz says of the instances' network."""
@@ -260,26 +210,6 @@ class Network:
         exposed = ", ".join(str(p) for p in self.exposed) or "none"
         return (f"bridge {self.bridge}, subnet {self.subnet}, NAT to the outside; host ports "
                 f"exposed at {HOST_NAME}: {exposed}")
-
-
-@contextlib.contextmanager
-def _in_namespace_of(pid: int) -> Iterator[None]:
-    """Run the block with this thread in the network namespace of ``pid``; the thread
-    returns to the host's namespace after (a thread's setns touches only itself)."""
-    host = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"setns into the network of pid {pid}: {os.strerror(errno)}")
-        try:
-            yield
-        finally:
-            if _libc.setns(host, CLONE_NEWNET) != 0:  # pragma: no cover - cannot fail
-                os.abort()
-    finally:
-        os.close(target)
-        os.close(host)
 
 
 def _nft(script: str) -> None:

@@ -185,10 +185,11 @@ class Zygote:
                     fut.set_result((msg.get("error"), msg.get("renamed", False)))
 
     async def specialize(self, pid: int, code_dir: str, target: str, hostname: str,
-                         cgroup_name: str) -> bool:
+                         cgroup_name: str, unplug: str | None = None) -> bool:
         """Mount a function's code into a pre-started instance, give it its hostname and
-        rename its cgroups (``OSError`` if it fails). False: the cgroups keep their names
-        (cgroup v2 renames nothing)."""
+        rename its cgroups; ``unplug``: delete its veth, by the host end's name
+        (``OSError`` if any of it fails). False: the cgroups keep their names (cgroup v2
+        renames nothing)."""
         if self._control is None:
             raise ZygoteFailed(f"runtime {self.name} is not running")
         self._next_sid += 1
@@ -197,7 +198,8 @@ class Zygote:
         self._mounts[sid] = fut
         self._control.send(orjson.dumps({"type": "specialize", "sid": sid, "pid": pid,
                                          "codeDir": code_dir, "target": target,
-                                         "hostname": hostname, "cgroupName": cgroup_name}))
+                                         "hostname": hostname, "cgroupName": cgroup_name,
+                                         "unplug": unplug}))
         try:
             async with asyncio.timeout(10):
                 error, renamed = await fut

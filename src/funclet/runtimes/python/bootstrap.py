@@ -113,7 +113,7 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 continue
             if msg["type"] == "specialize":
                 error = _specialize(cgroups, msg["pid"], msg["codeDir"], msg["target"],
-                                    msg["hostname"])
+                                    msg["hostname"], msg.get("unplug"))
                 renamed = not error and _rename_cgroups(cgroups, msg["pid"], msg["cgroupName"])
                 control.send(json.dumps({"type": "specialized", "sid": msg["sid"],
                                          "error": error, "renamed": renamed}).encode())
@@ -154,14 +154,17 @@ def zygote(control_fd: int, parent_pid: int) -> None:
 
 
 def _specialize(cgroups: dict[int, list[str]], pid: int, code_dir: str, target: str,
-                hostname: str) -> str | None:
+                hostname: str, unplug: str | None) -> str | None:
     """Put a function's code into a pre-started instance and give it its name (the zygote
-    enters the instance's namespaces and returns). The error, if it failed. ``pid`` must
-    be a live instance of this zygote's: a pid that was reaped could be another's."""
+    enters the instance's namespaces and returns); ``unplug``: delete its veth (a
+    function without internet access). The error, if it failed. ``pid`` must be a live
+    instance of this zygote's: a pid that was reaped could be another's."""
     if pid not in cgroups:
         return f"pid {pid} is not a running instance"
     try:
         isolate.specialize(pid, code_dir, target, hostname)
+        if unplug:
+            isolate.unplug(unplug)
     except OSError as exc:
         return str(exc)
     return None
