@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import databases
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -67,6 +69,7 @@ def start_server(tmp: Path, port: int | None = None, **env: str) -> Server:
         "FUNCLET_DATA_DIR": str(data_dir),
         "FUNCLET_LOG_LEVEL": "info",
         "FUNCLET_SECRET_MARKER": "platform-only",
+        **databases.server_env(tmp),
         **env,
     }
     with open(log_path, "wb") as out:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
+from funclet.store import migrate
+from tests import databases
 from tests.conftest import cgroups_of, descendants, start_server, stop_server
 from tests.helpers import deploy, invoke, wait_for
 
@@ -93,8 +98,6 @@ def test_sigterm_gives_running_invocations_a_bounded_grace(tmp_path: Path) -> No
 def test_a_second_platform_on_the_same_data_folder_exits_and_touches_nothing(
     tmp_path: Path,
 ) -> None:
-    import subprocess
-    import sys
     import threading
 
     from tests.conftest import free_port
@@ -136,3 +139,55 @@ def test_a_second_platform_on_the_same_data_folder_exits_and_touches_nothing(
             assert all(i.get("stopReason") in (None, "") for i in instances["instances"])
     finally:
         stop_server(server)
+
+
+def _serve_once(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    from tests.conftest import free_port
+
+    return subprocess.run(
+        [sys.executable, "-m", "funclet", "serve"], cwd=tmp_path, timeout=30,
+        capture_output=True, text=True,
+        env={**os.environ, "FUNCLET_DATA_DIR": str(tmp_path / "data"),
+             "FUNCLET_PORT": str(free_port()), **env})
+
+
+def test_a_database_with_a_newer_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    url = databases.create(f"funclet_test_newer_{os.getpid()}")
+    migrate.upgrade(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    refused = _serve_once(tmp_path, FUNCLET_DATABASE_URL=url)
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert "schema revision 9999, newer than this funclet knows" in lines[0]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999",)]
+
+
+def test_a_database_that_is_down_is_one_line(tmp_path: Path) -> None:
+    refused = _serve_once(tmp_path, FUNCLET_DATABASE_URL="postgresql://postgres@127.0.0.1:1/db")
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert "the database db at 127.0.0.1:1 cannot be used" in lines[0]
+
+
+def test_a_second_platform_on_the_same_database_exits_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    url = databases.create(f"funclet_test_shared_{os.getpid()}")
+    (tmp_path / "first").mkdir()
+    first = start_server(tmp_path / "first", FUNCLET_DATABASE_URL=url)
+    try:
+        with httpx.Client(base_url=first.url, timeout=60) as client:
+            name = deploy(client, {"index.py": "def handler(event, context):\n    return 'one'\n"})
+            second = _serve_once(tmp_path, FUNCLET_DATABASE_URL=url)
+            assert second.returncode == 1
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1, second.stderr
+            assert "is in use by another funclet" in lines[0]
+            assert f"pid {first.process.pid}" in lines[0]
+            assert invoke(client, name).text == "one"
+    finally:
+        stop_server(first)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,8 +32,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(9000, ge=0, le=65535)
     data_dir: Path = Path(".funclet")
-    database_url: str = ""
-    code_dir: Path | None = None
+    database_url: str = ""  # postgresql://user@host:5432/db; empty: SQLite in data_dir
+    code_dir: Path | None = None  # this node's unpacked code (and packages, by default)
+    # Where code packages are kept: s3://bucket/prefix (shared by a cluster's nodes; the
+    # standard AWS_* variables give its endpoint and credentials), or "": code_dir.
+    code_store: str = ""
 
     region: str = "local"
     # HTTP triggers also answer at http://{function}.{http_domain}/ (e.g. "fn.localhost").
@@ -80,6 +83,18 @@ class Settings(BaseSettings):
     api_token: str | None = None  # generated (and printed once) when auth is on and unset
     access_keys: dict[str, str] = Field(default_factory=dict)  # FC access key id -> secret
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if url and not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://",
+                                       "sqlite://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a PostgreSQL URL "
+                             "(postgresql://user@host:5432/database) or a SQLite one "
+                             "(sqlite:////path/to/funclet.db)")
+        if url.startswith("sqlite://"):
+            url = "sqlite+aiosqlite://" + url[len("sqlite://"):]
+        return url
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -94,7 +109,15 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'funclet.db'}"
+        """SQLAlchemy's URL: SQLite under the data folder by default; ``postgresql://`` (or
+        ``postgres://``, as libpq and most hosts write it) through psycopg 3."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'funclet.db'}"
+        for scheme in ("postgresql://", "postgres://"):
+            if url.startswith(scheme):
+                return "postgresql+psycopg://" + url[len(scheme):]
+        return url
 
     @property
     def resolved_code_dir(self) -> Path:

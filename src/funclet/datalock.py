@@ -1,4 +1,5 @@
-"""One platform per data folder: an exclusive ``flock`` on ``<data_dir>/funclet.lock``.
+"""One platform per data folder: an exclusive ``flock`` on ``<data_dir>/funclet.lock``;
+and, on PostgreSQL, per database (``DatabaseLock``).
 
 Taken before anything else touches the folder, the instances' cgroups (named after the
 folder) or the port, and held until the platform has stopped. The file holds the
@@ -12,9 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 from pathlib import Path
 
-from funclet.errors import DataFolderInUse
+from sqlalchemy import Connection, NullPool, create_engine
+
+from funclet.errors import DatabaseUnusable, DataFolderInUse
+from funclet.store.migrate import where
+from funclet.store.writer import sync_url
 
 LOCK_FILE = "funclet.lock"
 
@@ -52,3 +58,46 @@ class DataFolderLock:
                 os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = -1
+
+
+_DATABASE_KEY = 0x66756E636C6574 + 1  # PostgreSQL advisory lock: the database's platform
+
+
+class DatabaseLock:
+    """One platform per PostgreSQL database, as per data folder, until nodes share one:
+    a session advisory lock on a connection held for the platform's whole run (the
+    server drops it when the connection goes, even on ``kill -9``). The holder names
+    itself in ``application_name``, so that a second funclet can say who has it.
+    SQLite needs none: its database is in the data folder."""
+
+    def __init__(self, conn: Connection | None) -> None:
+        self._conn = conn
+
+    @classmethod
+    def acquire(cls, url: str) -> DatabaseLock:
+        engine = create_engine(sync_url(url), poolclass=NullPool)
+        if engine.dialect.name != "postgresql":
+            engine.dispose()
+            return cls(None)
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        me = f"funclet {socket.gethostname()} pid {os.getpid()}"
+        conn.exec_driver_sql(f"SET application_name = '{me}'")
+        if not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({_DATABASE_KEY})").scalar():
+            holder = conn.exec_driver_sql(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND "
+                f"l.objid = {_DATABASE_KEY & 0xFFFFFFFF}").scalar()
+            conn.close()
+            engine.dispose()
+            raise DatabaseUnusable(
+                f"{where(url)} is in use by another funclet ({holder or 'unknown'}); "
+                "one funclet serves a database for now: stop it, or give this one "
+                "another --database-url")
+        return cls(conn)
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+                self._conn.engine.dispose()
+            self._conn = None

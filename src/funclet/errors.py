@@ -23,8 +23,10 @@
     │   ├── Overloaded              503, the platform's connection limit is reached
     │   ├── DiskFull                507, no space on the disk holding funclet's data;
     │   │                           nothing of the call was stored
+    │   ├── CodeStoreUnavailable    503, the code store (an S3 bucket) cannot be reached
     │   └── ShuttingDown            503, the platform stopped while the call ran
     ├── DataFolderInUse             another funclet serves from the same data folder
+    ├── DatabaseUnusable            the database is unreachable, or newer than funclet
     └── InvocationError             the function ran (or tried to) and failed: FC's
         │                           {"errorMessage", "errorType", "stackTrace"} body
         ├── HandlerError            the handler raised; the user's own error type
@@ -186,6 +188,20 @@ class Throttled(ApiError):
     status = 429
 
 
+class CodeStoreUnavailable(ApiError, OSError):
+    """The code store (an S3-compatible bucket) failed or could not be reached: the call
+    stored nothing. An ``OSError`` too, so that a cold start that cannot fetch its code
+    fails as any other start that cannot get what it needs."""
+
+    code = "ServiceUnavailable"
+    status = 503
+
+    def __init__(self, where: str, cause: BaseException) -> None:
+        why = str(cause).strip().splitlines()
+        super().__init__(f"the code store {where} cannot be used right now: "
+                         f"{why[0] if why else type(cause).__name__}")
+
+
 class DiskFull(ApiError):
     """A write found no space (ENOSPC, a quota, SQLite's "database or disk is full").
 
@@ -226,6 +242,10 @@ class DataFolderInUse(FuncletError):
             "stop it, or give this one another --data-dir")
         self.folder = folder
         self.pid = pid
+
+
+class DatabaseUnusable(FuncletError):
+    """The metadata database cannot be reached, or its schema is newer than this funclet."""
 
 
 class InvocationError(FuncletError):

@@ -16,7 +16,7 @@ from funclet.asyncq.destinations import Destinations
 from funclet.asyncq.dispatcher import Dispatcher
 from funclet.asyncq.outbox import Outbox
 from funclet.asyncq.policy import TaskStatus
-from funclet.codestore import CodeStore
+from funclet.codestore import CodeStore, open_blobs
 from funclet.codestore.archive import Limits
 from funclet.config import Settings
 from funclet.functions import Functions
@@ -51,6 +51,7 @@ class Platform:
             settings.resolved_code_dir,
             settings.max_code_size,
             Limits(settings.max_unpacked_size, settings.max_compression_ratio),
+            open_blobs(settings.code_store, settings.resolved_code_dir),
         )
         self.recorder = Recorder(self.store)
         data_dir = str(settings.data_dir.resolve())
@@ -175,6 +176,7 @@ class Platform:
         await self.sandbox.open(s.network_cidr, tuple(s.expose_host_ports), s.dns_server,
                                 s.uid_range_start, s.uid_range_size)
         await self.store.open()
+        await self.code.open()
         await self.store.close_stale_instances()
         if swept := await asyncio.to_thread(self.sandbox.config.sweep):
             log.warning("Removed %d instance cgroups left by an earlier run.", swept)
@@ -219,4 +221,5 @@ class Platform:
         await self.registry.close()
         await self.sandbox.close()
         await self.recorder.close()
+        await self.code.close()
         await self.store.close()

@@ -15,11 +15,13 @@ import uvicorn
 
 from funclet.api import build_app
 from funclet.api.connections import ConnectionLimits, bounded_protocol
+from funclet.codestore import open_blobs
 from funclet.config import Settings
-from funclet.datalock import DataFolderLock
+from funclet.datalock import DatabaseLock, DataFolderLock
 from funclet.errors import ApiError, FunctionAlreadyExists, TriggerAlreadyExists
 from funclet.packaging import DependencyError, read_full_manifest, vendor_requirements, zip_dir
 from funclet.platform import Platform
+from funclet.store import migrate
 
 log = logging.getLogger("funclet")
 
@@ -32,10 +34,24 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
     # in a sentence (the trigger's or the destination's state says why).
     for noisy in ("aiormq", "aio_pika", "nats"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    for chatty in ("alembic", "botocore", "aiobotocore"):  # funclet says what it did
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # First of all: a second funclet on this folder would sweep the first one's cgroups.
     lock = DataFolderLock.acquire(settings.data_dir)
     try:
-        _serve(settings, examples)
+        # Before anything starts: a database that cannot be used is one line, not a
+        # failed start-up (DatabaseUnusable).
+        url = settings.resolved_database_url
+        before, after = migrate.upgrade(url)
+        if before != after:
+            log.info("Database: %s, schema revision %s -> %s.", migrate.where(url),
+                     before or "none (empty)", after)
+        asyncio.run(_check_code_store(settings))
+        database = DatabaseLock.acquire(url)
+        try:
+            _serve(settings, examples)
+        finally:
+            database.release()
     finally:
         lock.release()
 
@@ -90,6 +106,14 @@ def _serve(settings: Settings, examples: Path | None) -> None:
         runner = asyncio.Runner()
     with runner:
         runner.run(main())
+
+
+async def _check_code_store(settings: Settings) -> None:
+    """Before anything starts: a code store that cannot be used is one line
+    (``CodeStoreUnusable``), not a failed start-up."""
+    blobs = open_blobs(settings.code_store, settings.resolved_code_dir)
+    await blobs.open()
+    await blobs.close()
 
 
 def raise_open_files() -> int:

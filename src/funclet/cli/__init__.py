@@ -49,6 +49,16 @@ def _client(endpoint: str) -> Client:
     return client_for(endpoint)
 
 
+def _validation_message(exc: ValueError) -> str:
+    """A settings error in one line: each bad setting and why."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: "
+                         f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+    return str(exc)
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -74,23 +84,74 @@ def serve(
         typer.Option(help="A host port instances may reach, at host.funclet.internal:PORT "
                           "(repeatable) [default: none]."),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="postgresql://user@host:5432/database, shared by a cluster's "
+                          "nodes [default: SQLite in the data folder]."),
+    ] = None,
+    code_store: Annotated[
+        str | None,
+        typer.Option(help="s3://bucket/prefix for code packages (AWS_ENDPOINT_URL and the "
+                          "other AWS_* variables reach it) [default: the data folder]."),
+    ] = None,
 ) -> None:
     """Run the platform (API, instances, everything) in the foreground."""
+    from funclet.codestore import CodeStoreUnusable
     from funclet.config import load_settings
-    from funclet.errors import DataFolderInUse
+    from funclet.errors import DatabaseUnusable, DataFolderInUse
     from funclet.server import serve as run
 
     try:
         settings = load_settings(
             host=host, port=port, data_dir=data_dir, max_instances=max_instances,
             require_auth=require_auth, expose_host_ports=expose_host_port or None,
+            database_url=database_url, code_store=code_store,
         )
     except ValueError as exc:
-        raise CliError(f"invalid configuration: {exc}") from None
+        raise CliError(f"invalid configuration: {_validation_message(exc)}") from None
     try:
         run(settings, examples)
-    except DataFolderInUse as exc:
+    except (DataFolderInUse, DatabaseUnusable, CodeStoreUnusable) as exc:
         raise CliError(str(exc)) from None
+
+
+db = typer.Typer(help="The metadata database: its schema.", no_args_is_help=True)
+app.add_typer(db, name="db")
+
+
+@db.command("upgrade")
+def db_upgrade(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="postgresql://user@host:5432/database [default: FUNCLET_DATABASE_URL, "
+                          "or SQLite in the data folder]."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the SQLite database is [default: ./.funclet].")
+    ] = None,
+) -> None:
+    """Bring the database's schema to this funclet's (serve does it too, at start)."""
+    from funclet.config import load_settings
+    from funclet.errors import DatabaseUnusable
+    from funclet.store import migrate
+
+    try:
+        settings = load_settings(database_url=database_url, data_dir=data_dir)
+    except ValueError as exc:
+        raise CliError(f"invalid configuration: {_validation_message(exc)}") from None
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        before, after = migrate.upgrade(url)
+    except DatabaseUnusable as exc:
+        raise CliError(str(exc)) from None
+    name = migrate.where(url)
+    name = name[:1].upper() + name[1:]
+    if before == after:
+        typer.echo(f"{name} is at schema revision {after}, the newest this funclet knows.")
+    else:
+        typer.echo(f"{name}: schema revision {before or 'none (empty)'} -> {after}.")
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:

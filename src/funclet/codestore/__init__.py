@@ -1,21 +1,33 @@
-"""Code packages: stored by sha256 in a local folder, unpacked once per hash."""
+"""Code packages: stored by sha256 (a local folder or an S3 bucket), unpacked once per
+hash into each node's local cache."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from funclet.codestore.archive import Inspected, Limits, inspect, unpack
-from funclet.errors import DiskFull, InvalidCodePackage, PayloadTooLarge, is_disk_full
+from funclet.codestore.blobs import Blobs, CodeStoreUnusable, LocalBlobs, open_blobs
+from funclet.errors import (
+    CodeStoreUnavailable,
+    DiskFull,
+    InvalidCodePackage,
+    PayloadTooLarge,
+    is_disk_full,
+)
 
-__all__ = ["CodeMissing", "CodeStore", "Package"]
+__all__ = ["CodeMissing", "CodeStore", "CodeStoreUnusable", "Package", "open_blobs"]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 # What unpacking a package's own names and structure can make the OS refuse: the
 # client's doing (any other OSError is the host's).
@@ -35,20 +47,30 @@ class Package:
 
 
 class CodeStore:
-    """``packages/<sha256>.zip`` is the stored object; ``unpacked/<sha256>/`` its files.
+    """``packages/<sha256>.zip`` is the stored object, in ``blobs`` (this folder, or a
+    bucket the nodes share); ``unpacked/<sha256>/`` its files, in this node's cache
+    (under ``root``), made once per hash: at deploy on the node that takes it, at the
+    first cold start on any other.
 
-    A write that fails (a damaged zip, a full disk) leaves nothing behind: no staging
-    folder, no partial file.
+    A write that fails (a damaged zip, a full disk, an unreachable bucket) leaves
+    nothing behind: no staging folder, no partial file, no object.
     """
 
-    def __init__(self, root: Path, max_zipped: int, limits: Limits) -> None:
+    def __init__(self, root: Path, max_zipped: int, limits: Limits,
+                 blobs: Blobs | None = None) -> None:
         self._root = root
-        self._packages = root / "packages"
         self._unpacked = root / "unpacked"
-        self._packages.mkdir(parents=True, exist_ok=True)
         self._unpacked.mkdir(parents=True, exist_ok=True)
+        self.blobs: Blobs = blobs or LocalBlobs(root)
         self._max_zipped = max_zipped
         self._limits = limits
+
+    async def open(self) -> None:
+        """Reach the store (``CodeStoreUnusable`` if it cannot be used)."""
+        await self.blobs.open()
+
+    async def close(self) -> None:
+        await self.blobs.close()
 
     def check(self, data: bytes) -> Package:
         """Validate a package; raises ``InvalidCodePackage``. Stores nothing."""
@@ -63,55 +85,56 @@ class CodeStore:
     async def put(self, data: bytes, package: Package) -> bool:
         """Store and unpack a checked package (once per hash); ``True`` if this call
         stored it (it was not there before)."""
-        return await asyncio.to_thread(self._put, data, package)
+        # Unpack first: a package that cannot be unpacked is not stored at all.
+        dest, unpacked = await asyncio.to_thread(self._unpack, data, package.checksum)
+        name = _name(package.checksum)
+        try:
+            if await self._reach(self.blobs.exists(name)):
+                return False
+            await self._reach(self.blobs.put(name, data))
+        except BaseException:
+            if unpacked:
+                await asyncio.to_thread(shutil.rmtree, dest, True)
+            raise
+        return True
 
     async def discard(self, checksum: str) -> None:
         """Remove a package that ``put`` just stored for a deploy that then failed."""
-        def remove() -> None:
-            (self._packages / f"{checksum}.zip").unlink(missing_ok=True)
-            shutil.rmtree(self._unpacked / checksum, ignore_errors=True)
-
-        await asyncio.to_thread(remove)
+        with contextlib.suppress(CodeStoreUnavailable):
+            await self._reach(self.blobs.delete(_name(checksum)))
+        await asyncio.to_thread(shutil.rmtree, self._unpacked / checksum, True)
 
     async def fetch(self, checksum: str) -> str:
-        """The package's unpacked folder, unpacking the stored zip first if it is missing.
+        """The package's unpacked folder, unpacking the stored zip first if this node has
+        not yet (``CodeMissing``: it is not in the store; ``CodeStoreUnavailable``: the
+        store cannot be reached).
 
         The first step of a cold start; a folder that exists costs one ``stat``.
         """
         dest = self._unpacked / checksum
         if dest.is_dir():
             return str(dest)
-        zipped = self._packages / f"{checksum}.zip"
-        try:
-            data = await asyncio.to_thread(zipped.read_bytes)
-        except FileNotFoundError:
-            raise CodeMissing(f"code package {checksum} is missing from the code store") from None
+        data = await self._reach(self.blobs.get(_name(checksum)))
+        if data is None:
+            raise CodeMissing(f"code package {checksum} is missing from the code store "
+                              f"{self.blobs.where}")
+        if hashlib.sha256(data).hexdigest() != checksum:
+            raise CodeMissing(f"code package {checksum} in {self.blobs.where} is damaged "
+                              "(its sha256 differs)")
         unpacked, _ = await asyncio.to_thread(self._unpack, data, checksum)
         return unpacked
 
-    def _put(self, data: bytes, package: Package) -> bool:
-        # Unpack first: a package that cannot be unpacked is not stored at all.
-        zipped = self._packages / f"{package.checksum}.zip"
-        if zipped.exists():
-            self._unpack(data, package.checksum)
-            return False
-        dest, unpacked = self._unpack(data, package.checksum)
+    async def _reach(self, call: Awaitable[T]) -> T:
+        """A call to the store; what breaks on the way is ``CodeStoreUnavailable``."""
         try:
-            fd, tmp = tempfile.mkstemp(dir=self._packages, suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.replace(tmp, zipped)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except BaseException as exc:
-            if unpacked:
-                shutil.rmtree(dest, ignore_errors=True)
-            if isinstance(exc, OSError) and is_disk_full(exc):
-                raise self._disk_full(exc, package.checksum) from exc
+            return await call
+        except (DiskFull, CodeStoreUnavailable):
             raise
-        return True
+        except Exception as exc:
+            if isinstance(exc, OSError) and is_disk_full(exc):
+                raise
+            log.error("The code store %s failed: %s", self.blobs.where, exc)
+            raise CodeStoreUnavailable(self.blobs.where, exc) from exc
 
     def _disk_full(self, exc: OSError, checksum: str) -> DiskFull:
         log.error("The disk holding %s is full: code package %s was not stored (%s).",
@@ -143,3 +166,7 @@ class CodeStore:
                 raise InvalidCodePackage(f"code package could not be unpacked: {exc}") from exc
             raise
         return str(dest), True
+
+
+def _name(checksum: str) -> str:
+    return f"packages/{checksum}.zip"

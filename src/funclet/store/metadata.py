@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, event, insert, inspect, or_, select, update
+from sqlalchemy import Connection, and_, delete, event, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from funclet.errors import FunctionAlreadyExists
 from funclet.models import FunctionConfig, function_not_found, parse_config
-from funclet.store import schema
+from funclet.store import migrate, schema
 from funclet.store.writer import Writer, json_dumps, sqlite_pragmas
 
 
@@ -71,6 +71,7 @@ class Store:
     """
 
     def __init__(self, url: str) -> None:
+        self.url = url
         if url.startswith("sqlite"):
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         # Reads only: with one connection they queue in the pool (an await).
@@ -86,11 +87,8 @@ class Store:
         self.dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
 
     async def open(self) -> None:
-        def create(conn: Connection) -> None:
-            schema.metadata.create_all(conn)
-            _add_missing_columns(conn)
-
-        await self.writer.run(create)
+        """Bring the schema to this funclet's (``migrate.upgrade``); start checkpoints."""
+        await asyncio.to_thread(migrate.upgrade, self.url)
         self._checkpoints = asyncio.get_running_loop().create_task(self.writer.checkpoints())
 
     async def close(self) -> None:
@@ -260,16 +258,3 @@ class Store:
         )
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
-
-
-def _add_missing_columns(conn: Any) -> None:
-    """Columns added since a database was created (all nullable): ALTER TABLE ADD."""
-    inspector = inspect(conn)
-    for table in schema.metadata.sorted_tables:
-        have = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in have and column.nullable:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}')
-
-

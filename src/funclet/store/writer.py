@@ -29,6 +29,14 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def sync_url(url: str) -> str:
+    """The synchronous driver's URL for a store URL (aiosqlite's is sqlite3's)."""
+    parsed = make_url(url)
+    return parsed.set(
+        drivername=_SYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    ).render_as_string(hide_password=False)
+
+
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -60,8 +68,7 @@ class Writer:
     """
 
     def __init__(self, url: str, inline: bool | None = None) -> None:
-        parsed = make_url(url)
-        parsed = parsed.set(drivername=_SYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
+        parsed = make_url(sync_url(url))
         options: dict[str, Any] = {"json_serializer": json_dumps,
                                    "json_deserializer": orjson.loads}
         self.engine = create_engine(parsed, pool_size=1, max_overflow=0, **options)

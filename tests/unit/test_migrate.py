@@ -1,0 +1,96 @@
+"""Schema migrations (alembic) on SQLite and PostgreSQL: an empty database is created, a
+pre-migrations one adopted, a newer one refused and left alone, an unreachable one named."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData, Table, create_engine, inspect, text
+
+from funclet.errors import DatabaseUnusable
+from funclet.store import migrate, schema
+from tests import databases
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'funclet.db'}"
+    else:
+        plain = databases.create(f"funclet_test_migrate_{secrets.token_hex(4)}")
+        yield plain.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(migrate.sync_url(url))
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _sql(url: str, statement: str) -> list[tuple[object, ...]]:
+    engine = create_engine(migrate.sync_url(url))
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement))
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_gets_the_whole_schema_once(url: str) -> None:
+    assert migrate.upgrade(url) == (None, migrate.head())
+    assert {t.name for t in schema.metadata.sorted_tables} | {"alembic_version"} == _tables(url)
+    assert migrate.upgrade(url) == (migrate.head(), migrate.head())
+
+
+def test_a_database_from_before_migrations_is_adopted(url: str) -> None:
+    """Tables made by create_all, one nullable column missing (added later, as the old
+    funclet did at start), no alembic_version."""
+    old = MetaData()
+    for table in schema.metadata.sorted_tables:
+        columns = [c._copy() for c in table.columns
+                   if not (table.name == "triggers" and c.name == "next_fire_ms")]
+        Table(table.name, old, *columns)
+    engine = create_engine(migrate.sync_url(url))
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO concurrency_configs VALUES ('kept', 3)"))
+    engine.dispose()
+
+    assert migrate.upgrade(url) == ("0001", migrate.head())
+    assert _sql(url, "SELECT function_name, reserved_concurrency FROM concurrency_configs") \
+        == [("kept", 3)]
+    assert _sql(url, "SELECT next_fire_ms FROM triggers") == []  # the column is there
+
+
+def test_a_newer_schema_is_refused_and_left_as_it_is(url: str) -> None:
+    migrate.upgrade(url)
+    _sql(url, "UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(DatabaseUnusable) as caught:
+        migrate.upgrade(url)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "has schema revision 9999, newer than this funclet knows" in message
+    assert _sql(url, "SELECT version_num FROM alembic_version") == [("9999",)]
+
+
+def test_an_unreachable_database_is_one_line_naming_it() -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    with pytest.raises(DatabaseUnusable) as caught:
+        migrate.upgrade(url)
+    message = str(caught.value)
+    assert message.startswith("the database nowhere at 127.0.0.1:1 cannot be used: ")
+    assert "\n" not in message and "postgres@" not in message
+
+
+def test_a_password_is_never_in_the_message() -> None:
+    with pytest.raises(DatabaseUnusable) as caught:
+        migrate.upgrade("postgresql+psycopg://user:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(caught.value)
+
