@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     # Where code packages are kept: s3://bucket/prefix (shared by a cluster's nodes; the
     # standard AWS_* variables give its endpoint and credentials), or "": code_dir.
     code_store: str = ""
+
+    # This node's name among a platform's nodes; empty: "<host name>:<port>".
+    node_id: str = Field("", max_length=128)
 
     region: str = "local"
     # HTTP triggers also answer at http://{function}.{http_domain}/ (e.g. "fn.localhost").
@@ -118,6 +122,10 @@ class Settings(BaseSettings):
             if url.startswith(scheme):
                 return "postgresql+psycopg://" + url[len(scheme):]
         return url
+
+    @property
+    def resolved_node_id(self) -> str:
+        return self.node_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def resolved_code_dir(self) -> Path:

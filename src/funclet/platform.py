@@ -28,6 +28,7 @@ from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
 from funclet.models import function_arn
+from funclet.nodes import Nodes
 from funclet.runtimes import discover, protocol
 from funclet.sandbox import FrameLimits, Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
@@ -53,7 +54,8 @@ class Platform:
             Limits(settings.max_unpacked_size, settings.max_compression_ratio),
             open_blobs(settings.code_store, settings.resolved_code_dir),
         )
-        self.recorder = Recorder(self.store)
+        self.node_id = settings.resolved_node_id
+        self.recorder = Recorder(self.store, self.node_id)
         data_dir = str(settings.data_dir.resolve())
         # What instances must never see: the data folder, and each part of it that may
         # be configured to live elsewhere (code packages, the database, run files).
@@ -92,6 +94,8 @@ class Platform:
             take_slot=self.admission.slot_for_provisioning,
         )
         self.registry = Registry(deps, settings.keep_alive_seconds)
+        self.nodes = Nodes(self.store, self.node_id, f"{settings.host}:{settings.port}",
+                           self.registry.live_count)
         self.invoker = Invoker(
             self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds
         )
@@ -181,6 +185,7 @@ class Platform:
         if swept := await asyncio.to_thread(self.sandbox.config.sweep):
             log.warning("Removed %d instance cgroups left by an earlier run.", swept)
         self.recorder.start()
+        await self.nodes.start()
         rows = await self.functions.load_all()
         for runtime in {self.default_runtime, *(r.config.runtime for r in rows)}:
             if runtime in self.runtimes:
@@ -209,6 +214,7 @@ class Platform:
                      "(serve --require-auth turns it on).")
 
     async def stop(self) -> None:
+        await self.nodes.stop()
         await self.timers.stop()
         await self.consumers.stop()  # unacknowledged messages stay with their brokers
         await self.dispatcher.stop()

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, Table, create_engine, inspect, text
+from alembic import command
+from sqlalchemy import create_engine, inspect, text
 
 from funclet.errors import DatabaseUnusable
 from funclet.store import migrate, schema
@@ -50,16 +51,13 @@ def test_an_empty_database_gets_the_whole_schema_once(url: str) -> None:
 
 
 def test_a_database_from_before_migrations_is_adopted(url: str) -> None:
-    """Tables made by create_all, one nullable column missing (added later, as the old
-    funclet did at start), no alembic_version."""
-    old = MetaData()
-    for table in schema.metadata.sorted_tables:
-        columns = [c._copy() for c in table.columns
-                   if not (table.name == "triggers" and c.name == "next_fire_ms")]
-        Table(table.name, old, *columns)
+    """Revision 0001's tables (as create_all made them), one nullable column missing
+    (added later, as the old funclet did at start), no alembic_version."""
     engine = create_engine(migrate.sync_url(url))
-    old.create_all(engine)
     with engine.begin() as conn:
+        command.upgrade(migrate._config(conn), "0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("ALTER TABLE triggers DROP COLUMN next_fire_ms"))
         conn.execute(text("INSERT INTO concurrency_configs VALUES ('kept', 3)"))
     engine.dispose()
 
@@ -67,6 +65,7 @@ def test_a_database_from_before_migrations_is_adopted(url: str) -> None:
     assert _sql(url, "SELECT function_name, reserved_concurrency FROM concurrency_configs") \
         == [("kept", 3)]
     assert _sql(url, "SELECT next_fire_ms FROM triggers") == []  # the column is there
+    assert "nodes" in _tables(url)  # and what came after 0001
 
 
 def test_a_newer_schema_is_refused_and_left_as_it_is(url: str) -> None:

@@ -15,7 +15,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Host, Route, Router
 
-from funclet.api import configs, functions, http_triggers, invoke, openapi, tasks, triggers
+from funclet.api import (
+    configs,
+    functions,
+    http_triggers,
+    invoke,
+    nodes,
+    openapi,
+    tasks,
+    triggers,
+)
 from funclet.api.auth import Authenticate, RefuseInstances
 from funclet.api.responses import error_response, json_response, new_request_id
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
@@ -53,7 +62,8 @@ async def _health(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     network = platform.sandbox.network
     return json_response({
-        "status": "ok", "sandbox": platform.sandbox.config.protections(),
+        "status": "ok", "nodeId": platform.node_id,
+        "sandbox": platform.sandbox.config.protections(),
         "network": network.summary() if network is not None else None,
     })
 
@@ -98,6 +108,7 @@ def build_app(platform: Platform) -> Starlette:
             *triggers.routes,
             *http_triggers.routes,
             Route("/healthz", _health, methods=["GET"]),
+            *nodes.routes,
             *openapi.routes,
         ],
         exception_handlers={

@@ -91,13 +91,15 @@ async def list_functions(request: Request) -> Response:
     return json_response(out)
 
 
-def _instance_json(inst: Instance | dict[str, Any]) -> dict[str, Any]:
+def _instance_json(inst: Instance | dict[str, Any], node_id: str) -> dict[str, Any]:
+    """A live instance (on this node, ``node_id``) or a stored one (its own node's)."""
     if isinstance(inst, Instance):
         state, reason = inst.state.value, inst.stop_reason
         iid, created, destroyed = inst.instance_id, inst.created_ms, inst.destroyed_ms
     else:
         state, reason = inst["state"], inst["stop_reason"]
         iid, created, destroyed = inst["instance_id"], inst["created_ms"], inst["destroyed_ms"]
+        node_id = inst.get("node_id") or ""
     return {
         "instanceId": iid,
         "versionId": "0",
@@ -107,6 +109,7 @@ def _instance_json(inst: Instance | dict[str, Any]) -> dict[str, Any]:
         "destroyedTimeMs": destroyed,
         "state": state,
         "stopReason": reason,
+        "nodeId": node_id,
     }
 
 
@@ -121,9 +124,9 @@ async def list_instances(request: Request) -> Response:
         r for r in await platform.store.list_instances(name, limit) if r["instance_id"] not in seen
     ]
     include_stopped = request.query_params.get("withAllActive", "").lower() != "true"
-    items = [_instance_json(i) for i in live]
+    items = [_instance_json(i, platform.node_id) for i in live]
     if include_stopped:
-        items += [_instance_json(r) for r in stored if r["state"] == "stopped"]
+        items += [_instance_json(r, "") for r in stored if r["state"] == "stopped"]
     request_id = new_request_id()
     return json_response({"instances": items[:limit], "requestId": request_id}, 200, request_id)
 
@@ -143,6 +146,7 @@ def invocation_json(rec: dict[str, Any], with_log: bool) -> dict[str, Any]:
         "errorMessage": rec["error_message"],
         "startedTime": fc_time(rec["started_ms"]),
         "startedTimeMs": rec["started_ms"],
+        "nodeId": rec.get("node_id") or "",
     }
     if with_log:
         out["log"] = rec["log"]

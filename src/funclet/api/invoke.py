@@ -44,6 +44,7 @@ async def invoke_function(request: Request) -> Response:
         "x-fc-code-checksum": out.code_checksum,
         "x-funclet-start-kind": out.start_kind.value if out.start_kind else "",
         "x-funclet-instance-id": out.instance_id,
+        "x-funclet-node-id": platform.node_id,
         "x-funclet-duration-ms": f"{out.duration_ms:.3f}",
         "x-funclet-queue-ms": f"{out.queue_ms:.3f}",
     }
@@ -82,7 +83,8 @@ async def accept_async(platform: Platform, name: str, event: bytes, request_id: 
             "x-fc-async-task-id must be 1-128 letters, digits, '_' or '-'")
     task = Task(task_id, request_id, name, TaskStatus.ENQUEUED, event, now_ms(), 0)
     fresh = await platform.dispatcher.accept(task, int(delay))
-    out = {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}
+    out = {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id,
+           "x-funclet-node-id": platform.node_id}
     if not fresh:  # the same task id again: it runs once
         out["x-funclet-async-task-duplicate"] = "true"
     return Response(status_code=202, headers=out)

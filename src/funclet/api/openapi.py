@@ -85,11 +85,14 @@ _INVOKE_HEADERS = [
            "with Async: the task's id; the same id again runs once"),
 ]
 
+_NODE_ID = {"schema": string(), "required": True, "description": "the node that served it"}
+
 _ACCEPTED = {"202": {
     "description": "Accepted: the async task is stored and runs later.",
     "headers": {
         "x-fc-request-id": _REQUEST_ID,
         "x-fc-async-task-id": {"schema": string(), "required": True},
+        "x-funclet-node-id": _NODE_ID,
         "x-funclet-async-task-duplicate": {
             "schema": string(enum=["true"]),
             "description": "the task id was seen before: the event runs once"},
@@ -110,6 +113,7 @@ _INVOKED = {"200": {
         "x-funclet-start-kind": {"schema": string(enum=["cold", "warm", "provisioned", ""]),
                                  "required": True},
         "x-funclet-instance-id": {"schema": string(), "required": True},
+        "x-funclet-node-id": _NODE_ID,
         "x-funclet-duration-ms": {"schema": _DURATION, "required": True,
                                   "description": "the handler's run time"},
         "x-funclet-queue-ms": {"schema": _DURATION, "required": True,
@@ -286,6 +290,10 @@ def _paths() -> dict[str, dict[str, Operation]]:
         f"{PREFIX}/openapi.json": {
             "get": _op("GetOpenApiDocument", "This document", "platform",
                        _json({"type": "object"}), security=[]),
+        },
+        f"{PREFIX}/nodes": {
+            "get": _op("ListNodes", "The platform's nodes and their state", "platform",
+                       _json(ref("ListNodesOutput"))),
         },
     }
 

@@ -94,6 +94,11 @@ def serve(
         typer.Option(help="s3://bucket/prefix for code packages (AWS_ENDPOINT_URL and the "
                           "other AWS_* variables reach it) [default: the data folder]."),
     ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(help="This node's name among the platform's nodes "
+                          "[default: host name:port]."),
+    ] = None,
 ) -> None:
     """Run the platform (API, instances, everything) in the foreground."""
     from funclet.codestore import CodeStoreUnusable
@@ -105,7 +110,7 @@ def serve(
         settings = load_settings(
             host=host, port=port, data_dir=data_dir, max_instances=max_instances,
             require_auth=require_auth, expose_host_ports=expose_host_port or None,
-            database_url=database_url, code_store=code_store,
+            database_url=database_url, code_store=code_store, node_id=node_id,
         )
     except ValueError as exc:
         raise CliError(f"invalid configuration: {_validation_message(exc)}") from None
@@ -414,6 +419,20 @@ def instances(
         for inst in client.json("GET", f"/functions/{fn}/instances")["instances"]:
             table.add_row(fn, inst["instanceId"], inst["state"], inst["stopReason"] or "",
                           _ms(inst["createdTimeMs"]), _ms(inst["destroyedTimeMs"]))
+    out.print(table)
+
+
+@app.command()
+def nodes(endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """List the platform's nodes: alive, stopped, or dead (no heartbeat for a while)."""
+    page = _client(endpoint).json("GET", "/nodes")
+    table = Table("node", "address", "state", "instances", "started", "last heartbeat",
+                  "version")
+    for node in page["nodes"]:
+        table.add_row(node["nodeId"] + (" (this one)" if node["self"] else ""),
+                      node["address"], node["state"], str(node["instances"]),
+                      _ms(node["startedTimeMs"]), _ms(node["lastHeartbeatTimeMs"]),
+                      node["version"])
     out.print(table)
 
 

@@ -71,6 +71,10 @@ class Registry:
         ]
         return [inst for pool in pools for inst in pool.instances]
 
+    def live_count(self) -> int:
+        """Live instances of every function on this node."""
+        return sum(len(pool.instances) for pool in (*self._pools.values(), *self._draining))
+
     def evict_idle(self, allow: Callable[[str], bool]) -> bool:
         """Evict the least recently used idle instance of a function ``allow`` accepts."""
         best: tuple[Pool, Instance] | None = None

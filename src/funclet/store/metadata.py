@@ -248,6 +248,38 @@ class Store:
             .where(t.c.state != "stopped")
             .values(state="stopped", stop_reason="shutdown", destroyed_ms=t.c.created_ms)))
 
+    # -- nodes -----------------------------------------------------------------------
+
+    async def register_node(self, node_id: str, address: str, version: str, now_ms: int,
+                            instances: int) -> None:
+        """A node starts: its row made, or made new (a node restarted under its id)."""
+        t = schema.nodes
+        values = {"node_id": node_id, "address": address, "version": version,
+                  "started_ms": now_ms, "heartbeat_ms": now_ms, "stopped_ms": None,
+                  "instances": instances}
+        stmt = self.dialect.insert(t).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.node_id], set_={k: stmt.excluded[k] for k in values
+                                                if k != "node_id"})
+        await self.writer.run(lambda conn: conn.execute(stmt))
+
+    async def heartbeat(self, node_id: str, now_ms: int, instances: int) -> None:
+        t = schema.nodes
+        await self.writer.run(lambda conn: conn.execute(
+            update(t).where(t.c.node_id == node_id)
+            .values(heartbeat_ms=now_ms, instances=instances)))
+
+    async def deregister_node(self, node_id: str, now_ms: int) -> None:
+        t = schema.nodes
+        await self.writer.run(lambda conn: conn.execute(
+            update(t).where(t.c.node_id == node_id)
+            .values(heartbeat_ms=now_ms, stopped_ms=now_ms, instances=0)))
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        t = schema.nodes
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(select(t).order_by(t.c.node_id))]
+
     async def list_instances(self, function_name: str, limit: int = 100) -> list[dict[str, Any]]:
         t = schema.instances
         query = (

@@ -18,12 +18,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, create_engine, inspect
+from sqlalchemy import Connection, MetaData, create_engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from funclet.errors import DatabaseUnusable
-from funclet.store import schema
 from funclet.store.writer import sync_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -88,10 +87,19 @@ def _current(conn: Connection) -> str | None:
 
 
 def _add_missing_columns(conn: Connection) -> None:
-    """Columns a pre-migrations funclet added to its tables as it grew (all nullable)."""
+    """Columns a pre-migrations funclet added to its tables as it grew (all nullable),
+    up to revision 0001's shape (read from 0001 run on an in-memory SQLite)."""
+    shape = MetaData()
+    memory = create_engine("sqlite://")
+    try:
+        with memory.begin() as scratch:
+            command.upgrade(_config(scratch), _FIRST)
+            shape.reflect(scratch)
+    finally:
+        memory.dispose()
     inspector = inspect(conn)
-    for table in schema.metadata.sorted_tables:
-        if not inspector.has_table(table.name):
+    for table in shape.sorted_tables:
+        if table.name == "alembic_version" or not inspector.has_table(table.name):
             continue
         have = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:

@@ -40,8 +40,9 @@ class Recorder:
     waits for the database. ``flush`` (also called on shutdown) writes what is queued.
     """
 
-    def __init__(self, store: Store, interval: float = 0.05) -> None:
+    def __init__(self, store: Store, node_id: str = "", interval: float = 0.05) -> None:
         self._store = store
+        self._node_id = node_id or None  # which node ran them, in every record
         self._interval = interval
         self._invocations: list[dict[str, Any]] = []
         self._instances: dict[str, dict[str, Any]] = {}
@@ -51,7 +52,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
 
     def invocation(self, record: InvocationRecord) -> None:
-        self._invocations.append(dict(vars(record)))  # shallow: its fields are flat
+        self._invocations.append(dict(vars(record), node_id=self._node_id))  # flat fields
         self._wake.set()
 
     def instance(self, inst: Instance) -> None:
@@ -63,6 +64,7 @@ class Recorder:
             "stop_reason": inst.stop_reason.value if inst.stop_reason else None,
             "created_ms": inst.created_ms,
             "destroyed_ms": inst.destroyed_ms,
+            "node_id": self._node_id,
         }
         self._wake.set()
 

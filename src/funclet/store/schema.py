@@ -48,6 +48,7 @@ invocations = Table(
     Column("error_message", Text),
     Column("log", Text),
     Column("started_ms", BigInteger, nullable=False),
+    Column("node_id", String(128)),  # the node that ran it
     Index("ix_invocations_function_started", "function_name", "started_ms"),
 )
 
@@ -61,7 +62,22 @@ instances = Table(
     Column("stop_reason", String(16)),
     Column("created_ms", BigInteger, nullable=False),
     Column("destroyed_ms", BigInteger),
+    Column("node_id", String(128)),  # the node it ran on
     Index("ix_instances_function_created", "function_name", "created_ms"),
+)
+
+# The platform's nodes: each registers at start and heartbeats; one that stops
+# heartbeating is dead (``funclet.nodes``).
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String(128), primary_key=True),
+    Column("address", String(256), nullable=False),  # host:port of its API
+    Column("version", String(32), nullable=False),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("heartbeat_ms", BigInteger, nullable=False),
+    Column("stopped_ms", BigInteger),  # set when it stopped cleanly
+    Column("instances", Integer, nullable=False),  # live instances at the last heartbeat
 )
 
 # FC's per-function configs, one row each when set.
