@@ -173,21 +173,23 @@ def test_a_database_that_is_down_is_one_line(tmp_path: Path) -> None:
     assert "the database db at 127.0.0.1:1 cannot be used" in lines[0]
 
 
-def test_a_second_platform_on_the_same_database_exits_and_touches_nothing(
+def test_a_second_funclet_under_a_node_id_in_use_exits_and_touches_nothing(
     tmp_path: Path,
 ) -> None:
     url = databases.create(f"funclet_test_shared_{os.getpid()}")
     (tmp_path / "first").mkdir()
-    first = start_server(tmp_path / "first", FUNCLET_DATABASE_URL=url)
+    first = start_server(tmp_path / "first", FUNCLET_DATABASE_URL=url, FUNCLET_NODE_ID="n1")
     try:
         with httpx.Client(base_url=first.url, timeout=60) as client:
             name = deploy(client, {"index.py": "def handler(event, context):\n    return 'one'\n"})
-            second = _serve_once(tmp_path, FUNCLET_DATABASE_URL=url)
+            second = _serve_once(tmp_path, FUNCLET_DATABASE_URL=url, FUNCLET_NODE_ID="n1")
             assert second.returncode == 1
             lines = second.stderr.strip().splitlines()
             assert len(lines) == 1, second.stderr
-            assert "is in use by another funclet" in lines[0]
+            assert "node id n1 is taken by a running funclet" in lines[0]
             assert f"pid {first.process.pid}" in lines[0]
             assert invoke(client, name).text == "one"
+            nodes = client.get("/2023-03-30/nodes").json()["nodes"]
+            assert [(n["nodeId"], n["state"]) for n in nodes] == [("n1", "alive")]
     finally:
         stop_server(first)

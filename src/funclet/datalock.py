@@ -1,5 +1,5 @@
 """One platform per data folder: an exclusive ``flock`` on ``<data_dir>/funclet.lock``;
-and, on PostgreSQL, per database (``DatabaseLock``).
+and, on PostgreSQL, one running funclet per node id (``NodeLock``).
 
 Taken before anything else touches the folder, the instances' cgroups (named after the
 folder) or the port, and held until the platform has stopped. The file holds the
@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 from pathlib import Path
 
-from sqlalchemy import Connection, NullPool, create_engine
+from sqlalchemy import Connection, NullPool, create_engine, text
 
 from funclet.errors import DatabaseUnusable, DataFolderInUse
 from funclet.store.migrate import where
@@ -60,39 +59,39 @@ class DataFolderLock:
             self._fd = -1
 
 
-_DATABASE_KEY = 0x66756E636C6574 + 1  # PostgreSQL advisory lock: the database's platform
-
-
-class DatabaseLock:
-    """One platform per PostgreSQL database, as per data folder, until nodes share one:
-    a session advisory lock on a connection held for the platform's whole run (the
-    server drops it when the connection goes, even on ``kill -9``). The holder names
-    itself in ``application_name``, so that a second funclet can say who has it.
-    SQLite needs none: its database is in the data folder."""
+class NodeLock:
+    """One running funclet per node id on a PostgreSQL database (the nodes of one
+    platform share it, each under its own id): a session advisory lock, keyed by the
+    node id, on a connection held for the platform's whole run (the server drops it
+    when the connection goes, even on ``kill -9``, so a restart under the same id is
+    never blocked by its own past). The holder names itself in ``application_name``,
+    so that a second funclet can say who has the id. SQLite needs none: its database is
+    in the data folder, which has its own lock."""
 
     def __init__(self, conn: Connection | None) -> None:
         self._conn = conn
 
     @classmethod
-    def acquire(cls, url: str) -> DatabaseLock:
+    def acquire(cls, url: str, node_id: str) -> NodeLock:
         engine = create_engine(sync_url(url), poolclass=NullPool)
         if engine.dialect.name != "postgresql":
             engine.dispose()
             return cls(None)
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        me = f"funclet {socket.gethostname()} pid {os.getpid()}"
-        conn.exec_driver_sql(f"SET application_name = '{me}'")
-        if not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({_DATABASE_KEY})").scalar():
-            holder = conn.exec_driver_sql(
+        me = f"funclet {node_id} pid {os.getpid()}"[:63]
+        conn.execute(text("SELECT set_config('application_name', :me, false)"), {"me": me})
+        key = {"key": f"funclet-node:{node_id}"}
+        if not conn.execute(text("SELECT pg_try_advisory_lock(hashtext(:key))"), key).scalar():
+            holder = conn.execute(text(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
                 "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND "
-                f"l.objid = {_DATABASE_KEY & 0xFFFFFFFF}").scalar()
+                "l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND l.objid = (hashtext(:key)::bigint & 4294967295)::oid"), key).scalar()
             conn.close()
             engine.dispose()
             raise DatabaseUnusable(
-                f"{where(url)} is in use by another funclet ({holder or 'unknown'}); "
-                "one funclet serves a database for now: stop it, or give this one "
-                "another --database-url")
+                f"node id {node_id} is taken by a running funclet on {where(url)} "
+                f"({holder or 'unknown'}): stop it, or give this one another --node-id")
         return cls(conn)
 
     def release(self) -> None:

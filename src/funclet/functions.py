@@ -54,6 +54,8 @@ class Functions:
         self._runtimes = runtimes
         self._admission = admission
         self.on_delete: list[Callable[[str], Awaitable[object]]] = []
+        # Told the name of a function whose stored state changed here (other nodes hear).
+        self.on_change: list[Callable[[str], Awaitable[object]]] = []
         # Per package hash: a deploy that failed removes the package it stored only
         # while no other deploy of that hash is between storing it and its row.
         self._storing: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # lock, users
@@ -70,6 +72,7 @@ class Functions:
         row = FunctionRow(config, str(uuid.uuid4()), 1, package.checksum, package.size, now, now)
         await self._stored(data, package, lambda: self._store.create_function(row))
         self._registry.deploy(self._version(row))
+        await self._changed(row.name)
         return row
 
     async def update(self, name: str, body: dict[str, Any]) -> FunctionRow:
@@ -92,6 +95,7 @@ class Functions:
         )
         await self._stored(data, package, lambda: self._store.update_function(row))
         self._registry.deploy(self._version(row))
+        await self._changed(name)
         return row
 
     async def _stored(self, data: bytes | None, package: Package | None,
@@ -119,11 +123,32 @@ class Functions:
 
     async def delete(self, name: str) -> None:
         await self._store.delete_function(name)
+        await self._gone(name)
+        await self._changed(name)
+
+    async def _gone(self, name: str) -> None:
+        """The function is no longer stored: nothing of it runs here."""
         self._registry.undeploy(name)
         self._admission.set_reserved(name, None)
         self._admission.fail_waiters(name, FunctionNotFound(name))
         for forget in self.on_delete:  # e.g. its async invoke config
             await forget(name)
+
+    async def sync(self, name: str) -> None:
+        """Another node changed ``name``: run what the store holds now (its current
+        version, reserved concurrency and provision target), or nothing if it is gone."""
+        row = await self._store.get_function(name)
+        if row is None:
+            if self._registry.deployed(name):
+                await self._gone(name)
+            return
+        self._registry.deploy(self._version(row))  # the same version: nothing happens
+        self._admission.set_reserved(name, (await self._store.reserved_concurrency()).get(name))
+        self._registry.set_provision(name, (await self._store.provision_targets()).get(name, 0))
+
+    async def _changed(self, name: str) -> None:
+        for tell in self.on_change:
+            await tell(name)
 
     async def set_reserved_concurrency(self, name: str, body: dict[str, Any]) -> int:
         """FC's PutConcurrencyConfig: cap the function and reserve that many slots."""
@@ -140,6 +165,7 @@ class Functions:
             )
         await self._store.set_reserved_concurrency(name, value)
         self._admission.set_reserved(name, value)
+        await self._changed(name)
         return value
 
     async def reserved_concurrency(self, name: str) -> int | None:
@@ -155,11 +181,13 @@ class Functions:
             raise InvalidArgument(f"target must be an integer from 0 to {most}")
         await self._store.set_provision_target(name, target)
         self._registry.set_provision(name, target)
+        await self._changed(name)
 
     async def clear_reserved_concurrency(self, name: str) -> None:
         await self.get(name)
         await self._store.set_reserved_concurrency(name, None)
         self._admission.set_reserved(name, None)
+        await self._changed(name)
 
     async def get(self, name: str) -> FunctionRow:
         row = await self._store.get_function(name)

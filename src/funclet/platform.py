@@ -16,6 +16,7 @@ from funclet.asyncq.destinations import Destinations
 from funclet.asyncq.dispatcher import Dispatcher
 from funclet.asyncq.outbox import Outbox
 from funclet.asyncq.policy import TaskStatus
+from funclet.changes import Changes
 from funclet.codestore import CodeStore, open_blobs
 from funclet.codestore.archive import Limits
 from funclet.config import Settings
@@ -28,7 +29,7 @@ from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
 from funclet.models import function_arn
-from funclet.nodes import Nodes
+from funclet.nodes import DEAD_AFTER_S, Nodes
 from funclet.runtimes import discover, protocol
 from funclet.sandbox import FrameLimits, Sandbox, SandboxConfig
 from funclet.store import Recorder, Store
@@ -97,12 +98,13 @@ class Platform:
         self.nodes = Nodes(self.store, self.node_id, f"{settings.host}:{settings.port}",
                            self.registry.live_count)
         self.invoker = Invoker(
-            self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds
+            self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds,
+            miss=self._sync_if_shared,
         )
         self.functions = Functions(
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
-        self.tasks = TaskStore(self.store)
+        self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
         self.async_configs = AsyncConfigs(self.tasks)
         self.functions.on_delete.append(self.async_configs.delete)
         self.functions.on_delete.append(self._forget_function)
@@ -117,6 +119,12 @@ class Platform:
         self.consumers = Consumers(self._enqueue_async)
         self.triggers = Triggers(trigger_store, self.timers, self.consumers, self.functions.get)
         self.functions.on_delete.append(self.triggers.delete_function)
+        # What one node changes, every other node applies (PostgreSQL: NOTIFY/LISTEN).
+        self.changes = Changes(settings.resolved_database_url, self.node_id, self.store.writer,
+                               self._sync_function, self._sync_all)
+        for hooks in (self.functions.on_change, self.triggers.on_change,
+                      self.async_configs.on_change):
+            hooks.append(self.changes.publish)
         self._reclaimer: asyncio.Task[None] | None = None
         self.api_token = self._api_token() if settings.auth_required else settings.api_token
 
@@ -157,11 +165,29 @@ class Platform:
     async def _enqueue_async(self, function_name: str, payload: bytes, task_id: str) -> None:
         """An async invocation from inside funclet (a destination that is a function, a
         timer, a message); ``task_id`` makes an event that is sent again run once."""
-        self.registry.pool(function_name)  # raises if it does not exist
+        await self.invoker.pool(function_name)  # raises if it does not exist
         request_id = new_request_id()
         task = Task(task_id or request_id, request_id, function_name, TaskStatus.ENQUEUED,
                     payload, now_ms(), 0)
         await self.dispatcher.accept(task, 0)
+
+    async def _sync_function(self, name: str) -> None:
+        """Another node changed ``name``: apply what the store holds for it now."""
+        await self.functions.sync(name)
+        await self.async_configs.load()
+        if await self.store.get_function(name) is not None:
+            await self.triggers.sync(name)
+
+    async def _sync_if_shared(self, name: str) -> None:
+        """A function this node does not run: on a shared database another node may
+        have just deployed it (its notice on the way)."""
+        if self.changes.enabled:
+            await self.functions.sync(name)
+
+    async def _sync_all(self) -> None:
+        names = {row.name for row in await self.store.list_functions()}
+        for name in sorted(names | set(self.registry.names())):
+            await self._sync_function(name)
 
     async def _forget_function(self, name: str) -> None:
         self.sandbox.forget(name)
@@ -181,7 +207,7 @@ class Platform:
                                 s.uid_range_start, s.uid_range_size)
         await self.store.open()
         await self.code.open()
-        await self.store.close_stale_instances()
+        await self.store.close_stale_instances(self.node_id, int(DEAD_AFTER_S * 1000))
         if swept := await asyncio.to_thread(self.sandbox.config.sweep):
             log.warning("Removed %d instance cgroups left by an earlier run.", swept)
         self.recorder.start()
@@ -196,6 +222,7 @@ class Platform:
         self.dispatcher.start()
         await self.outbox.start()
         await self.triggers.load()
+        await self.changes.start()
         self.timers.start()
         self._reclaimer = asyncio.get_running_loop().create_task(
             self.registry.reclaim_forever(self.settings.reclaim_interval_seconds)
@@ -214,7 +241,7 @@ class Platform:
                      "(serve --require-auth turns it on).")
 
     async def stop(self) -> None:
-        await self.nodes.stop()
+        await self.changes.stop()
         await self.timers.stop()
         await self.consumers.stop()  # unacknowledged messages stay with their brokers
         await self.dispatcher.stop()
@@ -227,5 +254,7 @@ class Platform:
         await self.registry.close()
         await self.sandbox.close()
         await self.recorder.close()
+        # Last: until now its running tasks were its own (stopped, they are anyone's).
+        await self.nodes.stop()
         await self.code.close()
         await self.store.close()

@@ -17,7 +17,7 @@ from funclet.api import build_app
 from funclet.api.connections import ConnectionLimits, bounded_protocol
 from funclet.codestore import open_blobs
 from funclet.config import Settings
-from funclet.datalock import DatabaseLock, DataFolderLock
+from funclet.datalock import DataFolderLock, NodeLock
 from funclet.errors import ApiError, FunctionAlreadyExists, TriggerAlreadyExists
 from funclet.packaging import DependencyError, read_full_manifest, vendor_requirements, zip_dir
 from funclet.platform import Platform
@@ -47,11 +47,11 @@ def serve(settings: Settings, examples: Path | None = None) -> None:
             log.info("Database: %s, schema revision %s -> %s.", migrate.where(url),
                      before or "none (empty)", after)
         asyncio.run(_check_code_store(settings))
-        database = DatabaseLock.acquire(url)
+        node = NodeLock.acquire(url, settings.resolved_node_id)
         try:
             _serve(settings, examples)
         finally:
-            database.release()
+            node.release()
     finally:
         lock.release()
 

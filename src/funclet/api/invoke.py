@@ -62,7 +62,7 @@ async def invoke_function(request: Request) -> Response:
 async def _accept(request: Request, platform: Platform, request_id: str) -> Response:
     """Async: store the task durably, then answer 202 (the dispatcher runs it later)."""
     name = request.path_params["name"]
-    platform.registry.pool(name)  # 404 for a function that does not exist
+    await platform.invoker.pool(name)  # 404 for a function that does not exist
     event = await _read_event(request, platform.settings.max_async_payload, "async ")
     return await accept_async(platform, name, event, request_id, request.headers)
 

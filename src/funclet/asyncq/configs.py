@@ -1,7 +1,8 @@
-"""FC's async invoke configs, cached in memory for the dispatcher, stored in SQLite."""
+"""FC's async invoke configs, cached in memory for the dispatcher, stored in the database."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from funclet.asyncq.policy import AsyncConfig, parse_async_config
@@ -16,6 +17,8 @@ class AsyncConfigs:
     def __init__(self, tasks: TaskStore) -> None:
         self._tasks = tasks
         self._configs: dict[str, tuple[AsyncConfig, int, int]] = {}
+        # Told the function whose config changed here (other nodes hear).
+        self.on_change: list[Callable[[str], Awaitable[object]]] = []
 
     async def load(self) -> None:
         self._configs = await self._tasks.configs()
@@ -34,8 +37,14 @@ class AsyncConfigs:
         config = parse_async_config(body)
         created, modified = await self._tasks.put_config(function_name, config)
         self._configs[function_name] = (config, created, modified)
+        for tell in self.on_change:
+            await tell(function_name)
         return self._configs[function_name]
 
     async def delete(self, function_name: str) -> bool:
         self._configs.pop(function_name, None)
-        return await self._tasks.delete_config(function_name)
+        deleted = await self._tasks.delete_config(function_name)
+        if deleted:
+            for tell in self.on_change:
+                await tell(function_name)
+        return deleted

@@ -71,6 +71,13 @@ class Registry:
         ]
         return [inst for pool in pools for inst in pool.instances]
 
+    def deployed(self, name: str) -> bool:
+        return name in self._pools
+
+    def names(self) -> list[str]:
+        """The functions deployed here."""
+        return list(self._pools)
+
     def live_count(self) -> int:
         """Live instances of every function on this node."""
         return sum(len(pool.instances) for pool in (*self._pools.values(), *self._draining))

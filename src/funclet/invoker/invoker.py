@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from funclet.errors import ApiError, InvocationError
@@ -40,18 +41,22 @@ class Invoker:
         admission: Admission,
         recorder: Recorder,
         max_wait: float | None = None,
+        miss: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self._registry = registry
         self._admission = admission
         self._recorder = recorder
         self._max_wait = max_wait
+        # A function not deployed here may just have been deployed on another node:
+        # ``miss`` applies what the store holds for it, and the lookup is tried again.
+        self._miss = miss
 
     async def invoke(
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
         http: HttpExchange | None = None,
     ) -> Invocation:
         # 1. The function's current version and its pool (raises FunctionNotFound).
-        pool = self._registry.pool(function_name)
+        pool = await self.pool(function_name)
         out = Invocation(request_id, function_name, pool.version.code_checksum)
         started_ms = time.time() * 1000
         # 2-3. Admission and placement: a warm instance, a new one, or a wait (or 429).
@@ -65,6 +70,16 @@ class Invoker:
         # 6. The record, written off the hot path.
         self._recorder.invocation(_record(out, mode, started_ms))
         return out
+
+    async def pool(self, function_name: str) -> Pool:
+        """The function's pool; one that is not here yet is looked for in the store."""
+        try:
+            return self._registry.pool(function_name)
+        except ApiError:
+            if self._miss is None:
+                raise
+        await self._miss(function_name)
+        return self._registry.pool(function_name)
 
     async def _admit(self, pool: Pool, out: Invocation) -> Lease:
         fn = pool.version.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,12 +241,17 @@ class Store:
             r = (await conn.execute(select(t).where(t.c.request_id == request_id))).first()
         return dict(r._mapping) if r else None
 
-    async def close_stale_instances(self) -> None:
-        """Instances recorded as live by an earlier run that ended without stopping them."""
-        t = schema.instances
+    async def close_stale_instances(self, node_id: str, dead_after_ms: int) -> None:
+        """Instances recorded as live by an earlier run of this node that ended without
+        stopping them, or by a node that is gone (stopped, or silent past the bound)."""
+        t, n = schema.instances, schema.nodes
+        now = int(time.time() * 1000)
+        gone = select(n.c.node_id).where(or_(n.c.stopped_ms.isnot(None),
+                                             n.c.heartbeat_ms < now - dead_after_ms))
         await self.writer.run(lambda conn: conn.execute(
             update(t)
-            .where(t.c.state != "stopped")
+            .where(and_(t.c.state != "stopped", or_(
+                t.c.node_id.is_(None), t.c.node_id == node_id, t.c.node_id.in_(gone))))
             .values(state="stopped", stop_reason="shutdown", destroyed_ms=t.c.created_ms)))
 
     # -- nodes -----------------------------------------------------------------------

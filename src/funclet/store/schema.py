@@ -124,6 +124,7 @@ async_tasks = Table(
     Column("error_message", Text),
     Column("events", JSON, nullable=False),
     Column("destination_status", String(256)),
+    Column("node_id", String(128)),  # the node running its attempt (while Running)
     Index("ix_async_tasks_due", "status", "run_after_ms"),
     Index("ix_async_tasks_function_created", "function_name", "created_ms"),
 )

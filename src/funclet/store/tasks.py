@@ -18,6 +18,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -92,13 +93,17 @@ _CHANGE = update(_t).where(_t.c.task_id == bindparam("b_task_id")).values(
 )
 _OUTBOX_ADD = insert(schema.outbox)
 _WAITING = [s.value for s in WAITING]
+# On PostgreSQL the nodes claim side by side: a row another node is claiming is skipped,
+# not waited for (SQLite has one writer, and no FOR UPDATE).
 _DUE = (select(_t.c.task_id)
         .where(and_(_t.c.status.in_(_WAITING), _t.c.run_after_ms <= bindparam("now")))
-        .order_by(_t.c.run_after_ms).limit(bindparam("limit")))
-# One statement: the due tasks (oldest first) become Running and come back.
+        .order_by(_t.c.run_after_ms).limit(bindparam("limit"))
+        .with_for_update(skip_locked=True))
+# One statement: the due tasks (oldest first) become Running, on this node, and come back.
 _CLAIM = (update(_t)
           .where(and_(_t.c.task_id.in_(_DUE.scalar_subquery()), _t.c.status.in_(_WAITING)))
           .values(status=TaskStatus.RUNNING.value, attempts=_t.c.attempts + 1,
+                  node_id=bindparam("node"),
                   started_ms=func.coalesce(_t.c.started_ms, bindparam("now")))
           .returning(_t.c.task_id, _t.c.request_id, _t.c.function_name, _t.c.payload,
                      _t.c.created_ms, _t.c.attempts))
@@ -111,7 +116,11 @@ class TaskStore:
     """Reads and writes ``async_tasks``: reads on the async engine, writes through the
     store's writer (one transaction run whole, see ``Writer``)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, node_id: str = "", dead_after_ms: int = 10_000) -> None:
+        """``node_id``: the node this is (its claims carry it); a node silent for
+        ``dead_after_ms`` is dead, and its running tasks run again elsewhere."""
+        self._node = node_id or None
+        self._dead_after_ms = dead_after_ms
         self._engine = store.engine
         self._writer = store.writer
         self._dialect = store.dialect
@@ -218,6 +227,7 @@ class TaskStore:
                 "payload": task.payload, "created_ms": task.created_ms,
                 "run_after_ms": task.created_ms + delay_s * 1000, "attempts": int(running),
                 "started_ms": task.created_ms if running else None,
+                "node_id": self._node if running else None,
                 "events": [{**_event(TaskStatus.ENQUEUED), "timestamp": task.created_ms,
                             "eventId": 1}],  # accepted when the request came
             })
@@ -241,7 +251,8 @@ class TaskStore:
         """Mark up to ``limit`` due tasks Running (oldest first) and return them."""
 
         def op(conn: Connection) -> list[Task]:
-            claimed = conn.execute(_CLAIM, {"now": now_ms(), "limit": limit}).all()
+            claimed = conn.execute(_CLAIM, {"now": now_ms(), "limit": limit,
+                                            "node": self._node}).all()
             return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
                          r.payload, r.created_ms, r.attempts) for r in claimed]
 
@@ -341,9 +352,10 @@ class TaskStore:
 
         def lease(conn: Connection) -> list[dict[str, Any]]:
             now = now_ms()
-            rows = conn.execute(
+            rows = conn.execute(  # (another node's lease being taken: skipped)
                 select(o).where(and_(o.c.status == "pending", o.c.next_attempt_ms <= now))
-                .order_by(o.c.next_attempt_ms).limit(limit)).all()
+                .order_by(o.c.next_attempt_ms).limit(limit)
+                .with_for_update(skip_locked=True)).all()
             if rows:
                 conn.execute(update(o).where(o.c.id.in_([r.id for r in rows]))
                              .values(attempts=o.c.attempts + 1, next_attempt_ms=now + lease_ms))
@@ -413,26 +425,40 @@ class TaskStore:
         return await self._writer.run(write)
 
     async def requeue_orphans(self, running: set[str]) -> int:
-        """Tasks marked Running (or Stopping) that nobody runs — their attempt died
-        inside funclet — go back to the queue (or to Stopped)."""
-        t = schema.async_tasks
+        """Tasks marked Running (or Stopping) that nobody runs go back to the queue (or
+        to Stopped): this node's whose attempt died inside funclet, and those of nodes
+        that are dead (silent past the bound) or stopped. Another live node's are its own."""
+        return await self._batched(lambda conn: self._requeue(conn, running))
 
-        def op(conn: Connection) -> int:
-            rows = conn.execute(select(t.c.task_id, t.c.status).where(
-                t.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.STOPPING.value]))).all()
-            orphans = [r for r in rows if r.task_id not in running]
-            for r in orphans:
-                if r.status == TaskStatus.STOPPING.value:
-                    values: dict[str, Any] = {"status": TaskStatus.STOPPED.value,
-                                              "end_ms": now_ms()}
-                else:
-                    values = {"status": TaskStatus.ENQUEUED.value,
-                              "attempts": t.c.attempts - 1}
-                conn.execute(update(t).where(and_(
-                    t.c.task_id == r.task_id, t.c.status == r.status)).values(**values))
-            return len(orphans)
-
-        return await self._batched(op)
+    def _requeue(self, conn: Connection, running: set[str]) -> int:
+        t, n = schema.async_tasks, schema.nodes
+        gone = select(n.c.node_id).where(or_(
+            n.c.stopped_ms.isnot(None), n.c.heartbeat_ms < now_ms() - self._dead_after_ms))
+        rows = conn.execute(select(t.c.task_id, t.c.status, t.c.node_id, t.c.attempts,
+                                   t.c.events).where(and_(
+            t.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.STOPPING.value]),
+            or_(t.c.node_id.is_(None), t.c.node_id == self._node, t.c.node_id.in_(gone)),
+        ))).all()
+        orphans = [r for r in rows if r.task_id not in running or r.node_id != self._node]
+        for r in orphans:
+            events = list(r.events)
+            if r.status == TaskStatus.STOPPING.value:
+                status, detail = TaskStatus.STOPPED, "stopped on request"
+            else:
+                status = TaskStatus.ENQUEUED
+                detail = (f"attempt {r.attempts} did not finish (node {r.node_id} is gone); "
+                          "it runs again" if r.node_id not in (None, self._node) else
+                          f"attempt {r.attempts} did not finish; it runs again")
+            events.append({**_event(status, detail), "eventId": len(events) + 1})
+            values: dict[str, Any] = {"status": status.value, "events": events,
+                                      "node_id": None}
+            if status is TaskStatus.STOPPED:
+                values["end_ms"] = now_ms()
+            else:
+                values["attempts"] = t.c.attempts - 1
+            conn.execute(update(t).where(and_(
+                t.c.task_id == r.task_id, t.c.status == r.status)).values(**values))
+        return len(orphans)
 
     async def close(self) -> None:
         """Let the writer commit what is queued."""
@@ -440,20 +466,10 @@ class TaskStore:
             await asyncio.shield(self._batcher)
 
     async def recover(self) -> int:
-        """After a crash or restart, tasks left Running run again (their attempt is taken
-        back: it never finished); Stopping ones are Stopped."""
-        t = schema.async_tasks
-
-        def write(conn: Connection) -> int:
-            stopped = conn.execute(
-                update(t).where(t.c.status == TaskStatus.STOPPING.value)
-                .values(status=TaskStatus.STOPPED.value, end_ms=now_ms()))
-            rerun = conn.execute(
-                update(t).where(t.c.status == TaskStatus.RUNNING.value)
-                .values(status=TaskStatus.ENQUEUED.value, attempts=t.c.attempts - 1))
-            return int(rerun.rowcount or 0) + int(stopped.rowcount or 0)
-
-        return await self._writer.run(write)
+        """At start and at stop: this node's tasks left Running run again (their attempt
+        is taken back: it never finished), Stopping ones are Stopped; so are the tasks
+        of nodes that are gone (``requeue_orphans`` with nothing running here)."""
+        return await self._writer.run(lambda conn: self._requeue(conn, set()))
 
     async def get(self, function_name: str, task_id: str) -> dict[str, Any] | None:
         t = schema.async_tasks

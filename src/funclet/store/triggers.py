@@ -67,6 +67,11 @@ class TriggerStore:
         async with self._engine.connect() as conn:
             return [TriggerRow(**r._mapping) for r in await conn.execute(select(_t))]
 
+    async def of_function(self, function_name: str) -> list[TriggerRow]:
+        async with self._engine.connect() as conn:
+            return [TriggerRow(**r._mapping) for r in await conn.execute(
+                select(_t).where(_t.c.function_name == function_name))]
+
     async def set_next_fires(self, fires: list[tuple[str, str, int | None]]) -> None:
         """(function, trigger, next fire ms) for each timer that moved on."""
         params = [{"b_function": f, "b_trigger": t, "b_next": n} for f, t, n in fires]

@@ -49,6 +49,8 @@ class Triggers:
         self._function_exists = function_exists  # raises FunctionNotFound
         self._triggers: dict[tuple[str, str], tuple[TriggerRow, Parsed]] = {}
         self._http: dict[str, tuple[TriggerRow, HttpConfig]] = {}  # per request: by function
+        # Told the function whose triggers changed here (other nodes hear).
+        self.on_change: list[Callable[[str], Awaitable[object]]] = []
 
     async def load(self) -> None:
         for row in await self._store.all():
@@ -81,6 +83,7 @@ class Triggers:
                 f"function '{function_name}' already has a trigger '{name}'")
         self._start(row, parsed)
         self._triggers[(function_name, name)] = (row, parsed)
+        await self._changed(function_name)
         return row
 
     async def update(self, function_name: str, name: str, body: dict[str, Any]) -> TriggerRow:
@@ -104,6 +107,7 @@ class Triggers:
         await self._store.update(row)
         self._start(row, parsed)  # replaces the running one
         self._triggers[(function_name, name)] = (row, parsed)
+        await self._changed(function_name)
         return row
 
     async def delete(self, function_name: str, name: str) -> None:
@@ -111,12 +115,35 @@ class Triggers:
         self._stop(row)
         del self._triggers[(function_name, name)]
         await self._store.delete(function_name, name)
+        await self._changed(function_name)
 
     async def delete_function(self, function_name: str) -> None:
         """The function is gone: so are its triggers."""
         for key in [k for k in self._triggers if k[0] == function_name]:
             self._stop(self._triggers.pop(key)[0])
         await self._store.delete(function_name)
+
+    async def sync(self, function_name: str) -> None:
+        """Another node changed the function's triggers: run what the store holds now
+        (a trigger that is unchanged keeps running as it is)."""
+        stored = {row.trigger_name: row for row in await self._store.of_function(function_name)}
+        for key in [k for k in self._triggers if k[0] == function_name]:
+            if key[1] not in stored:
+                self._stop(self._triggers.pop(key)[0])
+        for name, row in stored.items():
+            current = self._triggers.get((function_name, name))
+            if current is not None and (current[0].trigger_id, current[0].modified_ms) == (
+                    row.trigger_id, row.modified_ms):
+                continue
+            if current is not None and current[0].trigger_id != row.trigger_id:
+                self._stop(current[0])  # deleted and made anew under the same name
+            _, parsed = parse_config(row.trigger_type, row.config)
+            self._start(row, parsed)
+            self._triggers[(function_name, name)] = (row, parsed)
+
+    async def _changed(self, function_name: str) -> None:
+        for tell in self.on_change:
+            await tell(function_name)
 
     def get(self, function_name: str, name: str) -> TriggerRow:
         return self._entry(function_name, name)[0]
