@@ -5,13 +5,17 @@ next, within a second; so are its configs and triggers; async tasks run once."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from funclet.nodes import DEAD_AFTER_S, HEARTBEAT_S
 from tests import databases, s3
 from tests.conftest import Server, start_server, stop_server
 from tests.helpers import API, b64, deploy, invoke, make_zip, unique, wait_for
@@ -21,27 +25,43 @@ def _code(text: str) -> dict[str, str | bytes]:
     return {"index.py": f"def handler(event, context):\n    return {text!r}\n"}
 
 
+LIMIT = 6  # the account's instances, across the three nodes
+
+
+@dataclass
+class Cluster:
+    servers: list[Server]
+    clients: list[httpx.Client]
+    env: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[httpx.Client]]:
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     moto = s3.start()
     bucket = f"funclet-{uuid.uuid4().hex[:12]}"
     moto.client().create_bucket(Bucket=bucket)
     database = databases.create(f"funclet_test_cluster_{os.getpid()}")
+    env = {"FUNCLET_DATABASE_URL": database, "FUNCLET_MAX_INSTANCES": str(LIMIT),
+           **moto.env(bucket)}
     servers: list[Server] = []
     clients: list[httpx.Client] = []
     try:
         for i in range(1, 4):
             folder = tmp_path_factory.mktemp(f"node{i}")
-            servers.append(start_server(folder, FUNCLET_DATABASE_URL=database,
-                                        FUNCLET_NODE_ID=f"node{i}", **moto.env(bucket)))
+            servers.append(start_server(folder, FUNCLET_NODE_ID=f"node{i}", **env))
             clients.append(httpx.Client(base_url=servers[-1].url, timeout=60))
-        yield clients
+        yield Cluster(servers, clients, env)
     finally:
         for client in clients:
             client.close()
         for server in servers:
             stop_server(server)
         moto.stop()
+
+
+@pytest.fixture
+def cluster(nodes: Cluster) -> list[httpx.Client]:
+    return nodes.clients
 
 
 def _within_a_second(check: object) -> float:
@@ -97,6 +117,7 @@ def test_configs_and_triggers_made_on_one_node_hold_on_the_others(
         "reservedConcurrency"] == 3
     assert three.delete(f"{API}/functions/{name}/triggers/web").status_code == 204
     _within_a_second(lambda: one.get(f"/http/{name}/").status_code == 404)
+    assert two.delete(f"{API}/functions/{name}").status_code == 204  # and its 3 slots
 
 
 def test_an_async_task_accepted_on_one_node_runs_once(cluster: list[httpx.Client]) -> None:
@@ -116,3 +137,95 @@ def test_an_async_task_accepted_on_one_node_runs_once(cluster: list[httpx.Client
     assert task["returnPayload"] == "once"
     records = one.get(f"{API}/functions/{name}/invocations").json()["invocations"]
     assert len(records) == 1
+
+
+def test_provisioned_instances_are_the_clusters_each_node_its_share(
+        cluster: list[httpx.Client]) -> None:
+    name = deploy(cluster[0], _code("ready"))
+    r = cluster[1].put(f"{API}/functions/{name}/provision-config", json={"target": 3})
+    assert r.status_code == 200, r.text
+
+    def currents() -> list[int]:
+        return [c.get(f"{API}/functions/{name}/provision-config").json()["current"]
+                for c in cluster]
+
+    assert wait_for(lambda: currents() == [1, 1, 1], timeout=10)
+    assert {c.get(f"{API}/functions/{name}/provision-config").json()["target"]
+            for c in cluster} == {3}
+    assert cluster[2].delete(f"{API}/functions/{name}").status_code == 204
+
+
+SECOND = {"index.py": """
+    import json, os, time, uuid
+
+    INSTANCE = uuid.uuid4().hex  # this instance, as it sees itself
+
+    def handler(event, context):
+        start = time.time()
+        time.sleep(1)
+        return json.dumps({"instance": INSTANCE, "start": start, "end": time.time()})
+"""}
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_the_account_limit_holds_across_the_nodes(cluster: list[httpx.Client]) -> None:
+    """60 concurrent invocations of a 1 s function, 20 through each node, an account
+    limit of 6: all succeed, never more than 6 instances at once."""
+    name = deploy(cluster[0], SECOND, timeout=60)
+    for client in cluster:  # known on every node before the burst
+        _within_a_second(lambda c=client: c.get(f"{API}/functions/{name}").status_code == 200)
+    with ThreadPoolExecutor(60) as pool:
+        answers = list(pool.map(lambda i: invoke(cluster[i % 3], name), range(60)))
+    assert [a.status_code for a in answers] == [200] * 60, [a.text for a in answers][:3]
+    runs = [a.json() for a in answers]
+    assert not any("errorMessage" in r for r in runs), runs[:3]
+    # Each instance's life: from its first run's start to its last run's end (at least).
+    lives: dict[str, list[float]] = {}
+    for run in runs:
+        life = lives.setdefault(run["instance"], [run["start"], run["end"]])
+        life[0], life[1] = min(life[0], run["start"]), max(life[1], run["end"])
+    assert _most_at_once([(a, b) for a, b in lives.values()]) <= LIMIT
+    assert _most_at_once([(r["start"], r["end"]) for r in runs]) <= LIMIT
+    served = {a.headers["x-funclet-node-id"] for a in answers}
+    assert served == {"node1", "node2", "node3"}
+
+
+def test_a_killed_node_gives_its_slots_back(nodes: Cluster) -> None:
+    """node3 holds every slot (idle instances) when it is killed; once it is declared
+    dead, the account's six slots are the other nodes' again: six at once on node 1."""
+    one, _, three = nodes.clients
+    name = deploy(one, SECOND, timeout=60)
+    with ThreadPoolExecutor(LIMIT) as pool:  # node 3 takes every slot, then idles
+        assert {a.headers["x-funclet-node-id"] for a in pool.map(
+            lambda _: invoke(three, name), range(LIMIT))} == {"node3"}
+    killed = nodes.servers[2]
+    killed.process.send_signal(signal.SIGKILL)
+    killed.process.wait()
+    died = time.monotonic()
+    try:
+        wait_for(lambda: _state(one, "node3") == "dead", timeout=DEAD_AFTER_S + 2 * HEARTBEAT_S)
+        declared = time.monotonic() - died
+        assert declared <= DEAD_AFTER_S + HEARTBEAT_S + 1
+        with ThreadPoolExecutor(LIMIT) as pool:
+            answers = list(pool.map(lambda _: invoke(one, name), range(LIMIT)))
+        assert [a.status_code for a in answers] == [200] * LIMIT, answers[0].text
+        runs = [a.json() for a in answers]
+        assert len({r["instance"] for r in runs}) == LIMIT
+        assert _most_at_once([(r["start"], r["end"]) for r in runs]) == LIMIT  # at once
+    finally:  # node 3 again, on its folder (the restart sweeps what the killed run left)
+        nodes.servers[2] = start_server(killed.data_dir.parent, FUNCLET_NODE_ID="node3",
+                                        **nodes.env)
+        nodes.clients[2].close()
+        nodes.clients[2] = httpx.Client(base_url=nodes.servers[2].url, timeout=60)
+
+
+def _state(client: httpx.Client, node: str) -> str:
+    return {n["nodeId"]: n["state"] for n in client.get(f"{API}/nodes").json()["nodes"]}[node]

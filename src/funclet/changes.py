@@ -34,7 +34,10 @@ class Changes:
 
     def __init__(self, url: str, node_id: str, writer: Writer,
                  apply: Callable[[str], Awaitable[None]],
-                 resync: Callable[[], Awaitable[None]]) -> None:
+                 resync: Callable[[], Awaitable[None]],
+                 others: dict[str, Callable[[str], object]] | None = None) -> None:
+        """``others``: more channels heard on the same connection, each with its handler
+        (told every notice's payload, this node's own included)."""
         parsed = make_url(url)
         self.enabled = parsed.get_backend_name() == "postgresql"
         self._libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -42,6 +45,7 @@ class Changes:
         self._writer = writer
         self._apply = apply
         self._resync = resync
+        self._others = others or {}
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
@@ -49,9 +53,14 @@ class Changes:
         """Tell the other nodes (after the change is committed)."""
         if not self.enabled:
             return
-        payload = orjson.dumps({"node": self._node, "function": function_name}).decode()
-        await self._writer.run(
-            lambda conn: conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload}))
+        await self.notify(CHANNEL, orjson.dumps({"node": self._node,
+                                                 "function": function_name}).decode())
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """``NOTIFY channel, payload`` (PostgreSQL only)."""
+        if self.enabled:
+            await self._writer.run(
+                lambda conn: conn.execute(_NOTIFY, {"channel": channel, "payload": payload}))
 
     async def start(self) -> None:
         """Listen (PostgreSQL); returns once the first LISTEN is in place."""
@@ -77,7 +86,8 @@ class Changes:
             try:
                 async with await psycopg.AsyncConnection.connect(
                         self._libpq, autocommit=True, connect_timeout=5) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    for channel in (CHANNEL, *self._others):
+                        await conn.execute(f"LISTEN {channel}")
                     if not first:  # what was published while this node was not listening
                         log.info("Listening for other nodes' changes again; re-reading "
                                  "every function.")
@@ -85,7 +95,14 @@ class Changes:
                     first = False
                     self._listening.set()
                     async for notice in conn.notifies():
-                        await self._heard(notice.payload)
+                        if notice.channel == CHANNEL:
+                            await self._heard(notice.payload)
+                        elif handler := self._others.get(notice.channel):
+                            try:
+                                handler(notice.payload)
+                            except Exception:
+                                log.exception("A notice on %s (%s) could not be handled.",
+                                              notice.channel, notice.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -53,6 +53,9 @@ class Functions:
         self._registry = registry
         self._runtimes = runtimes
         self._admission = admission
+        # A function's provisioned instances are the cluster's: this node runs its share.
+        self.provision_targets: dict[str, int] = {}
+        self.share: Callable[[str, int], int] = lambda name, target: target
         self.on_delete: list[Callable[[str], Awaitable[object]]] = []
         # Told the name of a function whose stored state changed here (other nodes hear).
         self.on_change: list[Callable[[str], Awaitable[object]]] = []
@@ -128,6 +131,7 @@ class Functions:
 
     async def _gone(self, name: str) -> None:
         """The function is no longer stored: nothing of it runs here."""
+        self.provision_targets.pop(name, None)
         self._registry.undeploy(name)
         self._admission.set_reserved(name, None)
         self._admission.fail_waiters(name, FunctionNotFound(name))
@@ -144,7 +148,7 @@ class Functions:
             return
         self._registry.deploy(self._version(row))  # the same version: nothing happens
         self._admission.set_reserved(name, (await self._store.reserved_concurrency()).get(name))
-        self._registry.set_provision(name, (await self._store.provision_targets()).get(name, 0))
+        self._provision(name, (await self._store.provision_targets()).get(name, 0))
 
     async def _changed(self, name: str) -> None:
         for tell in self.on_change:
@@ -180,7 +184,7 @@ class Functions:
         if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= most:
             raise InvalidArgument(f"target must be an integer from 0 to {most}")
         await self._store.set_provision_target(name, target)
-        self._registry.set_provision(name, target)
+        self._provision(name, target)
         await self._changed(name)
 
     async def clear_reserved_concurrency(self, name: str) -> None:
@@ -206,8 +210,20 @@ class Functions:
         for name, reserved in (await self._store.reserved_concurrency()).items():
             self._admission.set_reserved(name, reserved)
         for name, target in (await self._store.provision_targets()).items():
-            self._registry.set_provision(name, target)
+            self._provision(name, target)
         return rows
+
+    def _provision(self, name: str, target: int) -> None:
+        if target:
+            self.provision_targets[name] = target
+        else:
+            self.provision_targets.pop(name, None)
+        self._registry.set_provision(name, self.share(name, target))
+
+    def reshare(self) -> None:
+        """The live nodes changed: each function's provisioned instances are shared anew."""
+        for name, target in list(self.provision_targets.items()):
+            self._registry.set_provision(name, self.share(name, target))
 
     @staticmethod
     def _version(row: FunctionRow) -> FunctionVersion:

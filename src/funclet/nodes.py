@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -38,10 +39,13 @@ class Nodes:
         self._address = address
         self._live = live_instances
         self._task: asyncio.Task[None] | None = None
+        self.alive: list[str] = [node_id]  # the live nodes' ids, sorted, as last seen
+        self.on_members: list[Callable[[], object]] = []  # told when ``alive`` changes
 
     async def start(self) -> None:
         await self._store.register_node(self.node_id, self._address, __version__,
                                         _now_ms(), self._live())
+        await self._members()
         self._task = asyncio.get_running_loop().create_task(self._beat())
         log.info("This is node %s (%s).", self.node_id, self._address)
 
@@ -50,8 +54,26 @@ class Nodes:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self._store.heartbeat(self.node_id, _now_ms(), self._live())
+                await self._members()
             except Exception as exc:  # the next one tries again
                 log.warning("Node %s could not heartbeat: %s", self.node_id, exc)
+
+    async def _members(self) -> None:
+        alive = sorted({n["node_id"] for n in await self.list() if n["state"] == "alive"}
+                       | {self.node_id})
+        if alive != self.alive:
+            self.alive = alive
+            for tell in self.on_members:
+                tell()
+
+    def share(self, key: str, total: int) -> int:
+        """This node's part of ``total`` things spread over the live nodes (e.g. a
+        function's provisioned instances): an even split, the remainder going to the
+        nodes after one picked by ``key`` (so that not every remainder lands on one)."""
+        count = len(self.alive)
+        me = self.alive.index(self.node_id)
+        first = zlib.crc32(key.encode()) % count
+        return total // count + (1 if (me - first) % count < total % count else 0)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -32,6 +32,8 @@ from funclet.models import function_arn
 from funclet.nodes import DEAD_AFTER_S, Nodes
 from funclet.runtimes import discover, protocol
 from funclet.sandbox import FrameLimits, Sandbox, SandboxConfig
+from funclet.slots import CHANNEL as SLOTS_CHANNEL
+from funclet.slots import ClusterSlots
 from funclet.store import Recorder, Store
 from funclet.store.tasks import Task, TaskStore, now_ms
 from funclet.store.triggers import TriggerStore
@@ -81,11 +83,19 @@ class Platform:
             "LANG": "C.UTF-8",
             "HOME": "/tmp",
         }
+        # Nodes that share a database share its limits: slots are leased from it.
+        self.slots = ClusterSlots(
+            self.store.writer, self.node_id, settings.max_instances, int(DEAD_AFTER_S * 1000),
+            lambda channel, payload: self.changes.notify(channel, payload),
+        ) if settings.resolved_database_url.startswith("postgresql") else None
         self.admission = Admission(
             settings.max_instances,
             settings.max_queue_length,
             evict=lambda allow: self.registry.evict_idle(allow),
+            cluster=self.slots,
         )
+        if self.slots is not None:
+            self.slots.attach(self.admission)
         deps = PoolDeps(
             sandbox=self.sandbox,
             fetch_code=self.code.fetch,
@@ -106,6 +116,9 @@ class Platform:
         )
         self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
         self.async_configs = AsyncConfigs(self.tasks)
+        if self.slots is not None:  # provisioned instances: each live node its share
+            self.functions.share = self.nodes.share
+            self.nodes.on_members.append(self.functions.reshare)
         self.functions.on_delete.append(self.async_configs.delete)
         self.functions.on_delete.append(self._forget_function)
         self.outbox = Outbox(self.tasks, Destinations(self._enqueue_async))
@@ -120,8 +133,10 @@ class Platform:
         self.triggers = Triggers(trigger_store, self.timers, self.consumers, self.functions.get)
         self.functions.on_delete.append(self.triggers.delete_function)
         # What one node changes, every other node applies (PostgreSQL: NOTIFY/LISTEN).
-        self.changes = Changes(settings.resolved_database_url, self.node_id, self.store.writer,
-                               self._sync_function, self._sync_all)
+        self.changes = Changes(
+            settings.resolved_database_url, self.node_id, self.store.writer,
+            self._sync_function, self._sync_all,
+            {SLOTS_CHANNEL: self.slots.heard} if self.slots is not None else None)
         for hooks in (self.functions.on_change, self.triggers.on_change,
                       self.async_configs.on_change):
             hooks.append(self.changes.publish)
@@ -225,7 +240,8 @@ class Platform:
         await self.changes.start()
         self.timers.start()
         self._reclaimer = asyncio.get_running_loop().create_task(
-            self.registry.reclaim_forever(self.settings.reclaim_interval_seconds)
+            self.registry.reclaim_forever(self.settings.reclaim_interval_seconds,
+                                          self.admission.settle)
         )
         log.info(
             "funclet is ready: %d functions, runtimes %s.", len(rows), ", ".join(self.runtimes)

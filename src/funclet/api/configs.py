@@ -42,11 +42,12 @@ async def delete_concurrency(request: Request) -> Response:
 
 def _provision_json(platform: Platform, name: str) -> dict[str, Any]:
     pool = platform.registry.pool(name)
+    target = platform.functions.provision_targets.get(name, 0)  # the cluster's
     return {
         "functionArn": function_arn(platform, name),
-        "target": pool.provision_target,
-        "defaultTarget": pool.provision_target,
-        "current": pool.provisioned_current,
+        "target": target,
+        "defaultTarget": target,
+        "current": pool.provisioned_current,  # this node's
         "currentError": pool.provision_error,
         "alwaysAllocateCPU": True,
         "scheduledActions": [],

@@ -105,11 +105,15 @@ class Registry:
             pool.reclaim(expired(pool.instances, now, keep_alive))
             pool.reconcile(now)
 
-    async def reclaim_forever(self, interval: float) -> None:
+    async def reclaim_forever(self, interval: float,
+                              after: Callable[[], None] | None = None) -> None:
+        """Every ``interval``: reclaim, then ``after`` (the admission settles its slots)."""
         while True:
             await asyncio.sleep(interval)
             try:
                 self.reclaim(time.monotonic())
+                if after is not None:
+                    after()
             except Exception:
                 log.exception("Reclaiming idle instances failed; trying again in %.1f s.", interval)
 

@@ -14,18 +14,26 @@ share. An invocation that finds no warm instance with room asks for a slot:
 When the shared pool is full but holds idle instances, the least recently used one is
 evicted to make room. Past the wait bound, the queue bound, or with
 ``reservedConcurrency`` 0, the invocation is throttled (429, which limit said).
+
+When nodes share a database (``cluster``), the limits are the cluster's: a pool's
+capacity on this node is the slots it holds (``held``), leased from the cluster as its
+waiters need them and given back as soon as they are not used (``funclet.slots``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from funclet.errors import Throttled
+
+if TYPE_CHECKING:
+    from funclet.slots import ClusterSlots
 
 
 @dataclass(eq=False)
@@ -36,6 +44,7 @@ class _Waiter:
 
 
 SLOT = None  # what a waiter receives when it is granted a new-instance slot
+_SPARE_S = 2.5  # a provisioner asks every reconcile tick (1 s) while it needs a slot
 
 
 class Admission:
@@ -46,10 +55,16 @@ class Admission:
         max_instances: int,
         max_queue: int,
         evict: Callable[[Callable[[str], bool]], bool],
+        cluster: ClusterSlots | None = None,
     ) -> None:
         self.max_instances = max_instances
         self.max_queue = max_queue
         self._evict = evict  # stop one idle instance whose function passes the filter
+        self._cluster = cluster
+        self.held: Counter[str] = Counter()  # with a cluster: slots leased, per pool
+        # ...and one wanted for a provisioned instance, per pool: when it was last asked
+        # for (the provisioner asks every reconcile tick while it needs one).
+        self._spare_asked: dict[str, float] = {}
         self.live: Counter[str] = Counter()  # slots held, per function
         self.reserved: dict[str, int] = {}
         self._queues: dict[str, deque[_Waiter]] = {}
@@ -89,6 +104,7 @@ class Admission:
         while (waiter := self._head(function)) is not None:
             self._pop(waiter)
             waiter.future.set_exception(error)
+        self._return_surplus(self._pool(function))
 
     def reservable(self, function: str) -> int:
         """The most ``function`` may reserve: what other reservations leave."""
@@ -103,9 +119,11 @@ class Admission:
         return function == pool if pool else function not in self.reserved
 
     def _used_and_capacity(self, pool: str) -> tuple[int, int]:
-        if pool:
-            return self.live[pool], self.reserved[pool]
-        return self.shared_used, self.shared_capacity
+        used, capacity = ((self.live[pool], self.reserved[pool]) if pool
+                          else (self.shared_used, self.shared_capacity))
+        if self._cluster is not None:
+            capacity = min(capacity, self.held[pool])
+        return used, capacity
 
     def _has_slot(self, function: str) -> bool:
         used, capacity = self._used_and_capacity(self._pool(function))
@@ -123,9 +141,16 @@ class Admission:
     def slot_for_provisioning(self, function: str) -> bool:
         """A slot for a provisioned instance. Provisioned capacity comes before idle
         on-demand instances: without a free slot, one idle instance of the same pool is
-        evicted (``False`` now; its slot is free once it has stopped)."""
+        evicted (``False`` now; its slot is free once it has stopped). With a cluster,
+        one more slot is leased for it (``False`` now, the slot held for the next try)."""
+        pool = self._pool(function)
         if self.try_slot(function):
+            self._spare_asked.pop(pool, None)
             return True
+        if self._cluster is not None:
+            self._spare_asked[pool] = time.monotonic()
+            self._cluster.want(pool)
+            return False
         if not self._eligible_waiter_ahead(function):
             pool = self._pool(function)
             self._evict(lambda fn: self._in_pool(fn, pool))
@@ -140,6 +165,66 @@ class Admission:
         if self._evicting[pool] > 0:
             self._evicting[pool] -= 1
         self._grant()
+        self._return_surplus(pool)
+
+    # -- the cluster's slots -------------------------------------------------------------
+
+    def needed(self, pool: str) -> int:
+        """How many more slots ``pool`` needs on this node: its waiters (and a provisioned
+        instance that waits for one) beyond what it holds and does not use."""
+        used, capacity = self._used_and_capacity(pool)
+        waiters = sum(len(q) for fn, q in self._queues.items() if self._in_pool(fn, pool))
+        return max(0, used + waiters + self._spare(pool) - capacity)
+
+    def settle(self) -> None:
+        """Give back what no waiter or instance uses any more (a provisioner that stopped
+        asking, a reservation that changed): every tick of the reclaimer."""
+        for pool in [p for p, n in self.held.items() if n]:
+            self._return_surplus(pool)
+
+    def _spare(self, pool: str) -> int:
+        """1 while a provisioned instance of ``pool`` waits for a slot: asked for within
+        the last ``_SPARE_S`` (a provisioner that stopped asking holds nothing)."""
+        asked = self._spare_asked.get(pool)
+        if asked is None:
+            return 0
+        if time.monotonic() - asked > _SPARE_S:
+            del self._spare_asked[pool]
+            return 0
+        return 1
+
+    def add_capacity(self, pool: str, count: int) -> None:
+        """The cluster leased ``count`` more slots of ``pool`` to this node."""
+        self.held[pool] += count
+        self._grant()
+        self._return_surplus(pool)
+
+    def _return_surplus(self, pool: str) -> None:
+        """Give back what this node holds of ``pool`` and does not use."""
+        if self._cluster is None or not self.held[pool]:
+            return
+        used, _ = self._used_and_capacity(pool)
+        waiters = sum(len(q) for fn, q in self._queues.items() if self._in_pool(fn, pool))
+        surplus = self.held[pool] - max(used, 0) - waiters - self._spare(pool)
+        if surplus > 0:
+            self.held[pool] -= surplus
+            self._cluster.give_back(pool, surplus)
+
+    def make_room(self, pool: str) -> None:
+        """Evict idle instances of ``pool`` here until, once they have stopped, every
+        waiter of the pool has a slot (evictions under way count)."""
+        for _ in range(self._eviction_needed(pool)):
+            if not self._evict(lambda fn: self._in_pool(fn, pool)):
+                return
+            self._evicting[pool] += 1
+
+    def evict_idle(self, pool: str, count: int) -> None:
+        """Another node's waiters need slots of ``pool``: up to ``count`` idle instances of
+        it here go (their slots, once stopped, go back to the cluster)."""
+        for _ in range(count):
+            if not self._evict(lambda fn: self._in_pool(fn, pool)):
+                return
+            self._evicting[pool] += 1
 
     def _eligible_waiter_ahead(self, function: str) -> bool:
         pool = self._pool(function)
@@ -201,7 +286,7 @@ class Admission:
         """How many more instances must go for every waiter of ``pool`` to get a slot."""
         used, capacity = self._used_and_capacity(pool)
         waiters = sum(len(q) for fn, q in self._queues.items() if self._in_pool(fn, pool))
-        return max(0, used - self._evicting[pool] + waiters - capacity)
+        return max(0, used - self._evicting[pool] + waiters + self._spare(pool) - capacity)
 
     def has_waiters(self, function: str) -> bool:
         return bool(self._queues.get(function))
@@ -225,7 +310,10 @@ class Admission:
         self._queues.setdefault(function, deque()).append(waiter)
         self._waiting += 1
         if not self._has_slot(function):
-            self._make_room(function)
+            if self._cluster is not None:
+                self._cluster.want(self._pool(function))
+            else:
+                self.make_room(self._pool(function))
         # The timer and the hand-offs all run on the loop: exactly one of them wins.
         timer = loop.call_later(timeout, self._expire, waiter, timeout)
         try:
@@ -234,6 +322,7 @@ class Admission:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._give_back(waiter)
             self._pop(waiter)
+            self._return_surplus(self._pool(function))
             raise
         finally:
             timer.cancel()
@@ -244,6 +333,7 @@ class Admission:
             waiter.future.set_exception(
                 Throttled(self._limit_message(waiter.function, timeout))
             )
+            self._return_surplus(self._pool(waiter.function))
 
     def _give_back(self, waiter: _Waiter) -> None:
         """A waiter that was handed something but will not use it (it was cancelled)."""
@@ -268,15 +358,6 @@ class Admission:
             self._waiting -= 1
             if not queue:
                 del self._queues[waiter.function]
-
-    def _make_room(self, function: str) -> None:
-        """Evict idle instances from the pool ``function`` draws on until, once they have
-        stopped, every waiter of that pool has a slot (evictions under way count)."""
-        pool = self._pool(function)
-        for _ in range(self._eviction_needed(pool)):
-            if not self._evict(lambda fn: self._in_pool(fn, pool)):
-                return
-            self._evicting[pool] += 1
 
     def _limit_message(self, function: str, waited: float) -> str:
         reserved = self.reserved.get(function)

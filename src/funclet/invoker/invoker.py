@@ -100,7 +100,13 @@ class Invoker:
             except ApiError:
                 admission.release_slot(fn)
                 raise
-            lease = pool.try_warm()  # room may have come free on the way
+            # Room may have come free on the way, or an instance that is starting (granted
+            # a slot with this one, in a burst) may have room for it: no new instance.
+            try:
+                lease = pool.try_warm() or await pool.join_starting()
+            except BaseException:
+                admission.release_slot(fn)
+                raise
             if lease is not None:
                 admission.release_slot(fn)
                 return lease

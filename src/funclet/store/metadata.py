@@ -267,7 +267,13 @@ class Store:
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.node_id], set_={k: stmt.excluded[k] for k in values
                                                 if k != "node_id"})
-        await self.writer.run(lambda conn: conn.execute(stmt))
+        s = schema.slot_leases
+
+        def register(conn: Connection) -> None:
+            conn.execute(stmt)
+            conn.execute(delete(s).where(s.c.node_id == node_id))  # a new run holds none
+
+        await self.writer.run(register)
 
     async def heartbeat(self, node_id: str, now_ms: int, instances: int) -> None:
         t = schema.nodes
@@ -276,10 +282,15 @@ class Store:
             .values(heartbeat_ms=now_ms, instances=instances)))
 
     async def deregister_node(self, node_id: str, now_ms: int) -> None:
-        t = schema.nodes
-        await self.writer.run(lambda conn: conn.execute(
-            update(t).where(t.c.node_id == node_id)
-            .values(heartbeat_ms=now_ms, stopped_ms=now_ms, instances=0)))
+        """A node stops cleanly: stopped, holding no slots."""
+        t, s = schema.nodes, schema.slot_leases
+
+        def deregister(conn: Connection) -> None:
+            conn.execute(update(t).where(t.c.node_id == node_id)
+                         .values(heartbeat_ms=now_ms, stopped_ms=now_ms, instances=0))
+            conn.execute(delete(s).where(s.c.node_id == node_id))
+
+        await self.writer.run(deregister)
 
     async def list_nodes(self) -> list[dict[str, Any]]:
         t = schema.nodes

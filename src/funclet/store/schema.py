@@ -166,3 +166,14 @@ triggers = Table(
     Column("modified_ms", BigInteger, nullable=False),
     Column("next_fire_ms", BigInteger),
 )
+
+# Instance slots each node holds, per pool ("" the shared one, else a function with a
+# reservation), when nodes share a database (``funclet.slots``): the account's limit and
+# the reservations are the cluster's. A dead node's rows no longer count.
+slot_leases = Table(
+    "slot_leases",
+    metadata,
+    Column("node_id", String(128), primary_key=True),
+    Column("pool", String(128), primary_key=True),
+    Column("held", Integer, nullable=False),
+)
