@@ -16,7 +16,10 @@ import httpx
 import pytest
 
 from funclet.nodes import DEAD_AFTER_S, HEARTBEAT_S
+from funclet.triggers.brokers import Names
 from tests import databases, s3
+from tests import test_message_triggers as mq
+from tests.brokers import need_broker
 from tests.conftest import Server, start_server, stop_server
 from tests.helpers import API, b64, deploy, invoke, make_zip, unique, wait_for
 
@@ -229,3 +232,29 @@ def test_a_killed_node_gives_its_slots_back(nodes: Cluster) -> None:
 
 def _state(client: httpx.Client, node: str) -> str:
     return {n["nodeId"]: n["state"] for n in client.get(f"{API}/nodes").json()["nodes"]}[node]
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq", "nats", "mqtt"])
+def test_message_triggers_consume_on_every_node_each_message_once(
+        cluster: list[httpx.Client], kind: str) -> None:
+    """Competing consumers: a Redis group (a consumer per node), a shared RabbitMQ queue,
+    a JetStream durable consumer, an MQTT shared subscription (a session per node)."""
+    need_broker(kind)
+    one, two, three = cluster
+    name, source = deploy(one, mq.CODE), mq._source(kind)
+    trigger = mq._trigger(one, name, kind, source, batchSize=1)
+    try:
+        for client in cluster:  # every node consumes
+            _within_a_second(lambda c=client: c.get(
+                f"{API}/functions/{name}/triggers/{trigger}").status_code == 200)
+            mq._connected(client, name, trigger)
+        sent = mq._bodies(0, 30)
+        mq._publish(kind, source, sent)
+        batches = mq._received(two, name, 30)
+        records = [rec for batch in batches for rec in batch]
+        assert sorted(mq._body_of(kind, rec) for rec in records) == sorted(sent)  # once each
+    finally:
+        nodes = [c.get("/healthz").json()["nodeId"] for c in cluster]
+        three.delete(f"{API}/functions/{name}")
+        for node in nodes if kind == "mqtt" else nodes[:1]:  # MQTT: a session per node
+            mq.asyncio.run(mq._clean_up_async(kind, source, Names(name, trigger, "", node)))

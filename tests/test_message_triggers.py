@@ -22,6 +22,7 @@ from funclet.triggers.brokers import Names
 from funclet.triggers.brokers.events import body_data, public_url, reason, task_id
 from funclet.triggers.config import BrokerConfig
 from funclet.triggers.consumers import Consumers, backoff_s
+from tests import databases
 from tests.brokers import need_broker
 from tests.conftest import free_port, start_server, stop_server
 from tests.helpers import API, deploy, unique, wait_for
@@ -222,6 +223,14 @@ def _received(client: httpx.Client, name: str, count: int) -> list[list[dict[str
     return _batches(client, name)
 
 
+def _names(client: httpx.Client, name: str, trigger: str) -> Names:
+    """The trigger's broker-side names as the server uses them: on a shared database
+    (the PostgreSQL pass) its node's own MQTT session."""
+    node = client.get("/healthz").json()["nodeId"] if databases.BACKEND == "postgresql" \
+        else ""
+    return Names(name, trigger, "", node)
+
+
 @pytest.fixture
 def cleanup() -> Iterator[list[tuple[str, str, Names]]]:
     left: list[tuple[str, str, Names]] = []
@@ -242,7 +251,7 @@ def test_each_batch_becomes_one_invocation_of_a_cloudevents_list(
     need_broker(kind)
     name, source = deploy(client, CODE), _source(kind)
     trigger = _trigger(client, name, kind, source, batchSize=10, batchWindowInSeconds=1)
-    cleanup.append((kind, source, Names(name, trigger, "")))
+    cleanup.append((kind, source, _names(client, name, trigger)))
     _connected(client, name, trigger)
     got = _get(client, name, trigger)
     assert "lastError" not in got and json.loads(got["triggerConfig"])["batchSize"] == 10
@@ -350,7 +359,7 @@ def test_messages_sent_while_funclet_is_stopped_arrive_after_it_starts(
         with httpx.Client(base_url=server.url, timeout=30) as client:
             name = deploy(client, CODE)
             trigger = _trigger(client, name, kind, source, batchSize=5)
-            cleanup.append((kind, source, Names(name, trigger, "")))
+            cleanup.append((kind, source, _names(client, name, trigger)))
             _connected(client, name, trigger)
             _publish(kind, source, _bodies(0, 3))
             _received(client, name, 3)
@@ -404,7 +413,7 @@ def test_updating_a_trigger_moves_it_and_deleting_it_stops_it(
     name, first, second = deploy(client, CODE), unique("first"), unique("second")
     trigger = _trigger(client, name, "redis", first)
     for stream in (first, second):
-        cleanup.append(("redis", stream, Names(name, trigger, "")))
+        cleanup.append(("redis", stream, _names(client, name, trigger)))
     _connected(client, name, trigger)
     r = client.put(f"{API}/functions/{name}/triggers/{trigger}", json={"triggerConfig": {
         "url": URLS["redis"], "stream": second, "batchSize": 3, "batchWindowInSeconds": 2}})

@@ -129,7 +129,8 @@ class Platform:
         )
         trigger_store = TriggerStore(self.store)
         self.timers = Timers(trigger_store, self._enqueue_async)
-        self.consumers = Consumers(self._enqueue_async)
+        self.consumers = Consumers(self._enqueue_async,
+                                   self.node_id if self.slots is not None else "")
         self.triggers = Triggers(trigger_store, self.timers, self.consumers, self.functions.get)
         self.functions.on_delete.append(self.triggers.delete_function)
         # What one node changes, every other node applies (PostgreSQL: NOTIFY/LISTEN).

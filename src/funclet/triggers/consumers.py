@@ -70,15 +70,18 @@ def _jitter() -> float:
 class Consumers:
     """The consumers of all message-queue triggers, by (function, trigger)."""
 
-    def __init__(self, enqueue: Enqueue) -> None:
+    def __init__(self, enqueue: Enqueue, node_id: str = "") -> None:
+        """``node_id``: set when nodes share a database; each then consumes as one of
+        the competing consumers of every trigger (``brokers.Names``)."""
         self._enqueue = enqueue
+        self._node_id = node_id
         self._consumers: dict[Key, _Consumer] = {}
         self._stopping: dict[Key, asyncio.Task[None]] = {}
 
     def put(self, key: Key, trigger_id: str, config: BrokerConfig) -> None:
         """Start a trigger's consumer (or restart it with a new config)."""
         self.remove(key)
-        names = Names(key[0], key[1], trigger_id)
+        names = Names(key[0], key[1], trigger_id, self._node_id)
         self._consumers[key] = _Consumer(names, config, self._enqueue,
                                          after=self._stopping.get(key))
 

@@ -22,18 +22,32 @@ class Names:
     function_name: str
     trigger_name: str
     trigger_id: str
+    node_id: str = ""  # set when the nodes of a cluster consume side by side
 
     @property
     def group(self) -> str:
-        """The Redis consumer group, the JetStream durable consumer."""
+        """The Redis consumer group, the JetStream durable consumer, the MQTT share:
+        the trigger's, on every node (competing consumers)."""
         return f"funclet-{self.function_name}-{self.trigger_name}"
 
+    @property
+    def consumer(self) -> str:
+        """This node's consumer in the Redis group."""
+        return self.node_id or "funclet"
+
     def mqtt_client_id(self, topic: str) -> str:
-        """A stable MQTT client id (its persistent session). The topic is part of it, so
-        a changed topic starts a new session rather than inheriting the old
-        subscription; 23 characters, the MQTT 3.1.1 limit every broker accepts."""
-        key = f"{self.function_name}/{self.trigger_name}/{topic}".encode()
-        return "funclet-" + hashlib.sha256(key).hexdigest()[:15]
+        """A stable MQTT client id (its persistent session), this node's own. The topic
+        is part of it, so a changed topic starts a new session rather than inheriting
+        the old subscription; 23 characters, the MQTT 3.1.1 limit every broker accepts."""
+        key = f"{self.function_name}/{self.trigger_name}/{topic}"
+        if self.node_id:
+            key += f"/{self.node_id}"
+        return "funclet-" + hashlib.sha256(key.encode()).hexdigest()[:15]
+
+    def mqtt_filter(self, topic: str) -> str:
+        """What to subscribe to: on a cluster, a shared subscription of the trigger's
+        (each message to one node's session; queued for it while it is away)."""
+        return f"$share/{self.group}/{topic}" if self.node_id else topic
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ to manual acks before connecting. An unacknowledged message is sent again by the
 broker when the session resumes (MQTT redelivers only on reconnect). MQTT packet ids
 are reused, so there is no stable id: a redelivered batch may run twice. The broker
 caps unacknowledged messages per client (mosquitto: ``max_inflight_messages``, 20),
-which caps a batch too.
+which caps a batch too. On a cluster each node has its own session and subscribes to
+the trigger's shared subscription (``$share/<group>/<topic>``): each message goes to one
+node, and is queued for a node that is away.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class MqttSubscription:
         self.url = public_url(config.url)
         self._config = config
         self._client_id = names.mqtt_client_id(config.source)
+        self._filter = names.mqtt_filter(config.source)
         self._source = f"{self.url}#{config.source}"
         self._client: aiomqtt.Client | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -56,7 +59,7 @@ class MqttSubscription:
         client._client.manual_ack_set(True)  # before CONNECT: queued messages come at once
         await self._stack.enter_async_context(client)
         self._client = client
-        await client.subscribe(self._config.source, qos=1)
+        await client.subscribe(self._filter, qos=1)
 
     async def receive(self, limit: int, wait_s: float) -> list[Message]:
         client = self._require()

@@ -2,14 +2,17 @@
 
 The group (``funclet-{function}-{trigger}``) is created at the start of the stream,
 with MKSTREAM, the first time the trigger connects; a group that exists is used as it
-is. The consumer in it is always ``funclet``, so after a crash or a restart this
-consumer's pending entries (read, never acknowledged) are read again first, before any
-new entry. Entry ids are stable: a batch read again, grouped as before, is an
-idempotent repeat.
+is. The consumer in it is ``funclet`` (on a cluster, the node's id), so after a crash
+or a restart this consumer's pending entries (read, never acknowledged) are read again
+first, before any new entry. Every ``_CLAIM_EVERY_S`` the consumer also takes over
+entries that another consumer read and left unacknowledged for ``_CLAIM_IDLE_MS``
+(XAUTOCLAIM): a node that died with entries in hand. Entry ids are stable: a batch
+read again, grouped as before, is an idempotent repeat.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.asyncio as redis
@@ -21,7 +24,8 @@ from funclet.triggers.brokers import Message, Names
 from funclet.triggers.brokers.events import fields_data, public_url, record
 from funclet.triggers.config import BrokerConfig
 
-CONSUMER = "funclet"
+_CLAIM_EVERY_S = 30.0
+_CLAIM_IDLE_MS = 60_000
 _CONNECT_TIMEOUT_S = 5.0
 _MAX_BLOCK_S = 5.0
 _CONNECTIONS = 8
@@ -37,6 +41,8 @@ class RedisStream:
         self.url = public_url(config.url)
         self._config = config
         self._group = names.group
+        self._consumer = names.consumer
+        self._claimed = time.monotonic()  # the last XAUTOCLAIM (the first: after a while)
         self._stream = config.source
         self._source = f"{self.url}#{config.source}"
         self._client: redis.Redis | None = None
@@ -61,7 +67,7 @@ class RedisStream:
         client = self._require()
         while self._cursor != ">":
             entries = _entries(await client.xreadgroup(
-                self._group, CONSUMER, {self._stream: self._cursor}, count=limit))
+                self._group, self._consumer, {self._stream: self._cursor}, count=limit))
             if not entries:
                 self._cursor = ">"
                 break
@@ -72,9 +78,15 @@ class RedisStream:
                 await client.xack(self._stream, self._group, *gone)
             if messages := [self._message(e, f) for e, f in entries if f]:
                 return messages
+        if time.monotonic() - self._claimed > _CLAIM_EVERY_S:
+            self._claimed = time.monotonic()
+            reply = await client.xautoclaim(self._stream, self._group, self._consumer,
+                                            _CLAIM_IDLE_MS, count=limit)
+            if messages := [self._message(e, f) for e, f in (reply[1] or []) if f]:
+                return messages  # now this consumer's own pending entries
         block_ms = int(min(wait_s, _MAX_BLOCK_S) * 1000)
         entries = _entries(await client.xreadgroup(
-            self._group, CONSUMER, {self._stream: ">"}, count=limit,
+            self._group, self._consumer, {self._stream: ">"}, count=limit,
             block=block_ms if block_ms > 0 else None))  # (BLOCK 0 would wait forever)
         return [self._message(e, f) for e, f in entries if f]
 
