@@ -17,10 +17,11 @@ run: $(STAMP)
 
 # The store, async, trigger and limit tests run again on PostgreSQL (the machine's
 # server on 5432; each funclet gets a database of its own, dropped at the end).
+# (The cluster, code-store and platform-process tests make PostgreSQL databases of their
+# own in the first run.)
 POSTGRES_TESTS := tests/test_functions_api.py tests/test_records.py tests/test_async.py \
 	tests/test_async_crash.py tests/test_destinations.py tests/test_triggers.py \
-	tests/test_message_triggers.py tests/test_limits.py tests/test_provisioned.py \
-	tests/test_platform_process.py
+	tests/test_message_triggers.py tests/test_limits.py tests/test_provisioned.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -18,11 +18,16 @@ Runs, on this machine and in one go:
   request to SQLite (bench/floor_durable.py); accepted -> succeeded tasks/s; the time
   from accept to handler start at idle;
 - triggers (timer lag, HTTP trigger, Redis stream) and runtimes (Python, Node.js,
-  custom, awslambdaric).
+  custom, awslambdaric);
+- cluster: async accepts/s and accepted -> succeeded tasks/s on one node with SQLite,
+  one node with PostgreSQL and three nodes with PostgreSQL (one machine: the nodes,
+  PostgreSQL, moto's S3 and wrk share its cores); sync invocations through HAProxy
+  (deploy/haproxy.cfg) against direct; the time from an update on one node to its use
+  on another.
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|cold|frames|limits|async|triggers|runtimes ...]
+       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -328,7 +333,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
-SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes")
+SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster")
 
 
 def main() -> None:
@@ -798,3 +803,186 @@ def bench_runtimes(args: argparse.Namespace, env: dict[str, str]) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- cluster ------------------------------------------------------------------------------
+
+def _postgres_database(name: str) -> str:
+    import psycopg
+
+    server = os.environ.get("FUNCLET_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+def _moto() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """moto's S3 server on a free port, with a bucket: the environment that uses it."""
+    import boto3
+
+    port = free_port()
+    server = shutil.which("moto_server", path=f"{sys.prefix}/bin") or "moto_server"
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    creds = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+             "AWS_REGION": "us-east-1"}
+    for _ in range(100):
+        try:
+            httpx.get(endpoint, timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
+                 aws_secret_access_key="bench", region_name="us-east-1").create_bucket(
+        Bucket="bench")
+    return proc, {"AWS_ENDPOINT_URL": endpoint, "FUNCLET_CODE_STORE": "s3://bench/code",
+                  **creds}
+
+
+def measure_async_nodes(urls: list[str], duration: int) -> dict[str, float]:
+    """Async accepts/s with wrk against every node at once (32 connections in all), and
+    accepted -> succeeded tasks/s, the tasks read through the first node."""
+    path = "/2023-03-30/functions/bench-async/invocations"
+    with httpx.Client(base_url=urls[0], timeout=60) as client:
+        deploy(client, "bench-async", NOW_MS)
+    for url in urls:  # known, and warm, on every node
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for _ in range(50):
+                if client.post(path, content=b"").status_code == 200:
+                    break
+                time.sleep(0.1)
+    t0 = time.time() * 1000
+    wrk_bin = ensure_wrk()
+    per = max(1, 32 // len(urls))
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for i, url in enumerate(urls):
+            script = Path(tmp, f"{i}.lua")
+            script.write_text('wrk.method = "POST"\nwrk.headers["x-fc-invocation-type"] = '
+                              '"Async"\n')
+            procs.append(subprocess.Popen(
+                [wrk_bin, "-t1", f"-c{per}", f"-d{duration}s", "-s", str(script),
+                 f"{url}{path}"], stdout=subprocess.PIPE, text=True))
+        outs = [proc.communicate()[0] for proc in procs]
+    count = sum(int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+                for out in outs)
+    rps = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+              for out in outs)
+    if any("Non-2xx" in out for out in outs):
+        print("\n".join(outs), file=sys.stderr)
+    tasks = f"{urls[0]}/2023-03-30/functions/bench-async/async-tasks"
+    with httpx.Client(timeout=60) as client:
+        deadline = time.monotonic() + 300
+        while True:
+            rows = _all_tasks(client, tasks)
+            done = [r for r in rows if r["status"] == "Succeeded"]
+            if len(done) >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    end = max(int(r["endTime"]) for r in done)  # type: ignore[call-overload]
+    return {"count": count, "accepts": rps, "e2e": len(done) / ((end - t0) / 1000),
+            "done": len(done)}
+
+
+def _start_node(env: dict[str, str], **extra: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    return start_funclet(env, FUNCLET_MAX_INSTANCES="100", **extra)
+
+
+def bench_cluster(args: argparse.Namespace, env: dict[str, str]) -> None:
+    results: dict[str, dict[str, float]] = {}
+    print("cluster: async on one node, SQLite ...", file=sys.stderr)
+    proc, url, data = _start_node(env)
+    try:
+        results["1 node, SQLite"] = measure_async_nodes([url], args.async_duration)
+    finally:
+        stop_funclet(proc, data)
+    moto, s3_env = _moto()
+    nodes: list[tuple[subprocess.Popen[bytes], str, str]] = []
+    try:
+        print("cluster: async on one node, PostgreSQL ...", file=sys.stderr)
+        database = _postgres_database("funclet_bench_one")
+        proc, url, data = _start_node(env, FUNCLET_DATABASE_URL=database, **s3_env)
+        try:
+            results["1 node, PostgreSQL"] = measure_async_nodes([url], args.async_duration)
+        finally:
+            stop_funclet(proc, data)
+        print("cluster: three nodes, PostgreSQL ...", file=sys.stderr)
+        database = _postgres_database("funclet_bench_three")
+        for i in range(1, 4):
+            nodes.append(_start_node(env, FUNCLET_DATABASE_URL=database,
+                                     FUNCLET_NODE_ID=f"bench{i}", **s3_env))
+        urls = [u for _, u, _ in nodes]
+        results["3 nodes, PostgreSQL"] = measure_async_nodes(urls, args.async_duration)
+        sync = _sync_through_haproxy(urls, args.duration)
+        spread = _update_spread(urls)
+    finally:
+        for proc, _, data in nodes:
+            stop_funclet(proc, data)
+        moto.kill()
+        moto.wait()
+    print(f"\ncluster: async tasks of a no-op function, wrk {args.async_duration} s at 32 "
+          f"connections in all (spread over the nodes); one machine, {os.cpu_count()} cores, "
+          "shared by the nodes, PostgreSQL, moto and wrk\n")
+    print(f"| {'setup':<22} | {'accepts/s':>9} | {'tasks/s':>8} | {'tasks':>6} | target |")
+    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 10}|{'-' * 8}|--------|")
+    for label, r in results.items():
+        print(f"| {label:<22} | {r['accepts']:>9,.0f} | {r['e2e']:>8,.0f} | "
+              f"{r['done']:>6,.0f} | {'>= 2,000 / 1,000' if 'PostgreSQL' in label else ''} |")
+    print(f"\n| sync @32, 1 function    | {'req/s':>8} | {'p50 ms':>7} |")
+    print(f"|{'-' * 25}|{'-' * 10}|{'-' * 9}|")
+    for label, r in sync.items():
+        print(f"| {label:<23} | {r['rps']:>8,.0f} | {r.get('p50', 0):>7.2f} |")
+    print(f"\nupdate on node 1 -> used by node 2: p50 {pct(spread, 50):.1f} ms, "
+          f"p99 {pct(spread, 99):.1f} ms ({len(spread)} updates)")
+
+
+def _sync_through_haproxy(urls: list[str], duration: int) -> dict[str, dict[str, float]]:
+    binary = shutil.which("haproxy")
+    with httpx.Client(base_url=urls[0], timeout=60) as client:
+        deploy(client, "bench-sync", HELLO)
+    out = {"direct (node 1)": wrk(ensure_wrk(), f"{urls[0]}/2023-03-30/functions/bench-sync/"
+                                  "invocations", 32, duration)}
+    if binary is None:
+        print("haproxy is not installed: no HAProxy row", file=sys.stderr)
+        return out
+    config = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    port = free_port()
+    config = config.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
+    for i, url in enumerate(urls, start=1):
+        config = config.replace(f"127.0.0.1:900{i}", url.removeprefix("http://"))
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg:
+        cfg.write(config)
+        cfg.flush()
+        proc = subprocess.Popen([binary, "-db", "-f", cfg.name], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            wait_up(f"http://127.0.0.1:{port}/healthz", proc)  # type: ignore[arg-type]
+            out["through HAProxy"] = wrk(ensure_wrk(), f"http://127.0.0.1:{port}/2023-03-30/"
+                                         "functions/bench-sync/invocations", 32, duration)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return out
+
+
+def _update_spread(urls: list[str], count: int = 20) -> list[float]:
+    """ms from an UpdateFunction answered by node 1 to node 2 answering with the new code."""
+    times = []
+    with httpx.Client(base_url=urls[0], timeout=60) as one, \
+            httpx.Client(base_url=urls[1], timeout=60) as two:
+        deploy(one, "bench-spread", b"def handler(event, context):\n    return '0'\n")
+        path = "/2023-03-30/functions/bench-spread"
+        for i in range(1, count + 1):
+            code = f"def handler(event, context):\n    return '{i}'\n".encode()
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                zf.writestr("index.py", code)
+            one.put(path, json={"code": {"zipFile": base64.b64encode(buf.getvalue()).decode()}}
+                    ).raise_for_status()
+            t0 = time.perf_counter()
+            while two.post(f"{path}/invocations", content=b"").text != str(i):
+                time.sleep(0.001)
+            times.append((time.perf_counter() - t0) * 1000)
+    return times

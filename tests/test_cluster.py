@@ -5,12 +5,15 @@ next, within a second; so are its configs and triggers; async tasks run once."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +23,7 @@ from funclet.triggers.brokers import Names
 from tests import databases, s3
 from tests import test_message_triggers as mq
 from tests.brokers import need_broker
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import ROOT, Server, free_port, start_server, stop_server
 from tests.helpers import API, b64, deploy, invoke, make_zip, unique, wait_for
 
 
@@ -258,3 +261,167 @@ def test_message_triggers_consume_on_every_node_each_message_once(
         three.delete(f"{API}/functions/{name}")
         for node in nodes if kind == "mqtt" else nodes[:1]:  # MQTT: a session per node
             mq.asyncio.run(mq._clean_up_async(kind, source, Names(name, trigger, "", node)))
+
+
+@pytest.fixture
+def haproxy(nodes: Cluster, tmp_path: Path) -> Iterator[str]:
+    """deploy/haproxy.cfg, its nodes and front port this test's."""
+    binary = shutil.which("haproxy")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("haproxy is not installed (Debian's haproxy)")
+        pytest.skip("haproxy is not installed")
+    config = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    port = free_port()
+    config = config.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
+    for i, server in enumerate(nodes.servers, start=1):
+        config = config.replace(f"127.0.0.1:900{i}", f"127.0.0.1:{server.port}")
+    (tmp_path / "haproxy.cfg").write_text(config)
+    process = subprocess.Popen([binary, "-db", "-f", str(tmp_path / "haproxy.cfg")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/healthz"), timeout=10)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_haproxy_keeps_a_function_on_one_node_and_moves_it_when_the_node_dies(
+        nodes: Cluster, haproxy: str) -> None:
+    with httpx.Client(base_url=haproxy, timeout=60) as client:
+        name = deploy(client, _code("balanced"))
+        answers = [invoke(client, name) for _ in range(1000)]
+        assert {a.status_code for a in answers} == {200}
+        (home,) = {a.headers["x-funclet-node-id"] for a in answers}  # one node, warm
+        kinds = [a.headers["x-funclet-start-kind"] for a in answers]
+        assert kinds.count("cold") == 1 and kinds[0] == "cold"
+        index = int(home.removeprefix("node")) - 1
+        killed = nodes.servers[index]
+        killed.process.send_signal(signal.SIGKILL)
+        killed.process.wait()
+        try:
+            after = [invoke(client, name) for _ in range(300)]
+            assert [a.status_code for a in after] == [200] * 300, after[0].text
+            served = [a.headers["x-funclet-node-id"] for a in after]
+            assert home not in served
+            kinds = [a.headers["x-funclet-start-kind"] for a in after]
+            assert kinds.count("cold") == len(set(served)), (served, kinds)
+            assert served[-100:] == [served[-1]] * 100  # settled on one other node
+        finally:
+            nodes.servers[index] = start_server(killed.data_dir.parent, FUNCLET_NODE_ID=home,
+                                                **nodes.env)
+            nodes.clients[index].close()
+            nodes.clients[index] = httpx.Client(base_url=nodes.servers[index].url, timeout=60)
+
+
+def _tasks(client: httpx.Client, name: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    token = None
+    while True:
+        page = client.get(f"{API}/functions/{name}/async-tasks", params={
+            "limit": 100, **({"nextToken": token} if token else {})}).json()
+        rows += page["tasks"]
+        if not (token := page.get("nextToken")):
+            return rows
+
+
+def _restart(nodes: Cluster, index: int, killed: Server) -> None:
+    nodes.servers[index] = start_server(killed.data_dir.parent,
+                                        FUNCLET_NODE_ID=f"node{index + 1}", **nodes.env)
+    nodes.clients[index].close()
+    nodes.clients[index] = httpx.Client(base_url=nodes.servers[index].url, timeout=60)
+
+
+def test_async_tasks_survive_a_node_killed_and_restarted(nodes: Cluster) -> None:
+    """3,000 tasks accepted through the three nodes while node 2 is killed with
+    ``kill -9`` and restarted: every accepted one succeeds; the ones node 2 was running
+    when it died run again elsewhere (counted, and said in their events)."""
+    one = nodes.clients[0]
+    name = deploy(one, {"index.py": """
+        import time
+
+        def handler(event, context):
+            time.sleep(0.005)
+            return "done"
+    """}, timeout=60)
+    for client in nodes.clients:
+        _within_a_second(lambda c=client: c.get(f"{API}/functions/{name}").status_code == 200)
+    accepted: list[str] = []
+
+    def send(i: int) -> None:
+        client = nodes.clients[i % 3]
+        try:
+            r = client.post(f"{API}/functions/{name}/invocations", content=b"",
+                            headers={"x-fc-invocation-type": "Async",
+                                     "x-fc-async-task-id": f"t{i}"})
+        except httpx.HTTPError:
+            return  # node 2 is down: not accepted, the client knows
+        if r.status_code == 202:
+            accepted.append(f"t{i}")
+
+    killed = nodes.servers[1]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(send, range(1500)))
+        killed.process.send_signal(signal.SIGKILL)
+        killed.process.wait()
+        list(pool.map(send, range(1500, 2500)))
+        _restart(nodes, 1, killed)
+        list(pool.map(send, range(2500, 3000)))
+    assert len(accepted) >= 2500
+    rows = wait_for(lambda: (t := _tasks(one, name)) and len(
+        [r for r in t if r["status"] == "Succeeded"]) >= len(accepted) and t, timeout=120)
+    by_id = {str(r["taskId"]): r for r in rows}
+    assert set(accepted) <= set(by_id)  # 0 lost
+    assert all(by_id[t]["status"] == "Succeeded" for t in accepted)
+    again = [r for r in rows if any("did not finish" in e["eventDetail"]
+                                    for e in r["events"])]  # type: ignore[attr-defined]
+    print(f"{len(accepted)} accepted, {len(again)} run again after node 2 died")
+
+
+def test_timers_fire_once_per_time_while_a_node_is_killed(nodes: Cluster) -> None:
+    """100 timers every second for 30 s, node 1 killed 10 s in: no scheduled time fires
+    twice, and none is missed (two nodes go on firing every timer)."""
+    two = nodes.clients[1]
+    name = deploy(two, {"index.py": """
+        import json
+
+        def handler(event, context):
+            return json.loads(event)["triggerTime"]
+    """}, timeout=60)
+    for i in range(100):
+        r = two.post(f"{API}/functions/{name}/triggers", json={
+            "triggerName": f"every-{i}", "triggerType": "timer",
+            "triggerConfig": {"cronExpression": "@every 1s", "enable": True}})
+        assert r.status_code == 200, r.text
+    time.sleep(10)
+    killed = nodes.servers[0]
+    killed.process.send_signal(signal.SIGKILL)
+    killed.process.wait()
+    try:
+        time.sleep(20)
+        for i in range(100):  # stop firing, then count
+            two.put(f"{API}/functions/{name}/triggers/every-{i}", json={
+                "triggerConfig": {"cronExpression": "@every 1s", "enable": False}})
+        time.sleep(1)
+        rows = _tasks(two, name)
+    finally:
+        _restart(nodes, 0, killed)
+    fires: dict[str, list[int]] = {}
+    for row in rows:  # task id: timer-<trigger id>-<scheduled second>
+        trigger_id, _, second = str(row["taskId"]).removeprefix("timer-").rpartition("-")
+        fires.setdefault(trigger_id, []).append(int(second))
+    assert len(fires) == 100
+    for seconds in fires.values():
+        assert len(seconds) == len(set(seconds))  # never twice
+        assert sorted(seconds) == list(range(min(seconds), max(seconds) + 1))  # none missed
+        assert len(seconds) >= 28
+    assert two.delete(f"{API}/functions/{name}").status_code == 204

@@ -129,3 +129,62 @@ async def test_a_cancelled_waiter_gives_back_what_it_was_handed() -> None:
         await task
     assert adm.live == {}
     assert adm.try_slot("f")
+
+
+# -- with a cluster: slots leased, given back when unused ---------------------------------
+
+class _Cluster:
+    """Records what the admission asks of the cluster's slot ledger."""
+
+    def __init__(self) -> None:
+        self.wanted: list[str] = []
+        self.returned: list[tuple[str, int]] = []
+
+    def want(self, pool: str) -> None:
+        self.wanted.append(pool)
+
+    def give_back(self, pool: str, count: int) -> None:
+        self.returned.append((pool, count))
+
+
+def _clustered(max_instances: int = 6) -> tuple[Admission, _Cluster]:
+    cluster = _Cluster()
+    adm = Admission(max_instances, 10, lambda allow: False, cluster=cluster)  # type: ignore[arg-type]
+    return adm, cluster
+
+
+async def test_a_clustered_node_leases_what_its_waiters_need_and_gives_back_the_rest() -> None:
+    adm, cluster = _clustered()
+    assert not adm.try_slot("a")  # holds nothing yet: nothing is granted locally
+    waiter = asyncio.ensure_future(adm.wait("a", 5))
+    await asyncio.sleep(0)
+    assert cluster.wanted == [""] and adm.needed("") == 1
+    adm.add_capacity("", 3)  # the cluster leased more than was needed by now
+    assert await waiter is SLOT
+    assert adm.held[""] == 1 and cluster.returned == [("", 2)]  # the surplus, at once
+    adm.release_slot("a")  # the instance stopped: its slot goes back too
+    assert adm.held[""] == 0 and cluster.returned == [("", 2), ("", 1)]
+
+
+async def test_a_waiter_that_gives_up_gives_its_leased_slot_back() -> None:
+    adm, cluster = _clustered()
+    waiter = asyncio.ensure_future(adm.wait("a", 0.05))
+    await asyncio.sleep(0)
+    with pytest.raises(Throttled):
+        await waiter
+    adm.add_capacity("", 1)  # the lease came after the wait ended
+    assert adm.held[""] == 0 and cluster.returned == [("", 1)]
+
+
+def test_a_slot_leased_for_a_provisioned_instance_is_kept_only_while_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import funclet.invoker.admission as admission
+
+    adm, cluster = _clustered()
+    assert not adm.slot_for_provisioning("p")  # asks the cluster, keeps one spare
+    assert cluster.wanted == [""] and adm.needed("") == 1
+    adm.add_capacity("", 1)
+    assert adm.held[""] == 1 and not cluster.returned  # kept for the next try
+    monkeypatch.setattr(admission, "_SPARE_S", -1.0)  # the provisioner stopped asking
+    adm.settle()
+    assert adm.held[""] == 0 and cluster.returned == [("", 1)]

@@ -119,7 +119,8 @@ class Admission:
         return function == pool if pool else function not in self.reserved
 
     def _used_and_capacity(self, pool: str) -> tuple[int, int]:
-        used, capacity = ((self.live[pool], self.reserved[pool]) if pool
+        # (A pool whose reservation was just cleared still has what it held: capacity 0.)
+        used, capacity = ((self.live[pool], self.reserved.get(pool, 0)) if pool
                           else (self.shared_used, self.shared_capacity))
         if self._cluster is not None:
             capacity = min(capacity, self.held[pool])
