@@ -165,3 +165,27 @@ def _error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     """What the user is told: the lines that are not the log's (which has no traceback)."""
     assert "Traceback" not in done.stderr, done.stderr
     return [line for line in done.stderr.strip().splitlines() if not line[:4].isdigit()]
+
+
+def test_healthz_says_when_the_code_store_does_not_answer(
+        tmp_path: Path, moto: s3.S3Server, bucket: str) -> None:
+    node = _node(tmp_path / "node", moto, bucket, databases.create(
+        f"funclet_test_s3_health_{os.getpid()}"))
+    try:
+        with httpx.Client(base_url=node.url, timeout=60) as client:
+            health = client.get("/healthz").json()
+            assert health["status"] == "ok" and health["codeStore"] == {
+                "location": f"s3://{bucket}/code", "ok": True}
+            assert health["database"] == {"backend": "postgresql", "ok": True}
+            moto.stop()
+            try:
+                r = client.get("/healthz")
+                assert r.status_code == 503 and r.json()["status"] == "unavailable"
+                assert r.json()["codeStore"]["ok"] is False
+                assert f"the code store s3://{bucket}/code" in r.json()["codeStore"]["error"]
+            finally:
+                moto.start()
+                moto.client().create_bucket(Bucket=bucket)
+            assert client.get("/healthz").status_code == 200
+    finally:
+        stop_server(node)

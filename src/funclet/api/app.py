@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -59,13 +60,21 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 async def _health(request: Request) -> Response:
+    """Up, and able to serve: the database and the code store answer (503 if either
+    does not, so that a load balancer sends nothing here)."""
     platform: Platform = request.app.state.platform
     network = platform.sandbox.network
+    database, code = await asyncio.gather(platform.store.health(), platform.code.health())
+    healthy = database is None and code is None
     return json_response({
-        "status": "ok", "nodeId": platform.node_id,
+        "status": "ok" if healthy else "unavailable", "nodeId": platform.node_id,
+        "database": {"backend": platform.store.engine.dialect.name, "ok": database is None,
+                     **({"error": database} if database else {})},
+        "codeStore": {"location": platform.code.blobs.where, "ok": code is None,
+                      **({"error": code} if code else {})},
         "sandbox": platform.sandbox.config.protections(),
         "network": network.summary() if network is not None else None,
-    })
+    }, 200 if healthy else 503)
 
 
 def build_app(platform: Platform) -> Starlette:

@@ -284,8 +284,10 @@ def _paths() -> dict[str, dict[str, Operation]]:
         "/http/{functionName}": {m: _http_trigger(m, False) for m in _HTTP_METHODS},
         "/http/{functionName}/{path}": {m: _http_trigger(m, True) for m in _HTTP_METHODS},
         "/healthz": {
-            "get": _op("Health", "Up, and which sandbox protections are on", "platform",
-                       _json(ref("Health")), security=[]),
+            "get": _op("Health", "Up, able to serve, and which sandbox protections are on",
+                       "platform", {**_json(ref("Health")), **_json(
+                           ref("Health"), "the database or the code store does not answer",
+                           "503")}, security=[]),
         },
         f"{PREFIX}/openapi.json": {
             "get": _op("GetOpenApiDocument", "This document", "platform",

@@ -301,8 +301,13 @@ SCHEMAS: dict[str, Schema] = {
     "ListNodesOutput": obj({"nodes": array(ref("Node")), "deadAfterSeconds": {"type": "number"},
                             "requestId": string()}, ("nodes",)),
     "Health": obj({
-        "status": string(enum=["ok"]),
+        "status": string("unavailable (503): the database or the code store does not answer",
+                         enum=["ok", "unavailable"]),
         "nodeId": string(),
+        "database": obj({"backend": string(enum=["sqlite", "postgresql"]),
+                         "ok": {"type": "boolean"}, "error": string()}, ("ok",)),
+        "codeStore": obj({"location": string(), "ok": {"type": "boolean"},
+                          "error": string()}, ("ok",)),
         "sandbox": {"type": "object", "additionalProperties": {"type": "boolean"},
                     "description": "which protections are on: namespaces, memoryLimit, "
                                    "cpuWeight, processLimit, unprivilegedUser"},

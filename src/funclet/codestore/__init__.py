@@ -72,6 +72,14 @@ class CodeStore:
     async def close(self) -> None:
         await self.blobs.close()
 
+    async def health(self) -> str | None:
+        """None when the store answers (within 2 s); else why not."""
+        try:
+            async with asyncio.timeout(2):
+                return await self.blobs.health()
+        except TimeoutError:
+            return f"the code store {self.blobs.where} does not answer"
+
     def check(self, data: bytes) -> Package:
         """Validate a package; raises ``InvalidCodePackage``. Stores nothing."""
         if len(data) > self._max_zipped:

@@ -254,6 +254,17 @@ class Store:
                 t.c.node_id.is_(None), t.c.node_id == node_id, t.c.node_id.in_(gone))))
             .values(state="stopped", stop_reason="shutdown", destroyed_ms=t.c.created_ms)))
 
+    async def health(self) -> str | None:
+        """None when the database answers (within 2 s); else why not."""
+        try:
+            async with asyncio.timeout(2):
+                async with self.engine.connect() as conn:
+                    await conn.execute(select(1))
+        except Exception as exc:
+            why = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            return f"the database does not answer: {why[0] if why else type(exc).__name__}"
+        return None
+
     # -- nodes -----------------------------------------------------------------------
 
     async def register_node(self, node_id: str, address: str, version: str, now_ms: int,
