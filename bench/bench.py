@@ -801,9 +801,6 @@ def bench_runtimes(args: argparse.Namespace, env: dict[str, str]) -> None:
           "the last row is without one.")
 
 
-if __name__ == "__main__":
-    main()
-
 
 # -- cluster ------------------------------------------------------------------------------
 
@@ -986,3 +983,7 @@ def _update_spread(urls: list[str], count: int = 20) -> list[float]:
                 time.sleep(0.001)
             times.append((time.perf_counter() - t0) * 1000)
     return times
+
+
+if __name__ == "__main__":
+    main()
