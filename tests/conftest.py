@@ -91,6 +91,16 @@ def start_server(tmp: Path, port: int | None = None, **env: str) -> Server:
     raise RuntimeError(f"funclet did not start:\n{log_path.read_text()}")
 
 
+def serve_once(tmp: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``funclet serve`` with its data in ``tmp``, expected to refuse to start: how it
+    exited and what it said."""
+    return subprocess.run(
+        [sys.executable, "-m", "funclet", "serve"], cwd=tmp, timeout=60,
+        capture_output=True, text=True,
+        env={**os.environ, "FUNCLET_DATA_DIR": str(tmp / "data"),
+             "FUNCLET_PORT": str(free_port()), **env})
+
+
 def stop_server(server: Server) -> None:
     """SIGTERM, then check that no zygote or instance is left behind."""
     pid = server.process.pid

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from tests import databases, s3
-from tests.conftest import Server, free_port, start_server, stop_server
+from tests.conftest import Server, serve_once, start_server, stop_server
 from tests.helpers import API, b64, create_body, deploy, invoke, make_zip, unique
 
 HELLO = {"index.py": "def handler(event, context):\n    return 'from the bucket'\n"}
@@ -139,23 +138,16 @@ def test_a_store_that_goes_down_refuses_deploys_clearly_and_keeps_nothing(
         stop_server(node)
 
 
-def _serve_once(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "funclet", "serve"], cwd=tmp_path, timeout=60,
-        capture_output=True, text=True,
-        env={**os.environ, "FUNCLET_DATA_DIR": str(tmp_path / "data"),
-             "FUNCLET_PORT": str(free_port()), **env})
-
 
 def test_a_missing_bucket_is_one_line_at_start(tmp_path: Path, moto: s3.S3Server) -> None:
-    refused = _serve_once(tmp_path, **moto.env("no-such-bucket"))
+    refused = serve_once(tmp_path, **moto.env("no-such-bucket"))
     assert refused.returncode == 1
     assert _error_lines(refused) == ["Error: the code store's bucket no-such-bucket does not "
                                      "exist"], refused.stderr
 
 
 def test_a_code_store_url_that_is_not_s3_is_one_line(tmp_path: Path) -> None:
-    refused = _serve_once(tmp_path, FUNCLET_CODE_STORE="gs://bucket/code")
+    refused = serve_once(tmp_path, FUNCLET_CODE_STORE="gs://bucket/code")
     assert refused.returncode == 1
     (line,) = _error_lines(refused)
     assert "must be s3://bucket/prefix or a folder" in line, refused.stderr

@@ -14,7 +14,7 @@ import psycopg
 
 from funclet.store import migrate
 from tests import databases
-from tests.conftest import cgroups_of, descendants, start_server, stop_server
+from tests.conftest import cgroups_of, descendants, serve_once, start_server, stop_server
 from tests.helpers import deploy, invoke, wait_for
 
 
@@ -141,22 +141,13 @@ def test_a_second_platform_on_the_same_data_folder_exits_and_touches_nothing(
         stop_server(server)
 
 
-def _serve_once(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    from tests.conftest import free_port
-
-    return subprocess.run(
-        [sys.executable, "-m", "funclet", "serve"], cwd=tmp_path, timeout=30,
-        capture_output=True, text=True,
-        env={**os.environ, "FUNCLET_DATA_DIR": str(tmp_path / "data"),
-             "FUNCLET_PORT": str(free_port()), **env})
-
 
 def test_a_database_with_a_newer_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     url = databases.create(f"funclet_test_newer_{os.getpid()}")
     migrate.upgrade(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
-    refused = _serve_once(tmp_path, FUNCLET_DATABASE_URL=url)
+    refused = serve_once(tmp_path, FUNCLET_DATABASE_URL=url)
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
@@ -166,7 +157,7 @@ def test_a_database_with_a_newer_schema_is_refused_in_one_line(tmp_path: Path) -
 
 
 def test_a_database_that_is_down_is_one_line(tmp_path: Path) -> None:
-    refused = _serve_once(tmp_path, FUNCLET_DATABASE_URL="postgresql://postgres@127.0.0.1:1/db")
+    refused = serve_once(tmp_path, FUNCLET_DATABASE_URL="postgresql://postgres@127.0.0.1:1/db")
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
@@ -182,7 +173,7 @@ def test_a_second_funclet_under_a_node_id_in_use_exits_and_touches_nothing(
     try:
         with httpx.Client(base_url=first.url, timeout=60) as client:
             name = deploy(client, {"index.py": "def handler(event, context):\n    return 'one'\n"})
-            second = _serve_once(tmp_path, FUNCLET_DATABASE_URL=url, FUNCLET_NODE_ID="n1")
+            second = serve_once(tmp_path, FUNCLET_DATABASE_URL=url, FUNCLET_NODE_ID="n1")
             assert second.returncode == 1
             lines = second.stderr.strip().splitlines()
             assert len(lines) == 1, second.stderr

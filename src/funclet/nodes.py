@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 from funclet import __version__
 from funclet.store.metadata import Store
+from funclet.store.tasks import now_ms
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
@@ -44,7 +44,7 @@ class Nodes:
 
     async def start(self) -> None:
         await self._store.register_node(self.node_id, self._address, __version__,
-                                        _now_ms(), self._live())
+                                        now_ms(), self._live())
         await self._members()
         self._task = asyncio.get_running_loop().create_task(self._beat())
         log.info("This is node %s (%s).", self.node_id, self._address)
@@ -53,7 +53,7 @@ class Nodes:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
-                await self._store.heartbeat(self.node_id, _now_ms(), self._live())
+                await self._store.heartbeat(self.node_id, now_ms(), self._live())
                 await self._members()
             except Exception as exc:  # the next one tries again
                 log.warning("Node %s could not heartbeat: %s", self.node_id, exc)
@@ -82,12 +82,8 @@ class Nodes:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self._store.deregister_node(self.node_id, _now_ms())
+            await self._store.deregister_node(self.node_id, now_ms())
 
     async def list(self) -> list[dict[str, Any]]:
-        now = _now_ms()
+        now = now_ms()
         return [{**row, "state": state(row, now)} for row in await self._store.list_nodes()]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

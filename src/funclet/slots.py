@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, and_, func, select, text, update
+from sqlalchemy.dialects import postgresql
 
 from funclet.store import schema
+from funclet.store.metadata import gone_nodes
 from funclet.store.writer import Writer
 
 if TYPE_CHECKING:
@@ -98,15 +100,14 @@ class ClusterSlots:
         reserved = {r.function_name: r.reserved_concurrency
                     for r in conn.execute(select(schema.concurrency_configs))}
         capacity = reserved.get(pool, 0) if pool else self._max - sum(reserved.values())
-        s, n = schema.slot_leases, schema.nodes
-        used = conn.execute(
+        s = schema.slot_leases
+        used = conn.execute(  # what the live nodes hold (a gone node's leases do not count)
             select(func.coalesce(func.sum(s.c.held), 0))
-            .select_from(s.join(n, s.c.node_id == n.c.node_id))
-            .where(and_(s.c.pool == pool, n.c.stopped_ms.is_(None),
-                        n.c.heartbeat_ms >= _now_ms() - self._dead_after_ms))).scalar_one()
+            .where(and_(s.c.pool == pool,
+                        s.c.node_id.not_in(gone_nodes(self._dead_after_ms))))).scalar_one()
         grant = max(0, min(need, int(capacity) - int(used)))
         if grant:
-            stmt = _insert(conn)(s).values(node_id=self._node, pool=pool, held=grant)
+            stmt = postgresql.insert(s).values(node_id=self._node, pool=pool, held=grant)
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[s.c.node_id, s.c.pool], set_={"held": s.c.held + grant}))
         return grant
@@ -145,13 +146,3 @@ class ClusterSlots:
             pool = str(message["evict"])
             if self._admission.needed(pool) == 0:  # this node's own waiters come first
                 self._admission.evict_idle(pool, int(message.get("count", 1)))
-
-
-def _insert(conn: Connection) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

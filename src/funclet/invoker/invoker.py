@@ -55,8 +55,12 @@ class Invoker:
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
         http: HttpExchange | None = None,
     ) -> Invocation:
-        # 1. The function's current version and its pool (raises FunctionNotFound).
-        pool = await self.pool(function_name)
+        # 1. The function's current version and its pool (raises FunctionNotFound); the
+        # store is asked only when this node does not have it (no await on the hot path).
+        try:
+            pool = self._registry.pool(function_name)
+        except ApiError:
+            pool = await self.pool(function_name)
         out = Invocation(request_id, function_name, pool.version.code_checksum)
         started_ms = time.time() * 1000
         # 2-3. Admission and placement: a warm instance, a new one, or a wait (or 429).

@@ -39,6 +39,15 @@ class FunctionRow:
         return self.config.name
 
 
+def gone_nodes(dead_after_ms: int) -> Any:
+    """The ids of the nodes that are gone now: stopped cleanly, or silent for longer
+    than ``dead_after_ms`` (``funclet.nodes``). What they held (running tasks, instance
+    records, slot leases) is nobody's."""
+    n = schema.nodes
+    return select(n.c.node_id).where(or_(
+        n.c.stopped_ms.isnot(None), n.c.heartbeat_ms < int(time.time() * 1000) - dead_after_ms))
+
+
 def _row(r: Any) -> FunctionRow:
     return FunctionRow(
         config=parse_config(r.config),
@@ -244,14 +253,12 @@ class Store:
     async def close_stale_instances(self, node_id: str, dead_after_ms: int) -> None:
         """Instances recorded as live by an earlier run of this node that ended without
         stopping them, or by a node that is gone (stopped, or silent past the bound)."""
-        t, n = schema.instances, schema.nodes
-        now = int(time.time() * 1000)
-        gone = select(n.c.node_id).where(or_(n.c.stopped_ms.isnot(None),
-                                             n.c.heartbeat_ms < now - dead_after_ms))
+        t = schema.instances
         await self.writer.run(lambda conn: conn.execute(
             update(t)
             .where(and_(t.c.state != "stopped", or_(
-                t.c.node_id.is_(None), t.c.node_id == node_id, t.c.node_id.in_(gone))))
+                t.c.node_id.is_(None), t.c.node_id == node_id,
+                t.c.node_id.in_(gone_nodes(dead_after_ms)))))
             .values(state="stopped", stop_reason="shutdown", destroyed_ms=t.c.created_ms)))
 
     async def health(self) -> str | None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
 from funclet.errors import TaskIdTaken
 from funclet.store import schema
-from funclet.store.metadata import Store
+from funclet.store.metadata import Store, gone_nodes
 
 T = TypeVar("T")
 RETURN_PAYLOAD_LIMIT = 32 * 1024
@@ -431,13 +431,12 @@ class TaskStore:
         return await self._batched(lambda conn: self._requeue(conn, running))
 
     def _requeue(self, conn: Connection, running: set[str]) -> int:
-        t, n = schema.async_tasks, schema.nodes
-        gone = select(n.c.node_id).where(or_(
-            n.c.stopped_ms.isnot(None), n.c.heartbeat_ms < now_ms() - self._dead_after_ms))
+        t = schema.async_tasks
         rows = conn.execute(select(t.c.task_id, t.c.status, t.c.node_id, t.c.attempts,
                                    t.c.events).where(and_(
             t.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.STOPPING.value]),
-            or_(t.c.node_id.is_(None), t.c.node_id == self._node, t.c.node_id.in_(gone)),
+            or_(t.c.node_id.is_(None), t.c.node_id == self._node,
+                t.c.node_id.in_(gone_nodes(self._dead_after_ms))),
         ))).all()
         orphans = [r for r in rows if r.task_id not in running or r.node_id != self._node]
         for r in orphans:
