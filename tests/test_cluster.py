@@ -4,6 +4,7 @@ next, within a second; so are its configs and triggers; async tasks run once."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -202,6 +203,31 @@ def test_the_account_limit_holds_across_the_nodes(cluster: list[httpx.Client]) -
     assert _most_at_once([(r["start"], r["end"]) for r in runs]) <= LIMIT
     served = {a.headers["x-funclet-node-id"] for a in answers}
     assert served == {"node1", "node2", "node3"}
+
+
+def test_async_work_holds_at_most_half_the_accounts_instances_across_the_nodes(
+        cluster: list[httpx.Client]) -> None:
+    """As on one node, async attempts may use half the account's instances (3 of 6):
+    each node runs its share (1), so 12 tasks of a 1 s function accepted through the
+    three nodes run at most 3 at once, and all succeed."""
+    name = deploy(cluster[0], SECOND, timeout=60)
+    for client in cluster:
+        _within_a_second(lambda c=client: c.get(f"{API}/functions/{name}").status_code == 200)
+    ids = []
+    for i in range(12):
+        r = cluster[i % 3].post(f"{API}/functions/{name}/invocations", content=b"{}",
+                                headers={"x-fc-invocation-type": "Async"})
+        assert r.status_code == 202, r.text
+        ids.append(r.headers["x-fc-async-task-id"])
+
+    def finished() -> list[dict[str, object]] | None:
+        tasks = [t for t in _tasks(cluster[1], name) if t["taskId"] in ids]
+        return tasks if len(tasks) == 12 and all(
+            t["status"] == "Succeeded" for t in tasks) else None
+
+    tasks = wait_for(finished, timeout=60)
+    runs = [json.loads(str(t["returnPayload"])) for t in tasks]
+    assert _most_at_once([(r["start"], r["end"]) for r in runs]) <= LIMIT // 2
 
 
 def test_a_killed_node_gives_its_slots_back(nodes: Cluster) -> None:

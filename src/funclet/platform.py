@@ -127,6 +127,9 @@ class Platform:
             self.tasks, self.invoker, self.async_configs.of, settings.max_instances // 2,
             self.function_arn, self.outbox.wake,
         )
+        if self.slots is not None:  # ... of the cluster's instances: each node its share
+            self.nodes.on_members.append(lambda: self.dispatcher.limit(
+                self.nodes.share("async", settings.max_instances // 2)))
         trigger_store = TriggerStore(self.store)
         self.timers = Timers(trigger_store, self._enqueue_async)
         self.consumers = Consumers(self._enqueue_async,

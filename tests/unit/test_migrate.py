@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import bindparam, create_engine, event, inspect, select, text
 
 from funclet.errors import DatabaseUnusable
 from funclet.store import migrate, schema
@@ -93,3 +93,55 @@ def test_a_password_is_never_in_the_message() -> None:
         migrate.upgrade("postgresql+psycopg://user:s3cret@127.0.0.1:1/db")
     assert "s3cret" not in str(caught.value)
 
+
+
+def test_the_migrations_make_the_schema_the_code_declares(url: str) -> None:
+    """Tables, columns and indexes (partial ones too) as ``schema`` has them."""
+    migrate.upgrade(url)
+    engine = create_engine(migrate.sync_url(url))
+    try:
+        with engine.connect() as conn:
+            found = inspect(conn)
+            for table in schema.metadata.sorted_tables:
+                assert {c["name"] for c in found.get_columns(table.name)} == {
+                    c.name for c in table.columns}, table.name
+                assert {i["name"] for i in found.get_indexes(table.name)} == {
+                    i.name for i in table.indexes}, table.name
+    finally:
+        engine.dispose()
+
+
+def test_the_async_queue_queries_read_the_partial_indexes(url: str) -> None:
+    """A claim, the next due time and the orphan sweep each use their partial index (a
+    bound status could not: the planner must see the values), and the indexes name the
+    statuses the queue uses."""
+    from funclet.asyncq.policy import WAITING, TaskStatus
+    from funclet.store import tasks
+
+    assert schema.TASKS_WAITING == tuple(s.value for s in WAITING)
+    assert schema.TASKS_RUNNING == (TaskStatus.RUNNING.value, TaskStatus.STOPPING.value)
+    migrate.upgrade(url)
+    engine = create_engine(migrate.sync_url(url))
+    t = schema.async_tasks
+    queries = {
+        "ix_async_tasks_waiting": (tasks._CLAIM, {"now": 1, "limit": 10, "node": "n1"}),
+        "ix_async_tasks_running": (select(t.c.task_id).where(
+            tasks._IS_RUNNING, t.c.node_id == bindparam("node")), {"node": "n1"}),
+    }
+    sqlite = engine.dialect.name == "sqlite"
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith(("SELECT", "UPDATE")):
+            statement = ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement
+        return statement, parameters
+
+    try:
+        with engine.begin() as conn:
+            if not sqlite:  # (an empty table is cheaper to scan: say it is not)
+                conn.execute(text("SET LOCAL enable_seqscan = off"))
+            for index, (query, params) in queries.items():
+                plan = " ".join(str(r[-1]) for r in conn.execute(query, params))
+                assert index in plan, plan
+    finally:
+        engine.dispose()

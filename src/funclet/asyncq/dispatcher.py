@@ -73,6 +73,11 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
+    def limit(self, max_running: int) -> None:
+        """At most ``max_running`` attempts in flight from now on."""
+        self._max_running = max(1, max_running)
+        self.wake()
+
     def wake(self) -> None:
         """A task was accepted (or capacity freed): look for due work now."""
         self._wake.set()

@@ -23,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 
-from funclet.asyncq.policy import FINAL, WAITING, AsyncConfig, TaskStatus
+from funclet.asyncq.policy import FINAL, AsyncConfig, TaskStatus
 from funclet.errors import TaskIdTaken
 from funclet.store import schema
 from funclet.store.metadata import Store, gone_nodes
@@ -92,16 +92,25 @@ _CHANGE = update(_t).where(_t.c.task_id == bindparam("b_task_id")).values(
         _t.c.destination_status),
 )
 _OUTBOX_ADD = insert(schema.outbox)
-_WAITING = [s.value for s in WAITING]
+
+
+def _status_in(values: tuple[str, ...]) -> Any:
+    """``status IN (...)`` with the values inline, as the partial indexes are written."""
+    return _t.c.status.in_(bindparam(f"status_{'_'.join(values)}", list(values),
+                                     expanding=True, literal_execute=True))
+
+
+_IS_WAITING = _status_in(schema.TASKS_WAITING)
+_IS_RUNNING = _status_in(schema.TASKS_RUNNING)
 # On PostgreSQL the nodes claim side by side: a row another node is claiming is skipped,
 # not waited for (SQLite has one writer, and no FOR UPDATE).
 _DUE = (select(_t.c.task_id)
-        .where(and_(_t.c.status.in_(_WAITING), _t.c.run_after_ms <= bindparam("now")))
+        .where(and_(_IS_WAITING, _t.c.run_after_ms <= bindparam("now")))
         .order_by(_t.c.run_after_ms).limit(bindparam("limit"))
         .with_for_update(skip_locked=True))
 # One statement: the due tasks (oldest first) become Running, on this node, and come back.
 _CLAIM = (update(_t)
-          .where(and_(_t.c.task_id.in_(_DUE.scalar_subquery()), _t.c.status.in_(_WAITING)))
+          .where(and_(_t.c.task_id.in_(_DUE.scalar_subquery()), _IS_WAITING))
           .values(status=TaskStatus.RUNNING.value, attempts=_t.c.attempts + 1,
                   node_id=bindparam("node"),
                   started_ms=func.coalesce(_t.c.started_ms, bindparam("now")))
@@ -262,7 +271,7 @@ class TaskStore:
         t = schema.async_tasks
         async with self._engine.connect() as conn:
             row = (await conn.execute(
-                select(t.c.run_after_ms).where(t.c.status.in_([s.value for s in WAITING]))
+                select(t.c.run_after_ms).where(_IS_WAITING)
                 .order_by(t.c.run_after_ms).limit(1))).first()
         return row.run_after_ms if row else None
 
@@ -434,7 +443,7 @@ class TaskStore:
         t = schema.async_tasks
         rows = conn.execute(select(t.c.task_id, t.c.status, t.c.node_id, t.c.attempts,
                                    t.c.events).where(and_(
-            t.c.status.in_([TaskStatus.RUNNING.value, TaskStatus.STOPPING.value]),
+            _IS_RUNNING,
             or_(t.c.node_id.is_(None), t.c.node_id == self._node,
                 t.c.node_id.in_(gone_nodes(self._dead_after_ms))),
         ))).all()
