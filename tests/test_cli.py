@@ -99,3 +99,36 @@ def test_errors_are_one_line_and_exit_non_zero(server: Server, tmp_path: Path) -
     r = cli(f"http://127.0.0.1:{free_port()}", "ls")
     assert r.returncode == 1
     assert "cannot reach funclet" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_versions_and_a_canary_alias_from_the_cli(server: Server, tmp_path: Path) -> None:
+    folder = tmp_path / "app"
+    folder.mkdir()
+    name = unique("cliver")
+    for answer in ("one", "two"):
+        (folder / "index.py").write_text(
+            f"def handler(event, context):\n    return '{answer}'\n")
+        assert cli(server.url, "deploy", str(folder), "--name", name).returncode == 0
+        r = cli(server.url, "version", "publish", name, "--description", answer)
+        assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"Version 2 of {name}."
+    listed = cli(server.url, "version", "ls", name)
+    assert listed.stdout.index("two") < listed.stdout.index("one")
+
+    r = cli(server.url, "alias", "set", name, "prod", "1")
+    assert r.stdout.strip() == f"Alias prod of {name} runs version 1.", r.stderr
+    r = cli(server.url, "invoke", name, "--qualifier", "prod")
+    assert r.stdout == "one\n" and "version 1" in r.stderr
+    r = cli(server.url, "alias", "set", name, "prod", "1", "--weight", "2=0.1")
+    assert r.stdout.strip() == f"Alias prod of {name} runs version 1 (version 2 10%).", r.stderr
+    assert "2=0.1" in cli(server.url, "alias", "ls", name).stdout
+
+    r = cli(server.url, "version", "rm", name, "2")
+    assert r.returncode == 1 and r.stderr.startswith("Error: VersionInUse: version 2 of function")
+    assert cli(server.url, "alias", "set", name, "prod", "1").returncode == 0
+    assert cli(server.url, "version", "rm", name, "2").returncode == 0
+    r = cli(server.url, "invoke", name, "--qualifier", "2")
+    assert r.returncode == 1 and r.stderr.startswith("Error: VersionNotFound:")
+    r = cli(server.url, "alias", "set", name, "prod", "1", "--weight", "nonsense")
+    assert r.returncode != 0 and "--weight takes VERSION=SHARE" in r.stderr
+    assert cli(server.url, "alias", "rm", name, "prod").returncode == 0

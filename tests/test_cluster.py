@@ -98,6 +98,34 @@ def test_deploy_on_one_invoke_on_another_update_on_a_third(
     _within_a_second(lambda: invoke(two, name).text == "v2")
 
 
+def test_versions_and_aliases_made_on_one_node_hold_on_the_others(
+        cluster: list[httpx.Client]) -> None:
+    one, two, three = cluster
+    name = deploy(one, _code("v1"))
+    versions = f"{API}/functions/{name}/versions"
+    assert one.post(versions, json={}).json()["versionId"] == "1"
+    two.put(f"{API}/functions/{name}", json={"code": {"zipFile": b64(make_zip(_code("v2")))}})
+    assert two.post(versions, json={}).json()["versionId"] == "2"  # one counter
+    aliases = f"{API}/functions/{name}/aliases"
+    r = three.post(aliases, json={"aliasName": "prod", "versionId": "1"})
+    assert r.status_code == 200, r.text
+
+    def runs(client: httpx.Client, qualifier: str) -> str:
+        return client.post(f"{API}/functions/{name}/invocations",
+                           params={"qualifier": qualifier}).text
+
+    _within_a_second(lambda: runs(one, "prod") == "v1")
+    assert three.put(f"{aliases}/prod", json={"versionId": "2"}).status_code == 200
+    _within_a_second(lambda: runs(one, "prod") == "v2" and runs(two, "prod") == "v2")
+    assert runs(one, "1") == "v1"  # warm on node 1
+    assert two.delete(f"{versions}/1").status_code == 204
+    _within_a_second(lambda: one.post(f"{API}/functions/{name}/invocations",
+                                      params={"qualifier": "1"}).status_code == 404)
+    assert wait_for(lambda: not [  # node 1's instance of version 1 stops
+        i for i in one.get(f"{API}/functions/{name}/instances", params={
+            "withAllActive": "true"}).json()["instances"] if i["versionId"] == "1"], timeout=5)
+
+
 def test_a_function_deleted_on_one_node_is_gone_on_the_others(
         cluster: list[httpx.Client]) -> None:
     one, two, _ = cluster

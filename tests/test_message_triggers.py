@@ -295,7 +295,7 @@ async def test_a_message_is_acknowledged_only_after_its_invocation_is_accepted(
     calls: list[tuple[str, list[dict[str, Any]], str]] = []
     failing = True
 
-    async def enqueue(function_name: str, event: bytes, tid: str) -> None:
+    async def enqueue(function_name: str, event: bytes, tid: str, qualifier: str) -> None:
         calls.append((function_name, json.loads(event), tid))
         if failing:
             raise RuntimeError("database is locked")

@@ -79,6 +79,35 @@ class FunctionNotFound(ApiError):
         super().__init__(f"function '{name}' does not exist")
 
 
+class VersionNotFound(ApiError):
+    code = "VersionNotFound"
+    status = 404
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(f"function '{name}' has no version '{version}'")
+
+
+class AliasNotFound(ApiError):
+    code = "AliasNotFound"
+    status = 404
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(f"function '{name}' has no alias '{alias}'")
+
+
+class AliasAlreadyExists(ApiError):
+    code = "AliasAlreadyExists"
+    status = 409
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(f"function '{name}' already has an alias '{alias}'")
+
+
+class VersionInUse(ApiError):
+    code = "VersionInUse"
+    status = 409
+
+
 class InvocationNotFound(ApiError):
     code = "InvocationNotFound"
     status = 404

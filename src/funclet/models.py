@@ -90,6 +90,7 @@ class FunctionVersion:
     config: FunctionConfig
     revision: int
     code_checksum: str
+    version_id: str = "LATEST"  # or a published version's id
 
     @property
     def name(self) -> str:

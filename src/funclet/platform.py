@@ -37,9 +37,11 @@ from funclet.slots import ClusterSlots
 from funclet.store import Recorder, Store
 from funclet.store.tasks import Task, TaskStore, now_ms
 from funclet.store.triggers import TriggerStore
+from funclet.store.versions import VersionStore
 from funclet.triggers import Triggers
 from funclet.triggers.consumers import Consumers
 from funclet.triggers.timers import Timers
+from funclet.versions import Versions, parse_qualifier
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +112,12 @@ class Platform:
         self.invoker = Invoker(
             self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds,
             miss=self._sync_if_shared,
+            resolve=lambda name, qualifier: self.versions.resolve(name, qualifier),
         )
         self.functions = Functions(
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
+        self.versions = Versions(VersionStore(self.store), self.functions, self.registry)
         self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
         self.async_configs = AsyncConfigs(self.tasks)
         if self.slots is not None:  # provisioned instances: each live node its share
@@ -134,7 +138,9 @@ class Platform:
         self.timers = Timers(trigger_store, self._enqueue_async)
         self.consumers = Consumers(self._enqueue_async,
                                    self.node_id if self.slots is not None else "")
-        self.triggers = Triggers(trigger_store, self.timers, self.consumers, self.functions.get)
+        self.triggers = Triggers(
+            trigger_store, self.timers, self.consumers, self.functions.get,
+            lambda name, qualifier: self.versions.version_ids(name, parse_qualifier(qualifier)))
         self.functions.on_delete.append(self.triggers.delete_function)
         # What one node changes, every other node applies (PostgreSQL: NOTIFY/LISTEN).
         self.changes = Changes(
@@ -142,7 +148,7 @@ class Platform:
             self._sync_function, self._sync_all,
             {SLOTS_CHANNEL: self.slots.heard} if self.slots is not None else None)
         for hooks in (self.functions.on_change, self.triggers.on_change,
-                      self.async_configs.on_change):
+                      self.async_configs.on_change, self.versions.on_change):
             hooks.append(self.changes.publish)
         self._reclaimer: asyncio.Task[None] | None = None
         self.api_token = self._api_token() if settings.auth_required else settings.api_token
@@ -181,13 +187,14 @@ class Platform:
             url += f":{port}/" if port and port.isdigit() else "/"
         return {"urlInternet": url, "urlIntranet": url}
 
-    async def _enqueue_async(self, function_name: str, payload: bytes, task_id: str) -> None:
+    async def _enqueue_async(self, function_name: str, payload: bytes, task_id: str,
+                             qualifier: str = "LATEST") -> None:
         """An async invocation from inside funclet (a destination that is a function, a
         timer, a message); ``task_id`` makes an event that is sent again run once."""
-        await self.invoker.pool(function_name)  # raises if it does not exist
+        await self.invoker.pool(function_name, qualifier)  # raises if it is not there
         request_id = new_request_id()
         task = Task(task_id or request_id, request_id, function_name, TaskStatus.ENQUEUED,
-                    payload, now_ms(), 0)
+                    payload, now_ms(), 0, qualifier)
         await self.dispatcher.accept(task, 0)
 
     async def _sync_function(self, name: str) -> None:
@@ -195,6 +202,7 @@ class Platform:
         await self.functions.sync(name)
         await self.async_configs.load()
         if await self.store.get_function(name) is not None:
+            await self.versions.sync(name)
             await self.triggers.sync(name)
 
     async def _sync_if_shared(self, name: str) -> None:
@@ -210,6 +218,7 @@ class Platform:
 
     async def _forget_function(self, name: str) -> None:
         self.sandbox.forget(name)
+        self.versions.forget(name)
 
     def _instance_changed(self, inst: Instance) -> None:
         self.recorder.instance(inst)
@@ -232,6 +241,7 @@ class Platform:
         self.recorder.start()
         await self.nodes.start()
         rows = await self.functions.load_all()
+        await self.versions.load_all()
         for runtime in {self.default_runtime, *(r.config.runtime for r in rows)}:
             if runtime in self.runtimes:
                 await self.sandbox.warm_up(runtime)

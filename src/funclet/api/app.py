@@ -25,6 +25,7 @@ from funclet.api import (
     openapi,
     tasks,
     triggers,
+    versions,
 )
 from funclet.api.auth import Authenticate, RefuseInstances
 from funclet.api.responses import error_response, json_response, new_request_id
@@ -112,6 +113,7 @@ def build_app(platform: Platform) -> Starlette:
             *by_host,
             *invoke.routes,
             *functions.routes,
+            *versions.routes,
             *configs.routes,
             *tasks.routes,
             *triggers.routes,

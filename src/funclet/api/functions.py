@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from funclet.instances.instance import Instance
 from funclet.instances.state import FC_STATUS, InstanceState
 from funclet.platform import Platform
 from funclet.store import FunctionRow
+from funclet.versions import LATEST, parse_qualifier
 
 PREFIX = "/2023-03-30"
 _MS = re.compile(r"[0-9]{1,18}")
@@ -63,8 +65,16 @@ async def create_function(request: Request) -> Response:
 
 
 async def get_function(request: Request) -> Response:
+    """LATEST, or (``qualifier``) a version as published, an alias's version."""
     platform = _platform(request)
-    row = await platform.functions.get(request.path_params["name"])
+    name = request.path_params["name"]
+    row = await platform.functions.get(name)
+    qualifier = parse_qualifier(request.query_params.get("qualifier"))
+    if qualifier != LATEST:
+        version = await platform.versions.resolve_row(name, qualifier)
+        row = replace(row, config=version.config, revision=version.revision,
+                      code_checksum=version.code_checksum, code_size=version.code_size,
+                      modified_ms=version.created_ms)
     return json_response(function_json(platform, row))
 
 
@@ -96,14 +106,16 @@ def _instance_json(inst: Instance | dict[str, Any], node_id: str) -> dict[str, A
     if isinstance(inst, Instance):
         state, reason = inst.state.value, inst.stop_reason
         iid, created, destroyed = inst.instance_id, inst.created_ms, inst.destroyed_ms
+        version = inst.version_id
     else:
         state, reason = inst["state"], inst["stop_reason"]
         iid, created, destroyed = inst["instance_id"], inst["created_ms"], inst["destroyed_ms"]
         node_id = inst.get("node_id") or ""
+        version = inst.get("version_id") or LATEST
     return {
         "instanceId": iid,
-        "versionId": "0",
-        "qualifier": "LATEST",
+        "versionId": "0" if version == LATEST else version,  # (FC: 0 for LATEST)
+        "qualifier": version,
         "status": FC_STATUS[InstanceState(state)],
         "createdTimeMs": created,
         "destroyedTimeMs": destroyed,
@@ -117,11 +129,17 @@ async def list_instances(request: Request) -> Response:
     """Live instances first, then recently stopped ones (with their stop reason)."""
     platform, name = await known_function(request)
     limit = int_param(request, "limit", 100, 1, 1000)
-    live = platform.registry.instances(name)
+    qualifier = request.query_params.get("qualifier")
+    versions = None if qualifier is None else await platform.versions.version_ids(
+        name, parse_qualifier(qualifier))  # an alias: both of its versions
+    live = [i for i in platform.registry.instances(name)
+            if versions is None or i.version_id in versions]
     seen = {i.instance_id for i in live}
     await platform.recorder.flush()
     stored = [
-        r for r in await platform.store.list_instances(name, limit) if r["instance_id"] not in seen
+        r for r in await platform.store.list_instances(name, limit)
+        if r["instance_id"] not in seen and (
+            versions is None or (r.get("version_id") or LATEST) in versions)
     ]
     include_stopped = request.query_params.get("withAllActive", "").lower() != "true"
     items = [_instance_json(i, platform.node_id) for i in live]
@@ -147,6 +165,7 @@ def invocation_json(rec: dict[str, Any], with_log: bool) -> dict[str, Any]:
         "startedTime": fc_time(rec["started_ms"]),
         "startedTimeMs": rec["started_ms"],
         "nodeId": rec.get("node_id") or "",
+        "versionId": rec.get("version_id") or "LATEST",
     }
     if with_log:
         out["log"] = rec["log"]

@@ -65,7 +65,7 @@ async def http_trigger(request: Request) -> Response:
         found = platform.triggers.http(name)
         if found is None:
             raise RouteNotFound(f"function '{name}' has no HTTP trigger")
-        _, config = found
+        row, config = found
         if request.method not in config.methods:
             raise MethodNotAllowed(
                 f"the HTTP trigger of '{name}' takes {', '.join(sorted(config.methods))}, "
@@ -80,14 +80,14 @@ async def http_trigger(request: Request) -> Response:
 
         if request.headers.get("x-fc-invocation-type", "").lower() == "async":
             return await accept_async(platform, name, await event(), request_id,
-                                      request.headers)
+                                      request.headers, row.qualifier)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"the request body is {declared} bytes, over the limit of "
                                   f"{limit} bytes")
         exchange = HttpExchange(_head(request, name), request.stream(), event, limit)
         invocation = asyncio.ensure_future(platform.invoker.invoke(
-            name, b"", request_id, http=exchange))
+            name, b"", request_id, http=exchange, qualifier=row.qualifier))
         waits: set[asyncio.Future[Any]] = {invocation, exchange.started}
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     except ApiError as exc:

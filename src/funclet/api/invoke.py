@@ -20,6 +20,7 @@ from funclet.instances.state import StartKind
 from funclet.logs import tail
 from funclet.platform import Platform
 from funclet.store.tasks import Task, now_ms
+from funclet.versions import LATEST, parse_qualifier
 
 
 async def invoke_function(request: Request) -> Response:
@@ -33,7 +34,8 @@ async def invoke_function(request: Request) -> Response:
             raise InvalidArgument(
                 f"x-fc-invocation-type must be 'Sync' or 'Async', got '{mode}'")
         event = await _read_event(request, platform.settings.max_sync_payload)
-        out = await platform.invoker.invoke(request.path_params["name"], event, request_id)
+        out = await platform.invoker.invoke(request.path_params["name"], event, request_id,
+                                            qualifier=_qualifier(request))
     except ApiError as exc:
         return error_response(exc, request_id)
     except asyncio.CancelledError:
@@ -42,6 +44,7 @@ async def invoke_function(request: Request) -> Response:
     headers = {
         "x-fc-request-id": request_id,
         "x-fc-code-checksum": out.code_checksum,
+        "x-fc-invocation-service-version": out.version_id,
         "x-funclet-start-kind": out.start_kind.value if out.start_kind else "",
         "x-funclet-instance-id": out.instance_id,
         "x-funclet-node-id": platform.node_id,
@@ -62,13 +65,18 @@ async def invoke_function(request: Request) -> Response:
 async def _accept(request: Request, platform: Platform, request_id: str) -> Response:
     """Async: store the task durably, then answer 202 (the dispatcher runs it later)."""
     name = request.path_params["name"]
-    await platform.invoker.pool(name)  # 404 for a function that does not exist
+    qualifier = _qualifier(request)
+    await platform.invoker.pool(name, qualifier)  # 404 for a function or qualifier not there
     event = await _read_event(request, platform.settings.max_async_payload, "async ")
-    return await accept_async(platform, name, event, request_id, request.headers)
+    return await accept_async(platform, name, event, request_id, request.headers, qualifier)
+
+
+def _qualifier(request: Request) -> str:
+    return parse_qualifier(request.query_params.get("qualifier"))
 
 
 async def accept_async(platform: Platform, name: str, event: bytes, request_id: str,
-                       headers: Mapping[str, str]) -> Response:
+                       headers: Mapping[str, str], qualifier: str = LATEST) -> Response:
     """Store an async task for ``event`` as the request's ``x-fc-async-*`` headers say;
     202 once it is committed."""
     if len(event) > platform.settings.max_async_payload:
@@ -81,7 +89,7 @@ async def accept_async(platform: Platform, name: str, event: bytes, request_id: 
     if not TASK_ID_RE.fullmatch(task_id):
         raise InvalidArgument(
             "x-fc-async-task-id must be 1-128 letters, digits, '_' or '-'")
-    task = Task(task_id, request_id, name, TaskStatus.ENQUEUED, event, now_ms(), 0)
+    task = Task(task_id, request_id, name, TaskStatus.ENQUEUED, event, now_ms(), 0, qualifier)
     fresh = await platform.dispatcher.accept(task, int(delay))
     out = {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id,
            "x-funclet-node-id": platform.node_id}

@@ -18,7 +18,16 @@ from starlette.routing import Route
 from funclet import __version__
 from funclet.api.functions import PREFIX
 from funclet.api.responses import new_request_id
-from funclet.api.schemas import NAME_PATTERN, SCHEMAS, TASK_ID_PATTERN, Schema, integer, ref, string
+from funclet.api.schemas import (
+    NAME_PATTERN,
+    QUALIFIER_PATTERN,
+    SCHEMAS,
+    TASK_ID_PATTERN,
+    Schema,
+    integer,
+    ref,
+    string,
+)
 from funclet.asyncq.policy import TaskStatus
 
 Operation = dict[str, Any]
@@ -106,6 +115,9 @@ _INVOKED = {"200": {
         "x-fc-request-id": _REQUEST_ID,
         "x-fc-code-checksum": {"schema": string("sha256 of the code package that ran"),
                                "required": True},
+        "x-fc-invocation-service-version": {
+            "schema": string("the version that ran: LATEST or a published one's id (an "
+                             "alias's pick)"), "required": True},
         "x-fc-error-type": {"schema": string(
             enum=["UnhandledInvocationError", "HandledInvocationError"])},
         "x-fc-log-result": {"schema": string("with x-fc-log-type: Tail: the log's last "
@@ -168,6 +180,7 @@ def _trigger_examples(op: Operation) -> Operation:
 
 def _paths() -> dict[str, dict[str, Operation]]:
     fn = [_p("functionName")]
+    fnq = [*fn, _p("qualifier")]
     return {
         f"{PREFIX}/functions": {
             "post": _op("CreateFunction", "Deploy a function", "functions",
@@ -176,8 +189,8 @@ def _paths() -> dict[str, dict[str, Operation]]:
                        _json(ref("ListFunctionsOutput")), params=[_p("prefix"), *_PAGE]),
         },
         _F: {
-            "get": _op("GetFunction", "A function's config", "functions",
-                       _json(ref("Function")), params=fn),
+            "get": _op("GetFunction", "A function's config (a version's, an alias's)",
+                       "functions", _json(ref("Function")), params=fnq),
             "put": _op("UpdateFunction", "New config or code: a new version", "functions",
                        _json(ref("Function")), params=fn, body=ref("UpdateFunctionInput"),
                        body_required=False),
@@ -187,14 +200,14 @@ def _paths() -> dict[str, dict[str, Operation]]:
         f"{_F}/instances": {
             "get": _op("ListInstances", "Live instances, then recently stopped ones",
                        "functions", _json(ref("ListInstancesOutput")), params=[
-                           *fn, _param("limit", "query", _or_empty(integer(1, 1000))),
+                           *fnq, _param("limit", "query", _or_empty(integer(1, 1000))),
                            _param("withAllActive", "query", string(),
                                   "true: live instances only")]),
         },
         f"{_F}/invocations": {
             "post": _op("InvokeFunction", "Invoke a function (sync, or async with "
                         "x-fc-invocation-type: Async)", "invocations", {**_INVOKED, **_ACCEPTED},
-                        params=[*fn, *_INVOKE_HEADERS],
+                        params=[*fnq, *_INVOKE_HEADERS],
                         requestBody={"description": "the event, as bytes",
                                      "content": {"application/octet-stream": {"schema": {}},
                                                  "application/json": {"schema": {}}}}),
@@ -244,7 +257,7 @@ def _paths() -> dict[str, dict[str, Operation]]:
         f"{_F}/async-tasks": {
             "get": _op("ListAsyncTasks", "Async tasks, newest first by default", "async",
                        _json(ref("ListAsyncTaskOutput")), params=[
-                           *fn, _p("prefix"),
+                           *fnq, _p("prefix"),
                            _param("status", "query",
                                   _or_empty(string(enum=[s.value for s in TaskStatus]))),
                            _param("startedTimeBegin", "query", _or_empty(integer(0, 2**62)),
@@ -264,6 +277,37 @@ def _paths() -> dict[str, dict[str, Operation]]:
         f"{_F}/async-tasks/{{taskId}}/stop": {
             "put": _op("StopAsyncTask", "Stop a waiting or running task", "async",
                        _json({"type": "object"}), params=[*fn, _p("taskId")]),
+        },
+        f"{_F}/versions": {
+            "post": _op("PublishFunctionVersion", "Publish LATEST as an immutable version",
+                        "versions", _json(ref("Version")), params=fn,
+                        body=ref("PublishVersionInput"), body_required=False),
+            "get": _op("ListFunctionVersions", "The function's versions", "versions",
+                       _json(ref("ListVersionsOutput")), params=[
+                           *fn, _param("direction", "query", _or_empty(string(
+                               enum=["BACKWARD", "FORWARD"])), "BACKWARD (newest first, "
+                               "the default) or FORWARD"), *_PAGE]),
+        },
+        f"{_F}/versions/{{versionId}}": {
+            "delete": _op("DeleteFunctionVersion", "Delete a version no alias uses",
+                          "versions", _DELETED, params=[
+                              *fn, _param("versionId", "path", string())]),
+        },
+        f"{_F}/aliases": {
+            "post": _op("CreateAlias", "Name a version (and a canary share of a second)",
+                        "versions", _json(ref("Alias")), params=fn,
+                        body=ref("CreateAliasInput")),
+            "get": _op("ListAliases", "The function's aliases by name", "versions",
+                       _json(ref("ListAliasesOutput")), params=[*fn, _p("prefix"), *_PAGE]),
+        },
+        f"{_F}/aliases/{{aliasName}}": {
+            "get": _op("GetAlias", "One alias", "versions", _json(ref("Alias")),
+                       params=[*fn, _p("aliasName")]),
+            "put": _op("UpdateAlias", "Point an alias elsewhere, change its canary",
+                       "versions", _json(ref("Alias")), params=[*fn, _p("aliasName")],
+                       body=ref("UpdateAliasInput"), body_required=False),
+            "delete": _op("DeleteAlias", "Delete an alias", "versions", _DELETED,
+                          params=[*fn, _p("aliasName")]),
         },
         f"{_F}/triggers": {
             "post": _trigger_examples(_op(
@@ -316,7 +360,8 @@ def document() -> dict[str, Any]:
                 "when a base domain is configured), and /healthz. API errors are FC's "
                 "Error body; a function's own failure is a FunctionError body."),
         },
-        "tags": [{"name": t} for t in ("functions", "invocations", "async", "triggers",
+        "tags": [{"name": t} for t in ("functions", "versions", "invocations", "async",
+                                       "triggers",
                                        "http-triggers", "platform")],
         "security": [{}, {"bearer": []}, {"acs3": []}],
         "paths": _paths(),
@@ -327,6 +372,10 @@ def document() -> dict[str, Any]:
                                        example="hello"),
                 "triggerName": _param("triggerName", "path", string(pattern=NAME_PATTERN)),
                 "taskId": _param("taskId", "path", string(pattern=TASK_ID_PATTERN)),
+                "aliasName": _param("aliasName", "path", string(pattern=NAME_PATTERN)),
+                "qualifier": _param("qualifier", "query", _or_empty(string(
+                    pattern=QUALIFIER_PATTERN)), "LATEST (the default), a version's id or "
+                    "an alias"),
                 "prefix": _param("prefix", "query", string(), "names starting with this"),
                 "limit": _param("limit", "query", _or_empty(integer(1, 100)),
                                 "20 by default"),
@@ -338,7 +387,7 @@ def document() -> dict[str, Any]:
             "responses": {"Error": {
                 "description": "The call was refused: 400 InvalidArgument, 401 Unauthorized, "
                                "403 AccessDenied, 404 …NotFound, 405 MethodNotAllowed, "
-                               "409 …AlreadyExists, 413 EntityTooLarge, "
+                               "409 …AlreadyExists or VersionInUse, 413 EntityTooLarge, "
                                "429 ResourceExhausted, 503 ServiceUnavailable, "
                                "500 InternalError.",
                 "headers": {"x-fc-request-id": _REQUEST_ID},

@@ -20,6 +20,8 @@ Schema = dict[str, Any]
 NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]{0,127}$"
 HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 TASK_ID_PATTERN = "^[A-Za-z0-9_-]{1,128}$"
+VERSION_PATTERN = "^[1-9][0-9]{0,9}$"
+QUALIFIER_PATTERN = "^(LATEST|[1-9][0-9]{0,9}|[A-Za-z_][A-Za-z0-9_-]{0,127})$"
 
 
 def ref(name: str) -> Schema:
@@ -68,6 +70,14 @@ def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), descripti
 def _time(description: str) -> Schema:
     return nullable(string(f"{description} (ISO 8601, UTC, e.g. 2023-04-01T08:15:27Z)"))
 
+
+# An alias's second version and its share of the invocations (a canary).
+_WEIGHTS: Schema = {
+    "type": "object", "maxProperties": 1,
+    "propertyNames": {"pattern": VERSION_PATTERN},
+    "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+    "description": "at most one other version id, with the share (0 to 1) of the calls "
+                   "it gets"}
 
 _HOOK = obj({
     "handler": string("module.function of the hook", pattern=HANDLER_PATTERN),
@@ -179,6 +189,7 @@ SCHEMAS: dict[str, Schema] = {
         "startedTime": _time("started"),
         "startedTimeMs": nullable(integer()),
         "nodeId": string("the node that ran it"),
+        "versionId": string("the version that ran (LATEST, or a published one's id)"),
         "log": nullable(string("the invocation's log (GetInvocation only)")),
     }, ("requestId", "functionName", "status"), "funclet's record of one invocation."),
     "ListInvocationsOutput": obj({"invocations": array(ref("Invocation")),
@@ -300,6 +311,27 @@ SCHEMAS: dict[str, Schema] = {
     }, ("nodeId", "state")),
     "ListNodesOutput": obj({"nodes": array(ref("Node")), "deadAfterSeconds": {"type": "number"},
                             "requestId": string()}, ("nodes",)),
+    "PublishVersionInput": obj({"description": string(maxLength=256)}),
+    "Version": obj({"versionId": string(pattern=VERSION_PATTERN), "description": string(),
+                    "createdTime": _time("published"), "lastModifiedTime": _time("published")},
+                   ("versionId",)),
+    "ListVersionsOutput": obj({"versions": array(ref("Version")),
+                               "direction": string(enum=["BACKWARD", "FORWARD"]),
+                               "nextToken": string()}, ("versions",)),
+    "CreateAliasInput": obj({
+        "aliasName": string(pattern=NAME_PATTERN), "versionId": string(pattern=VERSION_PATTERN),
+        "description": string(maxLength=256),
+        "additionalVersionWeight": _WEIGHTS}, ("aliasName", "versionId")),
+    "UpdateAliasInput": obj({
+        "versionId": string(pattern=VERSION_PATTERN), "description": string(maxLength=256),
+        "additionalVersionWeight": _WEIGHTS}),
+    "Alias": obj({
+        "aliasName": string(), "versionId": string(), "description": string(),
+        "additionalVersionWeight": _WEIGHTS,
+        "createdTime": _time("created"), "lastModifiedTime": _time("last changed")},
+        ("aliasName", "versionId")),
+    "ListAliasesOutput": obj({"aliases": array(ref("Alias")), "nextToken": string()},
+                             ("aliases",)),
     "Health": obj({
         "status": string("unavailable (503): the database or the code store does not answer",
                          enum=["ok", "unavailable"]),

@@ -21,6 +21,7 @@ from funclet.api.responses import fc_time, int_param, json_body, json_response
 from funclet.asyncq.policy import TaskStatus
 from funclet.errors import AsyncConfigNotFound, AsyncTaskNotFound, InvalidArgument
 from funclet.platform import Platform
+from funclet.versions import parse_qualifier
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -30,7 +31,7 @@ def task_json(platform: Platform, row: dict[str, Any], with_payload: bool) -> di
         "taskId": row["task_id"],
         "requestId": row["request_id"],
         "functionArn": function_arn(platform, row["function_name"]),
-        "qualifier": "LATEST",
+        "qualifier": row.get("qualifier") or "LATEST",
         "status": row["status"],
         "alreadyRetriedTimes": max(0, row["attempts"] - 1),
         "startedTime": row["started_ms"],
@@ -70,9 +71,11 @@ async def list_tasks(request: Request) -> Response:
     begin = int_param(request, "startedTimeBegin", -1, 0, 2**62)
     end = int_param(request, "startedTimeEnd", -1, 0, 2**62)
     before = page_after(request)
+    qualifier = q.get("qualifier") or None
     rows = await platform.tasks.list(
         name, status, begin if begin >= 0 else None, end if end >= 0 else None,
-        q.get("prefix", ""), limit + 1, before, newest_first=order == "desc")
+        q.get("prefix", ""), limit + 1, before, newest_first=order == "desc",
+        qualifier=None if qualifier is None else parse_qualifier(qualifier))
     with_payload = q.get("includePayload", "").lower() == "true"
     out: dict[str, Any] = {"tasks": [task_json(platform, r, with_payload) for r in rows[:limit]]}
     if len(rows) > limit:

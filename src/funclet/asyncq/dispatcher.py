@@ -223,7 +223,8 @@ class Dispatcher:
             return
         try:
             out = await self._invoker.invoke(
-                task.function_name, task.payload, new_request_id(), mode="async")
+                task.function_name, task.payload, new_request_id(), mode="async",
+                qualifier=task.qualifier)
         except asyncio.CancelledError:
             if task.task_id not in self._stop_asked:
                 raise  # shutdown: the task is re-queued

@@ -13,7 +13,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from funclet.cli import triggers
+from funclet.cli import triggers, versions
 from funclet.cli.client import (
     DEFAULT_ENDPOINT,
     Client,
@@ -32,6 +32,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(triggers.app, name="trigger")
+app.add_typer(versions.versions, name="version")
+app.add_typer(versions.aliases, name="alias")
 
 
 @app.callback()
@@ -267,9 +269,13 @@ def invoke(
     delay: Annotated[
         int | None, typer.Option(help="With --async: seconds before the first attempt.")
     ] = None,
+    qualifier: Annotated[
+        str | None, typer.Option(help="A version or an alias to run (default: LATEST).")
+    ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """Invoke a function: synchronously (print its result) or --async (print the task id)."""
+    params = {"qualifier": qualifier} if qualifier else {}
     if payload is not None and payload_file is not None:
         raise CliError("give --payload or --payload-file, not both")
     try:
@@ -283,7 +289,8 @@ def invoke(
         if delay is not None:
             headers["x-fc-async-delay"] = str(delay)
         response = _client(endpoint).request(
-            "POST", f"/functions/{name}/invocations", content=event, headers=headers)
+            "POST", f"/functions/{name}/invocations", content=event, headers=headers,
+            params=params)
         accepted = response.headers["x-fc-async-task-id"]
         again = response.headers.get("x-funclet-async-task-duplicate")
         out.print(f"{'Already accepted' if again else 'Accepted'} async task {accepted} "
@@ -293,8 +300,8 @@ def invoke(
     if log:
         headers["x-fc-log-type"] = "Tail"
     response = _client(endpoint).request(
-        "POST", f"/functions/{name}/invocations", content=event, headers=headers
-    )
+        "POST", f"/functions/{name}/invocations", content=event, headers=headers,
+        params=params)
     if log and response.headers.get("x-fc-log-result"):
         sys.stderr.write(base64.b64decode(response.headers["x-fc-log-result"]).decode(
             errors="replace"))
@@ -305,7 +312,8 @@ def invoke(
     sys.stdout.flush()
     kind = response.headers.get("x-funclet-start-kind", "")
     err.print(
-        f"[dim]request {response.headers.get('x-fc-request-id')}, {kind} start, "
+        f"[dim]request {response.headers.get('x-fc-request-id')}, version "
+        f"{response.headers.get('x-fc-invocation-service-version')}, {kind} start, "
         f"{response.headers.get('x-funclet-duration-ms')} ms[/]"
     )
     error_type = response.headers.get("x-fc-error-type")

@@ -39,6 +39,7 @@ class Instance:
     created_ms: int = field(default_factory=_now_ms)
     destroyed_ms: int | None = None
     last_used: float = field(default_factory=time.monotonic)
+    version_id: str = "LATEST"  # the function's version it runs
 
     def _move(self, to: InstanceState) -> None:
         if to not in TRANSITIONS[self.state]:

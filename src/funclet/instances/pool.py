@@ -173,7 +173,8 @@ class Pool:
     def _new_instance(self, provisioned: bool) -> Instance:
         cfg = self.version.config
         return Instance(new_instance_id(), cfg.name, self.version.revision,
-                        cfg.instance_concurrency, provisioned=provisioned)
+                        cfg.instance_concurrency, provisioned=provisioned,
+                        version_id=self.version.version_id)
 
     async def _start(self, inst: Instance, request_id: str) -> Lease:
         self._instances[inst.instance_id] = inst

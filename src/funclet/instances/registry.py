@@ -27,7 +27,10 @@ class Registry:
         self._deps = deps
         self._keep_alive = keep_alive
         self._provision: dict[str, int] = {}  # provisioned-instance targets by function
-        self._pools: dict[str, Pool] = {}
+        self._pools: dict[str, Pool] = {}  # each function's LATEST
+        # Published versions that ran here, by (function, version id): immutable, each
+        # with instances of its own, reclaimed like LATEST's.
+        self._published: dict[tuple[str, str], Pool] = {}
         self._draining: set[Pool] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -47,6 +50,26 @@ class Registry:
             self._retire(old)
         pool.reconcile(time.monotonic())
 
+    def version_pool(self, version: FunctionVersion) -> Pool:
+        """The pool of a published version (made on its first invocation here)."""
+        key = (version.name, version.version_id)
+        pool = self._published.get(key)
+        if pool is None:
+            pool = self._published[key] = Pool(version, self._deps, 0)
+        return pool
+
+    def published(self, name: str, version_id: str) -> Pool | None:
+        return self._published.get((name, version_id))
+
+    def retire_version(self, name: str, version_id: str) -> None:
+        """A deleted version: its instances stop (busy ones when their run ends)."""
+        pool = self._published.pop((name, version_id), None)
+        if pool is not None:
+            self._retire(pool)
+
+    def _every_pool(self) -> tuple[Pool, ...]:
+        return (*self._pools.values(), *self._published.values(), *self._draining)
+
     def set_provision(self, name: str, target: int) -> None:
         """Keep ``target`` instances of the function started ahead of time."""
         if target:
@@ -63,12 +86,12 @@ class Registry:
         old = self._pools.pop(name, None)
         if old is not None:
             self._retire(old)
+        for key in [k for k in self._published if k[0] == name]:
+            self._retire(self._published.pop(key))
 
     def instances(self, name: str) -> list[Instance]:
         """Live instances of every version of the function, draining ones included."""
-        pools = [
-            p for p in (self._pools.get(name), *self._draining) if p and p.version.name == name
-        ]
+        pools = [p for p in self._every_pool() if p.version.name == name]
         return [inst for pool in pools for inst in pool.instances]
 
     def deployed(self, name: str) -> bool:
@@ -80,12 +103,12 @@ class Registry:
 
     def live_count(self) -> int:
         """Live instances of every function on this node."""
-        return sum(len(pool.instances) for pool in (*self._pools.values(), *self._draining))
+        return sum(len(pool.instances) for pool in self._every_pool())
 
     def evict_idle(self, allow: Callable[[str], bool]) -> bool:
         """Evict the least recently used idle instance of a function ``allow`` accepts."""
         best: tuple[Pool, Instance] | None = None
-        for pool in (*self._pools.values(), *self._draining):
+        for pool in self._every_pool():
             if not allow(pool.version.name):
                 continue
             for inst in pool.instances:
@@ -100,7 +123,7 @@ class Registry:
 
     def reclaim(self, now: float) -> None:
         """The periodic tick: reclaim idle instances, top up provisioned ones."""
-        for pool in list(self._pools.values()):
+        for pool in [*self._pools.values(), *self._published.values()]:
             keep_alive = pool.version.config.keep_alive_seconds or self._keep_alive
             pool.reclaim(expired(pool.instances, now, keep_alive))
             pool.reconcile(now)
@@ -119,8 +142,9 @@ class Registry:
 
     async def close(self) -> None:
         """Stop every instance, running preStop hooks."""
-        pools = [*self._pools.values(), *self._draining]
+        pools = list(self._every_pool())
         self._pools.clear()
+        self._published.clear()
         await asyncio.gather(*(p.drain(StopReason.SHUTDOWN) for p in pools))
         for pool in pools:
             pool.kill_all()

@@ -6,12 +6,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from funclet.errors import ApiError, InvocationError
+from funclet.errors import ApiError, InvocationError, VersionNotFound
 from funclet.instances.exchange import HttpExchange
 from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
 from funclet.invoker.admission import SLOT, Admission
+from funclet.models import FunctionVersion
 from funclet.store.recorder import InvocationRecord, Recorder
 
 
@@ -30,6 +31,7 @@ class Invocation:
     init_ms: float = 0.0
     duration_ms: float = 0.0
     queue_ms: float = 0.0
+    version_id: str = "LATEST"  # the version that ran
 
 
 class Invoker:
@@ -42,6 +44,7 @@ class Invoker:
         recorder: Recorder,
         max_wait: float | None = None,
         miss: Callable[[str], Awaitable[object]] | None = None,
+        resolve: Callable[[str, str], Awaitable[FunctionVersion]] | None = None,
     ) -> None:
         self._registry = registry
         self._admission = admission
@@ -50,18 +53,18 @@ class Invoker:
         # A function not deployed here may just have been deployed on another node:
         # ``miss`` applies what the store holds for it, and the lookup is tried again.
         self._miss = miss
+        # A qualifier other than LATEST: the published version it runs (``Versions``).
+        self._resolve = resolve
 
     async def invoke(
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
-        http: HttpExchange | None = None,
+        http: HttpExchange | None = None, qualifier: str = "LATEST",
     ) -> Invocation:
-        # 1. The function's current version and its pool (raises FunctionNotFound); the
-        # store is asked only when this node does not have it (no await on the hot path).
-        try:
-            pool = self._registry.pool(function_name)
-        except ApiError:
-            pool = await self.pool(function_name)
-        out = Invocation(request_id, function_name, pool.version.code_checksum)
+        # 1. The function's version and its pool (raises FunctionNotFound); the store is
+        # asked only when this node does not have it (no await on the hot path).
+        pool = await self.pool(function_name, qualifier)
+        out = Invocation(request_id, function_name, pool.version.code_checksum,
+                         version_id=pool.version.version_id)
         started_ms = time.time() * 1000
         # 2-3. Admission and placement: a warm instance, a new one, or a wait (or 429).
         try:
@@ -75,8 +78,11 @@ class Invoker:
         self._recorder.invocation(_record(out, mode, started_ms))
         return out
 
-    async def pool(self, function_name: str) -> Pool:
-        """The function's pool; one that is not here yet is looked for in the store."""
+    async def pool(self, function_name: str, qualifier: str = "LATEST") -> Pool:
+        """The pool of the version ``qualifier`` names now; a function that is not here
+        yet is looked for in the store."""
+        if qualifier != "LATEST" and self._resolve is not None:
+            return self._registry.version_pool(await self._resolve(function_name, qualifier))
         try:
             return self._registry.pool(function_name)
         except ApiError:
@@ -100,7 +106,7 @@ class Invoker:
             if got is not SLOT:
                 return got  # type: ignore[no-any-return]
             try:  # the function may have changed (or gone) while we waited
-                pool = self._registry.pool(fn)
+                pool = self._current(pool)
             except ApiError:
                 admission.release_slot(fn)
                 raise
@@ -117,12 +123,24 @@ class Invoker:
         # The slot is ours; the new instance holds it until it stops.
         return await pool.cold_start(out.request_id)
 
+    def _current(self, pool: Pool) -> Pool:
+        """LATEST's pool now (a deploy swaps it), or the same version's (immutable;
+        gone if the version was deleted)."""
+        version = pool.version
+        if version.version_id == "LATEST":
+            return self._registry.pool(version.name)
+        current = self._registry.published(version.name, version.version_id)
+        if current is None:
+            raise VersionNotFound(version.name, version.version_id)
+        return current
+
     @staticmethod
     async def _run(lease: Lease, out: Invocation, event: bytes,
                    http: HttpExchange | None) -> None:
         out.start_kind, out.instance_id = lease.start_kind, lease.instance.instance_id
         out.init_ms = lease.init_ms
         out.code_checksum = lease.pool.version.code_checksum
+        out.version_id = lease.pool.version.version_id
         # 4. The run, under the function's deadline.
         run_started = time.perf_counter()
         try:
@@ -152,4 +170,5 @@ def _record(out: Invocation, mode: str, started_ms: float) -> InvocationRecord:
         error_message=error.message if error else None,
         log=out.log,
         started_ms=int(started_ms),
+        version_id=None if out.version_id == "LATEST" else out.version_id,
     )

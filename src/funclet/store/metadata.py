@@ -137,7 +137,8 @@ class Store:
 
         def delete_rows(conn: Connection) -> int:
             result = conn.execute(delete(t).where(t.c.name == name))
-            for c in (schema.concurrency_configs, schema.provision_configs):
+            for c in (schema.concurrency_configs, schema.provision_configs,
+                      schema.function_versions, schema.aliases, schema.function_counters):
                 conn.execute(delete(c).where(c.c.function_name == name))
             return int(result.rowcount or 0)
 

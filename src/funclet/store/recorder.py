@@ -31,6 +31,7 @@ class InvocationRecord:
     error_message: str | None
     log: str
     started_ms: int
+    version_id: str | None = None  # the published version that ran; None: LATEST
 
 
 class Recorder:
@@ -60,6 +61,7 @@ class Recorder:
             "instance_id": inst.instance_id,
             "function_name": inst.function_name,
             "revision": inst.revision,
+            "version_id": None if inst.version_id == "LATEST" else inst.version_id,
             "state": inst.state.value,
             "stop_reason": inst.stop_reason.value if inst.stop_reason else None,
             "created_ms": inst.created_ms,

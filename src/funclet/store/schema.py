@@ -48,6 +48,43 @@ functions = Table(
     Column("modified_ms", BigInteger, nullable=False),
 )
 
+# Published versions: immutable copies of a function's config and code (FC's
+# PublishFunctionVersion); ids count up per function and are never reused
+# (``function_counters``), so a deleted version's id does not come back.
+function_versions = Table(
+    "function_versions",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("code_checksum", String(64), nullable=False),
+    Column("code_size", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+function_counters = Table(
+    "function_counters",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("last_version", Integer, nullable=False),
+)
+
+# Aliases: a name for a version, and optionally a second version with a share of the
+# invocations (``additional_weight``: {version id: 0..1}, a canary).
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("alias_name", String(128), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("additional_weight", JSON, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+)
+
 invocations = Table(
     "invocations",
     metadata,
@@ -65,6 +102,7 @@ invocations = Table(
     Column("log", Text),
     Column("started_ms", BigInteger, nullable=False),
     Column("node_id", String(128)),  # the node that ran it
+    Column("version_id", String(16)),  # the version that ran (NULL: LATEST)
     Index("ix_invocations_function_started", "function_name", "started_ms"),
 )
 
@@ -79,6 +117,7 @@ instances = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("destroyed_ms", BigInteger),
     Column("node_id", String(128)),  # the node it ran on
+    Column("version_id", String(16)),  # the version it ran (NULL: LATEST)
     Index("ix_instances_function_created", "function_name", "created_ms"),
 )
 
@@ -141,6 +180,7 @@ async_tasks = Table(
     Column("events", JSON, nullable=False),
     Column("destination_status", String(256)),
     Column("node_id", String(128)),  # the node running its attempt (while Running)
+    Column("qualifier", String(128)),  # a version or an alias; NULL: LATEST
     Index("ix_async_tasks_waiting", "run_after_ms", sqlite_where=_status_in(TASKS_WAITING),
           postgresql_where=_status_in(TASKS_WAITING)),
     Index("ix_async_tasks_running", "node_id", sqlite_where=_status_in(TASKS_RUNNING),

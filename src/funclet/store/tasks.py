@@ -46,6 +46,7 @@ class Task:
     payload: bytes
     created_ms: int
     attempts: int
+    qualifier: str = "LATEST"  # what it invokes: LATEST, a version or an alias
 
 
 def _event(status: TaskStatus, detail: str = "") -> dict[str, Any]:
@@ -115,7 +116,7 @@ _CLAIM = (update(_t)
                   node_id=bindparam("node"),
                   started_ms=func.coalesce(_t.c.started_ms, bindparam("now")))
           .returning(_t.c.task_id, _t.c.request_id, _t.c.function_name, _t.c.payload,
-                     _t.c.created_ms, _t.c.attempts))
+                     _t.c.created_ms, _t.c.attempts, _t.c.qualifier))
 
 
 _Result = tuple[asyncio.Future[Any], Any, BaseException | None]
@@ -237,6 +238,7 @@ class TaskStore:
                 "run_after_ms": task.created_ms + delay_s * 1000, "attempts": int(running),
                 "started_ms": task.created_ms if running else None,
                 "node_id": self._node if running else None,
+                "qualifier": None if task.qualifier == "LATEST" else task.qualifier,
                 "events": [{**_event(TaskStatus.ENQUEUED), "timestamp": task.created_ms,
                             "eventId": 1}],  # accepted when the request came
             })
@@ -263,7 +265,8 @@ class TaskStore:
             claimed = conn.execute(_CLAIM, {"now": now_ms(), "limit": limit,
                                             "node": self._node}).all()
             return [Task(r.task_id, r.request_id, r.function_name, TaskStatus.RUNNING,
-                         r.payload, r.created_ms, r.attempts) for r in claimed]
+                         r.payload, r.created_ms, r.attempts, r.qualifier or "LATEST")
+                    for r in claimed]
 
         return await self._batched(op)
 
@@ -496,6 +499,7 @@ class TaskStore:
         limit: int,
         before: tuple[int, str] | None,
         newest_first: bool = True,
+        qualifier: str | None = None,
     ) -> list[dict[str, Any]]:
         t = schema.async_tasks
         query = select(t).where(t.c.function_name == function_name).limit(limit)
@@ -510,6 +514,9 @@ class TaskStore:
             query = query.where(t.c.started_ms <= end_ms)
         if prefix:
             query = query.where(t.c.task_id.startswith(prefix, autoescape=True))
+        if qualifier is not None:  # (LATEST's tasks store none)
+            query = query.where(t.c.qualifier.is_(None) if qualifier == "LATEST"
+                                else t.c.qualifier == qualifier)
         if before is not None:
             ms, task_id = before
             cmp = (t.c.created_ms < ms) if newest_first else (t.c.created_ms > ms)

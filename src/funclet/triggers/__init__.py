@@ -42,11 +42,14 @@ class Triggers:
         timers: Timers,
         consumers: Consumers,
         function_exists: Callable[[str], Awaitable[object]],
+        check_qualifier: Callable[[str, str], Awaitable[object]] | None = None,
     ) -> None:
         self._store = store
         self._timers = timers
         self._consumers = consumers
         self._function_exists = function_exists  # raises FunctionNotFound
+        # Raises for a qualifier that names no version or alias of the function.
+        self._check_qualifier = check_qualifier
         self._triggers: dict[tuple[str, str], tuple[TriggerRow, Parsed]] = {}
         self._http: dict[str, tuple[TriggerRow, HttpConfig]] = {}  # per request: by function
         # Told the function whose triggers changed here (other nodes hear).
@@ -71,10 +74,11 @@ class Triggers:
         if kind == HTTP and self.http(function_name) is not None:
             raise TriggerAlreadyExists(
                 f"function '{function_name}' already has an HTTP trigger; it may have one")
+        qualifier = await self._qualifier(function_name, body)
         now = int(time.time() * 1000)
         row = TriggerRow(
             function_name, name, str(uuid.uuid4()), kind, config,
-            _text(body, "description"), _text(body, "qualifier") or "LATEST",
+            _text(body, "description"), qualifier,
             _text(body, "invocationRole"), _text(body, "sourceArn"), now, now,
             _first_fire(parsed, now))
         # Stored first: a trigger that could not be stored never runs.
@@ -97,10 +101,12 @@ class Triggers:
                           if "triggerConfig" in body else (row.config, parsed))
         changes: dict[str, Any] = {
             field: _text(body, key) for field, key in (
-                ("description", "description"), ("qualifier", "qualifier"),
+                ("description", "description"),
                 ("invocation_role", "invocationRole"), ("source_arn", "sourceArn"))
             if key in body
         }
+        if body.get("qualifier") is not None:
+            changes["qualifier"] = await self._qualifier(function_name, body)
         now = int(time.time() * 1000)
         row = replace(row, config=config, modified_ms=now,
                       next_fire_ms=_first_fire(parsed, now), **changes)
@@ -174,14 +180,22 @@ class Triggers:
             raise TriggerNotFound(function_name, name)
         return entry
 
+    async def _qualifier(self, function_name: str, body: dict[str, Any]) -> str:
+        """The trigger's ``qualifier`` (LATEST when not given), once it names something:
+        a trigger of a version or alias that does not exist would fail at every fire."""
+        qualifier = _text(body, "qualifier") or "LATEST"
+        if self._check_qualifier is not None:
+            await self._check_qualifier(function_name, qualifier)
+        return qualifier
+
     def _start(self, row: TriggerRow, parsed: Parsed) -> None:
         """Hand the trigger to what runs it (replacing the one running under its name);
         a timer goes on from its stored next fire."""
         key = (row.function_name, row.trigger_name)
         if isinstance(parsed, TimerConfig):
-            self._timers.put(key, row.trigger_id, parsed, row.next_fire_ms)
+            self._timers.put(key, row.trigger_id, parsed, row.next_fire_ms, row.qualifier)
         if isinstance(parsed, BrokerConfig):
-            self._consumers.put(key, row.trigger_id, parsed)
+            self._consumers.put(key, row.trigger_id, parsed, row.qualifier)
         if isinstance(parsed, HttpConfig):
             self._http[row.function_name] = (row, parsed)
 

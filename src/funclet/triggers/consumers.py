@@ -32,7 +32,7 @@ from funclet.triggers.config import BrokerConfig
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (function name, trigger name)
 # (function name, event, task id): accept an async invocation durably
-Enqueue = Callable[[str, bytes, str], Awaitable[object]]
+Enqueue = Callable[[str, bytes, str, str], Awaitable[object]]  # function, event, task id, qualifier
 _FIRST_WAIT_S = 5.0  # one wait for a first message; the loop then waits again
 _STABLE_S = 30.0  # connected this long: the next outage's backoff starts from 0.5 s again
 _GRACE_S = 3.0  # at stop: how long batches being enqueued may finish and be acknowledged
@@ -78,12 +78,13 @@ class Consumers:
         self._consumers: dict[Key, _Consumer] = {}
         self._stopping: dict[Key, asyncio.Task[None]] = {}
 
-    def put(self, key: Key, trigger_id: str, config: BrokerConfig) -> None:
+    def put(self, key: Key, trigger_id: str, config: BrokerConfig,
+            qualifier: str = "LATEST") -> None:
         """Start a trigger's consumer (or restart it with a new config)."""
         self.remove(key)
         names = Names(key[0], key[1], trigger_id, self._node_id)
         self._consumers[key] = _Consumer(names, config, self._enqueue,
-                                         after=self._stopping.get(key))
+                                         after=self._stopping.get(key), qualifier=qualifier)
 
     def remove(self, key: Key) -> None:
         """Stop a trigger's consumer and forget it; it finishes in the background."""
@@ -119,9 +120,10 @@ class _Consumer:
     docstring). Only this object changes its ``state``."""
 
     def __init__(self, names: Names, config: BrokerConfig, enqueue: Enqueue,
-                 after: asyncio.Task[None] | None) -> None:
+                 after: asyncio.Task[None] | None, qualifier: str = "LATEST") -> None:
         self.names = names
         self.config = config
+        self.qualifier = qualifier
         self.state = ConsumerState.CONNECTING
         self.error: str | None = None
         self._enqueue = enqueue
@@ -212,7 +214,7 @@ class _Consumer:
         attempt = 0
         while True:
             try:
-                await self._enqueue(function_name, event, tid)
+                await self._enqueue(function_name, event, tid, self.qualifier)
                 break
             except Exception as exc:
                 if attempt == 0:

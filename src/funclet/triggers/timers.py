@@ -26,7 +26,7 @@ from funclet.triggers.schedule import Schedule
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (function name, trigger name)
 # (function name, event, task id): accept an async invocation durably
-Enqueue = Callable[[str, bytes, str], Awaitable[object]]
+Enqueue = Callable[[str, bytes, str, str], Awaitable[object]]  # function, event, task id, qualifier
 _RETRY_MS = 1000
 
 
@@ -45,6 +45,7 @@ class _Timer:
     schedule: Schedule
     payload: str
     next_ms: int
+    qualifier: str = "LATEST"  # what it invokes
     not_before_ms: int = 0  # after a failed enqueue: when to try again
 
 
@@ -59,7 +60,7 @@ class Timers:
         self._task: asyncio.Task[None] | None = None
 
     def put(self, key: Key, trigger_id: str, config: TimerConfig,
-            next_ms: int | None = None) -> int | None:
+            next_ms: int | None = None, qualifier: str = "LATEST") -> int | None:
         """Add or replace a timer; returns its next fire time (None: disabled). A stored
         ``next_ms`` in the past is a missed fire: it fires at once."""
         self._timers.pop(key, None)
@@ -68,7 +69,8 @@ class Timers:
             return None
         if next_ms is None:
             next_ms = config.schedule.next_after(now_ms())
-        self._timers[key] = _Timer(key, trigger_id, config.schedule, config.payload, next_ms)
+        self._timers[key] = _Timer(key, trigger_id, config.schedule, config.payload, next_ms,
+                                   qualifier)
         return next_ms
 
     def next_fire_ms(self, key: Key) -> int | None:
@@ -137,4 +139,5 @@ class Timers:
         function_name, trigger_name = timer.key
         event = orjson.dumps({"triggerTime": fc_trigger_time(at), "triggerName": trigger_name,
                               "payload": timer.payload})
-        await self._enqueue(function_name, event, f"timer-{timer.trigger_id}-{at // 1000}")
+        await self._enqueue(function_name, event, f"timer-{timer.trigger_id}-{at // 1000}",
+                            timer.qualifier)

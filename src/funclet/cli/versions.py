@@ -1,0 +1,115 @@
+"""``funclet version publish|ls|rm`` and ``funclet alias set|ls|rm``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from funclet.cli.client import DEFAULT_ENDPOINT, Client, CliError, Endpoint, client_for, out
+
+versions = typer.Typer(help="Publish, list and remove a function's versions.",
+                       no_args_is_help=True)
+aliases = typer.Typer(help="Point aliases at versions (with a canary weight), list, remove.",
+                      no_args_is_help=True)
+
+
+def _pages(client: Client, path: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+    token = None
+    while True:
+        page = client.json("GET", path, params={
+            "limit": 100, **params, **({"nextToken": token} if token else {})})
+        yield from page[key]
+        token = page.get("nextToken")
+        if not token:
+            return
+
+
+@versions.command("publish")
+def publish(
+    name: Annotated[str, typer.Argument(help="The function.")],
+    description: Annotated[str, typer.Option(help="What this version is.")] = "",
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Publish the function as it is now (LATEST) as a new, immutable version; the
+    last version again if nothing changed since it."""
+    version = client_for(endpoint).json("POST", f"/functions/{name}/versions",
+                                        json={"description": description})
+    out.print(f"Version {version['versionId']} of {name}.")
+
+
+@versions.command("ls")
+def list_versions(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """List a function's versions, newest first."""
+    table = Table("version", "published", "description")
+    for v in _pages(client_for(endpoint), f"/functions/{name}/versions", "versions"):
+        table.add_row(v["versionId"], v["createdTime"], v["description"])
+    out.print(table)
+
+
+@versions.command("rm")
+def remove_version(name: str, version: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Remove a version (refused while an alias points at it)."""
+    client_for(endpoint).request("DELETE", f"/functions/{name}/versions/{version}")
+    out.print(f"Removed version {version} of {name}.")
+
+
+def _weights(values: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for value in values:
+        version, sep, share = value.partition("=")
+        try:
+            weights[version] = float(share)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise CliError(f"--weight takes VERSION=SHARE with a share from 0 to 1, got "
+                           f"'{value}'") from None
+    return weights
+
+
+@aliases.command("set")
+def set_alias(
+    name: Annotated[str, typer.Argument(help="The function.")],
+    alias: Annotated[str, typer.Argument(help="The alias, e.g. prod.")],
+    version: Annotated[str, typer.Argument(help="The version it runs.")],
+    weight: Annotated[list[str] | None, typer.Option(
+        help="VERSION=SHARE: a second version that gets that share (0 to 1) of the calls, "
+             "e.g. --weight 3=0.1 for a 10 % canary.")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Create an alias, or point it elsewhere (with no --weight: no canary)."""
+    client = client_for(endpoint)
+    body: dict[str, Any] = {"versionId": version,
+                            "additionalVersionWeight": _weights(weight or [])}
+    if description is not None:
+        body["description"] = description
+    path = f"/functions/{name}/aliases"
+    exists = any(a["aliasName"] == alias for a in _pages(client, path, "aliases", prefix=alias))
+    if exists:
+        row = client.json("PUT", f"{path}/{alias}", json=body)
+    else:
+        row = client.json("POST", path, json={"aliasName": alias, **body})
+    extra = ", ".join(f"version {v} {w:.0%}" for v, w in row["additionalVersionWeight"].items())
+    out.print(f"Alias {alias} of {name} runs version {row['versionId']}"
+              + (f" ({extra})." if extra else "."))
+
+
+@aliases.command("ls")
+def list_aliases(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """List a function's aliases."""
+    table = Table("alias", "version", "additional", "description")
+    for a in _pages(client_for(endpoint), f"/functions/{name}/aliases", "aliases"):
+        table.add_row(a["aliasName"], a["versionId"], ", ".join(
+            f"{v}={w:g}" for v, w in a["additionalVersionWeight"].items()), a["description"])
+    out.print(table)
+
+
+@aliases.command("rm")
+def remove_alias(name: str, alias: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Remove an alias."""
+    client_for(endpoint).request("DELETE", f"/functions/{name}/aliases/{alias}")
+    out.print(f"Removed alias {alias} of {name}.")

@@ -1,0 +1,280 @@
+"""Versions and aliases through the official FC 3.0 SDK: a version is what the function
+was when published, runs on instances of its own, and is what a qualifier names; an
+alias points at a version and can send a share of the calls to a second one (a canary);
+an unknown qualifier is an error, never LATEST."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from alibabacloud_fc20230330 import models as fc
+from alibabacloud_fc20230330.client import Client
+from alibabacloud_tea_openapi import models as openapi
+from alibabacloud_tea_openapi.exceptions import ClientException
+
+from tests.conftest import Server
+from tests.helpers import API, b64, make_zip, unique, wait_for
+
+
+def _code(answer: str) -> str:
+    return b64(make_zip({"index.py": f"""
+import os
+
+def handler(event, context):
+    return "{answer}:" + os.environ.get("COLOUR", "")
+"""}))
+
+
+@pytest.fixture(scope="module")
+def sdk(server: Server) -> Client:
+    return Client(openapi.Config(
+        access_key_id="test-ak", access_key_secret="test-sk",
+        endpoint=f"127.0.0.1:{server.port}", protocol="http", region_id="local",
+    ))
+
+
+def _deploy(sdk: Client, answer: str = "v1", **env: str) -> str:
+    name = unique("ver")
+    sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=_code(answer)), environment_variables=env)))
+    return name
+
+
+def _update(sdk: Client, name: str, answer: str | None = None, **env: str) -> None:
+    sdk.update_function(name, fc.UpdateFunctionRequest(body=fc.UpdateFunctionInput(
+        code=fc.InputCodeLocation(zip_file=_code(answer)) if answer else None,
+        environment_variables=env or None)))
+
+
+def _publish(sdk: Client, name: str, description: str = "") -> str:
+    out = sdk.publish_function_version(name, fc.PublishFunctionVersionRequest(
+        body=fc.PublishVersionInput(description=description)))
+    return str(out.body.version_id)
+
+
+def _invoke(sdk: Client, name: str, qualifier: str | None = None) -> tuple[str, dict[str, str]]:
+    out = sdk.invoke_function(name, fc.InvokeFunctionRequest(qualifier=qualifier, body=b""))
+    return out.body.read().decode(), out.headers
+
+
+def _error(call: object) -> ClientException:
+    with pytest.raises(ClientException) as info:
+        call()  # type: ignore[operator]
+    return info.value
+
+
+def test_a_version_is_the_function_as_published_on_instances_of_its_own(sdk: Client) -> None:
+    name = _deploy(sdk, "v1", COLOUR="red")
+    assert _publish(sdk, name, "first") == "1"
+    assert _publish(sdk, name) == "1"  # nothing changed: the same version
+    _update(sdk, name, "v2", COLOUR="blue")
+    assert _publish(sdk, name, "second") == "2"
+    _update(sdk, name, COLOUR="green")  # LATEST moves on; the versions stay
+
+    one, one_headers = _invoke(sdk, name, "1")
+    two, two_headers = _invoke(sdk, name, "2")
+    latest, latest_headers = _invoke(sdk, name)
+    assert (one, two, latest) == ("v1:red", "v2:blue", "v2:green")
+    assert [h["x-fc-invocation-service-version"] for h in (
+        one_headers, two_headers, latest_headers)] == ["1", "2", "LATEST"]
+    assert len({h["x-funclet-instance-id"] for h in (
+        one_headers, two_headers, latest_headers)}) == 3
+    assert _invoke(sdk, name, "LATEST")[0] == "v2:green"
+
+    got = sdk.get_function(name, fc.GetFunctionRequest(qualifier="1")).body
+    assert got.environment_variables == {"COLOUR": "red"}
+    assert sdk.get_function(name, fc.GetFunctionRequest()).body.environment_variables == {
+        "COLOUR": "green"}
+
+    backward = sdk.list_function_versions(name, fc.ListFunctionVersionsRequest()).body
+    assert [v.version_id for v in backward.versions] == ["2", "1"]
+    assert [v.description for v in backward.versions] == ["second", "first"]
+    page = sdk.list_function_versions(name, fc.ListFunctionVersionsRequest(
+        direction="FORWARD", limit=1)).body
+    assert [v.version_id for v in page.versions] == ["1"] and page.next_token
+    rest = sdk.list_function_versions(name, fc.ListFunctionVersionsRequest(
+        direction="FORWARD", limit=1, next_token=page.next_token)).body
+    assert [v.version_id for v in rest.versions] == ["2"] and not rest.next_token
+
+
+def test_an_unknown_qualifier_is_an_error_never_latest(sdk: Client, client: httpx.Client) -> None:
+    name = _deploy(sdk)
+    _publish(sdk, name)
+    missing = _error(lambda: _invoke(sdk, name, "9"))
+    assert (missing.status_code, missing.code) == (404, "VersionNotFound")
+    alias = _error(lambda: _invoke(sdk, name, "prod"))
+    assert (alias.status_code, alias.code) == (404, "AliasNotFound")
+    assert _error(lambda: sdk.get_function(name, fc.GetFunctionRequest(
+        qualifier="prod"))).code == "AliasNotFound"
+    bad = client.post(f"{API}/functions/{name}/invocations", params={"qualifier": "a b"})
+    assert bad.status_code == 400 and bad.json()["Code"] == "InvalidArgument"
+    gone = _error(lambda: _invoke(sdk, unique("none"), "1"))
+    assert gone.code == "FunctionNotFound"
+    r = client.post(f"{API}/functions/{name}/invocations", params={"qualifier": "prod"},
+                    headers={"x-fc-invocation-type": "Async"})
+    assert r.status_code == 404 and r.json()["Code"] == "AliasNotFound"
+
+
+def test_an_alias_moves_at_once_and_splits_by_weight(sdk: Client) -> None:
+    name = _deploy(sdk, "v1")
+    _publish(sdk, name)
+    _update(sdk, name, "v2")
+    _publish(sdk, name)
+    created = sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="prod", version_id="1", description="live"))).body
+    assert (created.alias_name, created.version_id, created.description) == ("prod", "1", "live")
+    assert _invoke(sdk, name, "prod")[0] == "v1:"
+    again = _error(lambda: sdk.create_alias(name, fc.CreateAliasRequest(
+        body=fc.CreateAliasInput(alias_name="prod", version_id="1"))))
+    assert (again.status_code, again.code) == (409, "AliasAlreadyExists")
+    nowhere = _error(lambda: sdk.create_alias(name, fc.CreateAliasRequest(
+        body=fc.CreateAliasInput(alias_name="next", version_id="7"))))
+    assert nowhere.code == "VersionNotFound"
+
+    sdk.update_alias(name, "prod", fc.UpdateAliasRequest(body=fc.UpdateAliasInput(
+        version_id="2")))
+    assert _invoke(sdk, name, "prod") [0] == "v2:"  # the next call, at once
+    got = sdk.get_alias(name, "prod").body
+    assert (got.version_id, got.description) == ("2", "live")
+
+    sdk.update_alias(name, "prod", fc.UpdateAliasRequest(body=fc.UpdateAliasInput(
+        version_id="1", additional_version_weight={"2": 0.5})))
+    ran = [_invoke(sdk, name, "prod")[1]["x-fc-invocation-service-version"]
+           for _ in range(200)]
+    assert set(ran) == {"1", "2"}
+    assert 0.3 < ran.count("2") / len(ran) < 0.7
+    bad = _error(lambda: sdk.update_alias(name, "prod", fc.UpdateAliasRequest(
+        body=fc.UpdateAliasInput(additional_version_weight={"2": 1.5}))))
+    assert bad.code == "InvalidArgument"
+
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="staging", version_id="2")))
+    listed = sdk.list_aliases(name, fc.ListAliasesRequest()).body
+    assert [a.alias_name for a in listed.aliases] == ["prod", "staging"]
+    page = sdk.list_aliases(name, fc.ListAliasesRequest(limit=1)).body
+    assert [a.alias_name for a in page.aliases] == ["prod"] and page.next_token
+    assert [a.alias_name for a in sdk.list_aliases(name, fc.ListAliasesRequest(
+        limit=1, next_token=page.next_token)).body.aliases] == ["staging"]
+
+
+def test_a_version_an_alias_uses_cannot_be_deleted(sdk: Client) -> None:
+    name = _deploy(sdk, "v1")
+    _publish(sdk, name)
+    _update(sdk, name, "v2")
+    _publish(sdk, name)
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="canary", version_id="2", additional_version_weight={"1": 0.1})))
+    for version in ("1", "2"):
+        refused = _error(lambda v=version: sdk.delete_function_version(name, v))
+        assert (refused.status_code, refused.code) == (409, "VersionInUse")
+        assert "canary" in refused.message
+    sdk.delete_alias(name, "canary")
+    assert _error(lambda: sdk.get_alias(name, "canary")).code == "AliasNotFound"
+    sdk.delete_function_version(name, "1")
+    assert _error(lambda: _invoke(sdk, name, "1")).code == "VersionNotFound"
+    assert _error(lambda: sdk.delete_function_version(name, "1")).code == "VersionNotFound"
+    _update(sdk, name, "v3")
+    assert _publish(sdk, name) == "3"  # ids are not reused
+
+
+def test_an_async_task_runs_the_version_its_qualifier_named(
+        sdk: Client, client: httpx.Client) -> None:
+    name = _deploy(sdk, "v1")
+    _publish(sdk, name)
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="prod", version_id="1")))
+    _update(sdk, name, "v2")
+    r = client.post(f"{API}/functions/{name}/invocations", params={"qualifier": "prod"},
+                    headers={"x-fc-invocation-type": "Async"})
+    assert r.status_code == 202, r.text
+    task_id = r.headers["x-fc-async-task-id"]
+    task = wait_for(lambda: (t := client.get(f"{API}/functions/{name}/async-tasks/{task_id}")
+                             .json())["status"] == "Succeeded" and t, timeout=20)
+    assert task["returnPayload"] == "v1:"
+
+
+def test_deleting_the_function_deletes_its_versions_and_aliases(sdk: Client) -> None:
+    name = _deploy(sdk, "v1")
+    _publish(sdk, name)
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="prod", version_id="1")))
+    sdk.delete_function(name)
+    sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=_code("new")))))
+    assert _error(lambda: _invoke(sdk, name, "prod")).code == "AliasNotFound"
+    assert _error(lambda: _invoke(sdk, name, "1")).code == "VersionNotFound"
+    assert _publish(sdk, name) == "1"
+
+
+def _prod_on_version_one(sdk: Client) -> str:
+    """A function whose version 1 answers v1 and alias prod points at it; LATEST is v2."""
+    name = _deploy(sdk, "v1")
+    _publish(sdk, name)
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="prod", version_id="1")))
+    _update(sdk, name, "v2")
+    return name
+
+
+def test_triggers_invoke_their_qualifier(sdk: Client, client: httpx.Client) -> None:
+    name = _prod_on_version_one(sdk)
+    url = f"{API}/functions/{name}/triggers"
+    r = client.post(url, json={"triggerName": "tick", "triggerType": "timer",
+                               "qualifier": "prod", "triggerConfig": {
+                                   "cronExpression": "@every 1s", "payload": "x"}})
+    assert r.status_code == 200, r.text
+    assert r.json()["qualifier"] == "prod"
+    task = wait_for(lambda: next((t for t in client.get(
+        f"{API}/functions/{name}/async-tasks").json()["tasks"]
+        if t["status"] == "Succeeded"), None), timeout=20)
+    assert task["returnPayload"] == "v1:" and task["qualifier"] == "prod"
+    assert client.delete(f"{url}/tick").status_code == 204
+
+    r = client.post(url, json={"triggerName": "web", "triggerType": "http",
+                               "qualifier": "1", "triggerConfig": {
+                                   "authType": "anonymous", "methods": ["GET"]}})
+    assert r.status_code == 200, r.text
+    assert client.get(f"/http/{name}/").text == "v1:"
+    for qualifier, code in (("nope", "AliasNotFound"), ("5", "VersionNotFound")):
+        r = client.post(url, json={"triggerName": f"t{code}", "triggerType": "timer",
+                                   "qualifier": qualifier, "triggerConfig": {
+                                       "cronExpression": "@every 1m"}})
+        assert r.status_code == 404 and r.json()["Code"] == code, r.text
+    r = client.put(f"{url}/web", json={"qualifier": "nope"})
+    assert r.status_code == 404 and client.get(f"/http/{name}/").text == "v1:"
+
+
+def test_records_instances_and_tasks_say_which_version_ran(
+        sdk: Client, client: httpx.Client) -> None:
+    name = _prod_on_version_one(sdk)
+    _, headers = _invoke(sdk, name, "prod")
+    _invoke(sdk, name)
+    record = client.get(f"{API}/functions/{name}/invocations/{headers['x-fc-request-id']}")
+    assert record.json()["versionId"] == "1"
+    versions = {r["requestId"]: r["versionId"] for r in client.get(
+        f"{API}/functions/{name}/invocations").json()["invocations"]}
+    assert sorted(versions.values()) == ["1", "LATEST"]
+
+    def instances(**params: str) -> list[tuple[str, str]]:
+        return sorted((i["versionId"], i["qualifier"]) for i in client.get(
+            f"{API}/functions/{name}/instances", params=params).json()["instances"])
+
+    assert instances() == [("0", "LATEST"), ("1", "1")]
+    assert instances(qualifier="prod") == [("1", "1")]
+    assert instances(qualifier="LATEST") == [("0", "LATEST")]
+    r = client.get(f"{API}/functions/{name}/instances", params={"qualifier": "nope"})
+    assert r.status_code == 404
+
+    for qualifier in ("prod", "LATEST"):
+        r = client.post(f"{API}/functions/{name}/invocations", params={"qualifier": qualifier},
+                        headers={"x-fc-invocation-type": "Async"})
+        assert r.status_code == 202, r.text
+    tasks = f"{API}/functions/{name}/async-tasks"
+    wait_for(lambda: len([t for t in client.get(tasks).json()["tasks"]
+                          if t["status"] == "Succeeded"]) == 2, timeout=20)
+    assert [t["qualifier"] for t in client.get(tasks, params={"qualifier": "prod"})
+            .json()["tasks"]] == ["prod"]
+    assert [t["returnPayload"] for t in client.get(tasks, params={"qualifier": "LATEST"})
+            .json()["tasks"]] == ["v2:"]
