@@ -115,3 +115,40 @@ def test_sdk_manages_triggers(sdk: Client) -> None:
         sdk.get_trigger(name, "timer")
     assert info.value.code == "TriggerNotFound"
     sdk.delete_function(name)
+
+
+def test_cloud_fields_are_kept_or_refused_never_dropped(sdk: Client) -> None:
+    """role, logConfig, tags, cpu, diskSize: stored and returned as given; a VPC, NAS,
+    OSS mount, GPU or container image: a 400 naming the field (empty ones are none)."""
+    name = unique("sdk")
+    body = fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(make_zip(CODE))),
+        role="acs:ram::123:role/fc", cpu=0.35, disk_size=512,
+        log_config=fc.LogConfig(project="p", logstore="s", enable_request_metrics=True),
+        tags=[fc.Tag(key="team", value="a")], vpc_config=fc.VPCConfig(),
+        nas_config=fc.NASConfig(mount_points=[]))
+    sdk.create_function(fc.CreateFunctionRequest(body=body))
+    got = sdk.get_function(name, fc.GetFunctionRequest()).body
+    assert (got.role, got.cpu, got.disk_size) == ("acs:ram::123:role/fc", 0.35, 512)
+    assert (got.log_config.project, got.log_config.logstore) == ("p", "s")
+    assert [(t.key, t.value) for t in got.tags] == [("team", "a")]
+    sdk.update_function(name, fc.UpdateFunctionRequest(body=fc.UpdateFunctionInput(
+        disk_size=10240)))
+    got = sdk.get_function(name, fc.GetFunctionRequest()).body
+    assert (got.role, got.disk_size) == ("acs:ram::123:role/fc", 10240)  # the rest kept
+
+    refused = {
+        "vpcConfig": fc.UpdateFunctionInput(vpc_config=fc.VPCConfig(vpc_id="vpc-1")),
+        "nasConfig": fc.UpdateFunctionInput(nas_config=fc.NASConfig(
+            mount_points=[fc.NASMountConfig(server_addr="nas:/", mount_dir="/mnt/nas")])),
+        "gpuConfig": fc.UpdateFunctionInput(gpu_config=fc.GPUConfig(gpu_type="fc.gpu.t4")),
+        "layers": fc.UpdateFunctionInput(layers=["acs:fc:local:123:layers/x/versions/1"]),
+        "sessionAffinity": fc.UpdateFunctionInput(session_affinity="HEADER_FIELD"),
+        "cpu": fc.UpdateFunctionInput(cpu="lots"),  # type: ignore[arg-type]
+    }
+    for field, update in refused.items():
+        with pytest.raises(ClientException) as info:
+            sdk.update_function(name, fc.UpdateFunctionRequest(body=update))
+        assert info.value.status_code == 400 and field in info.value.message, field
+    assert sdk.get_function(name, fc.GetFunctionRequest()).body.disk_size == 10240

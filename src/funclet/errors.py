@@ -103,6 +103,17 @@ class AliasAlreadyExists(ApiError):
         super().__init__(f"function '{name}' already has an alias '{alias}'")
 
 
+class FunctionDisabled(ApiError):
+    """DisableFunctionInvocation: every invocation is refused until it is enabled."""
+
+    code = "FunctionDisabled"
+    status = 403
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invocations of function '{name}' are disabled"
+                         + (f": {reason}" if reason else ""))
+
+
 class VersionInUse(ApiError):
     code = "VersionInUse"
     status = 409

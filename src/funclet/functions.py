@@ -27,6 +27,7 @@ from funclet.models import (
     function_not_found,
     handler_modules,
     parse_config,
+    parse_tags,
 )
 from funclet.runtimes import Runtime
 from funclet.store import FunctionRow, Store
@@ -55,6 +56,9 @@ class Functions:
         self._admission = admission
         # A function's provisioned instances are the cluster's: this node runs its share.
         self.provision_targets: dict[str, int] = {}
+        # DisableFunctionInvocation: (reason, when) of each disabled function; the
+        # invoker refuses their invocations (it holds this same dict).
+        self.disabled: dict[str, tuple[str, int]] = {}
         self.share: Callable[[str, int], int] = lambda name, target: target
         self.on_delete: list[Callable[[str], Awaitable[object]]] = []
         # Told the name of a function whose stored state changed here (other nodes hear).
@@ -65,6 +69,7 @@ class Functions:
 
     async def create(self, body: dict[str, Any]) -> FunctionRow:
         config = parse_config(body)
+        tags = parse_tags(body["tags"]) if body.get("tags") is not None else {}
         self._check_runtime(config)
         if await self._store.get_function(config.name) is not None:
             raise FunctionAlreadyExists(config.name)
@@ -74,6 +79,8 @@ class Functions:
         now = _now_ms()
         row = FunctionRow(config, str(uuid.uuid4()), 1, package.checksum, package.size, now, now)
         await self._stored(data, package, lambda: self._store.create_function(row))
+        if tags:
+            await self._store.set_tags("function", row.name, tags, None)
         self._registry.deploy(self._version(row))
         await self._changed(row.name)
         return row
@@ -81,6 +88,7 @@ class Functions:
     async def update(self, name: str, body: dict[str, Any]) -> FunctionRow:
         current = await self.get(name)
         config = parse_config(body, base=current.config)
+        tags = parse_tags(body["tags"]) if body.get("tags") is not None else None
         self._check_runtime(config)
         data, package = self._package(body, required=False)
         if package is not None:
@@ -97,6 +105,8 @@ class Functions:
             modified_ms=_now_ms(),
         )
         await self._stored(data, package, lambda: self._store.update_function(row))
+        if tags is not None:  # the list given is the function's tags now
+            await self._store.set_tags("function", name, tags, None)
         self._registry.deploy(self._version(row))
         await self._changed(name)
         return row
@@ -132,6 +142,7 @@ class Functions:
     async def _gone(self, name: str) -> None:
         """The function is no longer stored: nothing of it runs here."""
         self.provision_targets.pop(name, None)
+        self.disabled.pop(name, None)
         self._registry.undeploy(name)
         self._admission.set_reserved(name, None)
         self._admission.fail_waiters(name, FunctionNotFound(name))
@@ -148,6 +159,11 @@ class Functions:
             return
         self._registry.deploy(self._version(row))  # the same version: nothing happens
         self._admission.set_reserved(name, (await self._store.reserved_concurrency()).get(name))
+        restriction = (await self._store.restrictions()).get(name)
+        if restriction is not None and name not in self.disabled:
+            self._disable_here(name, restriction, abort=False)
+        elif restriction is None:
+            self.disabled.pop(name, None)
         self._provision(name, (await self._store.provision_targets()).get(name, 0))
 
     async def _changed(self, name: str) -> None:
@@ -193,6 +209,32 @@ class Functions:
         self._admission.set_reserved(name, None)
         await self._changed(name)
 
+    async def disable(self, name: str, body: dict[str, Any]) -> None:
+        """DisableFunctionInvocation: refuse its invocations (async tasks wait), stop its
+        provisioned instances; ``abortOngoingRequest`` ends running ones too."""
+        await self.get(name)
+        reason = body.get("reason") or ""
+        abort = body.get("abortOngoingRequest") or False
+        if not isinstance(reason, str) or len(reason) > 256 or not isinstance(abort, bool):
+            raise InvalidArgument("reason must be a string of at most 256 characters and "
+                                  "abortOngoingRequest true or false")
+        now = _now_ms()
+        await self._store.set_restriction(name, reason, now)
+        self._disable_here(name, (reason, now), abort)
+        await self._changed(name)
+
+    def _disable_here(self, name: str, restriction: tuple[str, int], abort: bool) -> None:
+        self.disabled[name] = restriction
+        self._registry.set_provision(name, 0)
+        self._registry.stop_instances(name, abort)
+
+    async def enable(self, name: str) -> None:
+        await self.get(name)
+        await self._store.set_restriction(name, None, _now_ms())
+        self.disabled.pop(name, None)
+        self._provision(name, self.provision_targets.get(name, 0))
+        await self._changed(name)
+
     async def get(self, name: str) -> FunctionRow:
         row = await self._store.get_function(name)
         if row is None:
@@ -209,6 +251,7 @@ class Functions:
             self._registry.deploy(self._version(row))
         for name, reserved in (await self._store.reserved_concurrency()).items():
             self._admission.set_reserved(name, reserved)
+        self.disabled.update(await self._store.restrictions())
         for name, target in (await self._store.provision_targets()).items():
             self._provision(name, target)
         return rows
@@ -218,12 +261,14 @@ class Functions:
             self.provision_targets[name] = target
         else:
             self.provision_targets.pop(name, None)
-        self._registry.set_provision(name, self.share(name, target))
+        if name not in self.disabled:  # (a disabled function runs none)
+            self._registry.set_provision(name, self.share(name, target))
 
     def reshare(self) -> None:
         """The live nodes changed: each function's provisioned instances are shared anew."""
         for name, target in list(self.provision_targets.items()):
-            self._registry.set_provision(name, self.share(name, target))
+            if name not in self.disabled:
+                self._registry.set_provision(name, self.share(name, target))
 
     @staticmethod
     def _version(row: FunctionRow) -> FunctionVersion:

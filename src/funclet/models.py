@@ -57,6 +57,9 @@ class FunctionConfig:
     keep_alive_seconds: float | None = None
     internet_access: bool = True
     custom_runtime: CustomRuntimeConfig | None = None
+    # FC's fields that need its cloud to mean anything (a RAM role, SLS logs, CPU and
+    # disk sizes, tags): kept and returned as given, by their FC names.
+    kept: dict[str, Any] = field(default_factory=dict)
 
     def to_fc(self) -> dict[str, Any]:
         lifecycle: dict[str, Any] = {}
@@ -80,6 +83,7 @@ class FunctionConfig:
             out["customRuntimeConfig"] = self.custom_runtime.to_fc()
         if self.keep_alive_seconds is not None:
             out["keepAliveSeconds"] = self.keep_alive_seconds
+        out.update(self.kept)
         return out
 
 
@@ -149,6 +153,10 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
         changes["custom_runtime"] = _custom_runtime(body["customRuntimeConfig"])
     if body.get("keepAliveSeconds") is not None:
         changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
+    _refuse_cloud_only(body)
+    kept = {key: _kept(key, body[key]) for key in KEPT if body.get(key) is not None}
+    if kept:
+        changes["kept"] = {**config.kept, **kept}
     config = replace(config, **changes)
     if not HANDLER_RE.fullmatch(config.handler):
         raise InvalidArgument(
@@ -156,6 +164,84 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
             "e.g. 'index.handler'"
         )
     return config
+
+
+# Kept as given (see FunctionConfig.kept), each with the JSON type FC gives it.
+KEPT: dict[str, type | tuple[type, ...]] = {
+    "role": str, "logConfig": dict, "tracingConfig": dict, "customDNS": dict,
+    "cpu": (int, float), "diskSize": int, "resourceGroupId": str,
+    "disableOndemand": bool, "enableLongLiving": bool, "disableInjectCredentials": str,
+    "idleTimeout": int,
+}
+# What funclet cannot offer on one machine: refused (when not empty) with a 400 that
+# names the field, rather than accepted and ignored.
+CLOUD_ONLY = {
+    "vpcConfig": "a VPC is Alibaba Cloud's network: instances here reach the host's "
+                 "network (internetAccess)",
+    "nasConfig": "NAS file systems are Alibaba Cloud's",
+    "ossMountConfig": "OSS buckets are Alibaba Cloud's",
+    "gpuConfig": "funclet runs no GPU instances",
+    "customContainerConfig": "funclet runs code packages, not container images",
+    "juiceFsConfig": "JuiceFS mounts are not offered",
+    "polarFsConfig": "PolarFS mounts are not offered",
+    "microSandboxConfig": "funclet's instances are its own sandbox",
+}
+_NOT_YET = {  # FC features funclet will run, refused until it does
+    "sessionAffinity": ("NONE", "session affinity"),
+    "sessionAffinityConfig": ("", "session affinity"),
+    "instanceIsolationMode": ("SHARE", "instance isolation modes other than SHARE"),
+}
+
+
+def _empty(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_empty(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_empty(v) for v in value)
+    return not value
+
+
+def _refuse_cloud_only(body: dict[str, Any]) -> None:
+    for key, why in CLOUD_ONLY.items():
+        if not _empty(body.get(key)):
+            raise InvalidArgument(f"{key} is not supported by funclet: {why}")
+    for key, (default, what) in _NOT_YET.items():
+        if body.get(key) not in (None, default):
+            raise InvalidArgument(f"{key} {body[key]!r}: {what} is not supported by "
+                                  "funclet yet")
+    layers = body.get("layers")
+    if layers:  # (no layer exists yet)
+        raise InvalidArgument(f"layers: layer {str(layers[0])!r} does not exist")
+
+
+def _kept(key: str, value: Any) -> Any:
+    kind = KEPT[key]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise InvalidArgument(f"{key} must be {_TYPE_NAMES[kind]}")
+    return value
+
+
+_TYPE_NAMES: dict[Any, str] = {
+    str: "a string", dict: "a JSON object", (int, float): "a number", int: "an integer",
+    bool: "true or false"}
+
+
+def parse_tags(raw: Any, field: str = "tags") -> dict[str, str]:
+    """FC's tags, ``[{"Key", "Value"}]`` (the SDK's spelling; ``key``/``value`` too)."""
+    if not isinstance(raw, list):
+        raise InvalidArgument(f'{field} must be a list of {{"Key", "Value"}} objects')
+    out: dict[str, str] = {}
+    for tag in raw:
+        key = tag.get("Key", tag.get("key")) if isinstance(tag, dict) else None
+        value = tag.get("Value", tag.get("value", "")) if isinstance(tag, dict) else None
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or not isinstance(
+                value, str) or len(value) > 256:
+            raise InvalidArgument(f'{field} must be a list of {{"Key", "Value"}} objects, '
+                                  "keys of 1-128 characters, values of at most 256")
+        out[key] = value
+    if len(out) > 20:
+        raise InvalidArgument(f"{field}: at most 20 tags per resource")
+    return out
 
 
 def _custom_runtime(raw: Any) -> CustomRuntimeConfig:

@@ -118,6 +118,7 @@ class Platform:
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
         self.versions = Versions(VersionStore(self.store), self.functions, self.registry)
+        self.invoker.disabled = self.functions.disabled  # one dict: Functions changes it
         self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
         self.async_configs = AsyncConfigs(self.tasks)
         if self.slots is not None:  # provisioned instances: each live node its share

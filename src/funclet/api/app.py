@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Host, Route, Router
 
 from funclet.api import (
+    account,
     configs,
     functions,
     http_triggers,
@@ -114,6 +115,7 @@ def build_app(platform: Platform) -> Starlette:
             *invoke.routes,
             *functions.routes,
             *versions.routes,
+            *account.routes,
             *configs.routes,
             *tasks.routes,
             *triggers.routes,

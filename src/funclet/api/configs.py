@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.functions import PREFIX, function_arn
-from funclet.api.responses import json_body, json_response
+from funclet.api.functions import PREFIX, decode_token, encode_token, function_arn
+from funclet.api.responses import int_param, json_body, json_response
 from funclet.platform import Platform
 
 
@@ -75,7 +75,44 @@ async def delete_provision(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _page(request: Request, names: list[str]) -> tuple[list[str], str]:
+    """A page of function names (``functionName``: those starting with it) after the
+    ``nextToken``'s; the next token when there is more."""
+    limit = int_param(request, "limit", 20, 1, 100)
+    token = request.query_params.get("nextToken")
+    after = decode_token(token) if token else ""
+    prefix = request.query_params.get("functionName") or ""
+    names = sorted(n for n in names if n > after and n.startswith(prefix))
+    page = names[:limit]
+    return page, encode_token(page[-1]) if len(names) > limit else ""
+
+
+async def list_concurrency(request: Request) -> Response:
+    """ListConcurrencyConfigs: the functions with a reservation."""
+    platform: Platform = request.app.state.platform
+    reserved = await platform.store.reserved_concurrency()
+    page, token = _page(request, list(reserved))
+    out: dict[str, Any] = {"configs": [_concurrency_json(platform, n, reserved[n])
+                                       for n in page]}
+    if token:
+        out["nextToken"] = token
+    return json_response(out)
+
+
+async def list_provision(request: Request) -> Response:
+    """ListProvisionConfigs: the functions with a provisioned target."""
+    platform: Platform = request.app.state.platform
+    targets = dict(platform.functions.provision_targets)
+    page, token = _page(request, [n for n in targets if platform.registry.deployed(n)])
+    out: dict[str, Any] = {"provisionConfigs": [_provision_json(platform, n) for n in page]}
+    if token:
+        out["nextToken"] = token
+    return json_response(out)
+
+
 routes = [
+    Route(f"{PREFIX}/concurrency-configs", list_concurrency, methods=["GET"]),
+    Route(f"{PREFIX}/provision-configs", list_provision, methods=["GET"]),
     Route(f"{PREFIX}/functions/{{name}}/concurrency", put_concurrency, methods=["PUT"]),
     Route(f"{PREFIX}/functions/{{name}}/concurrency", get_concurrency, methods=["GET"]),
     Route(f"{PREFIX}/functions/{{name}}/concurrency", delete_concurrency, methods=["DELETE"]),

@@ -27,8 +27,9 @@ def function_arn(platform: Platform, name: str) -> str:
     return platform.function_arn(name)
 
 
-def function_json(platform: Platform, row: FunctionRow) -> dict[str, Any]:
-    return {
+def function_json(platform: Platform, row: FunctionRow,
+                  tags: dict[str, str] | None = None) -> dict[str, Any]:
+    out = {
         **row.config.to_fc(),
         "functionArn": function_arn(platform, row.name),
         "functionId": row.function_id,
@@ -42,7 +43,16 @@ def function_json(platform: Platform, row: FunctionRow) -> dict[str, Any]:
         "lastUpdateStatus": "Successful",
         "lastUpdateStatusReason": "",
         "lastUpdateStatusReasonCode": "",
+        "tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
     }
+    if (restriction := platform.functions.disabled.get(row.name)) is not None:
+        out["invocationRestriction"] = {"disable": True, "reason": restriction[0],
+                                        "lastModifiedTime": fc_time(restriction[1])}
+    return out
+
+
+async def _tags(platform: Platform, names: list[str]) -> dict[str, dict[str, str]]:
+    return await platform.store.tags_of("function", names)
 
 
 async def known_function(request: Request) -> tuple[Platform, str]:
@@ -61,7 +71,8 @@ def _platform(request: Request) -> Platform:
 async def create_function(request: Request) -> Response:
     platform = _platform(request)
     row = await platform.functions.create(await json_body(request))
-    return json_response(function_json(platform, row))
+    return json_response(function_json(platform, row, (await _tags(platform, [row.name])).get(
+        row.name)))
 
 
 async def get_function(request: Request) -> Response:
@@ -75,13 +86,25 @@ async def get_function(request: Request) -> Response:
         row = replace(row, config=version.config, revision=version.revision,
                       code_checksum=version.code_checksum, code_size=version.code_size,
                       modified_ms=version.created_ms)
-    return json_response(function_json(platform, row))
+    return json_response(function_json(platform, row, (await _tags(platform, [name])).get(name)))
 
 
 async def update_function(request: Request) -> Response:
     platform = _platform(request)
     row = await platform.functions.update(request.path_params["name"], await json_body(request))
-    return json_response(function_json(platform, row))
+    return json_response(function_json(platform, row, (await _tags(platform, [row.name])).get(
+        row.name)))
+
+
+async def disable_invocation(request: Request) -> Response:
+    await _platform(request).functions.disable(request.path_params["name"],
+                                               await json_body(request))
+    return json_response({"success": True})
+
+
+async def enable_invocation(request: Request) -> Response:
+    await _platform(request).functions.enable(request.path_params["name"])
+    return json_response({"success": True})
 
 
 async def delete_function(request: Request) -> Response:
@@ -95,7 +118,9 @@ async def list_functions(request: Request) -> Response:
     token = request.query_params.get("nextToken") or ""
     after = decode_token(token) if token else ""
     rows = await platform.functions.page(request.query_params.get("prefix", ""), limit + 1, after)
-    out: dict[str, Any] = {"functions": [function_json(platform, r) for r in rows[:limit]]}
+    tags = await _tags(platform, [r.name for r in rows[:limit]])
+    out: dict[str, Any] = {"functions": [function_json(platform, r, tags.get(r.name))
+                                         for r in rows[:limit]]}
     if len(rows) > limit:
         out["nextToken"] = encode_token(rows[limit - 1].name)
     return json_response(out)
@@ -229,6 +254,8 @@ routes = [
     Route(f"{PREFIX}/functions/{{name}}", update_function, methods=["PUT"]),
     Route(f"{PREFIX}/functions/{{name}}", delete_function, methods=["DELETE"]),
     Route(f"{PREFIX}/functions/{{name}}/instances", list_instances, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}/invoke/disable", disable_invocation, methods=["POST"]),
+    Route(f"{PREFIX}/functions/{{name}}/invoke/enable", enable_invocation, methods=["POST"]),
     Route(f"{PREFIX}/functions/{{name}}/invocations", list_invocations, methods=["GET"]),
     Route(
         f"{PREFIX}/functions/{{name}}/invocations/{{request_id}}", get_invocation, methods=["GET"]

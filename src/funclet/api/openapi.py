@@ -278,6 +278,51 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "put": _op("StopAsyncTask", "Stop a waiting or running task", "async",
                        _json({"type": "object"}), params=[*fn, _p("taskId")]),
         },
+        f"{_F}/invoke/disable": {
+            "post": _op("DisableFunctionInvocation", "Refuse every invocation (async tasks "
+                        "wait), stop its provisioned instances", "functions",
+                        _json(ref("Success")), params=fn,
+                        body=ref("DisableFunctionInvocationInput"), body_required=False),
+        },
+        f"{_F}/invoke/enable": {
+            "post": _op("EnableFunctionInvocation", "Invocations again", "functions",
+                        _json(ref("Success")), params=fn),
+        },
+        f"{PREFIX}/concurrency-configs": {
+            "get": _op("ListConcurrencyConfigs", "The functions with a reservation",
+                       "functions", _json(ref("ListConcurrencyConfigsOutput")), params=[
+                           _param("functionName", "query", string(),
+                                  "only functions whose name starts with this"), *_PAGE]),
+        },
+        f"{PREFIX}/provision-configs": {
+            "get": _op("ListProvisionConfigs", "The functions with a provisioned target",
+                       "functions", _json(ref("ListProvisionConfigsOutput")), params=[
+                           _param("functionName", "query", string(),
+                                  "only functions whose name starts with this"), *_PAGE]),
+        },
+        f"{PREFIX}/regions": {
+            "get": _op("DescribeRegions", "The region this funclet is", "platform",
+                       _json(ref("DescribeRegionsOutput"))),
+        },
+        f"{PREFIX}/tags-v2": {
+            "post": _op("TagResources", "Tag functions", "platform",
+                        {"204": {"description": "Tagged."}}, body=ref("TagResourcesInput")),
+            "delete": _op("UntagResources", "Remove tags from functions", "platform",
+                          {"204": {"description": "Untagged."}}, params=[
+                              _param("ResourceType", "query", string(), required=True),
+                              _param("ResourceId", "query", string(),
+                                     'a JSON list of names or ARNs: ["hello"]', required=True),
+                              _param("TagKey", "query", string(), 'a JSON list: ["team"]'),
+                              _param("All", "query", string(), "true: every tag")]),
+            "get": _op("ListTagResources", "Tags of functions", "platform",
+                       _json(ref("ListTagResourcesOutput")), params=[
+                           _param("ResourceType", "query", string()),
+                           _param("ResourceId", "query", string(), "a JSON list"),
+                           _param("Tag", "query", string(),
+                                  'a JSON list: [{"Key": "team", "Value": "a"}]'),
+                           _param("Limit", "query", _or_empty(integer(1, 1000))),
+                           _param("NextToken", "query", string())]),
+        },
         f"{_F}/versions": {
             "post": _op("PublishFunctionVersion", "Publish LATEST as an immutable version",
                         "versions", _json(ref("Version")), params=fn,

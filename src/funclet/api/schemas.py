@@ -107,6 +107,15 @@ _FUNCTION_FIELDS: dict[str, Schema] = {
     "keepAliveSeconds": integer(1, 86_400, "funclet's own: how long an idle instance stays "
                                 "warm (the server's setting by default)"),
     "customRuntimeConfig": ref("CustomRuntimeConfig"),
+    "tags": array(ref("Tag")),
+    # Kept and returned as given (they need Alibaba Cloud to mean anything).
+    "role": string("kept as given"), "logConfig": {"type": "object",
+                                                   "description": "kept as given"},
+    "tracingConfig": {"type": "object"}, "customDNS": {"type": "object"},
+    "cpu": {"type": "number", "description": "kept as given"},
+    "diskSize": integer(description="MB, kept as given"), "resourceGroupId": string(),
+    "disableOndemand": boolean(), "enableLongLiving": boolean(),
+    "disableInjectCredentials": string(), "idleTimeout": integer(),
 }
 
 _OUT_HOOK = obj({"handler": string(), "timeout": integer()})
@@ -160,6 +169,14 @@ SCHEMAS: dict[str, Schema] = {
         "stateReason": string(), "stateReasonCode": string(),
         "lastUpdateStatus": string(enum=["Successful"]),
         "lastUpdateStatusReason": string(), "lastUpdateStatusReasonCode": string(),
+        "tags": array(ref("Tag")),
+        "invocationRestriction": obj({"disable": boolean(), "reason": string(),
+                                      "lastModifiedTime": _time("disabled")},
+                                     description="while DisableFunctionInvocation holds"),
+        **{k: _FUNCTION_FIELDS[k] for k in (
+            "role", "logConfig", "tracingConfig", "customDNS", "cpu", "diskSize",
+            "resourceGroupId", "disableOndemand", "enableLongLiving",
+            "disableInjectCredentials", "idleTimeout")},
     }, ("functionName", "runtime", "handler", "functionArn", "codeChecksum")),
     "ListFunctionsOutput": obj({"functions": array(ref("Function")),
                                 "nextToken": string("the next page, when there is one")},
@@ -311,6 +328,26 @@ SCHEMAS: dict[str, Schema] = {
     }, ("nodeId", "state")),
     "ListNodesOutput": obj({"nodes": array(ref("Node")), "deadAfterSeconds": {"type": "number"},
                             "requestId": string()}, ("nodes",)),
+    "Tag": obj({"Key": string(minLength=1, maxLength=128), "Value": string(maxLength=256)},
+               ("Key",)),
+    "ListConcurrencyConfigsOutput": obj({"configs": array(ref("ConcurrencyConfig")),
+                                         "nextToken": string()}, ("configs",)),
+    "ListProvisionConfigsOutput": obj({"provisionConfigs": array(ref("ProvisionConfig")),
+                                       "nextToken": string()}, ("provisionConfigs",)),
+    "DisableFunctionInvocationInput": obj({
+        "reason": string(maxLength=256),
+        "abortOngoingRequest": boolean("end the invocations running now too")}),
+    "Success": obj({"success": boolean()}, ("success",)),
+    "DescribeRegionsOutput": obj({"Regions": obj({"Region": array(obj({
+        "RegionId": string(), "LocalName": string()}))})}),
+    "TagResourcesInput": obj({
+        "ResourceType": string(examples=["function"]),
+        "ResourceId": array(string("a function's name or ARN")),
+        "Tag": array(ref("Tag"))}, ("ResourceType", "ResourceId", "Tag")),
+    "ListTagResourcesOutput": obj({"TagResources": array(obj({
+        "ResourceId": string(), "ResourceType": string(), "TagKey": string(),
+        "TagValue": string()})), "NextToken": string(), "RequestId": string()},
+        ("TagResources",)),
     "PublishVersionInput": obj({"description": string(maxLength=256)}),
     "Version": obj({"versionId": string(pattern=VERSION_PATTERN), "description": string(),
                     "createdTime": _time("published"), "lastModifiedTime": _time("published")},

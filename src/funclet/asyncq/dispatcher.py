@@ -35,7 +35,7 @@ import orjson
 
 from funclet.asyncq import destinations
 from funclet.asyncq.policy import AsyncConfig, TaskStatus, after_failure, backoff_seconds
-from funclet.errors import ApiError, Throttled
+from funclet.errors import ApiError, FunctionDisabled, Throttled
 from funclet.ids import new_request_id
 from funclet.invoker import Invoker
 from funclet.store.tasks import Task, TaskStore, now_ms
@@ -43,6 +43,7 @@ from funclet.store.tasks import Task, TaskStore, now_ms
 log = logging.getLogger(__name__)
 _IDLE_POLL = 1.0
 _CAPACITY_RETRY_MS = 500
+_DISABLED_RETRY_MS = 5000
 _SWEEP_SECONDS = 5.0
 _BUSY_POLL = 0.1
 
@@ -229,6 +230,12 @@ class Dispatcher:
             if task.task_id not in self._stop_asked:
                 raise  # shutdown: the task is re-queued
             await self._tasks.record(task, TaskStatus.STOPPED, detail="its attempt was ended")
+            return
+        except FunctionDisabled as exc:
+            # Disabled (DisableFunctionInvocation): the task waits until it is enabled.
+            await self._tasks.record(task, TaskStatus.ENQUEUED, uncount=True,
+                                     detail=exc.message,
+                                     run_after_ms=now_ms() + _DISABLED_RETRY_MS)
             return
         except Throttled as exc:
             # Waiting for capacity is not a failed attempt: back in the queue.

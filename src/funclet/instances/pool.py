@@ -396,9 +396,15 @@ class Pool:
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
 
-    def kill_all(self) -> None:
+    def kill_all(self, reason: StopReason = StopReason.SHUTDOWN) -> None:
         for inst in list(self._instances.values()):
-            self._kill(inst, StopReason.SHUTDOWN)
+            self._kill(inst, reason)
+
+    def stop_idle(self, reason: StopReason) -> None:
+        """Stop the idle instances (provisioned ones too); busy ones go on."""
+        for inst in list(self._instances.values()):
+            if inst.state is InstanceState.IDLE:
+                self._stop_later(inst, reason)
 
     # -- provisioned instances -------------------------------------------------
 

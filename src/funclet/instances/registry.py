@@ -67,6 +67,17 @@ class Registry:
         if pool is not None:
             self._retire(pool)
 
+    def stop_instances(self, name: str, abort: bool) -> None:
+        """Every instance of the function stops: idle ones now, busy ones when their
+        run ends, or (``abort``) now too."""
+        for pool in self._every_pool():
+            if pool.version.name != name:
+                continue
+            if abort:
+                pool.kill_all(StopReason.DISABLED)
+            else:
+                pool.stop_idle(StopReason.DISABLED)
+
     def _every_pool(self) -> tuple[Pool, ...]:
         return (*self._pools.values(), *self._published.values(), *self._draining)
 

@@ -22,6 +22,7 @@ class StopReason(StrEnum):
     START_FAILED = "start_failed"
     UNDEPLOYED = "undeployed"
     SHUTDOWN = "shutdown"
+    DISABLED = "disabled"  # DisableFunctionInvocation
     FRAME_TOO_LARGE = "frame_too_large"  # it sent the platform a frame over the limit
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from funclet.errors import ApiError, InvocationError, VersionNotFound
+from funclet.errors import ApiError, FunctionDisabled, InvocationError, VersionNotFound
 from funclet.instances.exchange import HttpExchange
 from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
@@ -55,6 +55,8 @@ class Invoker:
         self._miss = miss
         # A qualifier other than LATEST: the published version it runs (``Versions``).
         self._resolve = resolve
+        # Functions whose invocations are disabled: (reason, when) (``Functions``).
+        self.disabled: dict[str, tuple[str, int]] = {}
 
     async def invoke(
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
@@ -81,6 +83,8 @@ class Invoker:
     async def pool(self, function_name: str, qualifier: str = "LATEST") -> Pool:
         """The pool of the version ``qualifier`` names now; a function that is not here
         yet is looked for in the store."""
+        if self.disabled and function_name in self.disabled:
+            raise FunctionDisabled(function_name, self.disabled[function_name][0])
         if qualifier != "LATEST" and self._resolve is not None:
             return self._registry.version_pool(await self._resolve(function_name, qualifier))
         try:

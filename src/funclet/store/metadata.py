@@ -138,8 +138,12 @@ class Store:
         def delete_rows(conn: Connection) -> int:
             result = conn.execute(delete(t).where(t.c.name == name))
             for c in (schema.concurrency_configs, schema.provision_configs,
-                      schema.function_versions, schema.aliases, schema.function_counters):
+                      schema.function_versions, schema.aliases, schema.function_counters,
+                      schema.function_restrictions):
                 conn.execute(delete(c).where(c.c.function_name == name))
+            g = schema.tags
+            conn.execute(delete(g).where(and_(g.c.resource_type == "function",
+                                              g.c.resource_id == name)))
             return int(result.rowcount or 0)
 
         if await self.writer.run(delete_rows) == 0:
@@ -178,6 +182,58 @@ class Store:
         p = schema.provision_configs
         async with self.engine.connect() as conn:
             return {r.function_name: r.target for r in await conn.execute(select(p))}
+
+    async def set_restriction(self, name: str, reason: str | None, now_ms: int) -> None:
+        """Disable the function's invocations (``reason``), or enable them (None)."""
+        r = schema.function_restrictions
+
+        def put(conn: Connection) -> None:
+            conn.execute(delete(r).where(r.c.function_name == name))
+            if reason is not None:
+                conn.execute(insert(r).values(function_name=name, reason=reason,
+                                              modified_ms=now_ms))
+
+        await self.writer.run(put)
+
+    async def restrictions(self) -> dict[str, tuple[str, int]]:
+        """Disabled functions: (reason, when)."""
+        r = schema.function_restrictions
+        async with self.engine.connect() as conn:
+            return {row.function_name: (row.reason, row.modified_ms)
+                    for row in await conn.execute(select(r))}
+
+    async def set_tags(self, kind: str, resource: str, tags: dict[str, str],
+                       remove: list[str] | None) -> None:
+        """Add (or change) ``tags``; remove the keys in ``remove`` (None: every key)."""
+        g = schema.tags
+        mine = and_(g.c.resource_type == kind, g.c.resource_id == resource)
+
+        def put(conn: Connection) -> None:
+            if remove is None:
+                conn.execute(delete(g).where(mine))
+            elif remove:
+                conn.execute(delete(g).where(mine, g.c.tag_key.in_(remove)))
+            if tags:
+                conn.execute(delete(g).where(mine, g.c.tag_key.in_(list(tags))))
+                conn.execute(insert(g), [{"resource_type": kind, "resource_id": resource,
+                                          "tag_key": k, "tag_value": v}
+                                         for k, v in tags.items()])
+
+        await self.writer.run(put)
+
+    async def tags_of(self, kind: str, resources: list[str] | None = None
+                      ) -> dict[str, dict[str, str]]:
+        """Tags by resource (only ``resources``, when given), keys sorted."""
+        g = schema.tags
+        query = select(g).where(g.c.resource_type == kind).order_by(g.c.resource_id,
+                                                                   g.c.tag_key)
+        if resources is not None:
+            query = query.where(g.c.resource_id.in_(resources))
+        out: dict[str, dict[str, str]] = {}
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(query):
+                out.setdefault(row.resource_id, {})[row.tag_key] = row.tag_value
+        return out
 
     async def list_functions(
         self, prefix: str = "", limit: int | None = None, after: str = ""

@@ -85,6 +85,25 @@ aliases = Table(
     Column("modified_ms", BigInteger, nullable=False),
 )
 
+# DisableFunctionInvocation: a row while the function's invocations are refused.
+function_restrictions = Table(
+    "function_restrictions",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+)
+
+# TagResources: tags of a resource (a function, by name), one row per key.
+tags = Table(
+    "tags",
+    metadata,
+    Column("resource_type", String(32), primary_key=True),
+    Column("resource_id", String(128), primary_key=True),
+    Column("tag_key", String(128), primary_key=True),
+    Column("tag_value", Text, nullable=False),
+)
+
 invocations = Table(
     "invocations",
     metadata,

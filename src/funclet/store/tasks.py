@@ -327,7 +327,13 @@ class TaskStore:
             elif current in FINAL:
                 results.append((c.done, False, None))
                 continue
-            events = [*events, {**_event(status, detail), "eventId": len(events) + 1}]
+            last = events[-1] if events else None
+            if last and last["status"] == status.value and last["eventDetail"] == detail:
+                # The same again (a task waiting on a disabled function, on capacity):
+                # the last event's time moves, the list does not grow.
+                events = [*events[:-1], {**last, "timestamp": now_ms()}]
+            else:
+                events = [*events, {**_event(status, detail), "eventId": len(events) + 1}]
             state[task_id] = (status, events)
             now = now_ms()
             payload = c.fields.get("return_payload")
