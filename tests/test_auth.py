@@ -63,6 +63,19 @@ def test_a_bearer_token_is_checked(secured: Server) -> None:
     assert right.status_code == 200
 
 
+def test_a_code_url_is_its_own_credential(secured: Server) -> None:
+    """GetFunctionCode's URL downloads without the token (it is signed with a key made
+    from the server's secrets); without a valid signature the path is refused."""
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=secured.url, headers=auth, timeout=30) as client:
+        name = deploy(client, HELLO)
+        url = client.get(f"{API}/functions/{name}/code").json()["url"]
+    assert httpx.get(url).status_code == 200
+    unsigned = url.split("?")[0]
+    assert httpx.get(unsigned).status_code == 403
+    assert httpx.get(unsigned, headers=auth).status_code == 403  # the token is not one
+
+
 def test_the_fc_sdk_authenticates_with_a_real_signature(secured: Server) -> None:
     sdk = _sdk(secured)
     name = unique("signed")

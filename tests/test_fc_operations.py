@@ -3,6 +3,7 @@ account-wide lists, DescribeRegions and resource tags."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -167,3 +168,36 @@ def test_tags_on_functions(sdk: Client) -> None:
         body=fc.TagResourcesInput(resource_type="bucket", resource_id=[name],
                                   tag=[fc.Tag(key="k", value="v")]))))
     assert bad.code == "InvalidArgument"
+
+
+def test_get_function_code_gives_a_signed_url_the_package_downloads_from(
+        sdk: Client, server: Server) -> None:
+    package = make_zip({"index.py": "def handler(event, context):\n    return 'one'\n"})
+    name = unique("ops")
+    sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(package)))))
+    sdk.publish_function_version(name, fc.PublishFunctionVersionRequest(
+        body=fc.PublishVersionInput()))
+    sdk.update_function(name, fc.UpdateFunctionRequest(body=fc.UpdateFunctionInput(
+        code=fc.InputCodeLocation(zip_file=b64(make_zip({"index.py": "x = 1\n"
+                                                          "def handler(e, c):\n"
+                                                          "    return 'two'\n"}))))))
+    latest = sdk.get_function_code(name, fc.GetFunctionCodeRequest()).body
+    first = sdk.get_function_code(name, fc.GetFunctionCodeRequest(qualifier="1")).body
+    assert first.checksum != latest.checksum
+    with httpx.Client(timeout=30) as anyone:  # no token: the signature is the credential
+        r = anyone.get(first.url)
+        assert r.status_code == 200 and r.content == package
+        assert r.headers["content-type"] == "application/zip"
+        assert anyone.get(latest.url).status_code == 200
+        forged = first.url.replace(first.checksum, latest.checksum)
+        assert anyone.get(forged).status_code == 403
+        tampered = first.url[:-4] + ("0000" if not first.url.endswith("0000") else "1111")
+        assert anyone.get(tampered).status_code == 403
+        stale = re.sub(r"expires=\d+", "expires=1000", first.url)
+        assert anyone.get(stale).status_code == 403
+
+    layer = sdk.create_layer_version(unique("code"), fc.CreateLayerVersionRequest(
+        body=fc.CreateLayerVersionInput(code=fc.InputCodeLocation(zip_file=b64(package))))).body
+    assert httpx.get(layer.code.location, timeout=30).content == package

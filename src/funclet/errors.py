@@ -114,6 +114,11 @@ class FunctionDisabled(ApiError):
                          + (f": {reason}" if reason else ""))
 
 
+class LayerNotFound(ApiError):
+    code = "LayerNotFound"
+    status = 404
+
+
 class VersionInUse(ApiError):
     code = "VersionInUse"
     status = 409

@@ -63,6 +63,8 @@ class Functions:
         self.on_delete: list[Callable[[str], Awaitable[object]]] = []
         # Told the name of a function whose stored state changed here (other nodes hear).
         self.on_change: list[Callable[[str], Awaitable[object]]] = []
+        # Raises (400) for layers that do not exist or do not take the runtime.
+        self.check_layers: Callable[[tuple[str, ...], str], Awaitable[None]] | None = None
         # Per package hash: a deploy that failed removes the package it stored only
         # while no other deploy of that hash is between storing it and its row.
         self._storing: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # lock, users
@@ -71,6 +73,7 @@ class Functions:
         config = parse_config(body)
         tags = parse_tags(body["tags"]) if body.get("tags") is not None else {}
         self._check_runtime(config)
+        await self._check_layers(config)
         if await self._store.get_function(config.name) is not None:
             raise FunctionAlreadyExists(config.name)
         data, package = self._package(body, required=True)
@@ -90,6 +93,8 @@ class Functions:
         config = parse_config(body, base=current.config)
         tags = parse_tags(body["tags"]) if body.get("tags") is not None else None
         self._check_runtime(config)
+        if config.layers != current.config.layers or config.runtime != current.config.runtime:
+            await self._check_layers(config)
         data, package = self._package(body, required=False)
         if package is not None:
             files = package.files
@@ -273,6 +278,10 @@ class Functions:
     @staticmethod
     def _version(row: FunctionRow) -> FunctionVersion:
         return FunctionVersion(row.config, row.revision, row.code_checksum)
+
+    async def _check_layers(self, config: FunctionConfig) -> None:
+        if config.layers and self.check_layers is not None:
+            await self.check_layers(config.layers, config.runtime)
 
     def _check_runtime(self, config: FunctionConfig) -> None:
         if config.runtime not in self._runtimes:

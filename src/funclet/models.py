@@ -60,6 +60,7 @@ class FunctionConfig:
     # FC's fields that need its cloud to mean anything (a RAM role, SLS logs, CPU and
     # disk sizes, tags): kept and returned as given, by their FC names.
     kept: dict[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()  # layer version ARNs, in order (merged at /opt)
 
     def to_fc(self) -> dict[str, Any]:
         lifecycle: dict[str, Any] = {}
@@ -84,6 +85,7 @@ class FunctionConfig:
         if self.keep_alive_seconds is not None:
             out["keepAliveSeconds"] = self.keep_alive_seconds
         out.update(self.kept)
+        out["layers"] = list(self.layers)
         return out
 
 
@@ -154,6 +156,8 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
     if body.get("keepAliveSeconds") is not None:
         changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
     _refuse_cloud_only(body)
+    if body.get("layers") is not None:
+        changes["layers"] = _layers(body["layers"])
     kept = {key: _kept(key, body[key]) for key in KEPT if body.get(key) is not None}
     if kept:
         changes["kept"] = {**config.kept, **kept}
@@ -193,6 +197,18 @@ _NOT_YET = {  # FC features funclet will run, refused until it does
 }
 
 
+def _layers(raw: Any) -> tuple[str, ...]:
+    """Up to five layer version ARNs (``acs:fc:…:layers/{name}/versions/{n}``), in order;
+    whether each exists is the deploy's check."""
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        raise InvalidArgument("layers must be a list of layer version ARNs")
+    if len(raw) > 5:
+        raise InvalidArgument(f"layers: at most 5, got {len(raw)}")
+    if len(set(raw)) != len(raw):
+        raise InvalidArgument("layers: the same layer version twice")
+    return tuple(raw)
+
+
 def _empty(value: Any) -> bool:
     if isinstance(value, dict):
         return all(_empty(v) for v in value.values())
@@ -209,9 +225,6 @@ def _refuse_cloud_only(body: dict[str, Any]) -> None:
         if body.get(key) not in (None, default):
             raise InvalidArgument(f"{key} {body[key]!r}: {what} is not supported by "
                                   "funclet yet")
-    layers = body.get("layers")
-    if layers:  # (no layer exists yet)
-        raise InvalidArgument(f"layers: layer {str(layers[0])!r} does not exist")
 
 
 def _kept(key: str, value: Any) -> Any:

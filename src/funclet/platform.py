@@ -28,6 +28,7 @@ from funclet.instances.registry import Registry
 from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
+from funclet.layers import Layers
 from funclet.models import function_arn
 from funclet.nodes import DEAD_AFTER_S, Nodes
 from funclet.runtimes import discover, protocol
@@ -35,6 +36,7 @@ from funclet.sandbox import FrameLimits, Sandbox, SandboxConfig
 from funclet.slots import CHANNEL as SLOTS_CHANNEL
 from funclet.slots import ClusterSlots
 from funclet.store import Recorder, Store
+from funclet.store.layers import LayerStore
 from funclet.store.tasks import Task, TaskStore, now_ms
 from funclet.store.triggers import TriggerStore
 from funclet.store.versions import VersionStore
@@ -105,6 +107,7 @@ class Platform:
             on_change=self._instance_changed,
             on_room=self.admission.offer_room,
             take_slot=self.admission.slot_for_provisioning,
+            fetch_layers=lambda arns: self.layers.merged(arns),
         )
         self.registry = Registry(deps, settings.keep_alive_seconds)
         self.nodes = Nodes(self.store, self.node_id, f"{settings.host}:{settings.port}",
@@ -118,6 +121,9 @@ class Platform:
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
         self.versions = Versions(VersionStore(self.store), self.functions, self.registry)
+        self.layers = Layers(LayerStore(self.store), self.code, settings.region,
+                             settings.account_id, settings.resolved_code_dir / "layers-merged")
+        self.functions.check_layers = self.layers.check
         self.invoker.disabled = self.functions.disabled  # one dict: Functions changes it
         self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
         self.async_configs = AsyncConfigs(self.tasks)

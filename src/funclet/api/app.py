@@ -18,10 +18,12 @@ from starlette.routing import BaseRoute, Host, Route, Router
 
 from funclet.api import (
     account,
+    code,
     configs,
     functions,
     http_triggers,
     invoke,
+    layers,
     nodes,
     openapi,
     tasks,
@@ -116,6 +118,8 @@ def build_app(platform: Platform) -> Starlette:
             *functions.routes,
             *versions.routes,
             *account.routes,
+            *code.routes,
+            *layers.routes,
             *configs.routes,
             *tasks.routes,
             *triggers.routes,

@@ -28,6 +28,7 @@ from funclet.errors import AccessDenied, ApiError, Unauthenticated
 ALGORITHM = "ACS3-HMAC-SHA256"
 MAX_SKEW_SECONDS = 15 * 60
 _OPEN_PATHS = frozenset({"/healthz", "/2023-03-30/openapi.json"})
+SIGNED_PATHS = ("/2023-03-30/code-packages/",)  # api/code.py: presigned downloads
 _INSTANCES_REFUSED = (
     "functions may not call the management API of a funclet without authentication"
 )
@@ -73,7 +74,8 @@ class Authenticate:
         self._nonces = _Nonces(MAX_SKEW_SECONDS * 2)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS or scope["path"].startswith(
+                SIGNED_PATHS):  # (they carry their own signature)
             await self.app(scope, receive, send)
             return
         trigger = is_http_trigger(scope, self._domain)

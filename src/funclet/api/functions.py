@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from funclet.api.code import code_url
 from funclet.api.responses import fc_time, int_param, json_body, json_response, new_request_id
 from funclet.errors import InvalidArgument, InvocationNotFound
 from funclet.instances.instance import Instance
@@ -28,7 +29,9 @@ def function_arn(platform: Platform, name: str) -> str:
 
 
 def function_json(platform: Platform, row: FunctionRow,
-                  tags: dict[str, str] | None = None) -> dict[str, Any]:
+                  extras: tuple[dict[str, str], dict[str, int]] | None = None) -> dict[str, Any]:
+    """FC's Function; ``extras``: its tags and its layers' sizes (``_extras``)."""
+    tags, sizes = extras or ({}, {})
     out = {
         **row.config.to_fc(),
         "functionArn": function_arn(platform, row.name),
@@ -43,7 +46,8 @@ def function_json(platform: Platform, row: FunctionRow,
         "lastUpdateStatus": "Successful",
         "lastUpdateStatusReason": "",
         "lastUpdateStatusReasonCode": "",
-        "tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+        "tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        "layers": [{"arn": arn, "size": sizes.get(arn, 0)} for arn in row.config.layers],
     }
     if (restriction := platform.functions.disabled.get(row.name)) is not None:
         out["invocationRestriction"] = {"disable": True, "reason": restriction[0],
@@ -51,8 +55,12 @@ def function_json(platform: Platform, row: FunctionRow,
     return out
 
 
-async def _tags(platform: Platform, names: list[str]) -> dict[str, dict[str, str]]:
-    return await platform.store.tags_of("function", names)
+async def _extras(platform: Platform, rows: list[FunctionRow]
+                  ) -> dict[str, tuple[dict[str, str], dict[str, int]]]:
+    """What function_json needs beyond the row, for each of ``rows``."""
+    tags = await platform.store.tags_of("function", [r.name for r in rows])
+    return {r.name: (tags.get(r.name, {}), await platform.layers.sizes(r.config.layers))
+            for r in rows}
 
 
 async def known_function(request: Request) -> tuple[Platform, str]:
@@ -71,8 +79,7 @@ def _platform(request: Request) -> Platform:
 async def create_function(request: Request) -> Response:
     platform = _platform(request)
     row = await platform.functions.create(await json_body(request))
-    return json_response(function_json(platform, row, (await _tags(platform, [row.name])).get(
-        row.name)))
+    return json_response(function_json(platform, row, (await _extras(platform, [row]))[row.name]))
 
 
 async def get_function(request: Request) -> Response:
@@ -86,14 +93,26 @@ async def get_function(request: Request) -> Response:
         row = replace(row, config=version.config, revision=version.revision,
                       code_checksum=version.code_checksum, code_size=version.code_size,
                       modified_ms=version.created_ms)
-    return json_response(function_json(platform, row, (await _tags(platform, [name])).get(name)))
+    return json_response(function_json(platform, row, (await _extras(platform, [row]))[name]))
 
 
 async def update_function(request: Request) -> Response:
     platform = _platform(request)
     row = await platform.functions.update(request.path_params["name"], await json_body(request))
-    return json_response(function_json(platform, row, (await _tags(platform, [row.name])).get(
-        row.name)))
+    return json_response(function_json(platform, row, (await _extras(platform, [row]))[row.name]))
+
+
+async def get_function_code(request: Request) -> Response:
+    """GetFunctionCode: where the package (of LATEST, or of a qualifier's version)
+    downloads from, and its checksum."""
+    platform = _platform(request)
+    name = request.path_params["name"]
+    row = await platform.functions.get(name)
+    checksum = row.code_checksum
+    qualifier = parse_qualifier(request.query_params.get("qualifier"))
+    if qualifier != LATEST:
+        checksum = (await platform.versions.resolve_row(name, qualifier)).code_checksum
+    return json_response({"url": code_url(request, checksum), "checksum": checksum})
 
 
 async def disable_invocation(request: Request) -> Response:
@@ -118,8 +137,8 @@ async def list_functions(request: Request) -> Response:
     token = request.query_params.get("nextToken") or ""
     after = decode_token(token) if token else ""
     rows = await platform.functions.page(request.query_params.get("prefix", ""), limit + 1, after)
-    tags = await _tags(platform, [r.name for r in rows[:limit]])
-    out: dict[str, Any] = {"functions": [function_json(platform, r, tags.get(r.name))
+    extras = await _extras(platform, rows[:limit])
+    out: dict[str, Any] = {"functions": [function_json(platform, r, extras[r.name])
                                          for r in rows[:limit]]}
     if len(rows) > limit:
         out["nextToken"] = encode_token(rows[limit - 1].name)
@@ -254,6 +273,7 @@ routes = [
     Route(f"{PREFIX}/functions/{{name}}", update_function, methods=["PUT"]),
     Route(f"{PREFIX}/functions/{{name}}", delete_function, methods=["DELETE"]),
     Route(f"{PREFIX}/functions/{{name}}/instances", list_instances, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}/code", get_function_code, methods=["GET"]),
     Route(f"{PREFIX}/functions/{{name}}/invoke/disable", disable_invocation, methods=["POST"]),
     Route(f"{PREFIX}/functions/{{name}}/invoke/enable", enable_invocation, methods=["POST"]),
     Route(f"{PREFIX}/functions/{{name}}/invocations", list_invocations, methods=["GET"]),

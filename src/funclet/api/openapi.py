@@ -278,6 +278,20 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "put": _op("StopAsyncTask", "Stop a waiting or running task", "async",
                        _json({"type": "object"}), params=[*fn, _p("taskId")]),
         },
+        f"{_F}/code": {
+            "get": _op("GetFunctionCode", "Where the code package downloads from",
+                       "functions", _json(ref("OutputFuncCode")), params=fnq),
+        },
+        f"{PREFIX}/code-packages/{{checksum}}.zip": {
+            "get": _op("DownloadCodePackage", "funclet's: a package, by a signed URL from "
+                       "GetFunctionCode (or a layer's code.location); valid 10 minutes",
+                       "functions", {"200": {"description": "The zip.", "content": {
+                           "application/zip": {"schema": {}}}}}, params=[
+                           _param("checksum", "path", string(pattern="^[0-9a-f]{64}$")),
+                           _param("expires", "query", string(), required=True),
+                           _param("signature", "query", string(), required=True)],
+                       security=[{}]),
+        },
         f"{_F}/invoke/disable": {
             "post": _op("DisableFunctionInvocation", "Refuse every invocation (async tasks "
                         "wait), stop its provisioned instances", "functions",
@@ -322,6 +336,40 @@ def _paths() -> dict[str, dict[str, Operation]]:
                                   'a JSON list: [{"Key": "team", "Value": "a"}]'),
                            _param("Limit", "query", _or_empty(integer(1, 1000))),
                            _param("NextToken", "query", string())]),
+        },
+        f"{PREFIX}/layers": {
+            "get": _op("ListLayers", "Each layer's newest version", "layers",
+                       _json(ref("ListLayersOutput")), params=[
+                           _p("prefix"), _param("public", "query", string(),
+                                                "true: public layers only"), *_PAGE]),
+        },
+        f"{PREFIX}/layers/{{layerName}}/versions": {
+            "post": _op("CreateLayerVersion", "Publish a new version of a layer", "layers",
+                        _json(ref("Layer")), params=[_p("layerName")],
+                        body=ref("CreateLayerVersionInput")),
+            "get": _op("ListLayerVersions", "A layer's versions from startVersion up",
+                       "layers", _json(ref("ListLayerVersionOutput")), params=[
+                           _p("layerName"), _param("startVersion", "query", _or_empty(
+                               integer(1, 2**31))), _p("limit")]),
+        },
+        f"{PREFIX}/layers/{{layerName}}/versions/{{version}}": {
+            "get": _op("GetLayerVersion", "One layer version", "layers", _json(ref("Layer")),
+                       params=[_p("layerName"), _param("version", "path", string())]),
+            "delete": _op("DeleteLayerVersion", "Delete a layer version (functions that use "
+                          "it keep it)", "layers", _DELETED,
+                          params=[_p("layerName"), _param("version", "path", string())]),
+        },
+        f"{PREFIX}/layers/{{layerName}}/acl": {
+            "put": _op("PutLayerACL", "Make a layer public or private", "layers",
+                       {"200": {"description": "Set."}}, params=[
+                           _p("layerName"), _param("public", "query", string(
+                               enum=["true", "false"])),
+                           _param("acl", "query", string(enum=["0", "1"]))]),
+        },
+        f"{PREFIX}/layerarn/{{arn}}": {
+            "get": _op("GetLayerVersionByArn", "A layer version by its ARN (URL-encoded)",
+                       "layers", _json(ref("Layer")), params=[
+                           _param("arn", "path", string())]),
         },
         f"{_F}/versions": {
             "post": _op("PublishFunctionVersion", "Publish LATEST as an immutable version",
@@ -405,7 +453,8 @@ def document() -> dict[str, Any]:
                 "when a base domain is configured), and /healthz. API errors are FC's "
                 "Error body; a function's own failure is a FunctionError body."),
         },
-        "tags": [{"name": t} for t in ("functions", "versions", "invocations", "async",
+        "tags": [{"name": t} for t in ("functions", "versions", "layers", "invocations",
+                                       "async",
                                        "triggers",
                                        "http-triggers", "platform")],
         "security": [{}, {"bearer": []}, {"acs3": []}],
@@ -418,6 +467,8 @@ def document() -> dict[str, Any]:
                 "triggerName": _param("triggerName", "path", string(pattern=NAME_PATTERN)),
                 "taskId": _param("taskId", "path", string(pattern=TASK_ID_PATTERN)),
                 "aliasName": _param("aliasName", "path", string(pattern=NAME_PATTERN)),
+                "layerName": _param("layerName", "path", string(
+                    pattern="^[A-Za-z0-9_-]{1,64}$")),
                 "qualifier": _param("qualifier", "query", _or_empty(string(
                     pattern=QUALIFIER_PATTERN)), "LATEST (the default), a version's id or "
                     "an alias"),

@@ -108,6 +108,8 @@ _FUNCTION_FIELDS: dict[str, Schema] = {
                                 "warm (the server's setting by default)"),
     "customRuntimeConfig": ref("CustomRuntimeConfig"),
     "tags": array(ref("Tag")),
+    "layers": {**array(string("a layer version's ARN")), "maxItems": 5,
+               "description": "merged in order at /opt"},
     # Kept and returned as given (they need Alibaba Cloud to mean anything).
     "role": string("kept as given"), "logConfig": {"type": "object",
                                                    "description": "kept as given"},
@@ -170,6 +172,7 @@ SCHEMAS: dict[str, Schema] = {
         "lastUpdateStatus": string(enum=["Successful"]),
         "lastUpdateStatusReason": string(), "lastUpdateStatusReasonCode": string(),
         "tags": array(ref("Tag")),
+        "layers": array(obj({"arn": string(), "size": integer(0)})),
         "invocationRestriction": obj({"disable": boolean(), "reason": string(),
                                       "lastModifiedTime": _time("disabled")},
                                      description="while DisableFunctionInvocation holds"),
@@ -348,6 +351,25 @@ SCHEMAS: dict[str, Schema] = {
         "ResourceId": string(), "ResourceType": string(), "TagKey": string(),
         "TagValue": string()})), "NextToken": string(), "RequestId": string()},
         ("TagResources",)),
+    "OutputFuncCode": obj({"url": string("a signed URL, valid 10 minutes"),
+                           "checksum": string("the package's sha256")}, ("url", "checksum")),
+    "CreateLayerVersionInput": obj({
+        "code": ref("InputCodeLocation"),
+        "compatibleRuntime": array(string()), "description": string(maxLength=256),
+        "license": string(maxLength=256)}, ("code",)),
+    "Layer": obj({
+        "layerName": string(), "version": integer(1), "layerVersionArn": string(
+            "acs:fc:{region}:{accountId}:layers/{name}/versions/{version}"),
+        "description": string(), "compatibleRuntime": array(string()), "license": string(),
+        "codeChecksum": string(), "codeSize": integer(0), "createTime": _time("published"),
+        "acl": string("1: public, 0: private", enum=["0", "1"]),
+        "code": obj({"repositoryType": string(), "location": string(
+            "where the package downloads from (a signed URL, valid 10 minutes)")}),
+    }, ("layerName", "version", "layerVersionArn")),
+    "ListLayersOutput": obj({"layers": array(ref("Layer")), "nextToken": string()},
+                            ("layers",)),
+    "ListLayerVersionOutput": obj({"layers": array(ref("Layer")),
+                                   "nextVersion": integer(1)}, ("layers",)),
     "PublishVersionInput": obj({"description": string(maxLength=256)}),
     "Version": obj({"versionId": string(pattern=VERSION_PATTERN), "description": string(),
                     "createdTime": _time("published"), "lastModifiedTime": _time("published")},

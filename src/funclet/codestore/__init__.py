@@ -112,6 +112,10 @@ class CodeStore:
             await self._reach(self.blobs.delete(_name(checksum)))
         await asyncio.to_thread(shutil.rmtree, self._unpacked / checksum, True)
 
+    async def package(self, checksum: str) -> bytes | None:
+        """The stored zip itself (GetFunctionCode's download), or None."""
+        return await self._reach(self.blobs.get(_name(checksum)))
+
     async def fetch(self, checksum: str) -> str:
         """The package's unpacked folder, unpacking the stored zip first if this node has
         not yet (``CodeMissing``: it is not in the store; ``CodeStoreUnavailable``: the

@@ -24,6 +24,7 @@ from funclet.errors import (
     InitializationError,
     InstanceCrashed,
     InvocationError,
+    LayerNotFound,
     ResponseTooLarge,
 )
 from funclet.ids import new_instance_id
@@ -48,6 +49,7 @@ InstanceListener = Callable[[Instance], None]
 # (function, lend, evict-or-None) -> True when the room was taken; see Admission.offer_room.
 RoomListener = Callable[[str, Callable[[], "Lease"], Callable[[], None] | None], bool]
 CodeFetcher = Callable[[str], Awaitable[str]]  # checksum -> unpacked code folder
+LayerFetcher = Callable[[tuple[str, ...]], Awaitable[str]]  # layer ARNs -> merged folder
 _GRACEFUL = frozenset({StopReason.RECLAIMED, StopReason.UNDEPLOYED, StopReason.SHUTDOWN,
                        StopReason.EVICTED})
 
@@ -102,6 +104,7 @@ class PoolDeps:
     on_change: InstanceListener  # an instance changed state
     on_room: RoomListener  # an instance has room again
     take_slot: Callable[[str], bool]  # admission, for provisioned instances
+    fetch_layers: LayerFetcher | None = None  # a function's layers, merged: a folder
 
 
 class Pool:
@@ -204,9 +207,11 @@ class Pool:
         started = time.perf_counter()
         try:
             code_dir = await self._fetch_code(self.version.code_checksum)
-            process = await self._sandbox.create(cfg.runtime,
-                                                 self._spec(inst, request_id, code_dir))
-        except (ZygoteFailed, OSError) as exc:
+            spec = self._spec(inst, request_id, code_dir)
+            if cfg.layers and self._deps.fetch_layers is not None:
+                spec["optDir"] = await self._deps.fetch_layers(cfg.layers)
+            process = await self._sandbox.create(cfg.runtime, spec)
+        except (ZygoteFailed, OSError, LayerNotFound) as exc:
             self._forget(inst, StopReason.START_FAILED)
             raise InitializationError(str(exc), "Runtime.StartFailed") from exc
         self._processes[inst.instance_id] = process

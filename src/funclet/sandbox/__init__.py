@@ -31,6 +31,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CODE_MOUNT = "/code"
+OPT_MOUNT = "/opt"  # a function's layers, merged (FC's and Lambda's place for them)
+
+
+def layer_env(env: dict[str, str], opt: str) -> dict[str, str]:
+    """An instance's environment with its layers (at ``opt``) on the search paths, as FC
+    sets them: ``bin`` on PATH, ``lib`` on LD_LIBRARY_PATH, Node.js's modules on
+    NODE_PATH (Python's ``python`` folders go on sys.path in the runtime)."""
+    def first(name: str, *paths: str) -> str:
+        return ":".join([*paths, *([env[name]] if env.get(name) else [])])
+
+    return {**env, "PATH": first("PATH", f"{opt}/bin"),
+            "LD_LIBRARY_PATH": first("LD_LIBRARY_PATH", f"{opt}/lib"),
+            "NODE_PATH": first("NODE_PATH", f"{opt}/nodejs/node_modules",
+                               f"{opt}/nodejs/node20/node_modules")}
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,8 @@ class SandboxConfig:
         root = os.geteuid() == 0
         if root:
             try:
-                os.makedirs(CODE_MOUNT, exist_ok=True)  # the mount point for code
+                for point in (CODE_MOUNT, OPT_MOUNT):  # the mount points: code, layers
+                    os.makedirs(point, exist_ok=True)
             except OSError:
                 root = False
         version, cgroups = 0, {}
@@ -75,7 +90,7 @@ class SandboxConfig:
 
     def for_instance(
         self, instance_id: str, code_dir: str, memory_mb: int, netns: bool,
-        uid: int | None, etc: dict[str, str] | None = None,
+        uid: int | None, etc: dict[str, str] | None = None, opt_dir: str | None = None,
     ) -> dict[str, Any] | None:
         """The ``sandbox`` section of one instance's spec (``isolate.enter`` reads it).
         ``uid`` None with namespaces: started ahead, root until it is specialised."""
@@ -105,6 +120,8 @@ class SandboxConfig:
             "etc": etc or {},
             "codeDir": code_dir,
             "codeMount": CODE_MOUNT,
+            "optDir": opt_dir,
+            "optMount": OPT_MOUNT,
             "hostname": instance_id[:63],
         }
 
@@ -317,12 +334,16 @@ class Sandbox:
             spec = dict(spec, adapter=rt.adapter)
         box = self.config.for_instance(
             spec["env"]["FC_INSTANCE_ID"], spec["codeDir"], spec["memorySize"],
-            not internet, uid,
+            not internet, uid, opt_dir=spec.get("optDir") or str(self._empty_code_dir()),
         )
         if box is not None:
             spec = dict(spec, sandbox=box)
-            if box["namespaces"]:  # the instance sees its code at /code
+            if box["namespaces"]:  # the instance sees its code at /code, layers at /opt
                 spec["env"] = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
+                if spec.get("optDir"):
+                    spec["optDir"] = OPT_MOUNT
+        if spec.get("optDir"):
+            spec["env"] = layer_env(spec["env"], spec["optDir"])
         if rt.language == "custom" and not (box and box["namespaces"] and box["netns"]):
             spec["serverPort"] = _free_port()  # the host's network: never clash
         return await zygote.spawn(spec)
@@ -444,14 +465,20 @@ class Sandbox:
         zygote = await self._zygote(rt.zygote or rt.name)
         unplug = process.plug.ifname if process.plug and not spec.get("internetAccess", True) \
             else None  # no internet access: loopback only
-        renamed = await zygote.specialize(process.pid, spec["codeDir"], CODE_MOUNT,
-                                          box["hostname"], instance_id, unplug)
+        # Its layers at /opt; none: an empty /opt (the host's stays out of sight).
+        mounts = [(spec["codeDir"], CODE_MOUNT),
+                  (spec.get("optDir") or str(self._empty_code_dir()), OPT_MOUNT)]
+        renamed = await zygote.specialize(process.pid, mounts, box["hostname"], instance_id,
+                                          unplug)
         if renamed:  # its cgroups are named after the instance now (cgroup v1 renames)
             process.limits = box["cgroups"]
             process.cgroup = kill_cgroup(box["cgroups"])
         _set_limits(process.limits, box["cgroupLimits"])
         env = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
         full = dict(spec, env=env, codeDir=CODE_MOUNT, uid=uid, gid=uid)
+        if spec.get("optDir"):
+            full["optDir"] = OPT_MOUNT
+            full["env"] = layer_env(env, OPT_MOUNT)
         if rt.adapter is not None:
             full["adapter"] = rt.adapter
         if rt.language == "custom" and self.network is None:

@@ -180,9 +180,11 @@ def _mounts(box: dict[str, Any]) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     # Nothing outside /tmp is writable, and no setuid bit works.
     _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
-    code = box["codeMount"]
-    _mount(box["codeDir"], code, None, MS_BIND | MS_REC)
-    _mount(None, code, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for folder, target in ((box["codeDir"], box["codeMount"]),
+                           (box.get("optDir"), box.get("optMount"))):
+        if folder and target:  # the code at /code; the function's layers at /opt
+            _mount(folder, target, None, MS_BIND | MS_REC)
+            _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     # The runtime's own files may sit under /tmp (funclet run from a checkout there): keep
     # a handle on them before /tmp becomes the instance's own, and bind them back.
     under_tmp = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in box.get("expose", [])
@@ -439,17 +441,18 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-def specialize(pid: int, code_dir: str, target: str, hostname: str) -> None:
-    """Mount ``code_dir`` read-only at ``target`` inside the mount namespace of ``pid`` (a
-    pre-started instance that had no code yet) and give it ``hostname``. The caller (the
-    zygote: root, single-threaded) enters those namespaces and comes back to its own; a
-    detached copy of the folder, made here, is moved in (the folder itself is hidden in
-    there). No fork: the whole costs a few syscalls."""
+def specialize(pid: int, mounts: list[tuple[str, str]], hostname: str) -> None:
+    """Mount each (folder, target) of ``mounts`` read-only inside the mount namespace of
+    ``pid`` (a pre-started instance that had no code yet: its code at /code, its layers
+    at /opt) and give it ``hostname``. The caller (the zygote: root, single-threaded)
+    enters those namespaces and comes back to its own; detached copies of the folders,
+    made here, are moved in (the folders themselves are hidden in there). No fork: the
+    whole costs a few syscalls."""
     own = [os.open(f"/proc/self/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in ("mnt", "uts")]
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     uts = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        mount_code(pid, code_dir, target)
+        mount_trees(pid, mounts)
         _check(_libc.setns(uts, CLONE_NEWUTS), "setns uts")
         socket.sethostname(hostname)
     finally:
@@ -461,22 +464,29 @@ def specialize(pid: int, code_dir: str, target: str, hostname: str) -> None:
             os.close(fd)
 
 
-def mount_code(pid: int, code_dir: str, target: str) -> None:
-    """Mount ``code_dir`` read-only at ``target`` inside the mount namespace of ``pid``,
-    leaving the caller in that namespace."""
-    tree = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, code_dir.encode(),
-                         _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC)
-    _check(0 if tree >= 0 else -1, "open_tree")  # a file descriptor on success
+def mount_trees(pid: int, mounts: list[tuple[str, str]]) -> None:
+    """Mount each (folder, target) read-only inside the mount namespace of ``pid``,
+    leaving the caller in that namespace. Every tree is cloned before entering it (the
+    folders are hidden in there)."""
+    trees: list[tuple[int, str]] = []
     try:
-        attr = _MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV, 0, 0, 0)
-        _check(_libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
-                             ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+        for folder, target in mounts:
+            tree = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, folder.encode(),
+                                 _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC)
+            _check(0 if tree >= 0 else -1, "open_tree")  # a file descriptor on success
+            trees.append((tree, target))
+            attr = _MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV,
+                              0, 0, 0)
+            _check(_libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
+                                 ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
         namespace = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
             _check(_libc.setns(namespace, CLONE_NEWNS), "setns")
-            _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, target.encode(),
-                                 _MOVE_MOUNT_F_EMPTY_PATH), "move_mount")
+            for tree, target in trees:
+                _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, target.encode(),
+                                     _MOVE_MOUNT_F_EMPTY_PATH), "move_mount")
         finally:
             os.close(namespace)
     finally:
-        os.close(tree)
+        for tree, _ in trees:
+            os.close(tree)

@@ -184,10 +184,11 @@ class Zygote:
                 if fut is not None and not fut.done():
                     fut.set_result((msg.get("error"), msg.get("renamed", False)))
 
-    async def specialize(self, pid: int, code_dir: str, target: str, hostname: str,
+    async def specialize(self, pid: int, mounts: list[tuple[str, str]], hostname: str,
                          cgroup_name: str, unplug: str | None = None) -> bool:
-        """Mount a function's code into a pre-started instance, give it its hostname and
-        rename its cgroups; ``unplug``: delete its veth, by the host end's name
+        """Mount a function's code (and layers), each (folder, target) of ``mounts``,
+        into a pre-started instance, give it its hostname and rename its cgroups;
+        ``unplug``: delete its veth, by the host end's name
         (``OSError`` if any of it fails). False: the cgroups keep their names (cgroup v2
         renames nothing)."""
         if self._control is None:
@@ -197,7 +198,7 @@ class Zygote:
         fut: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
         self._mounts[sid] = fut
         self._control.send(orjson.dumps({"type": "specialize", "sid": sid, "pid": pid,
-                                         "codeDir": code_dir, "target": target,
+                                         "mounts": mounts,
                                          "hostname": hostname, "cgroupName": cgroup_name,
                                          "unplug": unplug}))
         try:

@@ -104,6 +104,31 @@ tags = Table(
     Column("tag_value", Text, nullable=False),
 )
 
+# Layers (CreateLayerVersion): the version counter and ACL per layer, and each version,
+# its package stored like a function's (by sha256). A deleted version keeps its row
+# (``deleted_ms``): functions that use it go on running it, as on FC and Lambda.
+layers = Table(
+    "layers",
+    metadata,
+    Column("layer_name", String(128), primary_key=True),
+    Column("last_version", Integer, nullable=False),
+    Column("public", Integer, nullable=False),  # PutLayerACL: 1 public, 0 private
+)
+
+layer_versions = Table(
+    "layer_versions",
+    metadata,
+    Column("layer_name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("compatible_runtimes", JSON, nullable=False),
+    Column("license", Text, nullable=False),
+    Column("code_checksum", String(64), nullable=False),
+    Column("code_size", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("deleted_ms", BigInteger),
+)
+
 invocations = Table(
     "invocations",
     metadata,

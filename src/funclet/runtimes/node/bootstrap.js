@@ -243,6 +243,7 @@ async function main() {
     }
     for (const key of Object.keys(process.env)) delete process.env[key];
     Object.assign(process.env, spec.env);
+    if (spec.optDir) require('module').Module._initPaths(); // NODE_PATH: its layers
     process.chdir(spec.codeDir); // the code is mounted now: enter it again
   }
   const started = process.hrtime.bigint();

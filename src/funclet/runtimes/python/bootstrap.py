@@ -112,8 +112,8 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 control.send(json.dumps({"type": "probed", "found": found}).encode())
                 continue
             if msg["type"] == "specialize":
-                error = _specialize(cgroups, msg["pid"], msg["codeDir"], msg["target"],
-                                    msg["hostname"], msg.get("unplug"))
+                error = _specialize(cgroups, msg["pid"], msg["mounts"], msg["hostname"],
+                                    msg.get("unplug"))
                 renamed = not error and _rename_cgroups(cgroups, msg["pid"], msg["cgroupName"])
                 control.send(json.dumps({"type": "specialized", "sid": msg["sid"],
                                          "error": error, "renamed": renamed}).encode())
@@ -153,7 +153,7 @@ def zygote(control_fd: int, parent_pid: int) -> None:
             _remove_cgroups(cgroups)
 
 
-def _specialize(cgroups: dict[int, list[str]], pid: int, code_dir: str, target: str,
+def _specialize(cgroups: dict[int, list[str]], pid: int, mounts: list[list[str]],
                 hostname: str, unplug: str | None) -> str | None:
     """Put a function's code into a pre-started instance and give it its name (the zygote
     enters the instance's namespaces and returns); ``unplug``: delete its veth (a
@@ -162,7 +162,7 @@ def _specialize(cgroups: dict[int, list[str]], pid: int, code_dir: str, target: 
     if pid not in cgroups:
         return f"pid {pid} is not a running instance"
     try:
-        isolate.specialize(pid, code_dir, target, hostname)
+        isolate.specialize(pid, [(folder, target) for folder, target in mounts], hostname)
         if unplug:
             isolate.unplug(unplug)
     except OSError as exc:
@@ -356,6 +356,10 @@ def _instance(spec: dict[str, Any], sock: socket.socket) -> None:
     code_dir = spec["codeDir"]
     os.chdir(code_dir)
     sys.path.insert(0, code_dir)
+    if spec.get("optDir"):  # its layers: after the code, before the runtime's own
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        sys.path[1:1] = [f"{spec['optDir']}/python",
+                         f"{spec['optDir']}/python/lib/{version}/site-packages"]
     sys.dont_write_bytecode = True
     os.environ.clear()
     os.environ.update(spec["env"])
