@@ -201,3 +201,65 @@ def test_get_function_code_gives_a_signed_url_the_package_downloads_from(
     layer = sdk.create_layer_version(unique("code"), fc.CreateLayerVersionRequest(
         body=fc.CreateLayerVersionInput(code=fc.InputCodeLocation(zip_file=b64(package))))).body
     assert httpx.get(layer.code.location, timeout=30).content == package
+
+
+def test_a_scaling_config_keeps_min_instances_started(sdk: Client, client: httpx.Client) -> None:
+    name = _deploy(sdk)
+    missing = _error(lambda: sdk.get_scaling_config(name, fc.GetScalingConfigRequest()))
+    assert (missing.status_code, missing.code) == (404, "ScalingConfigNotFound")
+    policy = fc.ScheduledPolicy(name="day", start_time="2026-01-01T00:00:00Z",
+                                end_time="2027-01-01T00:00:00Z", time_zone="UTC",
+                                target=3, schedule_expression="cron(0 0 8 * * *)")
+    put = sdk.put_scaling_config(name, fc.PutScalingConfigRequest(body=fc.PutScalingConfigInput(
+        min_instances=2, scheduled_policies=[policy]))).body
+    assert (put.min_instances, put.target_instances) == (2, 2)
+    assert put.scheduled_policies[0].name == "day"  # kept as given
+    wait_for(lambda: sdk.get_scaling_config(name, fc.GetScalingConfigRequest())
+             .body.current_instances == 2, timeout=20)
+    listed = sdk.list_scaling_configs(fc.ListScalingConfigsRequest(function_name=name)).body
+    assert [c.function_arn.rpartition("/")[2] for c in listed.scaling_configs] == [name]
+    # Warm at once: the instances kept started serve the first invocation.
+    r = client.post(f"{API}/functions/{name}/invocations")
+    assert r.text == "ran" and r.headers["x-funclet-start-kind"] == "provisioned"
+
+    bad = _error(lambda: sdk.put_scaling_config(name, fc.PutScalingConfigRequest(
+        body=fc.PutScalingConfigInput(min_instances=-1))))
+    assert bad.code == "InvalidArgument"
+    versioned = _error(lambda: sdk.put_scaling_config(name, fc.PutScalingConfigRequest(
+        qualifier="prod", body=fc.PutScalingConfigInput(min_instances=1))))
+    assert versioned.status_code == 400 and "qualifier 'prod'" in versioned.message
+    sdk.delete_scaling_config(name, fc.DeleteScalingConfigRequest())
+    assert _error(lambda: sdk.get_scaling_config(name, fc.GetScalingConfigRequest())
+                  ).code == "ScalingConfigNotFound"
+
+
+def test_snapshots_and_vpc_bindings_are_refused_and_none_exist(sdk: Client) -> None:
+    name = _deploy(sdk)
+    refused = _error(lambda: sdk.create_snapshot(name, fc.CreateSnapshotRequest(
+        body=fc.CreateSnapshotInput(description="x"))))
+    assert (refused.status_code, refused.code) == (400, "NotSupported")
+    assert "snapshots" in refused.message
+    assert _error(lambda: sdk.get_snapshot(name, "snap", fc.GetSnapshotRequest())
+                  ).code == "SnapshotNotFound"
+    assert _error(lambda: sdk.delete_snapshot(name, "snap", fc.DeleteSnapshotRequest())
+                  ).code == "SnapshotNotFound"
+    assert sdk.list_snapshots(fc.ListSnapshotsRequest()).body.snapshots == []
+    vpc = _error(lambda: sdk.create_vpc_binding(name, fc.CreateVpcBindingRequest(
+        body=fc.CreateVpcBindingInput(vpc_id="vpc-1"))))
+    assert (vpc.status_code, vpc.code) == (400, "NotSupported") and "VPC" in vpc.message
+    assert sdk.list_vpc_bindings(name).body.vpc_ids == []
+    assert _error(lambda: sdk.delete_vpc_binding(name, "vpc-1")).code == "VpcBindingNotFound"
+    assert _error(lambda: sdk.list_vpc_bindings(unique("none"))).code == "FunctionNotFound"
+
+
+def test_change_resource_group(sdk: Client) -> None:
+    name = _deploy(sdk, resource_group_id="rg-one")
+    out = sdk.change_resource_group(fc.ChangeResourceGroupRequest(
+        body=fc.ChangeResourceGroupInput(new_resource_group_id="rg-two", resource_id=name,
+                                         resource_type="function"))).body
+    assert (out.old_resource_group_id, out.new_resource_group_id) == ("rg-one", "rg-two")
+    assert sdk.get_function(name, fc.GetFunctionRequest()).body.resource_group_id == "rg-two"
+    missing = _error(lambda: sdk.change_resource_group(fc.ChangeResourceGroupRequest(
+        body=fc.ChangeResourceGroupInput(new_resource_group_id="rg", resource_id=unique("x"),
+                                         resource_type="function"))))
+    assert missing.code == "FunctionNotFound"

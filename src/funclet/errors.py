@@ -114,6 +114,21 @@ class FunctionDisabled(ApiError):
                          + (f": {reason}" if reason else ""))
 
 
+class NotSupported(ApiError):
+    """An FC feature funclet does not offer on its own machines (snapshots, VPCs)."""
+
+    code = "NotSupported"
+    status = 400
+
+
+class ScalingConfigNotFound(ApiError):
+    code = "ScalingConfigNotFound"
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"function '{name}' has no scaling config")
+
+
 class LayerNotFound(ApiError):
     code = "LayerNotFound"
     status = 404

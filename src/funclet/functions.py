@@ -27,6 +27,7 @@ from funclet.models import (
     function_not_found,
     handler_modules,
     parse_config,
+    parse_scaling,
     parse_tags,
 )
 from funclet.runtimes import Runtime
@@ -56,6 +57,8 @@ class Functions:
         self._admission = admission
         # A function's provisioned instances are the cluster's: this node runs its share.
         self.provision_targets: dict[str, int] = {}
+        # PutScalingConfig, as stored; its minInstances count as provisioned instances.
+        self.scaling: dict[str, dict[str, Any]] = {}
         # DisableFunctionInvocation: (reason, when) of each disabled function; the
         # invoker refuses their invocations (it holds this same dict).
         self.disabled: dict[str, tuple[str, int]] = {}
@@ -147,6 +150,7 @@ class Functions:
     async def _gone(self, name: str) -> None:
         """The function is no longer stored: nothing of it runs here."""
         self.provision_targets.pop(name, None)
+        self.scaling.pop(name, None)
         self.disabled.pop(name, None)
         self._registry.undeploy(name)
         self._admission.set_reserved(name, None)
@@ -164,6 +168,7 @@ class Functions:
             return
         self._registry.deploy(self._version(row))  # the same version: nothing happens
         self._admission.set_reserved(name, (await self._store.reserved_concurrency()).get(name))
+        self._apply_scaling(name, (await self._store.scaling_configs()).get(name))
         restriction = (await self._store.restrictions()).get(name)
         if restriction is not None and name not in self.disabled:
             self._disable_here(name, restriction, abort=False)
@@ -197,6 +202,23 @@ class Functions:
         await self.get(name)
         return self._admission.reserved.get(name)
 
+    async def set_scaling(self, name: str, body: dict[str, Any] | None) -> None:
+        """PutScalingConfig (None: DeleteScalingConfig): ``minInstances`` are kept
+        started; ``horizontalScalingPolicies``, ``scheduledPolicies`` and the rest are
+        stored and returned as given."""
+        await self.get(name)
+        config = None if body is None else parse_scaling(body, self._admission.max_instances)
+        await self._store.set_scaling_config(name, config)
+        self._apply_scaling(name, config)
+        await self._changed(name)
+
+    def _apply_scaling(self, name: str, config: dict[str, Any] | None) -> None:
+        if config is None:
+            self.scaling.pop(name, None)
+        else:
+            self.scaling[name] = config
+        self._provision(name, self.provision_targets.get(name, 0))
+
     async def set_provision(self, name: str, body: dict[str, Any]) -> None:
         """FC's PutProvisionConfig: keep ``target`` instances started ahead of time."""
         await self.get(name)
@@ -213,6 +235,17 @@ class Functions:
         await self._store.set_reserved_concurrency(name, None)
         self._admission.set_reserved(name, None)
         await self._changed(name)
+
+    async def change_resource_group(self, name: str, group: str) -> str:
+        """ChangeResourceGroup: the function's ``resourceGroupId`` (kept as given) is
+        ``group`` from now on; the previous one is returned. Its instances go on (a
+        resource group changes nothing they run)."""
+        row = await self.get(name)
+        old = str(row.config.kept.get("resourceGroupId", ""))
+        config = replace(row.config, kept={**row.config.kept, "resourceGroupId": group})
+        await self._store.update_function(replace(row, config=config, modified_ms=_now_ms()))
+        await self._changed(name)
+        return old
 
     async def disable(self, name: str, body: dict[str, Any]) -> None:
         """DisableFunctionInvocation: refuse its invocations (async tasks wait), stop its
@@ -257,6 +290,9 @@ class Functions:
         for name, reserved in (await self._store.reserved_concurrency()).items():
             self._admission.set_reserved(name, reserved)
         self.disabled.update(await self._store.restrictions())
+        self.scaling.update(await self._store.scaling_configs())
+        for name in self.scaling:
+            self._provision(name, 0)
         for name, target in (await self._store.provision_targets()).items():
             self._provision(name, target)
         return rows
@@ -267,13 +303,19 @@ class Functions:
         else:
             self.provision_targets.pop(name, None)
         if name not in self.disabled:  # (a disabled function runs none)
-            self._registry.set_provision(name, self.share(name, target))
+            self._registry.set_provision(name, self.share(name, self.started_target(name)))
+
+    def started_target(self, name: str) -> int:
+        """Instances kept started for the function, across the cluster: its provisioned
+        target, or its scaling config's minInstances if that is more."""
+        return max(self.provision_targets.get(name, 0),
+                   int(self.scaling.get(name, {}).get("minInstances") or 0))
 
     def reshare(self) -> None:
         """The live nodes changed: each function's provisioned instances are shared anew."""
-        for name, target in list(self.provision_targets.items()):
+        for name in {*self.provision_targets, *self.scaling}:
             if name not in self.disabled:
-                self._registry.set_provision(name, self.share(name, target))
+                self._registry.set_provision(name, self.share(name, self.started_target(name)))
 
     @staticmethod
     def _version(row: FunctionRow) -> FunctionVersion:

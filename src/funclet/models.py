@@ -239,6 +239,22 @@ _TYPE_NAMES: dict[Any, str] = {
     bool: "true or false"}
 
 
+def parse_scaling(body: dict[str, Any], most: int) -> dict[str, Any]:
+    """PutScalingConfig's body: ``minInstances`` (0 to the account's instances) is what
+    funclet acts on; the other fields FC defines are kept as given."""
+    known = ("minInstances", "horizontalScalingPolicies", "scheduledPolicies",
+             "enableMixMode", "enableOnDemandScaling", "requestDispatchPolicy",
+             "residentPoolId")
+    out = {k: body[k] for k in known if body.get(k) is not None}
+    low = out.get("minInstances", 0)
+    if isinstance(low, bool) or not isinstance(low, int) or not 0 <= low <= most:
+        raise InvalidArgument(f"minInstances must be an integer from 0 to {most}")
+    for key in ("horizontalScalingPolicies", "scheduledPolicies"):
+        if not isinstance(out.get(key, []), list):
+            raise InvalidArgument(f"{key} must be a list")
+    return out
+
+
 def parse_tags(raw: Any, field: str = "tags") -> dict[str, str]:
     """FC's tags, ``[{"Key", "Value"}]`` (the SDK's spelling; ``key``/``value`` too)."""
     if not isinstance(raw, list):

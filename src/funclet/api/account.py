@@ -122,7 +122,22 @@ async def list_tag_resources(request: Request) -> Response:
     return json_response(out)
 
 
+async def change_resource_group(request: Request) -> Response:
+    """ChangeResourceGroup of a function (``ResourceType`` function, its name or ARN)."""
+    platform = _platform(request)
+    body = await json_body(request)
+    _resource_type(body.get("ResourceType") or "function")
+    group = body.get("NewResourceGroupId")
+    if not isinstance(group, str) or not 1 <= len(group) <= 128:
+        raise InvalidArgument("NewResourceGroupId is required: a resource group's id")
+    [name] = await _functions(platform, [body.get("ResourceId")])
+    old = await platform.functions.change_resource_group(name, group)
+    return json_response({"ResourceId": body["ResourceId"], "OldResourceGroupId": old,
+                          "NewResourceGroupId": group})
+
+
 routes = [
+    Route(f"{PREFIX}/resource-groups", change_resource_group, methods=["PUT"]),
     Route(f"{PREFIX}/regions", describe_regions, methods=["GET"]),
     Route(f"{PREFIX}/tags-v2", tag_resources, methods=["POST"]),
     Route(f"{PREFIX}/tags-v2", untag_resources, methods=["DELETE"]),

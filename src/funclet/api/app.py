@@ -28,6 +28,7 @@ from funclet.api import (
     openapi,
     tasks,
     triggers,
+    unsupported,
     versions,
 )
 from funclet.api.auth import Authenticate, RefuseInstances
@@ -120,6 +121,7 @@ def build_app(platform: Platform) -> Starlette:
             *account.routes,
             *code.routes,
             *layers.routes,
+            *unsupported.routes,
             *configs.routes,
             *tasks.routes,
             *triggers.routes,

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from funclet.api.functions import PREFIX, decode_token, encode_token, function_arn
 from funclet.api.responses import int_param, json_body, json_response
+from funclet.errors import InvalidArgument, ScalingConfigNotFound
 from funclet.platform import Platform
 
 
@@ -40,6 +41,15 @@ async def delete_concurrency(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def latest_only(request: Request, what: str) -> None:
+    """A qualifier other than LATEST on a config funclet keeps per function: refused,
+    not applied to LATEST without a word."""
+    qualifier = request.query_params.get("qualifier")
+    if qualifier not in (None, "", "LATEST"):
+        raise InvalidArgument(f"{what} apply to the function as a whole (LATEST) in "
+                              f"funclet; qualifier '{qualifier[:64]}' is not supported yet")
+
+
 def _provision_json(platform: Platform, name: str) -> dict[str, Any]:
     pool = platform.registry.pool(name)
     target = platform.functions.provision_targets.get(name, 0)  # the cluster's
@@ -56,6 +66,7 @@ def _provision_json(platform: Platform, name: str) -> dict[str, Any]:
 
 
 async def put_provision(request: Request) -> Response:
+    latest_only(request, "provision configs")
     platform: Platform = request.app.state.platform
     name = request.path_params["name"]
     await platform.functions.set_provision(name, await json_body(request))
@@ -63,6 +74,7 @@ async def put_provision(request: Request) -> Response:
 
 
 async def get_provision(request: Request) -> Response:
+    latest_only(request, "provision configs")
     platform: Platform = request.app.state.platform
     name = request.path_params["name"]
     await platform.functions.get(name)
@@ -70,9 +82,59 @@ async def get_provision(request: Request) -> Response:
 
 
 async def delete_provision(request: Request) -> Response:
+    latest_only(request, "provision configs")
     platform: Platform = request.app.state.platform
     await platform.functions.set_provision(request.path_params["name"], {"target": 0})
     return Response(status_code=204)
+
+
+def _scaling_json(platform: Platform, name: str) -> dict[str, Any]:
+    config = platform.functions.scaling[name]
+    pool = platform.registry.pool(name)
+    return {"functionArn": function_arn(platform, name), "minInstances": 0,
+            "horizontalScalingPolicies": [], "scheduledPolicies": [], **config,
+            "targetInstances": platform.functions.started_target(name),  # the cluster's
+            "currentInstances": pool.provisioned_current,  # this node's
+            "currentError": pool.provision_error}
+
+
+async def put_scaling(request: Request) -> Response:
+    latest_only(request, "scaling configs")
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.set_scaling(name, await json_body(request))
+    return json_response(_scaling_json(platform, name))
+
+
+async def get_scaling(request: Request) -> Response:
+    latest_only(request, "scaling configs")
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    if name not in platform.functions.scaling:
+        raise ScalingConfigNotFound(name)
+    return json_response(_scaling_json(platform, name))
+
+
+async def delete_scaling(request: Request) -> Response:
+    latest_only(request, "scaling configs")
+    platform: Platform = request.app.state.platform
+    name = request.path_params["name"]
+    await platform.functions.get(name)
+    if name not in platform.functions.scaling:
+        raise ScalingConfigNotFound(name)
+    await platform.functions.set_scaling(name, None)
+    return Response(status_code=204)
+
+
+async def list_scaling(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    page, token = _page(request, [n for n in platform.functions.scaling
+                                  if platform.registry.deployed(n)])
+    out: dict[str, Any] = {"scalingConfigs": [_scaling_json(platform, n) for n in page]}
+    if token:
+        out["nextToken"] = token
+    return json_response(out)
 
 
 def _page(request: Request, names: list[str]) -> tuple[list[str], str]:
@@ -111,6 +173,10 @@ async def list_provision(request: Request) -> Response:
 
 
 routes = [
+    Route(f"{PREFIX}/scaling-configs", list_scaling, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}/scaling-config", put_scaling, methods=["PUT"]),
+    Route(f"{PREFIX}/functions/{{name}}/scaling-config", get_scaling, methods=["GET"]),
+    Route(f"{PREFIX}/functions/{{name}}/scaling-config", delete_scaling, methods=["DELETE"]),
     Route(f"{PREFIX}/concurrency-configs", list_concurrency, methods=["GET"]),
     Route(f"{PREFIX}/provision-configs", list_provision, methods=["GET"]),
     Route(f"{PREFIX}/functions/{{name}}/concurrency", put_concurrency, methods=["PUT"]),

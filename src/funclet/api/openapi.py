@@ -278,6 +278,49 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "put": _op("StopAsyncTask", "Stop a waiting or running task", "async",
                        _json({"type": "object"}), params=[*fn, _p("taskId")]),
         },
+        f"{_F}/scaling-config": {
+            "put": _op("PutScalingConfig", "Instances kept started (minInstances)",
+                       "functions", _json(ref("ScalingConfigStatus")), params=fnq,
+                       body=ref("PutScalingConfigInput"), body_required=False),
+            "get": _op("GetScalingConfig", "The scaling config and its status", "functions",
+                       _json(ref("ScalingConfigStatus")), params=fnq),
+            "delete": _op("DeleteScalingConfig", "No instances kept started for it",
+                          "functions", _DELETED, params=fnq),
+        },
+        f"{PREFIX}/scaling-configs": {
+            "get": _op("ListScalingConfigs", "The functions with a scaling config",
+                       "functions", _json(ref("ListScalingConfigsOutput")), params=[
+                           _param("functionName", "query", string(),
+                                  "only functions whose name starts with this"), *_PAGE]),
+        },
+        f"{_F}/snapshots": {
+            "post": _op("CreateSnapshot", "Refused: funclet does not offer snapshots",
+                        "functions", _json({"type": "object"}), params=fn,
+                        body={"type": "object"}, body_required=False),
+        },
+        f"{_F}/snapshots/{{snapshotName}}": {
+            "get": _op("GetSnapshot", "None exist (404)", "functions",
+                       _json({"type": "object"}), params=[
+                           *fn, _param("snapshotName", "path", string())]),
+            "delete": _op("DeleteSnapshot", "None exist (404)", "functions", _DELETED,
+                          params=[*fn, _param("snapshotName", "path", string())]),
+        },
+        f"{PREFIX}/snapshots": {
+            "get": _op("ListSnapshots", "None exist: an empty list", "functions",
+                       _json(ref("ListSnapshotsOutput")), params=[
+                           _param("functionName", "query", string()), *_PAGE]),
+        },
+        f"{_F}/vpc-bindings": {
+            "post": _op("CreateVpcBinding", "Refused: funclet does not offer VPC bindings",
+                        "functions", _json({"type": "object"}), params=fn,
+                        body={"type": "object"}, body_required=False),
+            "get": _op("ListVpcBindings", "None exist: an empty list", "functions",
+                       _json(ref("ListVpcBindingsOutput")), params=fn),
+        },
+        f"{_F}/vpc-bindings/{{vpcId}}": {
+            "delete": _op("DeleteVpcBinding", "None exist (404)", "functions", _DELETED,
+                          params=[*fn, _param("vpcId", "path", string())]),
+        },
         f"{_F}/code": {
             "get": _op("GetFunctionCode", "Where the code package downloads from",
                        "functions", _json(ref("OutputFuncCode")), params=fnq),
@@ -313,6 +356,11 @@ def _paths() -> dict[str, dict[str, Operation]]:
                        "functions", _json(ref("ListProvisionConfigsOutput")), params=[
                            _param("functionName", "query", string(),
                                   "only functions whose name starts with this"), *_PAGE]),
+        },
+        f"{PREFIX}/resource-groups": {
+            "put": _op("ChangeResourceGroup", "A function's resource group (kept as given)",
+                       "platform", _json(ref("ChangeResourceGroupOutput")),
+                       body=ref("ChangeResourceGroupInput")),
         },
         f"{PREFIX}/regions": {
             "get": _op("DescribeRegions", "The region this funclet is", "platform",

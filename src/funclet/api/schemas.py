@@ -351,6 +351,37 @@ SCHEMAS: dict[str, Schema] = {
         "ResourceId": string(), "ResourceType": string(), "TagKey": string(),
         "TagValue": string()})), "NextToken": string(), "RequestId": string()},
         ("TagResources",)),
+    "PutScalingConfigInput": obj({
+        "minInstances": integer(0, description="instances kept started (as provisioned "
+                                               "ones)"),
+        "horizontalScalingPolicies": array({"type": "object"}),
+        "scheduledPolicies": array({"type": "object"}),
+        "enableMixMode": boolean(), "enableOnDemandScaling": boolean(),
+        "requestDispatchPolicy": string(), "residentPoolId": string()},
+        description="minInstances acts; the rest is kept as given"),
+    "ScalingConfigStatus": obj({
+        "functionArn": string(), "minInstances": integer(0),
+        "targetInstances": integer(0, description="kept started across the cluster: "
+                                                  "the provisioned target or minInstances"),
+        "currentInstances": integer(0, description="started on the answering node"),
+        "currentError": string(),
+        "horizontalScalingPolicies": array({"type": "object"}),
+        "scheduledPolicies": array({"type": "object"}),
+        "enableMixMode": boolean(), "enableOnDemandScaling": boolean(),
+        "requestDispatchPolicy": string(), "residentPoolId": string()},
+        ("functionArn", "minInstances")),
+    "ListScalingConfigsOutput": obj({"scalingConfigs": array(ref("ScalingConfigStatus")),
+                                     "nextToken": string()}, ("scalingConfigs",)),
+    "ListSnapshotsOutput": obj({"snapshots": array({"type": "object"}),
+                                "nextToken": string()}, ("snapshots",)),
+    "ListVpcBindingsOutput": obj({"vpcIds": array(string())}, ("vpcIds",)),
+    "ChangeResourceGroupInput": obj({
+        "NewResourceGroupId": string(minLength=1, maxLength=128),
+        "ResourceId": string("a function's name or ARN"),
+        "ResourceType": string(examples=["function"])}, ("NewResourceGroupId", "ResourceId")),
+    "ChangeResourceGroupOutput": obj({
+        "ResourceId": string(), "OldResourceGroupId": string(),
+        "NewResourceGroupId": string()}),
     "OutputFuncCode": obj({"url": string("a signed URL, valid 10 minutes"),
                            "checksum": string("the package's sha256")}, ("url", "checksum")),
     "CreateLayerVersionInput": obj({

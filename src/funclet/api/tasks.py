@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from funclet.api.configs import latest_only
 from funclet.api.functions import (
     PREFIX,
     decode_token,
@@ -102,12 +103,14 @@ def _config_json(platform: Platform, name: str, entry: Any) -> dict[str, Any]:
 
 
 async def put_async_config(request: Request) -> Response:
+    latest_only(request, "async invoke configs")
     platform, name = await known_function(request)
     entry = await platform.async_configs.put(name, await json_body(request))
     return json_response(_config_json(platform, name, entry))
 
 
 async def get_async_config(request: Request) -> Response:
+    latest_only(request, "async invoke configs")
     platform, name = await known_function(request)
     entry = platform.async_configs.get(name)
     if entry is None:
@@ -116,6 +119,7 @@ async def get_async_config(request: Request) -> Response:
 
 
 async def delete_async_config(request: Request) -> Response:
+    latest_only(request, "async invoke configs")
     platform, name = await known_function(request)
     if not await platform.async_configs.delete(name):
         raise AsyncConfigNotFound(name)

@@ -139,7 +139,7 @@ class Store:
             result = conn.execute(delete(t).where(t.c.name == name))
             for c in (schema.concurrency_configs, schema.provision_configs,
                       schema.function_versions, schema.aliases, schema.function_counters,
-                      schema.function_restrictions):
+                      schema.function_restrictions, schema.scaling_configs):
                 conn.execute(delete(c).where(c.c.function_name == name))
             g = schema.tags
             conn.execute(delete(g).where(and_(g.c.resource_type == "function",
@@ -177,6 +177,21 @@ class Store:
                 conn.execute(insert(p).values(function_name=name, target=target))
 
         await self.writer.run(put)
+
+    async def set_scaling_config(self, name: str, config: dict[str, Any] | None) -> None:
+        c = schema.scaling_configs
+
+        def put(conn: Connection) -> None:
+            conn.execute(delete(c).where(c.c.function_name == name))
+            if config is not None:
+                conn.execute(insert(c).values(function_name=name, config=config))
+
+        await self.writer.run(put)
+
+    async def scaling_configs(self) -> dict[str, dict[str, Any]]:
+        c = schema.scaling_configs
+        async with self.engine.connect() as conn:
+            return {r.function_name: dict(r.config) for r in await conn.execute(select(c))}
 
     async def provision_targets(self) -> dict[str, int]:
         p = schema.provision_configs

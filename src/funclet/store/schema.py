@@ -129,6 +129,15 @@ layer_versions = Table(
     Column("deleted_ms", BigInteger),
 )
 
+# PutScalingConfig: ``minInstances`` are kept started (like provisioned instances); the
+# other fields are stored and returned as given.
+scaling_configs = Table(
+    "scaling_configs",
+    metadata,
+    Column("function_name", String(128), primary_key=True),
+    Column("config", JSON, nullable=False),
+)
+
 invocations = Table(
     "invocations",
     metadata,
