@@ -132,3 +132,31 @@ def test_versions_and_a_canary_alias_from_the_cli(server: Server, tmp_path: Path
     r = cli(server.url, "alias", "set", name, "prod", "1", "--weight", "nonsense")
     assert r.returncode != 0 and "--weight takes VERSION=SHARE" in r.stderr
     assert cli(server.url, "alias", "rm", name, "prod").returncode == 0
+
+
+def test_a_layer_from_the_cli_and_deploy_with_it(server: Server, tmp_path: Path) -> None:
+    layer = tmp_path / "shared" / "python"
+    layer.mkdir(parents=True)
+    (layer / "greeting.py").write_text("WORD = 'hello from a layer'\n")
+    name = unique("clilayer")
+    r = cli(server.url, "layer", "publish", name, str(tmp_path / "shared"),
+            "--runtime", "python3.11")
+    assert r.returncode == 0, r.stderr
+    arn = r.stdout.strip().rpartition(": ")[2]
+    assert arn.endswith(f":layers/{name}/versions/1")
+    assert name in cli(server.url, "layer", "ls").stdout
+    assert "python3.11" in cli(server.url, "layer", "ls", name).stdout
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "index.py").write_text(
+        "import greeting\n\ndef handler(event, context):\n    return greeting.WORD\n")
+    fn = unique("cliuses")
+    r = cli(server.url, "deploy", str(app), "--name", fn, "--runtime", "python3.11",
+            "--layer", arn)
+    assert r.returncode == 0, r.stderr
+    assert cli(server.url, "invoke", fn).stdout == "hello from a layer\n"
+    r = cli(server.url, "deploy", str(app), "--name", unique("cli"), "--layer",
+            arn.replace("/versions/1", "/versions/7"))
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    assert cli(server.url, "layer", "rm", name, "1").returncode == 0

@@ -13,7 +13,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from funclet.cli import triggers, versions
+from funclet.cli import layers, triggers, versions
 from funclet.cli.client import (
     DEFAULT_ENDPOINT,
     Client,
@@ -34,6 +34,7 @@ app = typer.Typer(
 app.add_typer(triggers.app, name="trigger")
 app.add_typer(versions.versions, name="version")
 app.add_typer(versions.aliases, name="alias")
+app.add_typer(layers.app, name="layer")
 
 
 @app.callback()
@@ -187,6 +188,8 @@ def deploy(
         str | None, typer.Option(help="module.function run once per instance.")
     ] = None,
     env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
+    layer: Annotated[list[str] | None, typer.Option(
+        help="A layer version's ARN (see 'funclet layer ls'), repeatable, in order.")] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """Create a function, or update it if it exists."""
@@ -215,6 +218,8 @@ def deploy(
             "handler": initializer, "timeout": 30}
     if env:
         body["environmentVariables"] = {**body.get("environmentVariables", {}), **_parse_env(env)}
+    if layer:
+        body["layers"] = list(layer)
     if source.is_dir():
         try:
             with err.status(f"Installing {source}/requirements.txt for {body['runtime']} ..."):
