@@ -129,6 +129,22 @@ class ScalingConfigNotFound(ApiError):
         super().__init__(f"function '{name}' has no scaling config")
 
 
+class DomainNotFound(ApiError):
+    code = "DomainNameNotFound"
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no custom domain '{name[:256]}'")
+
+
+class DomainAlreadyExists(ApiError):
+    code = "DomainNameAlreadyExists"
+    status = 409
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"custom domain '{name}' already exists")
+
+
 class LayerNotFound(ApiError):
     code = "LayerNotFound"
     status = 404

@@ -249,9 +249,16 @@ def parse_scaling(body: dict[str, Any], most: int) -> dict[str, Any]:
     low = out.get("minInstances", 0)
     if isinstance(low, bool) or not isinstance(low, int) or not 0 <= low <= most:
         raise InvalidArgument(f"minInstances must be an integer from 0 to {most}")
-    for key in ("horizontalScalingPolicies", "scheduledPolicies"):
-        if not isinstance(out.get(key, []), list):
-            raise InvalidArgument(f"{key} must be a list")
+    kinds: dict[str, tuple[type, str]] = {
+        "horizontalScalingPolicies": (list, "a list of policy objects"),
+        "scheduledPolicies": (list, "a list of policy objects"),
+        "enableMixMode": (bool, "true or false"), "enableOnDemandScaling": (bool, "true or false"),
+        "requestDispatchPolicy": (str, "a string"), "residentPoolId": (str, "a string")}
+    for key, (kind, what) in kinds.items():
+        value = out.get(key)
+        if value is not None and (not isinstance(value, kind) or (
+                kind is list and not all(isinstance(p, dict) for p in value))):
+            raise InvalidArgument(f"{key} must be {what}")
     return out
 
 

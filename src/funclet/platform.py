@@ -20,6 +20,7 @@ from funclet.changes import Changes
 from funclet.codestore import CodeStore, open_blobs
 from funclet.codestore.archive import Limits
 from funclet.config import Settings
+from funclet.domains import Domains
 from funclet.functions import Functions
 from funclet.ids import new_request_id
 from funclet.instances.instance import Instance
@@ -124,6 +125,7 @@ class Platform:
         self.layers = Layers(LayerStore(self.store), self.code, settings.region,
                              settings.account_id, settings.resolved_code_dir / "layers-merged")
         self.functions.check_layers = self.layers.check
+        self.domains = Domains(self.store)
         self.invoker.disabled = self.functions.disabled  # one dict: Functions changes it
         self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
         self.async_configs = AsyncConfigs(self.tasks)
@@ -249,6 +251,9 @@ class Platform:
         await self.nodes.start()
         rows = await self.functions.load_all()
         await self.versions.load_all()
+        await self.domains.load()
+        if self.changes.enabled:  # other nodes' domains, within a second
+            self.domains.refresh_forever()
         for runtime in {self.default_runtime, *(r.config.runtime for r in rows)}:
             if runtime in self.runtimes:
                 await self.sandbox.warm_up(runtime)
@@ -293,5 +298,6 @@ class Platform:
         await self.recorder.close()
         # Last: until now its running tasks were its own (stopped, they are anyone's).
         await self.nodes.stop()
+        await self.domains.stop()
         await self.code.close()
         await self.store.close()

@@ -20,6 +20,7 @@ from funclet.api import (
     account,
     code,
     configs,
+    domains,
     functions,
     http_triggers,
     invoke,
@@ -91,7 +92,7 @@ def build_app(platform: Platform) -> Starlette:
         finally:
             await platform.stop()
 
-    middleware = []
+    middleware = [Middleware(domains.CustomDomainRequests, domains=platform.domains)]
     s = platform.settings
     credentials: dict[str, Any] = {
         "token": platform.api_token, "access_keys": s.access_keys,
@@ -119,6 +120,7 @@ def build_app(platform: Platform) -> Starlette:
             *functions.routes,
             *versions.routes,
             *account.routes,
+            *domains.routes,
             *code.routes,
             *layers.routes,
             *unsupported.routes,

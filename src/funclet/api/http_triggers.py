@@ -62,15 +62,21 @@ async def http_trigger(request: Request) -> Response:
     request_id = new_request_id()
     name = request.path_params["name"]
     try:
-        found = platform.triggers.http(name)
-        if found is None:
-            raise RouteNotFound(f"function '{name}' has no HTTP trigger")
-        row, config = found
-        if request.method not in config.methods:
+        route = request.scope.get("funclet_domain")  # a custom domain's (api/domains.py)
+        if route is not None:
+            methods, auth, qualifier = route.methods, route.auth_type, route.qualifier
+            what = "the custom domain's route"
+        else:
+            found = platform.triggers.http(name)
+            if found is None:
+                raise RouteNotFound(f"function '{name}' has no HTTP trigger")
+            row, config = found
+            methods, auth, qualifier = config.methods, config.auth_type, row.qualifier
+            what = f"the HTTP trigger of '{name}'"
+        if methods is not None and request.method not in methods:
             raise MethodNotAllowed(
-                f"the HTTP trigger of '{name}' takes {', '.join(sorted(config.methods))}, "
-                f"not {request.method}")
-        if config.auth_type == "function":
+                f"{what} takes {', '.join(sorted(methods))}, not {request.method}")
+        if auth == "function":
             _check_caller(request, platform)
         limit = platform.settings.max_sync_payload
 
@@ -80,14 +86,14 @@ async def http_trigger(request: Request) -> Response:
 
         if request.headers.get("x-fc-invocation-type", "").lower() == "async":
             return await accept_async(platform, name, await event(), request_id,
-                                      request.headers, row.qualifier)
+                                      request.headers, qualifier)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"the request body is {declared} bytes, over the limit of "
                                   f"{limit} bytes")
         exchange = HttpExchange(_head(request, name), request.stream(), event, limit)
         invocation = asyncio.ensure_future(platform.invoker.invoke(
-            name, b"", request_id, http=exchange, qualifier=row.qualifier))
+            name, b"", request_id, http=exchange, qualifier=qualifier))
         waits: set[asyncio.Future[Any]] = {invocation, exchange.started}
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     except ApiError as exc:

@@ -362,6 +362,24 @@ def _paths() -> dict[str, dict[str, Operation]]:
                        "platform", _json(ref("ChangeResourceGroupOutput")),
                        body=ref("ChangeResourceGroupInput")),
         },
+        f"{PREFIX}/custom-domains": {
+            "post": _op("CreateCustomDomain", "Route a host name's requests to functions",
+                        "http-triggers", _json(ref("CustomDomain")),
+                        body=ref("CreateCustomDomainInput")),
+            "get": _op("ListCustomDomains", "Custom domains by name", "http-triggers",
+                       _json(ref("ListCustomDomainOutput")), params=[_p("prefix"), *_PAGE]),
+        },
+        f"{PREFIX}/custom-domains/{{domainName}}": {
+            "get": _op("GetCustomDomain", "One custom domain", "http-triggers",
+                       _json(ref("CustomDomain")), params=[
+                           _param("domainName", "path", string())]),
+            "put": _op("UpdateCustomDomain", "Change its routes (what is left out stays)",
+                       "http-triggers", _json(ref("CustomDomain")), params=[
+                           _param("domainName", "path", string())],
+                       body=ref("UpdateCustomDomainInput"), body_required=False),
+            "delete": _op("DeleteCustomDomain", "Delete a custom domain", "http-triggers",
+                          _DELETED, params=[_param("domainName", "path", string())]),
+        },
         f"{PREFIX}/regions": {
             "get": _op("DescribeRegions", "The region this funclet is", "platform",
                        _json(ref("DescribeRegionsOutput"))),

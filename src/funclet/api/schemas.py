@@ -382,6 +382,39 @@ SCHEMAS: dict[str, Schema] = {
     "ChangeResourceGroupOutput": obj({
         "ResourceId": string(), "OldResourceGroupId": string(),
         "NewResourceGroupId": string()}),
+    "PathConfig": obj({
+        "path": string("exact (/login) or a prefix ending in * (/api/*)", pattern="^/"),
+        "functionName": string(pattern=NAME_PATTERN),
+        "qualifier": string(pattern=QUALIFIER_PATTERN),
+        "methods": array(string(enum=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH",
+                                      "OPTIONS"])),
+        "rewriteConfig": obj({k: array(obj({"match": string(), "replacement": string()},
+                                           ("match", "replacement")))
+                              for k in ("equalRules", "wildcardRules", "regexRules")}),
+    }, ("path", "functionName")),
+    "RouteConfig": obj({"routes": {**array(ref("PathConfig")), "maxItems": 100}}),
+    "CreateCustomDomainInput": obj({
+        "domainName": string("a host name with a dot, not an IP address"),
+        "protocol": string(enum=["HTTP", "HTTPS", "HTTP,HTTPS"]),
+        "routeConfig": ref("RouteConfig"),
+        "authConfig": obj({"authType": string(enum=["anonymous", "function"])}),
+        **{k: {"type": "object", "description": "kept as given"} for k in (
+            "certConfig", "tlsConfig", "wafConfig", "corsConfig")}}, ("domainName",)),
+    "UpdateCustomDomainInput": obj({
+        "protocol": string(enum=["HTTP", "HTTPS", "HTTP,HTTPS"]),
+        "routeConfig": ref("RouteConfig"),
+        "authConfig": obj({"authType": string(enum=["anonymous", "function"])}),
+        **{k: {"type": "object"} for k in ("certConfig", "tlsConfig", "wafConfig",
+                                           "corsConfig")}}),
+    "CustomDomain": obj({
+        "domainName": string(), "accountId": string(), "apiVersion": string(),
+        "protocol": string(), "routeConfig": ref("RouteConfig"),
+        "authConfig": {"type": "object"}, "subdomainCount": string(),
+        "createdTime": _time("created"), "lastModifiedTime": _time("last changed"),
+        **{k: {"type": "object"} for k in ("certConfig", "tlsConfig", "wafConfig",
+                                           "corsConfig")}}, ("domainName",)),
+    "ListCustomDomainOutput": obj({"customDomains": array(ref("CustomDomain")),
+                                   "nextToken": string()}, ("customDomains",)),
     "OutputFuncCode": obj({"url": string("a signed URL, valid 10 minutes"),
                            "checksum": string("the package's sha256")}, ("url", "checksum")),
     "CreateLayerVersionInput": obj({

@@ -193,6 +193,35 @@ class Store:
         async with self.engine.connect() as conn:
             return {r.function_name: dict(r.config) for r in await conn.execute(select(c))}
 
+    async def put_domain(self, name: str, config: dict[str, Any], now_ms: int,
+                         create: bool) -> int | None:
+        """Create (``create``) or replace a custom domain; its created time, or None when
+        it exists (create) or does not (replace)."""
+        d = schema.custom_domains
+
+        def write(conn: Connection) -> int | None:
+            row = conn.execute(select(d.c.created_ms).where(d.c.domain_name == name)).first()
+            if (row is None) == (not create):
+                return None
+            created = now_ms if row is None else int(row.created_ms)
+            conn.execute(delete(d).where(d.c.domain_name == name))
+            conn.execute(insert(d).values(domain_name=name, config=config,
+                                          created_ms=created, modified_ms=now_ms))
+            return created
+
+        return await self.writer.run(write)
+
+    async def delete_domain(self, name: str) -> bool:
+        d = schema.custom_domains
+        return bool(await self.writer.run(lambda conn: conn.execute(
+            delete(d).where(d.c.domain_name == name)).rowcount))
+
+    async def domains(self) -> list[dict[str, Any]]:
+        d = schema.custom_domains
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(
+                select(d).order_by(d.c.domain_name))]
+
     async def provision_targets(self) -> dict[str, int]:
         p = schema.provision_configs
         async with self.engine.connect() as conn:

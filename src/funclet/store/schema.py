@@ -138,6 +138,17 @@ scaling_configs = Table(
     Column("config", JSON, nullable=False),
 )
 
+# Custom domains: a host name whose requests go to functions by path (``config``: FC's
+# protocol, routeConfig, authConfig, certConfig, tlsConfig, wafConfig, corsConfig).
+custom_domains = Table(
+    "custom_domains",
+    metadata,
+    Column("domain_name", String(256), primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+)
+
 invocations = Table(
     "invocations",
     metadata,
