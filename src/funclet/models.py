@@ -256,8 +256,10 @@ def parse_scaling(body: dict[str, Any], most: int) -> dict[str, Any]:
         "requestDispatchPolicy": (str, "a string"), "residentPoolId": (str, "a string")}
     for key, (kind, what) in kinds.items():
         value = out.get(key)
-        if value is not None and (not isinstance(value, kind) or (
-                kind is list and not all(isinstance(p, dict) for p in value))):
+        ok = value is None or isinstance(value, kind)
+        if ok and isinstance(value, list):
+            ok = all(isinstance(p, dict) for p in value)
+        if not ok:
             raise InvalidArgument(f"{key} must be {what}")
     return out
 
