@@ -152,3 +152,28 @@ def test_cloud_fields_are_kept_or_refused_never_dropped(sdk: Client) -> None:
             sdk.update_function(name, fc.UpdateFunctionRequest(body=update))
         assert info.value.status_code == 400 and field in info.value.message, field
     assert sdk.get_function(name, fc.GetFunctionRequest()).body.disk_size == 10240
+
+
+def _crc64_xz(data: bytes) -> int:
+    """CRC-64/XZ (ECMA-182, reflected, as OSS's x-oss-hash-crc64ecma), bit by bit: the
+    reference the platform's (table-driven, crcmod) value must equal."""
+    crc = 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xC96C5795D7870F42 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def test_code_checksum_is_fcs_crc64_of_the_package(sdk: Client) -> None:
+    assert _crc64_xz(b"123456789") == 0x995DC9BBDF1939FA  # the catalogue's check value
+    package = make_zip(CODE)
+    name = unique("sdk")
+    created = sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(package))))).body
+    assert created.code_checksum == str(_crc64_xz(package))
+    invoked = sdk.invoke_function(name, fc.InvokeFunctionRequest(body=b"x"))
+    assert invoked.headers["x-fc-code-checksum"] == created.code_checksum
+    assert sdk.get_function_code(name, fc.GetFunctionCodeRequest()).body.checksum == (
+        created.code_checksum)

@@ -30,7 +30,7 @@ def test_create_then_get_returns_fc_function_fields(client: httpx.Client, server
     assert fn["functionArn"].startswith("acs:fc:") and fn["functionArn"].endswith(
         f":functions/{name}")
     assert len(fn["functionId"]) == 36
-    assert len(fn["codeChecksum"]) == 64 and fn["codeSize"] > 0
+    assert fn["codeChecksum"].isdigit() and len(fn["codeSha256"]) == 64 and fn["codeSize"] > 0
     assert fn["createdTime"].endswith("Z") and fn["lastModifiedTime"].endswith("Z")
     assert fn["state"] == "Active"
     assert (fn["timeout"], fn["memorySize"], fn["description"]) == (10, 256, "greets")
@@ -38,8 +38,8 @@ def test_create_then_get_returns_fc_function_fields(client: httpx.Client, server
     assert fn["instanceLifecycleConfig"]["initializer"] == {"handler": "index.handler",
                                                             "timeout": 5}
     # The package is stored by its sha256 and unpacked once.
-    assert (server.data_dir / "code" / "packages" / f"{fn['codeChecksum']}.zip").exists()
-    assert (server.data_dir / "code" / "unpacked" / fn["codeChecksum"] / "index.py").exists()
+    assert (server.data_dir / "code" / "packages" / f"{fn['codeSha256']}.zip").exists()
+    assert (server.data_dir / "code" / "unpacked" / fn["codeSha256"] / "index.py").exists()
 
 
 def test_defaults_follow_fc(client: httpx.Client) -> None:
@@ -283,8 +283,8 @@ def test_same_package_is_unpacked_once(client: httpx.Client, server: Server) -> 
     files = {"index.py": f"# {unique()}\ndef handler(e, c):\n    return 1\n"}
     a = deploy(client, files)
     b = deploy(client, files)
-    ca = client.get(f"{API}/functions/{a}").json()["codeChecksum"]
-    cb = client.get(f"{API}/functions/{b}").json()["codeChecksum"]
+    ca = client.get(f"{API}/functions/{a}").json()["codeSha256"]
+    cb = client.get(f"{API}/functions/{b}").json()["codeSha256"]
     assert ca == cb
     unpacked = Path(server.data_dir / "code" / "unpacked")
     assert len([p for p in unpacked.iterdir() if p.name == ca]) == 1
@@ -325,3 +325,33 @@ def test_a_bad_next_token_is_a_400_on_every_list(client: httpx.Client, token: st
         assert r.status_code == 400, (path, r.status_code, r.text)
         assert r.json()["Code"] == "InvalidArgument", r.text
         assert r.json()["Message"].startswith("invalid nextToken"), r.text
+
+
+def test_a_function_from_before_crc64_gets_its_code_checksum_at_start(tmp_path: Path) -> None:
+    """A row stored before FC's codeChecksum was kept (NULL) is filled in from its
+    package when funclet starts."""
+    from sqlalchemy import create_engine, text
+
+    from funclet.store import migrate
+    from tests import databases
+    from tests.conftest import start_server, stop_server
+
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            name = deploy(c, {"index.py": "def handler(e, c):\n    return 1\n"})
+            expected = c.get(f"{API}/functions/{name}").json()["codeChecksum"]
+    finally:
+        stop_server(server)
+    url = databases.server_env(tmp_path).get("FUNCLET_DATABASE_URL") or (
+        f"sqlite:///{tmp_path / 'data' / 'funclet.db'}")
+    engine = create_engine(migrate.sync_url(url.replace("postgresql://", "postgresql+psycopg://")))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE functions SET code_crc64 = NULL"))
+    engine.dispose()
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            assert c.get(f"{API}/functions/{name}").json()["codeChecksum"] == expected
+    finally:
+        stop_server(server)

@@ -62,7 +62,7 @@ def test_first_invocation_is_cold_and_the_next_is_warm_on_the_same_instance(
     assert first.headers["x-funclet-instance-id"] == second.headers["x-funclet-instance-id"]
     for r in (first, second):
         assert r.headers["x-fc-request-id"].startswith("1-")
-        assert len(r.headers["x-fc-code-checksum"]) == 64
+        assert r.headers["x-fc-code-checksum"].isdigit()  # FC's CRC-64
         assert float(r.headers["x-funclet-duration-ms"]) >= 0
 
 

@@ -177,7 +177,7 @@ def test_a_cold_start_fetches_and_unpacks_the_package_when_its_folder_is_gone(
     import shutil
 
     name = deploy(client, {"index.py": f"# {unique()}\ndef handler(e, c):\n    return 'back'\n"})
-    checksum = client.get(f"{API}/functions/{name}").json()["codeChecksum"]
+    checksum = client.get(f"{API}/functions/{name}").json()["codeSha256"]
     unpacked = server.data_dir / "code" / "unpacked" / checksum
     shutil.rmtree(unpacked)
     r = invoke(client, name)

@@ -108,7 +108,7 @@ def test_other_functions_code_and_the_database_are_out_of_sight(
     need(protections, "namespaces")
     secret = deploy(client, {"index.py": "def handler(e, c):\n    return 'x'\n",
                              "secret.txt": f"the secret {unique()}"})
-    checksum = client.get(f"{API}/functions/{secret}").json()["codeChecksum"]
+    checksum = client.get(f"{API}/functions/{secret}").json()["codeSha256"]
     data = str(server.data_dir)
     other_code = f"{data}/code/unpacked/{checksum}/secret.txt"
     assert os.path.exists(other_code)  # it is there, on the host

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from funclet.codestore import CodeStore, Package
+from funclet.codestore import CodeStore, Package, crc64
 from funclet.errors import (
     FunctionAlreadyExists,
     FunctionNotFound,
@@ -83,7 +83,8 @@ class Functions:
         assert data is not None and package is not None
         self._check_handlers(config, package.files)
         now = _now_ms()
-        row = FunctionRow(config, str(uuid.uuid4()), 1, package.checksum, package.size, now, now)
+        row = FunctionRow(config, str(uuid.uuid4()), 1, package.checksum, package.size, now, now,
+                          package.crc64)
         await self._stored(data, package, lambda: self._store.create_function(row))
         if tags:
             await self._store.set_tags("function", row.name, tags, None)
@@ -110,6 +111,7 @@ class Functions:
             revision=current.revision + 1,
             code_checksum=package.checksum if package else current.code_checksum,
             code_size=package.size if package else current.code_size,
+            code_crc64=package.crc64 if package else current.code_crc64,
             modified_ms=_now_ms(),
         )
         await self._stored(data, package, lambda: self._store.update_function(row))
@@ -319,7 +321,17 @@ class Functions:
 
     @staticmethod
     def _version(row: FunctionRow) -> FunctionVersion:
-        return FunctionVersion(row.config, row.revision, row.code_checksum)
+        return FunctionVersion(row.config, row.revision, row.code_checksum,
+                               code_crc64=row.code_crc64)
+
+    async def backfill_crc64(self, rows: list[FunctionRow]) -> None:
+        """Rows from before FC's codeChecksum was kept: compute it from their package."""
+        for row in rows:
+            if row.code_crc64:
+                continue
+            data = await self._code.package(row.code_checksum)
+            if data is not None:
+                await self._store.update_function(replace(row, code_crc64=crc64(data)))
 
     async def _check_layers(self, config: FunctionConfig) -> None:
         if config.layers and self.check_layers is not None:

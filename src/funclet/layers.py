@@ -67,7 +67,7 @@ class Layers:
         await self._code.put(data, package)  # (kept: other versions may share the hash)
         return await self._store.create(name, texts["description"], runtimes,
                                         texts["license"], package.checksum, package.size,
-                                        int(time.time() * 1000))
+                                        int(time.time() * 1000), package.crc64)
 
     async def get(self, name: str, version: str) -> LayerRow:
         row = None

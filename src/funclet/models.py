@@ -97,6 +97,7 @@ class FunctionVersion:
     revision: int
     code_checksum: str
     version_id: str = "LATEST"  # or a published version's id
+    code_crc64: str = ""  # FC's codeChecksum of the code (x-fc-code-checksum)
 
     @property
     def name(self) -> str:

@@ -250,6 +250,7 @@ class Platform:
         self.recorder.start()
         await self.nodes.start()
         rows = await self.functions.load_all()
+        await self.functions.backfill_crc64(rows)
         await self.versions.load_all()
         await self.domains.load()
         if self.changes.enabled:  # other nodes' domains, within a second

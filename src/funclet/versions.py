@@ -208,7 +208,7 @@ class Versions:
                 await self._functions.get(name)
                 raise VersionNotFound(name, str(version_id))
             version = FunctionVersion(row.config, row.revision, row.code_checksum,
-                                      str(version_id))
+                                      str(version_id), row.code_crc64)
             self._versions[(name, version_id)] = version
         return version
 

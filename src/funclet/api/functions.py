@@ -36,7 +36,8 @@ def function_json(platform: Platform, row: FunctionRow,
         **row.config.to_fc(),
         "functionArn": function_arn(platform, row.name),
         "functionId": row.function_id,
-        "codeChecksum": row.code_checksum,
+        "codeChecksum": row.code_crc64 or row.code_checksum,  # FC's: the CRC-64
+        "codeSha256": row.code_checksum,  # funclet's: the store's key
         "codeSize": row.code_size,
         "createdTime": fc_time(row.created_ms),
         "lastModifiedTime": fc_time(row.modified_ms),
@@ -92,7 +93,7 @@ async def get_function(request: Request) -> Response:
         version = await platform.versions.resolve_row(name, qualifier)
         row = replace(row, config=version.config, revision=version.revision,
                       code_checksum=version.code_checksum, code_size=version.code_size,
-                      modified_ms=version.created_ms)
+                      modified_ms=version.created_ms, code_crc64=version.code_crc64)
     return json_response(function_json(platform, row, (await _extras(platform, [row]))[name]))
 
 
@@ -108,11 +109,12 @@ async def get_function_code(request: Request) -> Response:
     platform = _platform(request)
     name = request.path_params["name"]
     row = await platform.functions.get(name)
-    checksum = row.code_checksum
+    sha256, crc = row.code_checksum, row.code_crc64
     qualifier = parse_qualifier(request.query_params.get("qualifier"))
     if qualifier != LATEST:
-        checksum = (await platform.versions.resolve_row(name, qualifier)).code_checksum
-    return json_response({"url": code_url(request, checksum), "checksum": checksum})
+        version = await platform.versions.resolve_row(name, qualifier)
+        sha256, crc = version.code_checksum, version.code_crc64
+    return json_response({"url": code_url(request, sha256), "checksum": crc or sha256})
 
 
 async def disable_invocation(request: Request) -> Response:

@@ -28,7 +28,8 @@ def layer_json(request: Request, row: LayerRow) -> dict[str, Any]:
         "layerName": row.layer_name, "version": row.version,
         "layerVersionArn": platform.layers.arn(row.layer_name, row.version),
         "description": row.description, "compatibleRuntime": row.compatible_runtimes,
-        "license": row.license, "codeChecksum": row.code_checksum, "codeSize": row.code_size,
+        "license": row.license, "codeChecksum": row.code_crc64 or row.code_checksum,
+        "codeSize": row.code_size,
         "createTime": fc_time(row.created_ms), "acl": "1" if row.public else "0",
         "code": {"repositoryType": "funclet", "location": code_url(request, row.code_checksum)},
     }

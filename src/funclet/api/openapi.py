@@ -113,7 +113,8 @@ _INVOKED = {"200": {
                    "the body is a FunctionError (application/json).",
     "headers": {
         "x-fc-request-id": _REQUEST_ID,
-        "x-fc-code-checksum": {"schema": string("sha256 of the code package that ran"),
+        "x-fc-code-checksum": {"schema": string("FC's CRC-64 (decimal) of the code package "
+                                                "that ran"),
                                "required": True},
         "x-fc-invocation-service-version": {
             "schema": string("the version that ran: LATEST or a published one's id (an "

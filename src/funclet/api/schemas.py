@@ -163,7 +163,9 @@ SCHEMAS: dict[str, Schema] = {
         "customRuntimeConfig": ref("CustomRuntimeConfig"),
         "functionArn": string("acs:fc:{region}:{accountId}:functions/{name}"),
         "functionId": string(),
-        "codeChecksum": string("sha256 of the code package"),
+        "codeChecksum": string("FC's: the code package's CRC-64/ECMA-182, decimal, as OSS "
+                               "and deploy tools compute it", pattern="^[0-9]{1,20}$"),
+        "codeSha256": string("funclet's: the package's sha256 (its key in the code store)"),
         "codeSize": integer(0, description="bytes, zipped"),
         "createdTime": _time("created"),
         "lastModifiedTime": _time("last updated"),

@@ -243,7 +243,7 @@ def deploy(
         verb = "Updated"
     out.print(
         f"{verb} [bold]{name}[/] ({fn['runtime']}, {fn['handler']}, {fn['codeSize']} bytes, "
-        f"checksum {fn['codeChecksum'][:12]})."
+        f"checksum {fn['codeChecksum']})."
     )
     if manifest.reserved_concurrency is not None:
         client.json("PUT", f"/functions/{name}/concurrency",

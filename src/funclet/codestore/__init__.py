@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import crcmod
+
 from funclet.codestore.archive import Inspected, Limits, inspect, unpack
 from funclet.codestore.blobs import Blobs, CodeStoreUnusable, LocalBlobs, open_blobs
 from funclet.errors import (
@@ -41,9 +43,19 @@ class CodeMissing(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Package:
-    checksum: str
+    checksum: str  # sha256, hex: the store's key
     size: int
     files: frozenset[str]
+    crc64: str = ""  # FC's codeChecksum (``crc64``)
+
+
+_CRC64 = crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
+
+
+def crc64(data: bytes) -> str:
+    """FC's ``codeChecksum``: CRC-64/ECMA-182 of the zip, as OSS computes it (its
+    ``x-oss-hash-crc64ecma``), in decimal; deploy tools compare it with their own."""
+    return str(_CRC64(data))
 
 
 class CodeStore:
@@ -88,7 +100,8 @@ class CodeStore:
                 f"{self._max_zipped} bytes"
             )
         inspected: Inspected = inspect(data, self._limits)
-        return Package(hashlib.sha256(data).hexdigest(), len(data), inspected.files)
+        return Package(hashlib.sha256(data).hexdigest(), len(data), inspected.files,
+                       crc64(data))
 
     async def put(self, data: bytes, package: Package) -> bool:
         """Store and unpack a checked package (once per hash); ``True`` if this call

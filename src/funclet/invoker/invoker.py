@@ -65,7 +65,7 @@ class Invoker:
         # 1. The function's version and its pool (raises FunctionNotFound); the store is
         # asked only when this node does not have it (no await on the hot path).
         pool = await self.pool(function_name, qualifier)
-        out = Invocation(request_id, function_name, pool.version.code_checksum,
+        out = Invocation(request_id, function_name, pool.version.code_crc64,
                          version_id=pool.version.version_id)
         started_ms = time.time() * 1000
         # 2-3. Admission and placement: a warm instance, a new one, or a wait (or 429).
@@ -143,7 +143,7 @@ class Invoker:
                    http: HttpExchange | None) -> None:
         out.start_kind, out.instance_id = lease.start_kind, lease.instance.instance_id
         out.init_ms = lease.init_ms
-        out.code_checksum = lease.pool.version.code_checksum
+        out.code_checksum = lease.pool.version.code_crc64
         out.version_id = lease.pool.version.version_id
         # 4. The run, under the function's deadline.
         run_started = time.perf_counter()

@@ -27,12 +27,13 @@ class LayerRow:
     created_ms: int
     public: bool
     deleted: bool = False
+    code_crc64: str = ""
 
 
 def _layer(r: Any) -> LayerRow:
     return LayerRow(r.layer_name, r.version, r.description, list(r.compatible_runtimes),
                     r.license, r.code_checksum, r.code_size, r.created_ms, bool(r.public),
-                    r.deleted_ms is not None)
+                    r.deleted_ms is not None, r.code_crc64 or "")
 
 
 _ROWS = select(_v, _l.c.public).join(_l, _l.c.layer_name == _v.c.layer_name)
@@ -44,7 +45,7 @@ class LayerStore:
         self._writer = store.writer
 
     async def create(self, name: str, description: str, runtimes: list[str], license_: str,
-                     checksum: str, size: int, now_ms: int) -> LayerRow:
+                     checksum: str, size: int, now_ms: int, crc64: str) -> LayerRow:
         """A new version of the layer (the first makes the layer, private)."""
 
         def write(conn: Connection) -> LayerRow:
@@ -58,9 +59,9 @@ class LayerStore:
             conn.execute(insert(_v).values(
                 layer_name=name, version=version, description=description,
                 compatible_runtimes=runtimes, license=license_, code_checksum=checksum,
-                code_size=size, created_ms=now_ms))
+                code_size=size, created_ms=now_ms, code_crc64=crc64))
             return LayerRow(name, version, description, runtimes, license_, checksum, size,
-                            now_ms, bool(row.public) if row else False)
+                            now_ms, bool(row.public) if row else False, False, crc64)
 
         return await self._writer.run(write)
 

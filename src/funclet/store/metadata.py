@@ -33,6 +33,7 @@ class FunctionRow:
     code_size: int
     created_ms: int
     modified_ms: int
+    code_crc64: str = ""  # FC's codeChecksum ("" for a row from before it was kept)
 
     @property
     def name(self) -> str:
@@ -57,6 +58,7 @@ def _row(r: Any) -> FunctionRow:
         code_size=r.code_size,
         created_ms=r.created_ms,
         modified_ms=r.modified_ms,
+        code_crc64=r.code_crc64 or "",
     )
 
 
@@ -70,6 +72,7 @@ def _values(row: FunctionRow) -> dict[str, Any]:
         "code_size": row.code_size,
         "created_ms": row.created_ms,
         "modified_ms": row.modified_ms,
+        "code_crc64": row.code_crc64 or None,
     }
 
 

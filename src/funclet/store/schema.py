@@ -46,6 +46,7 @@ functions = Table(
     Column("code_size", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("modified_ms", BigInteger, nullable=False),
+    Column("code_crc64", String(20)),  # FC's codeChecksum (NULL: made before it was kept)
 )
 
 # Published versions: immutable copies of a function's config and code (FC's
@@ -61,6 +62,7 @@ function_versions = Table(
     Column("config", JSON, nullable=False),
     Column("code_checksum", String(64), nullable=False),
     Column("code_size", BigInteger, nullable=False),
+    Column("code_crc64", String(20)),
     Column("created_ms", BigInteger, nullable=False),
 )
 
@@ -125,6 +127,7 @@ layer_versions = Table(
     Column("license", Text, nullable=False),
     Column("code_checksum", String(64), nullable=False),
     Column("code_size", BigInteger, nullable=False),
+    Column("code_crc64", String(20)),
     Column("created_ms", BigInteger, nullable=False),
     Column("deleted_ms", BigInteger),
 )

@@ -31,6 +31,7 @@ class VersionRow:
     code_checksum: str
     code_size: int
     created_ms: int
+    code_crc64: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class AliasRow:
 
 def _version(r: Any) -> VersionRow:
     return VersionRow(r.function_name, r.version_id, r.description, r.revision,
-                      parse_config(r.config), r.code_checksum, r.code_size, r.created_ms)
+                      parse_config(r.config), r.code_checksum, r.code_size, r.created_ms,
+                      r.code_crc64 or "")
 
 
 def _alias(r: Any) -> AliasRow:
@@ -91,9 +93,9 @@ class VersionStore:
                 conn.execute(update(_c).where(_c.c.function_name == name)
                              .values(last_version=version_id))
             version = VersionRow(name, version_id, description, row.revision, row.config,
-                                 row.code_checksum, row.code_size, now_ms())
-            conn.execute(insert(_v).values(**{**version.__dict__,
-                                              "config": row.config.to_fc()}))
+                                 row.code_checksum, row.code_size, now_ms(), row.code_crc64)
+            conn.execute(insert(_v).values(**{**version.__dict__, "config": row.config.to_fc(),
+                                              "code_crc64": row.code_crc64 or None}))
             return version, True
 
         return await self._writer.run(write)
