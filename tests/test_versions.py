@@ -5,6 +5,8 @@ an unknown qualifier is an error, never LATEST."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from alibabacloud_fc20230330 import models as fc
@@ -278,3 +280,50 @@ def test_records_instances_and_tasks_say_which_version_ran(
             .json()["tasks"]] == ["prod"]
     assert [t["returnPayload"] for t in client.get(tasks, params={"qualifier": "LATEST"})
             .json()["tasks"]] == ["v2:"]
+
+
+CONTEXT = {"index.py": """
+import json, os
+
+def handler(event, context):
+    return json.dumps({
+        "service": [context.service.name, context.service.qualifier,
+                    context.service.version_id, context.service.log_project,
+                    context.service.log_store],
+        "function": [context.function.qualifier, context.function.version_id],
+        "log": [context.log_project, context.log_store],
+        "tracing": context.tracing.open_tracing_span_baggages,
+        "env": os.environ["FC_QUALIFIER"],
+    })
+"""}
+NODE_CONTEXT = {"index.js": """
+exports.handler = (event, context, callback) => callback(null, JSON.stringify({
+  service: [context.service.name, context.service.qualifier, context.service.versionId,
+            context.service.logProject, context.service.logStore],
+  function: [context.function.qualifier, context.function.versionId],
+  log: [context.logProject, context.logStore],
+  env: process.env.FC_QUALIFIER,
+}));
+"""}
+
+
+@pytest.mark.parametrize("runtime", ["python3.11", "nodejs20"])
+def test_the_context_says_the_qualifier_and_version(sdk: Client, runtime: str) -> None:
+    """context.service (older runtimes), context.function.qualifier/version_id and
+    log_project/log_store (python3.12), FC_QUALIFIER: through an alias, a version and
+    LATEST."""
+    name = unique("ctx")
+    files = CONTEXT if runtime.startswith("python") else NODE_CONTEXT
+    sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime=runtime, handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(make_zip(files))),
+        log_config=fc.LogConfig(project="proj", logstore="store"))))
+    _publish(sdk, name)
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="prod", version_id="1")))
+    seen = {q: json.loads(_invoke(sdk, name, q)[0]) for q in ("prod", "1", "LATEST")}
+    assert seen["prod"]["service"] == [name, "prod", "1", "proj", "store"]
+    assert seen["prod"]["function"] == ["prod", "1"] and seen["prod"]["env"] == "1"
+    assert seen["1"]["function"] == ["1", "1"]
+    assert seen["LATEST"]["function"] == ["LATEST", "LATEST"]
+    assert seen["LATEST"]["env"] == "LATEST" and seen["LATEST"]["log"] == ["proj", "store"]

@@ -275,13 +275,15 @@ class Pool:
         return header  # type: ignore[no-any-return]
 
     async def run(self, lease: Lease, request_id: str, event: bytes,
-                  http: HttpExchange | None = None) -> Reply:
+                  http: HttpExchange | None = None, qualifier: str = "LATEST") -> Reply:
         """Run one invocation on the leased instance, within the function's timeout.
-        With ``http``, a web app gets the request itself, an event handler its event."""
+        With ``http``, a web app gets the request itself, an event handler its event;
+        ``qualifier``: what the caller invoked (the context says it)."""
         timeout = self.version.config.timeout
         channel = lease.process.channel
         head: dict[str, Any] = {"type": protocol.INVOKE, "id": request_id,
-                                "deadline": int((time.time() + timeout) * 1000)}
+                                "deadline": int((time.time() + timeout) * 1000),
+                                "qualifier": qualifier}
         pump: asyncio.Task[None] | None = None
         if http is not None:
             http.mode = lease.process.handler_kind
@@ -510,6 +512,7 @@ class Pool:
 
     def _spec(self, inst: Instance, request_id: str, code_dir: str) -> dict[str, Any]:
         cfg = self.version.config
+        log = cfg.kept.get("logConfig") or {}  # FC's logConfig, kept as given
         env = {
             **self._base_env,
             "FC_FUNCTION_NAME": cfg.name,
@@ -518,6 +521,7 @@ class Pool:
             "FC_FUNCTION_TIMEOUT": str(cfg.timeout),
             "FC_INSTANCE_ID": inst.instance_id,
             "FC_FUNC_CODE_PATH": code_dir,
+            "FC_QUALIFIER": self.version.version_id,
             **cfg.environment,
         }
         hooks = {}
@@ -536,6 +540,9 @@ class Pool:
             "region": env["FC_REGION"],
             "accountId": env["FC_ACCOUNT_ID"],
             "codeDir": code_dir,
+            "versionId": self.version.version_id,
+            "logProject": str(log.get("project") or ""),
+            "logStore": str(log.get("logstore") or ""),
             "requestId": request_id,
             "env": env,
             "functionArn": function_arn(env["FC_REGION"], env["FC_ACCOUNT_ID"], cfg.name),

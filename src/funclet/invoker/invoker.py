@@ -32,6 +32,7 @@ class Invocation:
     duration_ms: float = 0.0
     queue_ms: float = 0.0
     version_id: str = "LATEST"  # the version that ran
+    qualifier: str = "LATEST"  # what the caller invoked (a version, an alias, LATEST)
 
 
 class Invoker:
@@ -66,7 +67,7 @@ class Invoker:
         # asked only when this node does not have it (no await on the hot path).
         pool = await self.pool(function_name, qualifier)
         out = Invocation(request_id, function_name, pool.version.code_crc64,
-                         version_id=pool.version.version_id)
+                         version_id=pool.version.version_id, qualifier=qualifier)
         started_ms = time.time() * 1000
         # 2-3. Admission and placement: a warm instance, a new one, or a wait (or 429).
         try:
@@ -148,7 +149,7 @@ class Invoker:
         # 4. The run, under the function's deadline.
         run_started = time.perf_counter()
         try:
-            reply = await lease.pool.run(lease, out.request_id, event, http)
+            reply = await lease.pool.run(lease, out.request_id, event, http, out.qualifier)
             out.body, out.log = reply.body, lease.init_log + reply.log
         except InvocationError as exc:
             out.error, out.log = exc, lease.init_log + exc.log

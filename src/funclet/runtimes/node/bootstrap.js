@@ -162,15 +162,24 @@ async function load(handler, what, codeDir) {
 
 // -- context -----------------------------------------------------------------------------------
 
-function makeContext(requestId, spec, deadlineMs) {
+function makeContext(requestId, spec, deadlineMs, qualifier = 'LATEST') {
   const init = spec.initializer || {};
+  const versionId = spec.versionId || 'LATEST';
   return {
     requestId,
     function: {
       name: spec.functionName, handler: spec.handler, memory: spec.memorySize,
       timeout: spec.timeout, initializer: init.handler || '',
-      initializationTimeout: init.timeout || 0,
+      initializationTimeout: init.timeout || 0, qualifier, versionId,
     },
+    // FC 2.0's service, as older runtimes have it (FC 3.0 has none: the function's name).
+    service: {
+      name: spec.functionName, logProject: spec.logProject || '',
+      logStore: spec.logStore || '', qualifier, versionId,
+    },
+    tracing: { openTracingSpanContext: null, openTracingSpanBaggages: {}, jaegerEndpoint: null },
+    logProject: spec.logProject || '',
+    logStore: spec.logStore || '',
     region: spec.region,
     accountId: spec.accountId,
     credentials: { accessKeyId: '', accessKeySecret: '', securityToken: '' },
@@ -277,7 +286,7 @@ async function main() {
     const requestId = header.id;
     const log = new Log();
     log.write(`FC Invoke Start RequestId: ${requestId}\n`);
-    const ctx = makeContext(requestId, spec, header.deadline);
+    const ctx = makeContext(requestId, spec, header.deadline, header.qualifier);
     const out = await current.run({ log, requestId }, () => call(handler, [event, ctx]));
     if (out.error !== undefined) {
       const error = userError(out.error);
@@ -303,7 +312,7 @@ async function main() {
     let error = null;
     if (preStop) {
       log.write(`FC PreStop Start RequestId: ${requestId}\n`);
-      const ctx = makeContext(requestId, spec, header.deadline);
+      const ctx = makeContext(requestId, spec, header.deadline, header.qualifier);
       const out = await current.run({ log, requestId }, () => call(preStop, [ctx]));
       if (out.error !== undefined) error = userError(out.error);
       log.write(`FC PreStop End RequestId: ${requestId}\n`);

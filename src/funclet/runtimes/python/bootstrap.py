@@ -384,16 +384,48 @@ class _FunctionMeta:
         init = spec.get("initializer") or {}
         self.initializer = init.get("handler", "")
         self.initialization_timeout = init.get("timeout", 0)
+        self.qualifier = "LATEST"
+        self.version_id = spec.get("versionId", "LATEST")
+
+
+class _Service:
+    """``context.service``, as FC gives it to python3.10 and older: the function (FC 3.0
+    has no services: its name is the function's), its log config, its version."""
+
+    def __init__(self, spec: dict[str, Any], qualifier: str) -> None:
+        self.name = spec["functionName"]
+        self.log_project = spec.get("logProject", "")
+        self.log_store = spec.get("logStore", "")
+        self.qualifier = qualifier
+        self.version_id = spec.get("versionId", "LATEST")
+
+
+class _Tracing:
+    """``context.tracing`` (python3.10 and older): no tracing backend here."""
+
+    def __init__(self) -> None:
+        self.open_tracing_span_context = None
+        self.open_tracing_span_baggages: dict[str, str] = {}
+        self.jaeger_endpoint = None
 
 
 class Context:
-    """What a handler receives beside its event (FC's Python context)."""
+    """What a handler receives beside its event (FC's Python context): the fields of
+    every runtime version (python3.12's ``function.qualifier`` and ``log_project``,
+    older ones' ``service`` and ``tracing``)."""
 
     def __init__(
-        self, request_id: str, spec: dict[str, Any], deadline_ms: float, logger: Any
+        self, request_id: str, spec: dict[str, Any], deadline_ms: float, logger: Any,
+        qualifier: str = "LATEST",
     ) -> None:
         self.request_id = request_id
         self.function = _FunctionMeta(spec)
+        self.function.qualifier = qualifier
+        self.function.version_id = spec.get("versionId", "LATEST")
+        self.service = _Service(spec, qualifier)
+        self.tracing = _Tracing()
+        self.log_project = spec.get("logProject", "")
+        self.log_store = spec.get("logStore", "")
         self.region = spec["region"]
         self.account_id = spec["accountId"]
         self.credentials = _Credentials()
@@ -581,7 +613,8 @@ class _Runtime:
         current.log = log
         current.request_id = request_id
         _Capture.fallback = log
-        ctx = Context(request_id, self.spec, header["deadline"], self.logger)
+        ctx = Context(request_id, self.spec, header["deadline"], self.logger,
+                      header.get("qualifier", "LATEST"))
         try:
             if "http" in header:
                 self.serve_http(header, ctx)
@@ -622,7 +655,8 @@ class _Runtime:
         error = None
         if self.pre_stop is not None:
             log.write(f"FC PreStop Start RequestId: {request_id}\n")
-            ctx = Context(request_id, self.spec, header["deadline"], self.logger)
+            ctx = Context(request_id, self.spec, header["deadline"], self.logger,
+                      header.get("qualifier", "LATEST"))
             try:
                 self.pre_stop(ctx)
             except Exception as exc:
