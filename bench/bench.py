@@ -23,11 +23,13 @@ Runs, on this machine and in one go:
   one node with PostgreSQL and three nodes with PostgreSQL (one machine: the nodes,
   PostgreSQL, moto's S3 and wrk share its cores); sync invocations through HAProxy
   (deploy/haproxy.cfg) against direct; the time from an update on one node to its use
-  on another.
+  on another;
+- versions: warm invocations through an alias with a 90/10 weight against LATEST (req/s
+  and p50 at 32 connections), cold starts of a function with two layers against none.
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster ...]
+       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -127,7 +129,8 @@ def hello_zip() -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def measure_cold(url: str, n: int, quiet: float = 0.0, tag: str = "") -> list[float]:
+def measure_cold(url: str, n: int, quiet: float = 0.0, tag: str = "",
+                 layers: list[str] | None = None) -> list[float]:
     """The first invocation of each of ``n`` just-deployed functions; ``quiet`` seconds of
     nothing before each (the usual case: a cold start after the platform was idle)."""
     code = hello_zip()
@@ -138,7 +141,8 @@ def measure_cold(url: str, n: int, quiet: float = 0.0, tag: str = "") -> list[fl
             r = client.post("/2023-03-30/functions", json={
                 "functionName": name,
                 "runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
-                "handler": "index.handler", "code": {"zipFile": code}})
+                "handler": "index.handler", "code": {"zipFile": code},
+                **({"layers": layers} if layers else {})})
             r.raise_for_status()
             client.get("/healthz")  # keep the connection warm, as for the floor
             if quiet:
@@ -330,7 +334,8 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
-SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster")
+SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
+            "versions")
 
 
 def main() -> None:
@@ -991,5 +996,65 @@ def _update_spread(urls: list[str], count: int = 20) -> list[float]:
     return times
 
 
+# -- versions, aliases, layers ------------------------------------------------------------
+
+def _layer(client: httpx.Client, name: str, files: dict[str, str]) -> str:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    r = client.post(f"/2023-03-30/layers/{name}/versions", json={
+        "code": {"zipFile": base64.b64encode(buf.getvalue()).decode()}})
+    r.raise_for_status()
+    return str(r.json()["layerVersionArn"])
+
+
+def bench_versions(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Warm invocations through an alias that sends 10 % to a second version, against
+    LATEST (wrk, 32 connections); cold starts of a function with two layers against one
+    with none."""
+    proc, url, data = start_funclet(env, FUNCLET_MAX_INSTANCES="100")
+    try:
+        api = "/2023-03-30/functions"
+        with httpx.Client(base_url=url, timeout=60) as client:
+            deploy(client, "bench-alias", HELLO)
+            client.post(f"{api}/bench-alias/versions", json={}).raise_for_status()
+            client.put(f"{api}/bench-alias", json={"description": "two"}).raise_for_status()
+            client.post(f"{api}/bench-alias/versions", json={}).raise_for_status()
+            client.post(f"{api}/bench-alias/aliases", json={
+                "aliasName": "prod", "versionId": "1",
+                "additionalVersionWeight": {"2": 0.1}}).raise_for_status()
+            for qualifier in ("LATEST", "prod", "prod", "prod"):  # warm every version
+                client.post(f"{api}/bench-alias/invocations", params={"qualifier": qualifier})
+            arns = [_layer(client, f"bench-layer{i}", {f"python/lib{i}.py": "X = 1\n"})
+                    for i in (1, 2)]
+        wrk_bin = ensure_wrk()
+        rows: dict[str, dict[str, float]] = {}
+        for label, query in (("LATEST", ""), ("alias prod, 90/10", "?qualifier=prod"),
+                             ("LATEST again", ""), ("alias again", "?qualifier=prod")):
+            print(f"versions: {label} ...", file=sys.stderr)
+            rows[label] = wrk(wrk_bin, f"{url}{api}/bench-alias/invocations{query}", 32,
+                              args.duration)
+        print("versions: cold starts with and without layers ...", file=sys.stderr)
+        n = max(10, args.functions // 2)
+        cold = {"no layers": measure_cold(url, n, tag="nolayer"),
+                "two layers": measure_cold(url, n, tag="layers", layers=arns)}
+    finally:
+        stop_funclet(proc, data)
+    base = (rows["LATEST"]["rps"] + rows["LATEST again"]["rps"]) / 2
+    print(f"\nversions: warm invocations @32 for {args.duration} s each, alternating\n")
+    print(f"| {'qualifier':<20} | {'req/s':>8} | {'p50 ms':>7} | {'/ LATEST':>8} |")
+    print(f"|{'-' * 22}|{'-' * 10}|{'-' * 9}|{'-' * 10}|")
+    for label, r in rows.items():
+        print(f"| {label:<20} | {r['rps']:>8,.0f} | {r.get('p50', 0):>7.2f} | "
+              f"{r['rps'] / base:>8.2f} |")
+    print(f"\ncold starts, {n} fresh functions each, client-side ms\n")
+    print(f"| {'function':<12} | {'p50':>7} | {'p99':>7} |")
+    print(f"|{'-' * 14}|{'-' * 9}|{'-' * 9}|")
+    for label, times in cold.items():
+        print(f"| {label:<12} | {pct(times, 50):>7.2f} | {pct(times, 99):>7.2f} |")
+
+
 if __name__ == "__main__":
     main()
+
