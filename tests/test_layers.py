@@ -82,7 +82,7 @@ def _invoke(sdk: Client, name: str) -> str:
     return sdk.invoke_function(name, fc.InvokeFunctionRequest(body=b"")).body.read().decode()
 
 
-def test_layers_are_merged_in_order_at_opt(sdk: Client) -> None:
+def test_layers_are_merged_in_fcs_order_at_opt(sdk: Client) -> None:
     first = _publish(sdk, unique("libs"), {
         "python/helper.py": "NAME = 'helper from the first layer'\n",
         "python/common.py": "WHO = 'first'\n",
@@ -93,7 +93,7 @@ def test_layers_are_merged_in_order_at_opt(sdk: Client) -> None:
     name = _deploy(sdk, PROBE, [first.layer_version_arn, second.layer_version_arn])
     out = json.loads(_invoke(sdk, name))
     assert out["helper"] == "helper from the first layer"
-    assert out["common"] == "second"  # the later layer's file wins
+    assert out["common"] == "first"  # as FC merges: the earlier layer's file wins
     assert out["opt"] == ["bin", "python"] and out["tool"] == "tool ran"
     assert out["path"] == "/opt/bin" and out["writable"] is False
     got = sdk.get_function(name, fc.GetFunctionRequest()).body

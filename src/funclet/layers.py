@@ -3,8 +3,9 @@ up to five; an instance sees them merged, read-only, at ``/opt``.
 
 A layer version's package is stored and unpacked like a function's (by sha256, once
 per node). The merged folder of a function's list of layers is made once per node and
-list (hard links into the unpacked layers; a later layer's file wins over an earlier
-one's, as Lambda merges them), under ``<root>/<sha256 of the list>``.
+list (hard links into the unpacked layers), under ``<root>/<sha256 of the list>``. As FC
+merges them, an earlier layer's file wins over a later one's: the list is laid down
+from its last layer to its first (Lambda does the opposite).
 """
 
 from __future__ import annotations
@@ -135,14 +136,14 @@ class Layers:
             missing = next(a for a, r in zip(arns, rows, strict=True) if r is None)
             raise LayerNotFound(f"layer version '{missing}' is not in the store")
         checksums = [r.code_checksum for r in rows if r is not None]
-        key = hashlib.sha256("\n".join(checksums).encode()).hexdigest()
+        key = hashlib.sha256("\n".join(["first wins", *checksums]).encode()).hexdigest()
         dest = self._root / key
         if dest.is_dir():
             return str(dest)
         async with self._merging.setdefault(key, asyncio.Lock()):
             if not dest.is_dir():
                 sources = [await self._code.fetch(c) for c in checksums]
-                await asyncio.to_thread(_merge, sources, dest)
+                await asyncio.to_thread(_merge, sources[::-1], dest)  # the first wins
         self._merging.pop(key, None)
         return str(dest)
 
@@ -166,7 +167,8 @@ def _check_name(name: str) -> None:
 
 
 def _merge(sources: list[str], dest: Path) -> None:
-    """Hard-link each source's files into a new folder, later sources over earlier ones;
+    """Hard-link each source's files into a new folder, later sources over earlier ones
+    (the caller passes a function's layers last first);
     the folder appears whole (renamed into place) or not at all."""
     staging = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
