@@ -126,6 +126,28 @@ def test_versions_and_aliases_made_on_one_node_hold_on_the_others(
             "withAllActive": "true"}).json()["instances"] if i["versionId"] == "1"], timeout=5)
 
 
+def test_layers_and_custom_domains_made_on_one_node_hold_on_the_others(
+        cluster: list[httpx.Client]) -> None:
+    """A layer published on node 1 is mounted by node 3's instances (its package from
+    the bucket); a custom domain made on node 2 is served by node 1 after its next
+    refresh of the domains (every second)."""
+    one, two, three = cluster
+    zipped = make_zip({"python/shared.py": "WORD = 'from a layer'\n"})
+    r = one.post(f"{API}/layers/{unique('shared')}/versions",
+                 json={"code": {"zipFile": b64(zipped)}})
+    assert r.status_code == 200, r.text
+    name = deploy(two, {"index.py": "import shared\n\ndef handler(e, c):\n"
+                                    "    return shared.WORD\n"},
+                  layers=[r.json()["layerVersionArn"]])
+    assert invoke(three, name).text == "from a layer"
+    host = f"{unique('app')}.example.test"
+    assert two.post(f"{API}/custom-domains", json={
+        "domainName": host, "routeConfig": {"routes": [{"path": "/*", "functionName": name}]},
+    }).status_code == 200
+    wait_for(lambda: one.get("/anything", headers={"host": host}).text == "from a layer",
+             timeout=3)
+
+
 def test_a_function_deleted_on_one_node_is_gone_on_the_others(
         cluster: list[httpx.Client]) -> None:
     one, two, _ = cluster
