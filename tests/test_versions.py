@@ -327,3 +327,35 @@ def test_the_context_says_the_qualifier_and_version(sdk: Client, runtime: str) -
     assert seen["1"]["function"] == ["1", "1"]
     assert seen["LATEST"]["function"] == ["LATEST", "LATEST"]
     assert seen["LATEST"]["env"] == "LATEST" and seen["LATEST"]["log"] == ["proj", "store"]
+
+
+SLOW = """
+import time
+
+def handler(event, context):
+    time.sleep(0.3)
+    return "%s"
+"""
+
+
+def test_a_waiting_invocation_runs_the_version_it_asked_for(
+        sdk: Client, client: httpx.Client) -> None:
+    """One slot for the function: invocations of version 1 and of LATEST queue for it,
+    and an instance freed by one version is handed only to a waiter of that version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = unique("ver")
+    sdk.create_function(fc.CreateFunctionRequest(body=fc.CreateFunctionInput(
+        function_name=name, runtime="python3.11", handler="index.handler",
+        code=fc.InputCodeLocation(zip_file=b64(make_zip({"index.py": SLOW % "one"}))))))
+    _publish(sdk, name)
+    sdk.update_function(name, fc.UpdateFunctionRequest(body=fc.UpdateFunctionInput(
+        code=fc.InputCodeLocation(zip_file=b64(make_zip({"index.py": SLOW % "latest"}))))))
+    client.put(f"{API}/functions/{name}/concurrency", json={"reservedConcurrency": 1})
+    qualifiers = ["1", "LATEST"] * 4
+    with ThreadPoolExecutor(len(qualifiers)) as pool:
+        answers = list(pool.map(lambda q: client.post(
+            f"{API}/functions/{name}/invocations", params={"qualifier": q}), qualifiers))
+    assert [a.status_code for a in answers] == [200] * len(qualifiers)
+    assert [a.text for a in answers] == ["one" if q == "1" else "latest" for q in qualifiers]
+    assert [a.headers["x-fc-invocation-service-version"] for a in answers] == qualifiers

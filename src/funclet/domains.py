@@ -78,17 +78,22 @@ class Domain:
                 best = route
         if best is None:
             return None
-        return Match(best.function_name, best.qualifier, _rewrite(best.rewrite, path),
-                     best.methods, self.auth_type)
+        path = _rewrite(best.rewrite, path)
+        return Match(best.function_name, best.qualifier,
+                     path if path.startswith("/") else "/" + path, best.methods, self.auth_type)
 
 
 class Domains:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, http_domain: str | None = None) -> None:
         self._store = store
+        # The base domain of funclet's own HTTP trigger hosts: not a custom domain's.
+        self._http_domain = (http_domain or "").lower()
         self._domains: dict[str, Domain] = {}
         self._task: asyncio.Task[None] | None = None
+        self._changes = 0  # this node's own changes: a read begun before one is stale
 
     async def load(self) -> None:
+        seen = self._changes
         domains = {}
         for row in await self._store.domains():
             try:
@@ -96,7 +101,8 @@ class Domains:
                                                       row["created_ms"], row["modified_ms"])
             except InvalidArgument as exc:  # (stored by a funclet that checked less)
                 log.warning("Custom domain %s is not served: %s", row["domain_name"], exc)
-        self._domains = domains
+        if seen == self._changes:  # (else this node changed one meanwhile: read again later)
+            self._domains = domains
 
     def refresh_forever(self) -> None:
         """On a shared database: read the domains again every second (other nodes')."""
@@ -130,11 +136,16 @@ class Domains:
             raise InvalidArgument("domainName is required: a host name with a dot, e.g. "
                                   "api.example.com (not an IP address)")
         name = name.lower()
+        if self._http_domain and (name == self._http_domain
+                                  or name.endswith("." + self._http_domain)):
+            raise InvalidArgument(f"domainName '{name}' is under funclet's own HTTP trigger "
+                                  f"domain ({self._http_domain})")
         config = _config(body, None)
         now = int(time.time() * 1000)
         if await self._store.put_domain(name, config, now, create=True) is None:
             raise DomainAlreadyExists(name)
         domain = _domain(name, config, now, now)
+        self._changes += 1
         self._domains[name] = domain
         return domain
 
@@ -146,6 +157,7 @@ class Domains:
         if created is None:
             raise DomainNotFound(name)
         domain = _domain(current.name, config, created, now)
+        self._changes += 1
         self._domains[current.name] = domain
         return domain
 
@@ -162,6 +174,7 @@ class Domains:
     async def delete(self, name: str) -> None:
         if not await self._store.delete_domain(name.lower()):
             raise DomainNotFound(name)
+        self._changes += 1
         self._domains.pop(name.lower(), None)
 
 
@@ -209,8 +222,8 @@ def _domain(name: str, config: dict[str, Any], created: int, modified: int) -> D
         if not isinstance(function, str) or not NAME_RE.fullmatch(function):
             raise InvalidArgument(f"{where}.functionName must be a function's name")
         methods = r.get("methods")
-        if methods is not None and (not isinstance(methods, list) or not methods or not set(
-                methods) <= _METHODS):
+        if methods is not None and (not isinstance(methods, list) or not methods or not all(
+                isinstance(m, str) and m in _METHODS for m in methods)):
             raise InvalidArgument(f"{where}.methods must be a list of "
                                   f"{', '.join(sorted(_METHODS))}")
         rewrite = r.get("rewriteConfig") or {}
@@ -221,13 +234,18 @@ def _domain(name: str, config: dict[str, Any], created: int, modified: int) -> D
                 for k in ("equalRules", "wildcardRules", "regexRules")):
             raise InvalidArgument(f"{where}.rewriteConfig's rules must be lists of "
                                   "{match, replacement}")
+        if any(rule["match"].count("*") > 2 for rule in rewrite.get("wildcardRules", [])):
+            raise InvalidArgument(f"{where}.rewriteConfig: a wildcard rule has at most two *")
         for rule in rewrite.get("regexRules", []):
             try:
                 re.compile(rule["match"])
             except re.error as exc:
                 raise InvalidArgument(f"{where}.rewriteConfig: regex '{rule['match']}': "
                                       f"{exc}") from None
-        routes.append(Route(path, function, parse_qualifier(r.get("qualifier")),
+        qualifier = r.get("qualifier")
+        if qualifier is not None and not isinstance(qualifier, str):
+            raise InvalidArgument(f"{where}.qualifier must be LATEST, a version or an alias")
+        routes.append(Route(path, function, parse_qualifier(qualifier),
                             frozenset(methods) if methods else None, rewrite))
     return Domain(name, config, tuple(routes), str(auth_type), created, modified)
 

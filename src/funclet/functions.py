@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import os
 import time
 import uuid
@@ -32,6 +33,8 @@ from funclet.models import (
 )
 from funclet.runtimes import Runtime
 from funclet.store import FunctionRow, Store
+
+log = logging.getLogger(__name__)
 
 
 class Functions:
@@ -174,7 +177,9 @@ class Functions:
         restriction = (await self._store.restrictions()).get(name)
         if restriction is not None and name not in self.disabled:
             self._disable_here(name, restriction, abort=False)
-        elif restriction is None:
+        elif restriction is not None:
+            self.disabled[name] = restriction  # (a new reason)
+        else:
             self.disabled.pop(name, None)
         self._provision(name, (await self._store.provision_targets()).get(name, 0))
 
@@ -286,7 +291,7 @@ class Functions:
 
     async def load_all(self) -> list[FunctionRow]:
         """Put every stored function's current version in the registry (at start-up)."""
-        rows = await self._store.list_functions()
+        rows = await self._backfill_crc64(await self._store.list_functions())
         for row in rows:
             self._registry.deploy(self._version(row))
         for name, reserved in (await self._store.reserved_concurrency()).items():
@@ -324,14 +329,25 @@ class Functions:
         return FunctionVersion(row.config, row.revision, row.code_checksum,
                                code_crc64=row.code_crc64)
 
-    async def backfill_crc64(self, rows: list[FunctionRow]) -> None:
-        """Rows from before FC's codeChecksum was kept: compute it from their package."""
+    async def _backfill_crc64(self, rows: list[FunctionRow]) -> list[FunctionRow]:
+        """Rows from before FC's codeChecksum was kept get it from their package (only
+        that column, and only while the row still has that package); a package that
+        cannot be read now leaves the row as it is (its sha256 is shown meanwhile)."""
+        out = []
         for row in rows:
-            if row.code_crc64:
-                continue
-            data = await self._code.package(row.code_checksum)
-            if data is not None:
-                await self._store.update_function(replace(row, code_crc64=crc64(data)))
+            if not row.code_crc64:
+                try:
+                    data = await self._code.package(row.code_checksum)
+                except Exception as exc:  # the store is down: next start tries again
+                    log.warning("The CRC-64 of %s's package could not be computed: %s",
+                                row.name, exc)
+                    data = None
+                if data is not None:
+                    row = replace(row, code_crc64=crc64(data))
+                    await self._store.set_code_crc64(row.name, row.code_checksum,
+                                                     row.code_crc64)
+            out.append(row)
+        return out
 
     async def _check_layers(self, config: FunctionConfig) -> None:
         if config.layers and self.check_layers is not None:

@@ -140,11 +140,13 @@ class Layers:
         dest = self._root / key
         if dest.is_dir():
             return str(dest)
-        async with self._merging.setdefault(key, asyncio.Lock()):
-            if not dest.is_dir():
-                sources = [await self._code.fetch(c) for c in checksums]
-                await asyncio.to_thread(_merge, sources[::-1], dest)  # the first wins
-        self._merging.pop(key, None)
+        try:
+            async with self._merging.setdefault(key, asyncio.Lock()):
+                if not dest.is_dir():
+                    sources = [await self._code.fetch(c) for c in checksums]
+                    await asyncio.to_thread(_merge, sources[::-1], dest)  # the first wins
+        finally:
+            self._merging.pop(key, None)
         return str(dest)
 
     async def _row(self, arn: str) -> LayerRow | None:
@@ -196,7 +198,12 @@ def _merge(sources: list[str], dest: Path) -> None:
                             os.link(src, path)
                         except OSError:  # another file system: a copy
                             shutil.copy2(src, path)
-        os.rename(staging, dest)
+        try:
+            os.rename(staging, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # made meanwhile: that one stands
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

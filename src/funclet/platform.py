@@ -125,7 +125,8 @@ class Platform:
         self.layers = Layers(LayerStore(self.store), self.code, settings.region,
                              settings.account_id, settings.resolved_code_dir / "layers-merged")
         self.functions.check_layers = self.layers.check
-        self.domains = Domains(self.store)
+        self.domains = Domains(self.store, settings.http_domain)
+        self.url_key = b""  # (read from the store at start)
         self.invoker.disabled = self.functions.disabled  # one dict: Functions changes it
         self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
         self.async_configs = AsyncConfigs(self.tasks)
@@ -200,7 +201,9 @@ class Platform:
                              qualifier: str = "LATEST") -> None:
         """An async invocation from inside funclet (a destination that is a function, a
         timer, a message); ``task_id`` makes an event that is sent again run once."""
-        await self.invoker.pool(function_name, qualifier)  # raises if it is not there
+        # Raises if it is not there. A disabled function's task is accepted: it waits in
+        # the queue until the function is enabled (a timer's fire, a message: not lost).
+        await self.invoker.pool(function_name, qualifier, refuse_disabled=False)
         request_id = new_request_id()
         task = Task(task_id or request_id, request_id, function_name, TaskStatus.ENQUEUED,
                     payload, now_ms(), 0, qualifier)
@@ -250,9 +253,10 @@ class Platform:
         self.recorder.start()
         await self.nodes.start()
         rows = await self.functions.load_all()
-        await self.functions.backfill_crc64(rows)
         await self.versions.load_all()
         await self.domains.load()
+        # Signs code download URLs (GetFunctionCode): the platform's, alike on every node.
+        self.url_key = bytes.fromhex(await self.store.secret("code-url-key"))
         if self.changes.enabled:  # other nodes' domains, within a second
             self.domains.refresh_forever()
         for runtime in {self.default_runtime, *(r.config.runtime for r in rows)}:

@@ -62,8 +62,11 @@ class Versions:
         self._aliases[name] = {a.alias_name: a for a in aliases}
         if not aliases:
             del self._aliases[name]
-        for key in [k for k in self._versions if k[0] == name]:
-            if await self._store.get(name, key[1]) is None:
+        for key, cached in [(k, v) for k, v in self._versions.items() if k[0] == name]:
+            row = await self._store.get(name, key[1])
+            if row is None or (row.code_checksum, row.config) != (cached.code_checksum,
+                                                                   cached.config):
+                # Gone, or another function's now (deleted and made again, ids anew).
                 del self._versions[key]
                 self._registry.retire_version(name, str(key[1]))
 
@@ -237,7 +240,7 @@ def _routing(body: dict[str, Any], current: AliasRow | None) -> tuple[int, dict[
         version_id = current.version_id
     elif isinstance(raw, str) and VERSION_RE.fullmatch(raw):
         version_id = int(raw)
-    elif isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+    elif isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw < 10**10:
         version_id = raw
     else:
         raise InvalidArgument("versionId is required: a published version's id (LATEST "

@@ -1,9 +1,9 @@
 """Code packages for download: GetFunctionCode's (and a layer's) ``url``, signed like an
 object store's presigned URL: ``/2023-03-30/code-packages/{sha256}.zip?expires=&signature=``
-(HMAC-SHA256 of the checksum and the expiry, with a key derived from the API's token
-and access keys, so that every node of a cluster signs alike). The signature is the
-credential: the URL works without a token, for 10 minutes, from anywhere but an
-instance (``RefuseInstances`` still applies)."""
+(HMAC-SHA256 of the checksum and the expiry, with a random key the platform keeps in
+its database, made by the first node, so that every node of a cluster signs alike). The
+signature is the credential: the URL works without a token, for 10 minutes, from
+anywhere but an instance (``RefuseInstances`` still applies)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,8 @@ _CHECKSUM = re.compile(r"[0-9a-f]{64}")
 
 
 def _key(platform: Platform) -> bytes:
-    """The signing key: the same on every node configured alike."""
-    secrets = sorted(platform.settings.access_keys.values())
-    material = "\0".join(["funclet code URLs", platform.settings.account_id,
-                          platform.api_token or "", *secrets])
-    return hashlib.sha256(material.encode()).digest()
+    """The signing key (the platform's secret, read at start: ``Platform.url_key``)."""
+    return platform.url_key
 
 
 def _signature(key: bytes, checksum: str, expires: int) -> str:
@@ -52,8 +49,9 @@ async def download(request: Request) -> Response:
     signature = request.query_params.get("signature", "")
     if not _CHECKSUM.fullmatch(checksum):
         raise RouteNotFound("no such code package")
-    if not expires.isascii() or not expires.isdigit() or not hmac.compare_digest(
-            signature, _signature(_key(platform), checksum, int(expires))):
+    if not re.fullmatch(r"[0-9]{1,12}", expires) or not hmac.compare_digest(
+            signature.encode("utf-8", "surrogateescape"),
+            _signature(_key(platform), checksum, int(expires)).encode()):
         raise AccessDenied("the code package URL's signature is not valid")
     if int(expires) < time.time():
         raise AccessDenied("the code package URL has expired: ask GetFunctionCode again")

@@ -5,6 +5,7 @@ names, as an HTTP trigger request would)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,6 +65,9 @@ async def list_domains(request: Request) -> Response:
     return json_response(out)
 
 
+_MAX_PATH = 4096  # longer paths match no route (rewrite rules never see them)
+
+
 class CustomDomainRequests:
     """Outermost: a request whose Host is a custom domain is sent to its route's
     function, under ``/http/{function}`` (so the credentials middlewares treat it as the
@@ -75,14 +79,18 @@ class CustomDomainRequests:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (domain := self._host(scope)) is not None:
-            match = domain.match(scope["path"])
+            # Routes match the path as the client sent it (still URL-encoded), and the
+            # function sees it so, rewritten; the request's own raw_path stays (a
+            # signature covers it). Only the route's function is ever invoked.
+            raw = scope.get("raw_path") or scope["path"].encode()
+            path = raw.decode("latin-1").split("?", 1)[0]
+            match = domain.match(path) if len(path) <= _MAX_PATH else None
             if match is None:
                 refused = error_response(RouteNotFound(
-                    f"custom domain {domain.name} has no route for {scope['path'][:200]}"))
+                    f"custom domain {domain.name} has no route for {path[:200]}"))
                 await refused(scope, receive, send)
                 return
-            path = f"/http/{match.function_name}{match.path}"
-            scope = {**scope, "path": path, "raw_path": path.encode(),
+            scope = {**scope, "path": f"/http/{match.function_name}{unquote(match.path)}",
                      "funclet_domain": match}
         await self.app(scope, receive, send)
 

@@ -64,6 +64,7 @@ async def http_trigger(request: Request) -> Response:
     try:
         route = request.scope.get("funclet_domain")  # a custom domain's (api/domains.py)
         if route is not None:
+            name = route.function_name  # the route's, whatever the path looks like
             methods, auth, qualifier = route.methods, route.auth_type, route.qualifier
             what = "the custom domain's route"
         else:
@@ -178,6 +179,9 @@ def _head(request: Request, name: str) -> dict[str, Any]:
 
 def _raw_path(request: Request, name: str) -> str:
     """The request's path as the function sees it (still URL-encoded)."""
+    route = request.scope.get("funclet_domain")
+    if route is not None:  # a custom domain's route: its (rewritten) path
+        return str(route.path)
     raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
     raw_path = raw_path.split("?", 1)[0]
     prefix = f"/http/{name}"

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 InstanceListener = Callable[[Instance], None]
 # (function, lend, evict-or-None) -> True when the room was taken; see Admission.offer_room.
-RoomListener = Callable[[str, Callable[[], "Lease"], Callable[[], None] | None], bool]
+RoomListener = Callable[[str, Callable[[], "Lease"], Callable[[], None] | None, str], bool]
 CodeFetcher = Callable[[str], Awaitable[str]]  # checksum -> unpacked code folder
 LayerFetcher = Callable[[tuple[str, ...]], Awaitable[str]]  # layer ARNs -> merged folder
 _GRACEFUL = frozenset({StopReason.RECLAIMED, StopReason.UNDEPLOYED, StopReason.SHUTDOWN,
@@ -378,6 +378,7 @@ class Pool:
                 inst.function_name,
                 functools.partial(self._lend, inst),
                 functools.partial(self.evict, inst) if idle else None,
+                self.version.version_id,
             )
             if not taken or inst.state is not InstanceState.BUSY:
                 return

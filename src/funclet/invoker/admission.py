@@ -41,6 +41,7 @@ class _Waiter:
     function: str
     seq: int
     future: asyncio.Future[Any] = field(repr=False)
+    version: str = "LATEST"  # the function's version it runs: a hand-off must match
 
 
 SLOT = None  # what a waiter receives when it is granted a new-instance slot
@@ -248,17 +249,19 @@ class Admission:
     # -- room on an existing instance ----------------------------------------------
 
     def offer_room(
-        self, function: str, lend: Callable[[], Any], evict: Callable[[], None] | None
+        self, function: str, lend: Callable[[], Any], evict: Callable[[], None] | None,
+        version: str = "LATEST",
     ) -> bool:
-        """An instance of ``function`` has room again.
+        """An instance of ``function`` (running ``version``) has room again.
 
-        If it is idle (``evict`` given) and an older invocation of another function waits
-        for a slot of the same pool, the instance is evicted so that its slot goes there
-        (fairness); else the room goes to this function's oldest waiter, handed over.
+        If it is idle (``evict`` given) and an older invocation that it cannot serve (of
+        another function, or another version of this one) waits for a slot of the same
+        pool, the instance is evicted so that its slot goes there (fairness); else the
+        room goes to the oldest waiter of this function and version, handed over.
         """
-        waiter = self._head(function)
+        waiter = self._head(function, version)
         pool = self._pool(function)
-        starved = self._oldest_starved(pool, exclude=function)
+        starved = self._oldest_starved(pool, exclude=(function, version))
         if evict is not None and starved is not None and (
             waiter is None or starved.seq < waiter.seq
         ) and self._eviction_needed(pool):
@@ -271,16 +274,20 @@ class Admission:
             return True
         return False
 
-    def _oldest_starved(self, pool: str, exclude: str) -> _Waiter | None:
-        """The oldest waiter of another function drawing on ``pool`` (shared only)."""
-        if pool:
-            return None  # a reservation is its function's alone
+    def _oldest_starved(self, pool: str, exclude: tuple[str, str]) -> _Waiter | None:
+        """The oldest waiter drawing on ``pool`` that an instance of ``exclude``
+        (function, version) cannot serve: another function's (shared pool), or another
+        version's of the same function."""
         best: _Waiter | None = None
         for fn in list(self._queues):
-            if fn != exclude and self._in_pool(fn, pool):
-                head = self._head(fn)
-                if head is not None and (best is None or head.seq < best.seq):
-                    best = head
+            if not self._in_pool(fn, pool):
+                continue
+            self._head(fn)  # (cancelled waiters dropped)
+            for waiter in self._queues.get(fn, ()):
+                if (fn, waiter.version) != exclude and not waiter.future.done():
+                    if best is None or waiter.seq < best.seq:
+                        best = waiter
+                    break  # the oldest of this function that qualifies
         return best
 
     def _eviction_needed(self, pool: str) -> int:
@@ -294,8 +301,9 @@ class Admission:
 
     # -- waiting -------------------------------------------------------------------
 
-    async def wait(self, function: str, timeout: float) -> Any:
-        """Queue until a slot (``SLOT``) or a lease on a warm instance is handed over."""
+    async def wait(self, function: str, timeout: float, version: str = "LATEST") -> Any:
+        """Queue until a slot (``SLOT``) or a lease on a warm instance of ``version`` is
+        handed over."""
         reserved = self.reserved.get(function)
         if reserved == 0:
             raise Throttled(
@@ -307,7 +315,7 @@ class Admission:
                 f"(limit {self.max_queue})"
             )
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(function, next(self._seq), loop.create_future())
+        waiter = _Waiter(function, next(self._seq), loop.create_future(), version)
         self._queues.setdefault(function, deque()).append(waiter)
         self._waiting += 1
         if not self._has_slot(function):
@@ -344,13 +352,18 @@ class Admission:
         else:
             got.pool.release(got)
 
-    def _head(self, function: str) -> _Waiter | None:
-        """The oldest live waiter of ``function`` (cancelled ones are dropped)."""
+    def _head(self, function: str, version: str | None = None) -> _Waiter | None:
+        """The oldest live waiter of ``function`` (cancelled ones are dropped); with
+        ``version``, the oldest of those waiting for that version."""
         queue = self._queues.get(function)
         while queue and queue[0].future.done():
             self._pop(queue[0])
             queue = self._queues.get(function)
-        return queue[0] if queue else None
+        if not queue:
+            return None
+        if version is None:
+            return queue[0]
+        return next((w for w in queue if w.version == version and not w.future.done()), None)
 
     def _pop(self, waiter: _Waiter) -> None:
         queue = self._queues.get(waiter.function)

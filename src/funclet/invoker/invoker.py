@@ -81,10 +81,12 @@ class Invoker:
         self._recorder.invocation(_record(out, mode, started_ms))
         return out
 
-    async def pool(self, function_name: str, qualifier: str = "LATEST") -> Pool:
+    async def pool(self, function_name: str, qualifier: str = "LATEST",
+                   refuse_disabled: bool = True) -> Pool:
         """The pool of the version ``qualifier`` names now; a function that is not here
-        yet is looked for in the store."""
-        if self.disabled and function_name in self.disabled:
+        yet is looked for in the store. A disabled function's is refused
+        (``FunctionDisabled``) unless ``refuse_disabled`` is false."""
+        if refuse_disabled and self.disabled and function_name in self.disabled:
             raise FunctionDisabled(function_name, self.disabled[function_name][0])
         if qualifier != "LATEST" and self._resolve is not None:
             return self._registry.version_pool(await self._resolve(function_name, qualifier))
@@ -106,7 +108,7 @@ class Invoker:
         if not admission.try_slot(fn):
             waited = time.perf_counter()
             limit = self._max_wait if self._max_wait is not None else pool.version.config.timeout
-            got = await admission.wait(fn, limit)
+            got = await admission.wait(fn, limit, pool.version.version_id)
             out.queue_ms = (time.perf_counter() - waited) * 1000
             if got is not SLOT:
                 return got  # type: ignore[no-any-return]

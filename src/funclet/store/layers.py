@@ -43,25 +43,27 @@ class LayerStore:
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
         self._writer = store.writer
+        self._dialect = store.dialect
 
     async def create(self, name: str, description: str, runtimes: list[str], license_: str,
                      checksum: str, size: int, now_ms: int, crc64: str) -> LayerRow:
         """A new version of the layer (the first makes the layer, private)."""
 
         def write(conn: Connection) -> LayerRow:
-            row = conn.execute(select(_l).where(_l.c.layer_name == name)).first()
-            version = (row.last_version if row else 0) + 1
-            if row is None:
-                conn.execute(insert(_l).values(layer_name=name, last_version=version, public=0))
-            else:
-                conn.execute(update(_l).where(_l.c.layer_name == name)
-                             .values(last_version=version))
+            # The layer's row first (another node may make it at the same moment), then
+            # locked while its counter moves.
+            conn.execute(self._dialect.insert(_l).values(layer_name=name, last_version=0,
+                                                         public=0).on_conflict_do_nothing())
+            row = conn.execute(select(_l).where(_l.c.layer_name == name)
+                               .with_for_update()).one()
+            version = row.last_version + 1
+            conn.execute(update(_l).where(_l.c.layer_name == name).values(last_version=version))
             conn.execute(insert(_v).values(
                 layer_name=name, version=version, description=description,
                 compatible_runtimes=runtimes, license=license_, code_checksum=checksum,
                 code_size=size, created_ms=now_ms, code_crc64=crc64))
             return LayerRow(name, version, description, runtimes, license_, checksum, size,
-                            now_ms, bool(row.public) if row else False, False, crc64)
+                            now_ms, bool(row.public), False, crc64)
 
         return await self._writer.run(write)
 

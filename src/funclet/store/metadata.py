@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,6 +130,12 @@ class Store:
         if changed == 0:
             raise function_not_found(row.name)
 
+    async def set_code_crc64(self, name: str, sha256: str, crc: str) -> None:
+        t = schema.functions
+        await self.writer.run(lambda conn: conn.execute(
+            update(t).where(and_(t.c.name == name, t.c.code_checksum == sha256))
+            .values(code_crc64=crc)))
+
     async def get_function(self, name: str) -> FunctionRow | None:
         t = schema.functions
         async with self.engine.connect() as conn:
@@ -185,9 +192,12 @@ class Store:
         c = schema.scaling_configs
 
         def put(conn: Connection) -> None:
-            conn.execute(delete(c).where(c.c.function_name == name))
-            if config is not None:
-                conn.execute(insert(c).values(function_name=name, config=config))
+            if config is None:
+                conn.execute(delete(c).where(c.c.function_name == name))
+                return
+            stmt = self.dialect.insert(c).values(function_name=name, config=config)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[c.c.function_name],
+                                                    set_={"config": stmt.excluded.config}))
 
         await self.writer.run(put)
 
@@ -203,14 +213,18 @@ class Store:
         d = schema.custom_domains
 
         def write(conn: Connection) -> int | None:
-            row = conn.execute(select(d.c.created_ms).where(d.c.domain_name == name)).first()
-            if (row is None) == (not create):
+            if create:  # (two nodes creating it at once: one wins, the other is told)
+                made = conn.execute(self.dialect.insert(d).values(
+                    domain_name=name, config=config, created_ms=now_ms, modified_ms=now_ms,
+                ).on_conflict_do_nothing()).rowcount
+                return now_ms if made else None
+            row = conn.execute(select(d.c.created_ms).where(d.c.domain_name == name)
+                               .with_for_update()).first()
+            if row is None:
                 return None
-            created = now_ms if row is None else int(row.created_ms)
-            conn.execute(delete(d).where(d.c.domain_name == name))
-            conn.execute(insert(d).values(domain_name=name, config=config,
-                                          created_ms=created, modified_ms=now_ms))
-            return created
+            conn.execute(update(d).where(d.c.domain_name == name)
+                         .values(config=config, modified_ms=now_ms))
+            return int(row.created_ms)
 
         return await self.writer.run(write)
 
@@ -225,6 +239,18 @@ class Store:
             return [dict(r._mapping) for r in await conn.execute(
                 select(d).order_by(d.c.domain_name))]
 
+    async def secret(self, name: str) -> str:
+        """The platform's secret ``name``: made (random) by the first node that asks,
+        the same for every node after."""
+        s = schema.secrets
+
+        def get(conn: Connection) -> str:
+            conn.execute(self.dialect.insert(s).values(
+                name=name, value=secrets.token_hex(32)).on_conflict_do_nothing())
+            return str(conn.execute(select(s.c.value).where(s.c.name == name)).scalar_one())
+
+        return await self.writer.run(get)
+
     async def provision_targets(self) -> dict[str, int]:
         p = schema.provision_configs
         async with self.engine.connect() as conn:
@@ -235,10 +261,14 @@ class Store:
         r = schema.function_restrictions
 
         def put(conn: Connection) -> None:
-            conn.execute(delete(r).where(r.c.function_name == name))
-            if reason is not None:
-                conn.execute(insert(r).values(function_name=name, reason=reason,
-                                              modified_ms=now_ms))
+            if reason is None:
+                conn.execute(delete(r).where(r.c.function_name == name))
+                return
+            stmt = self.dialect.insert(r).values(function_name=name, reason=reason,
+                                                 modified_ms=now_ms)
+            conn.execute(stmt.on_conflict_do_update(  # (nodes disabling it at once)
+                index_elements=[r.c.function_name],
+                set_={"reason": stmt.excluded.reason, "modified_ms": stmt.excluded.modified_ms}))
 
         await self.writer.run(put)
 
@@ -260,11 +290,12 @@ class Store:
                 conn.execute(delete(g).where(mine))
             elif remove:
                 conn.execute(delete(g).where(mine, g.c.tag_key.in_(remove)))
-            if tags:
-                conn.execute(delete(g).where(mine, g.c.tag_key.in_(list(tags))))
-                conn.execute(insert(g), [{"resource_type": kind, "resource_id": resource,
-                                          "tag_key": k, "tag_value": v}
-                                         for k, v in tags.items()])
+            for key, value in tags.items():  # (upserts: other nodes may tag it too)
+                stmt = self.dialect.insert(g).values(resource_type=kind, resource_id=resource,
+                                                     tag_key=key, tag_value=value)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[g.c.resource_type, g.c.resource_id, g.c.tag_key],
+                    set_={"tag_value": stmt.excluded.tag_value}))
 
         await self.writer.run(put)
 

@@ -50,8 +50,9 @@ functions = Table(
 )
 
 # Published versions: immutable copies of a function's config and code (FC's
-# PublishFunctionVersion); ids count up per function and are never reused
-# (``function_counters``), so a deleted version's id does not come back.
+# PublishFunctionVersion); ids count up per function and are not reused while it exists
+# (``function_counters``): a deleted version's id does not come back (a function deleted
+# and made again starts from 1).
 function_versions = Table(
     "function_versions",
     metadata,
@@ -150,6 +151,15 @@ custom_domains = Table(
     Column("config", JSON, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("modified_ms", BigInteger, nullable=False),
+)
+
+# The platform's own secrets, made once (random) and shared by every node: e.g. the key
+# that signs code download URLs.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 invocations = Table(

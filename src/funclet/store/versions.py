@@ -75,7 +75,8 @@ class VersionStore:
 
         def write(conn: Connection) -> tuple[VersionRow, bool]:
             f = schema.functions
-            current = conn.execute(select(f).where(f.c.name == name)).first()
+            # (Locked: publishes of one function from several nodes go one at a time.)
+            current = conn.execute(select(f).where(f.c.name == name).with_for_update()).first()
             if current is None:
                 raise function_not_found(name)
             row = _row(current)
@@ -140,6 +141,9 @@ class VersionStore:
         """Create (``create``) or replace an alias; the versions it names must exist."""
 
         def write(conn: Connection) -> AliasRow:
+            f = schema.functions  # (locked: one alias write per function at a time)
+            conn.execute(select(f.c.name).where(f.c.name == alias.function_name)
+                         .with_for_update())
             wanted = {alias.version_id, *map(int, alias.additional_weight)}
             have = {r.version_id for r in conn.execute(select(_v.c.version_id).where(and_(
                 _v.c.function_name == alias.function_name, _v.c.version_id.in_(wanted))))}
