@@ -117,6 +117,7 @@ class Platform:
             self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds,
             miss=self._sync_if_shared,
             resolve=lambda name, qualifier: self.versions.resolve(name, qualifier),
+            resolve_now=lambda name, qualifier: self.versions.resolve_now(name, qualifier),
         )
         self.functions = Functions(
             self.store, self.code, self.registry, self.runtimes, self.admission

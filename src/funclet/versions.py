@@ -172,6 +172,19 @@ class Versions:
 
     # -- qualifiers ---------------------------------------------------------------
 
+    def resolve_now(self, name: str, qualifier: str) -> FunctionVersion | None:
+        """``resolve`` from memory alone: None when it would need the store."""
+        if VERSION_RE.fullmatch(qualifier):
+            return self._versions.get((name, int(qualifier)))
+        alias = self._aliases.get(name, {}).get(qualifier)
+        if alias is None:
+            return None
+        version_id = alias.version_id
+        for other, weight in alias.additional_weight.items():
+            if self._random() < weight:
+                version_id = int(other)
+        return self._versions.get((name, version_id))
+
     async def resolve(self, name: str, qualifier: str) -> FunctionVersion:
         """The published version a qualifier (not LATEST) runs now: a version id's, or
         the alias's pick (its additional version by weight)."""

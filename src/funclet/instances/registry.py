@@ -50,6 +50,9 @@ class Registry:
             self._retire(old)
         pool.reconcile(time.monotonic())
 
+    def deployed_pool(self, name: str) -> Pool | None:
+        return self._pools.get(name)
+
     def version_pool(self, version: FunctionVersion) -> Pool:
         """The pool of a published version (made on its first invocation here)."""
         key = (version.name, version.version_id)

@@ -46,6 +46,7 @@ class Invoker:
         max_wait: float | None = None,
         miss: Callable[[str], Awaitable[object]] | None = None,
         resolve: Callable[[str, str], Awaitable[FunctionVersion]] | None = None,
+        resolve_now: Callable[[str, str], FunctionVersion | None] | None = None,
     ) -> None:
         self._registry = registry
         self._admission = admission
@@ -54,8 +55,10 @@ class Invoker:
         # A function not deployed here may just have been deployed on another node:
         # ``miss`` applies what the store holds for it, and the lookup is tried again.
         self._miss = miss
-        # A qualifier other than LATEST: the published version it runs (``Versions``).
+        # A qualifier other than LATEST: the published version it runs (``Versions``);
+        # ``resolve_now`` answers from memory when it can (no await on the hot path).
         self._resolve = resolve
+        self._resolve_now = resolve_now
         # Functions whose invocations are disabled: (reason, when) (``Functions``).
         self.disabled: dict[str, tuple[str, int]] = {}
 
@@ -65,7 +68,8 @@ class Invoker:
     ) -> Invocation:
         # 1. The function's version and its pool (raises FunctionNotFound); the store is
         # asked only when this node does not have it (no await on the hot path).
-        pool = await self.pool(function_name, qualifier)
+        pool = self._pool_now(function_name, qualifier) or await self.pool(
+            function_name, qualifier)
         out = Invocation(request_id, function_name, pool.version.code_crc64,
                          version_id=pool.version.version_id, qualifier=qualifier)
         started_ms = time.time() * 1000
@@ -129,6 +133,15 @@ class Invoker:
                 return lease
         # The slot is ours; the new instance holds it until it stops.
         return await pool.cold_start(out.request_id)
+
+    def _pool_now(self, function_name: str, qualifier: str) -> Pool | None:
+        """The pool when memory has all it takes (the usual case), else None."""
+        if self.disabled and function_name in self.disabled:
+            return None
+        if qualifier == "LATEST":
+            return self._registry.deployed_pool(function_name)
+        version = self._resolve_now(function_name, qualifier) if self._resolve_now else None
+        return self._registry.version_pool(version) if version is not None else None
 
     def _current(self, pool: Pool) -> Pool:
         """LATEST's pool now (a deploy swaps it), or the same version's (immutable;
