@@ -1029,9 +1029,11 @@ def bench_versions(args: argparse.Namespace, env: dict[str, str]) -> None:
             arns = [_layer(client, f"bench-layer{i}", {f"python/lib{i}.py": "X = 1\n"})
                     for i in (1, 2)]
         wrk_bin = ensure_wrk()
+        for query in ("", "?qualifier=prod"):  # every pool scaled to 32 first
+            wrk(wrk_bin, f"{url}{api}/bench-alias/invocations{query}", 32, 2)
         rows: dict[str, dict[str, float]] = {}
-        for label, query in (("LATEST", ""), ("alias prod, 90/10", "?qualifier=prod"),
-                             ("LATEST again", ""), ("alias again", "?qualifier=prod")):
+        for label, query in (("alias prod, 90/10", "?qualifier=prod"), ("LATEST", ""),
+                             ("alias again", "?qualifier=prod"), ("LATEST again", "")):
             print(f"versions: {label} ...", file=sys.stderr)
             rows[label] = wrk(wrk_bin, f"{url}{api}/bench-alias/invocations{query}", 32,
                               args.duration)
