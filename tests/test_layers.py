@@ -176,3 +176,24 @@ def test_layer_versions_are_listed_found_by_arn_shared_and_deleted(
     with pytest.raises(ClientException) as info:  # but no new deploy may name it
         _deploy(sdk, PROBE, [v1.layer_version_arn])
     assert info.value.status_code == 400
+
+
+def test_merged_layers_go_once_no_function_uses_them(sdk: Client, server: Server) -> None:
+    """The merged folder of a function's layers is removed once no function here uses
+    that list any more (its instances gone with it): it does not pile up."""
+    import time
+
+    layer = _publish(sdk, unique("temp"), {"python/helper.py": "NAME = 'temp'\n"})
+    name = _deploy(sdk, HELPER, [layer.layer_version_arn])
+    assert _invoke(sdk, name) == "temp"
+    merged = server.data_dir / "code" / "layers-merged"
+    before = {p.name for p in merged.iterdir() if not p.name.startswith(".")}
+    assert before
+    sdk.delete_function(name)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = {p.name for p in merged.iterdir() if not p.name.startswith(".")}
+        if len(now) < len(before):
+            break
+        time.sleep(0.5)
+    assert len(now) < len(before), (before, now)

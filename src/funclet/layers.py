@@ -3,7 +3,9 @@ up to five; an instance sees them merged, read-only, at ``/opt``.
 
 A layer version's package is stored and unpacked like a function's (by sha256, once
 per node). The merged folder of a function's list of layers is made once per node and
-list (hard links into the unpacked layers), under ``<root>/<sha256 of the list>``. As FC
+list (hard links into the unpacked layers), under ``<root>/<sha256 of the list>``; one
+that no pool of this node uses any more (the function changed its layers, or is gone)
+is removed by ``collect`` (it is made again if needed), and all of them at start. As FC
 merges them, an earlier layer's file wins over a later one's: the list is laid down
 from its last layer to its first (Lambda does the opposite).
 """
@@ -14,10 +16,12 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ARN_RE = re.compile(r"^acs:fc:([^:/]*):([^:/]*):layers/([A-Za-z0-9_-]{1,64})/versions/"
                     r"([1-9][0-9]{0,9})$")
 MAX_LAYERS = 5
+log = logging.getLogger(__name__)
 
 
 class Layers:
@@ -41,6 +46,7 @@ class Layers:
         self._root = root
         self._merging: dict[str, asyncio.Lock] = {}
         self._rows: dict[tuple[str, int], LayerRow] = {}  # immutable: cached once read
+        self._folders: dict[tuple[str, ...], Path] = {}  # each merged list's folder
 
     def arn(self, name: str, version: int) -> str:
         return f"acs:fc:{self._region}:{self._account}:layers/{name}/versions/{version}"
@@ -138,6 +144,7 @@ class Layers:
         checksums = [r.code_checksum for r in rows if r is not None]
         key = hashlib.sha256("\n".join(["first wins", *checksums]).encode()).hexdigest()
         dest = self._root / key
+        self._folders[arns] = dest
         if dest.is_dir():
             return str(dest)
         try:
@@ -148,6 +155,30 @@ class Layers:
         finally:
             self._merging.pop(key, None)
         return str(dest)
+
+    def clear(self) -> None:
+        """At start, before any instance: no merged folder is in use."""
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    async def collect(self, in_use: set[tuple[str, ...]]) -> int:
+        """Remove the merged folders of layer lists that no pool uses (``in_use``: the
+        lists of every pool's version, draining ones included: their instances still
+        have the folder mounted). Returns how many went."""
+        gone = [(arns, path) for arns, path in self._folders.items() if arns not in in_use]
+        for arns, path in gone:
+            del self._folders[arns]
+            if path not in self._folders.values():  # (two lists, one folder: never)
+                await asyncio.to_thread(shutil.rmtree, path, True)
+        return len(gone)
+
+    async def collect_forever(self, in_use: Callable[[], set[tuple[str, ...]]],
+                              interval: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.collect(in_use())
+            except Exception as exc:  # the next round tries again
+                log.warning("Removing unused merged layers failed: %s", exc)
 
     async def _row(self, arn: str) -> LayerRow | None:
         match = ARN_RE.fullmatch(arn)

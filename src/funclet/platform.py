@@ -162,6 +162,7 @@ class Platform:
                       self.async_configs.on_change, self.versions.on_change):
             hooks.append(self.changes.publish)
         self._reclaimer: asyncio.Task[None] | None = None
+        self._layer_collector: asyncio.Task[None] | None = None
         self.api_token = self._api_token() if settings.auth_required else settings.api_token
 
     def _api_token(self) -> str | None:
@@ -253,6 +254,7 @@ class Platform:
             log.warning("Removed %d instance cgroups left by an earlier run.", swept)
         self.recorder.start()
         await self.nodes.start()
+        self.layers.clear()  # (no instance runs yet: no merged layers are in use)
         rows = await self.functions.load_all()
         await self.versions.load_all()
         await self.domains.load()
@@ -275,6 +277,8 @@ class Platform:
             self.registry.reclaim_forever(self.settings.reclaim_interval_seconds,
                                           self.admission.settle)
         )
+        self._layer_collector = asyncio.get_running_loop().create_task(
+            self.layers.collect_forever(self.registry.layer_lists))
         log.info(
             "funclet is ready: %d functions, runtimes %s.", len(rows), ", ".join(self.runtimes)
         )
@@ -295,10 +299,11 @@ class Platform:
         await self.dispatcher.stop()
         await self.outbox.stop()
         await self.tasks.close()
-        if self._reclaimer is not None:
-            self._reclaimer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reclaimer
+        for task in (self._reclaimer, self._layer_collector):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.registry.close()
         await self.sandbox.close()
         await self.recorder.close()

@@ -81,6 +81,11 @@ class Registry:
             else:
                 pool.stop_idle(StopReason.DISABLED)
 
+    def layer_lists(self) -> set[tuple[str, ...]]:
+        """The layer lists of every pool here (draining ones too): their merged folders
+        are in use."""
+        return {p.version.config.layers for p in self._every_pool() if p.version.config.layers}
+
     def _every_pool(self) -> tuple[Pool, ...]:
         return (*self._pools.values(), *self._published.values(), *self._draining)
 
