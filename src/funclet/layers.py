@@ -32,7 +32,6 @@ from funclet.store.layers import LayerRow, LayerStore
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ARN_RE = re.compile(r"^acs:fc:([^:/]*):([^:/]*):layers/([A-Za-z0-9_-]{1,64})/versions/"
                     r"([1-9][0-9]{0,9})$")
-MAX_LAYERS = 5
 log = logging.getLogger(__name__)
 
 

@@ -20,6 +20,7 @@ DEFAULT_TIMEOUT = 60
 MAX_TIMEOUT = 86_400
 DEFAULT_MEMORY = 512
 MAX_ENV_BYTES = 4096
+MAX_LAYERS = 5  # layer versions a function may name
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,8 @@ def _layers(raw: Any) -> tuple[str, ...]:
     whether each exists is the deploy's check."""
     if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
         raise InvalidArgument("layers must be a list of layer version ARNs")
-    if len(raw) > 5:
-        raise InvalidArgument(f"layers: at most 5, got {len(raw)}")
+    if len(raw) > MAX_LAYERS:
+        raise InvalidArgument(f"layers: at most {MAX_LAYERS}, got {len(raw)}")
     if len(set(raw)) != len(raw):
         raise InvalidArgument("layers: the same layer version twice")
     return tuple(raw)

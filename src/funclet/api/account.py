@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.functions import PREFIX, decode_token, encode_token
+from funclet.api.functions import PREFIX, decode_token, encode_token, platform_of
 from funclet.api.responses import int_param, json_body, json_response, new_request_id
 from funclet.errors import InvalidArgument
 from funclet.models import parse_tags
@@ -18,14 +18,10 @@ from funclet.platform import Platform
 _RESOURCE_TYPES = {"function", "aliyun::fc::function"}  # (either case)
 
 
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
 
 async def describe_regions(request: Request) -> Response:
     """The one region this funclet is (``--region``)."""
-    region = _platform(request).settings.region
+    region = platform_of(request).settings.region
     return json_response({"Regions": {"Region": [{"RegionId": region, "LocalName": region}]}})
 
 
@@ -63,7 +59,7 @@ async def _functions(platform: Platform, ids: list[Any]) -> list[str]:
 
 
 async def tag_resources(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     body = await json_body(request)
     kind = _resource_type(body.get("ResourceType"))
     names = await _functions(platform, _json_list(body.get("ResourceId"), "ResourceId"))
@@ -79,7 +75,7 @@ async def tag_resources(request: Request) -> Response:
 
 
 async def untag_resources(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     q = request.query_params
     kind = _resource_type(q.get("ResourceType"))
     names = await _functions(platform, _json_list(q.get("ResourceId"), "ResourceId"))
@@ -95,7 +91,7 @@ async def untag_resources(request: Request) -> Response:
 async def list_tag_resources(request: Request) -> Response:
     """Each (function, tag) pair, by function then key; ``ResourceId`` and ``Tag``
     narrow it (a Tag without Value matches any value)."""
-    platform = _platform(request)
+    platform = platform_of(request)
     q = request.query_params
     kind = _resource_type(q.get("ResourceType") or "function")
     limit = int_param(request, "Limit", 20, 1, 1000)
@@ -124,7 +120,7 @@ async def list_tag_resources(request: Request) -> Response:
 
 async def change_resource_group(request: Request) -> Response:
     """ChangeResourceGroup of a function (``ResourceType`` function, its name or ARN)."""
-    platform = _platform(request)
+    platform = platform_of(request)
     body = await json_body(request)
     _resource_type(body.get("ResourceType") or "function")
     group = body.get("NewResourceGroupId")

@@ -129,7 +129,7 @@ async def delete_scaling(request: Request) -> Response:
 
 async def list_scaling(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    page, token = _page(request, [n for n in platform.functions.scaling
+    page, token = name_page(request, [n for n in platform.functions.scaling
                                   if platform.registry.deployed(n)])
     out: dict[str, Any] = {"scalingConfigs": [_scaling_json(platform, n) for n in page]}
     if token:
@@ -137,7 +137,7 @@ async def list_scaling(request: Request) -> Response:
     return json_response(out)
 
 
-def _page(request: Request, names: list[str]) -> tuple[list[str], str]:
+def name_page(request: Request, names: list[str]) -> tuple[list[str], str]:
     """A page of function names (``functionName``: those starting with it) after the
     ``nextToken``'s; the next token when there is more."""
     limit = int_param(request, "limit", 20, 1, 100)
@@ -153,7 +153,7 @@ async def list_concurrency(request: Request) -> Response:
     """ListConcurrencyConfigs: the functions with a reservation."""
     platform: Platform = request.app.state.platform
     reserved = await platform.store.reserved_concurrency()
-    page, token = _page(request, list(reserved))
+    page, token = name_page(request, list(reserved))
     out: dict[str, Any] = {"configs": [_concurrency_json(platform, n, reserved[n])
                                        for n in page]}
     if token:
@@ -165,7 +165,7 @@ async def list_provision(request: Request) -> Response:
     """ListProvisionConfigs: the functions with a provisioned target."""
     platform: Platform = request.app.state.platform
     targets = dict(platform.functions.provision_targets)
-    page, token = _page(request, [n for n in targets if platform.registry.deployed(n)])
+    page, token = name_page(request, [n for n in targets if platform.registry.deployed(n)])
     out: dict[str, Any] = {"provisionConfigs": [_provision_json(platform, n) for n in page]}
     if token:
         out["nextToken"] = token

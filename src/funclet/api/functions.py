@@ -66,26 +66,26 @@ async def _extras(platform: Platform, rows: list[FunctionRow]
 
 async def known_function(request: Request) -> tuple[Platform, str]:
     """The platform and the path's function name, once the function is known to exist."""
-    platform = _platform(request)
+    platform = platform_of(request)
     name = request.path_params["name"]
     await platform.functions.get(name)
     return platform, name
 
 
-def _platform(request: Request) -> Platform:
+def platform_of(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
 
 async def create_function(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     row = await platform.functions.create(await json_body(request))
     return json_response(function_json(platform, row, (await _extras(platform, [row]))[row.name]))
 
 
 async def get_function(request: Request) -> Response:
     """LATEST, or (``qualifier``) a version as published, an alias's version."""
-    platform = _platform(request)
+    platform = platform_of(request)
     name = request.path_params["name"]
     row = await platform.functions.get(name)
     qualifier = parse_qualifier(request.query_params.get("qualifier"))
@@ -98,7 +98,7 @@ async def get_function(request: Request) -> Response:
 
 
 async def update_function(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     row = await platform.functions.update(request.path_params["name"], await json_body(request))
     return json_response(function_json(platform, row, (await _extras(platform, [row]))[row.name]))
 
@@ -106,7 +106,7 @@ async def update_function(request: Request) -> Response:
 async def get_function_code(request: Request) -> Response:
     """GetFunctionCode: where the package (of LATEST, or of a qualifier's version)
     downloads from, and its checksum."""
-    platform = _platform(request)
+    platform = platform_of(request)
     name = request.path_params["name"]
     row = await platform.functions.get(name)
     sha256, crc = row.code_checksum, row.code_crc64
@@ -118,23 +118,23 @@ async def get_function_code(request: Request) -> Response:
 
 
 async def disable_invocation(request: Request) -> Response:
-    await _platform(request).functions.disable(request.path_params["name"],
+    await platform_of(request).functions.disable(request.path_params["name"],
                                                await json_body(request))
     return json_response({"success": True})
 
 
 async def enable_invocation(request: Request) -> Response:
-    await _platform(request).functions.enable(request.path_params["name"])
+    await platform_of(request).functions.enable(request.path_params["name"])
     return json_response({"success": True})
 
 
 async def delete_function(request: Request) -> Response:
-    await _platform(request).functions.delete(request.path_params["name"])
+    await platform_of(request).functions.delete(request.path_params["name"])
     return Response(status_code=204)
 
 
 async def list_functions(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     limit = int_param(request, "limit", 20, 1, 100)
     token = request.query_params.get("nextToken") or ""
     after = decode_token(token) if token else ""
@@ -235,7 +235,7 @@ async def list_invocations(request: Request) -> Response:
 
 
 async def get_invocation(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     name, request_id = request.path_params["name"], request.path_params["request_id"]
     await platform.recorder.flush()
     rec = await platform.store.get_invocation(request_id)

@@ -72,6 +72,8 @@ async def _accept(request: Request, platform: Platform, request_id: str) -> Resp
 
 
 def _qualifier(request: Request) -> str:
+    if not request.scope.get("query_string"):  # (most calls: nothing to parse)
+        return LATEST
     return parse_qualifier(request.query_params.get("qualifier"))
 
 

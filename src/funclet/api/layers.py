@@ -10,20 +10,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from funclet.api.code import code_url
-from funclet.api.functions import PREFIX, decode_token, encode_token
+from funclet.api.functions import PREFIX, decode_token, encode_token, platform_of
 from funclet.api.responses import fc_time, int_param, json_body, json_response
 from funclet.errors import InvalidArgument
-from funclet.platform import Platform
 from funclet.store.layers import LayerRow
 
 
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
-
 def layer_json(request: Request, row: LayerRow) -> dict[str, Any]:
-    platform = _platform(request)
+    platform = platform_of(request)
     return {
         "layerName": row.layer_name, "version": row.version,
         "layerVersionArn": platform.layers.arn(row.layer_name, row.version),
@@ -36,27 +30,27 @@ def layer_json(request: Request, row: LayerRow) -> dict[str, Any]:
 
 
 async def create_version(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     row = await platform.layers.create_version(request.path_params["layer"],
                                                await json_body(request))
     return json_response(layer_json(request, row))
 
 
 async def get_version(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     row = await platform.layers.get(request.path_params["layer"], request.path_params["version"])
     return json_response(layer_json(request, row))
 
 
 async def get_by_arn(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     row = await platform.layers.by_arn(unquote(request.path_params["arn"]))
     return json_response(layer_json(request, row))
 
 
 async def list_versions(request: Request) -> Response:
     """ListLayerVersions: from ``startVersion`` up; ``nextVersion`` when there are more."""
-    platform = _platform(request)
+    platform = platform_of(request)
     limit = int_param(request, "limit", 20, 1, 100)
     start = int_param(request, "startVersion", 1, 1, 2**31)
     rows = await platform.layers.versions(request.path_params["layer"], start, limit + 1)
@@ -68,7 +62,7 @@ async def list_versions(request: Request) -> Response:
 
 async def list_layers(request: Request) -> Response:
     """ListLayers: each layer's newest version, by name (``public=true``: public ones)."""
-    platform = _platform(request)
+    platform = platform_of(request)
     q = request.query_params
     limit = int_param(request, "limit", 20, 1, 100)
     token = q.get("nextToken")
@@ -81,7 +75,7 @@ async def list_layers(request: Request) -> Response:
 
 
 async def delete_version(request: Request) -> Response:
-    await _platform(request).layers.delete(request.path_params["layer"],
+    await platform_of(request).layers.delete(request.path_params["layer"],
                                            request.path_params["version"])
     return Response(status_code=204)
 
@@ -98,7 +92,7 @@ async def put_acl(request: Request) -> Response:
     else:
         raise InvalidArgument("public must be true or false (or acl 1 or 0)")
     await json_body(request)  # (an empty body)
-    await _platform(request).layers.set_public(request.path_params["layer"], public)
+    await platform_of(request).layers.set_public(request.path_params["layer"], public)
     return Response(status_code=200)
 
 

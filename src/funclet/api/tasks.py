@@ -9,10 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.configs import latest_only
+from funclet.api.configs import latest_only, name_page
 from funclet.api.functions import (
     PREFIX,
-    decode_token,
     encode_token,
     function_arn,
     known_function,
@@ -129,18 +128,11 @@ async def delete_async_config(request: Request) -> Response:
 async def list_async_configs(request: Request) -> Response:
     """ListAsyncInvokeConfigs: every function's config, by function name."""
     platform: Platform = request.app.state.platform
-    limit = int_param(request, "limit", 20, 1, 100)
-    after = ""
-    if token := request.query_params.get("nextToken"):
-        after = decode_token(token)
-    names = sorted(n for n in platform.async_configs.names() if n > after)
-    prefix = request.query_params.get("functionName") or ""
-    names = [n for n in names if n.startswith(prefix)]
-    page = names[:limit]
+    page, token = name_page(request, list(platform.async_configs.names()))
     out: dict[str, Any] = {"configs": [
         _config_json(platform, n, platform.async_configs.get(n)) for n in page]}
-    if len(names) > limit:
-        out["nextToken"] = encode_token(page[-1])
+    if token:
+        out["nextToken"] = token
     return json_response(out)
 
 

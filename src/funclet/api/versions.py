@@ -8,9 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.functions import PREFIX, decode_token, encode_token
+from funclet.api.functions import PREFIX, decode_token, encode_token, platform_of
 from funclet.api.responses import fc_time, int_param, json_body, json_response
-from funclet.platform import Platform
 from funclet.store.versions import AliasRow, VersionRow
 
 
@@ -27,13 +26,9 @@ def alias_json(row: AliasRow) -> dict[str, Any]:
             "lastModifiedTime": fc_time(row.modified_ms)}
 
 
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
 
 async def publish_version(request: Request) -> Response:
-    row = await _platform(request).versions.publish(request.path_params["name"],
+    row = await platform_of(request).versions.publish(request.path_params["name"],
                                                     await json_body(request))
     return json_response(version_json(row))
 
@@ -41,7 +36,7 @@ async def publish_version(request: Request) -> Response:
 async def list_versions(request: Request) -> Response:
     token = request.query_params.get("nextToken") or ""
     direction = request.query_params.get("direction") or "BACKWARD"
-    rows, after = await _platform(request).versions.page(
+    rows, after = await platform_of(request).versions.page(
         request.path_params["name"], int_param(request, "limit", 20, 1, 100), direction,
         decode_token(token) if token else "")
     out: dict[str, Any] = {"versions": [version_json(r) for r in rows], "direction": direction}
@@ -51,32 +46,32 @@ async def list_versions(request: Request) -> Response:
 
 
 async def delete_version(request: Request) -> Response:
-    await _platform(request).versions.delete(request.path_params["name"],
+    await platform_of(request).versions.delete(request.path_params["name"],
                                              request.path_params["version"])
     return Response(status_code=204)
 
 
 async def create_alias(request: Request) -> Response:
-    row = await _platform(request).versions.create_alias(request.path_params["name"],
+    row = await platform_of(request).versions.create_alias(request.path_params["name"],
                                                          await json_body(request))
     return json_response(alias_json(row))
 
 
 async def get_alias(request: Request) -> Response:
-    row = await _platform(request).versions.get_alias(request.path_params["name"],
+    row = await platform_of(request).versions.get_alias(request.path_params["name"],
                                                       request.path_params["alias"])
     return json_response(alias_json(row))
 
 
 async def update_alias(request: Request) -> Response:
-    row = await _platform(request).versions.update_alias(
+    row = await platform_of(request).versions.update_alias(
         request.path_params["name"], request.path_params["alias"], await json_body(request))
     return json_response(alias_json(row))
 
 
 async def list_aliases(request: Request) -> Response:
     token = request.query_params.get("nextToken") or ""
-    rows, after = await _platform(request).versions.list_aliases(
+    rows, after = await platform_of(request).versions.list_aliases(
         request.path_params["name"], request.query_params.get("prefix", ""),
         int_param(request, "limit", 20, 1, 100), decode_token(token) if token else "")
     out: dict[str, Any] = {"aliases": [alias_json(r) for r in rows]}
@@ -86,7 +81,7 @@ async def list_aliases(request: Request) -> Response:
 
 
 async def delete_alias(request: Request) -> Response:
-    await _platform(request).versions.delete_alias(request.path_params["name"],
+    await platform_of(request).versions.delete_alias(request.path_params["name"],
                                                    request.path_params["alias"])
     return Response(status_code=204)
 

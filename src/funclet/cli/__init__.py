@@ -329,14 +329,7 @@ def invoke(
 
 def _functions(client: Client, prefix: str = "") -> Iterator[dict[str, Any]]:
     """Every function (whose name starts with ``prefix``), following ``nextToken``."""
-    token = None
-    while True:
-        params = {"prefix": prefix, "limit": 100, **({"nextToken": token} if token else {})}
-        page = client.json("GET", "/functions", params=params)
-        yield from page["functions"]
-        token = page.get("nextToken")
-        if not token:
-            return
+    return client.pages("/functions", "functions", prefix=prefix)
 
 
 @app.command("ls")

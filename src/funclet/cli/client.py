@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import httpx
@@ -43,6 +44,17 @@ class Client:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
+
+    def pages(self, path: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a listing (``key`` of each page), following ``nextToken``."""
+        token = None
+        while True:
+            page = self.json("GET", path, params={
+                "limit": 100, **params, **({"nextToken": token} if token else {})})
+            yield from page[key]
+            token = page.get("nextToken")
+            if not token:
+                return
 
 
 options: dict[str, str | None] = {"token": None}  # the global options, set by the callback

@@ -51,13 +51,7 @@ def list_layers(
     client = client_for(endpoint)
     table = Table("layer", "version", "runtimes", "size", "arn")
     if name is None:
-        rows, token = [], None
-        while True:
-            page = client.json("GET", "/layers", params={
-                "limit": 100, **({"nextToken": token} if token else {})})
-            rows += page["layers"]
-            if not (token := page.get("nextToken")):
-                break
+        rows = list(client.pages("/layers", "layers"))
     else:
         rows, start = [], 1
         while True:

@@ -65,16 +65,9 @@ def list_triggers(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """List a function's triggers."""
     client = client_for(endpoint)
     table = Table("trigger", "type", "status", "config")
-    token: str | None = None
-    while True:
-        params = {"limit": 100, **({"nextToken": token} if token else {})}
-        page = client.json("GET", f"/functions/{name}/triggers", params=params)
-        for t in page["triggers"]:
-            table.add_row(t["triggerName"], t["triggerType"], t.get("status", ""),
-                          t["triggerConfig"])
-        token = page.get("nextToken")
-        if not token:
-            break
+    for t in client.pages(f"/functions/{name}/triggers", "triggers"):
+        table.add_row(t["triggerName"], t["triggerType"], t.get("status", ""),
+                      t["triggerConfig"])
     out.print(table)
 
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from funclet.cli.client import DEFAULT_ENDPOINT, Client, CliError, Endpoint, client_for, out
+from funclet.cli.client import DEFAULT_ENDPOINT, CliError, Endpoint, client_for, out
 
 versions = typer.Typer(help="Publish, list and remove a function's versions.",
                        no_args_is_help=True)
 aliases = typer.Typer(help="Point aliases at versions (with a canary weight), list, remove.",
                       no_args_is_help=True)
-
-
-def _pages(client: Client, path: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
-    token = None
-    while True:
-        page = client.json("GET", path, params={
-            "limit": 100, **params, **({"nextToken": token} if token else {})})
-        yield from page[key]
-        token = page.get("nextToken")
-        if not token:
-            return
 
 
 @versions.command("publish")
@@ -44,7 +32,7 @@ def publish(
 def list_versions(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """List a function's versions, newest first."""
     table = Table("version", "published", "description")
-    for v in _pages(client_for(endpoint), f"/functions/{name}/versions", "versions"):
+    for v in client_for(endpoint).pages(f"/functions/{name}/versions", "versions"):
         table.add_row(v["versionId"], v["createdTime"], v["description"])
     out.print(table)
 
@@ -88,7 +76,7 @@ def set_alias(
     if description is not None:
         body["description"] = description
     path = f"/functions/{name}/aliases"
-    exists = any(a["aliasName"] == alias for a in _pages(client, path, "aliases", prefix=alias))
+    exists = any(a["aliasName"] == alias for a in client.pages(path, "aliases", prefix=alias))
     if exists:
         row = client.json("PUT", f"{path}/{alias}", json=body)
     else:
@@ -102,7 +90,7 @@ def set_alias(
 def list_aliases(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """List a function's aliases."""
     table = Table("alias", "version", "additional", "description")
-    for a in _pages(client_for(endpoint), f"/functions/{name}/aliases", "aliases"):
+    for a in client_for(endpoint).pages(f"/functions/{name}/aliases", "aliases"):
         table.add_row(a["aliasName"], a["versionId"], ", ".join(
             f"{v}={w:g}" for v, w in a["additionalVersionWeight"].items()), a["description"])
     out.print(table)
