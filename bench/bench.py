@@ -1009,10 +1009,49 @@ def _layer(client: httpx.Client, name: str, files: dict[str, str]) -> str:
     return str(r.json()["layerVersionArn"])
 
 
+SESSION_HELLO = (b"import os\ndef handler(event, context):\n"
+                 b"    return os.environ['FC_INSTANCE_ID']\n")
+
+
+def _session_hits(url: str, count: int, each: int = 25) -> dict[str, float]:
+    """``count`` sessions (at least 16) of ``each`` requests, 8 sessions at once: the
+    share of requests that ran on the instance their session's first one ran on."""
+    count = max(16, count)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        deploy(client, "bench-session", SESSION_HELLO, instanceConcurrency=2,
+               sessionAffinity="HEADER_FIELD",
+               sessionAffinityConfig={"affinityHeaderFieldName": "x-session",
+                                      "sessionConcurrencyPerInstance": 2})
+    path = "/2023-03-30/functions/bench-session/invocations"
+
+    async def run() -> tuple[int, set[str], list[float]]:
+        hits, seen, times = 0, set(), []
+        gate = asyncio.Semaphore(8)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            async def session(n: int) -> None:
+                nonlocal hits
+                async with gate:
+                    home = ""
+                    for _ in range(each):
+                        started = time.perf_counter()
+                        r = await client.post(path, headers={"x-session": f"s{n}"})
+                        times.append((time.perf_counter() - started) * 1000)
+                        r.raise_for_status()
+                        home = home or r.text
+                        seen.add(r.text)
+                        hits += r.text == home
+            await asyncio.gather(*(session(n) for n in range(count)))
+        return hits, seen, times
+
+    hits, seen, times = asyncio.run(run())
+    return {"sessions": count, "each": each, "hits": hits / (count * each),
+            "instances": len(seen), "p50": pct(times, 50)}
+
+
 def bench_versions(args: argparse.Namespace, env: dict[str, str]) -> None:
     """Warm invocations through an alias that sends 10 % to a second version, against
-    LATEST (wrk, 32 connections); cold starts of a function with two layers against one
-    with none."""
+    LATEST (wrk, 32 connections); how many requests of a session run on its instance;
+    cold starts of a function with two layers against one with none."""
     proc, url, data = start_funclet(env, FUNCLET_MAX_INSTANCES="100")
     try:
         api = "/2023-03-30/functions"
@@ -1037,6 +1076,8 @@ def bench_versions(args: argparse.Namespace, env: dict[str, str]) -> None:
             print(f"versions: {label} ...", file=sys.stderr)
             rows[label] = wrk(wrk_bin, f"{url}{api}/bench-alias/invocations{query}", 32,
                               args.duration)
+        print("versions: session affinity ...", file=sys.stderr)
+        sessions = _session_hits(url, args.functions)
         print("versions: cold starts with and without layers ...", file=sys.stderr)
         n = max(10, args.functions // 2)
         cold = {"no layers": measure_cold(url, n, tag="nolayer"),
@@ -1050,6 +1091,13 @@ def bench_versions(args: argparse.Namespace, env: dict[str, str]) -> None:
     for label, r in rows.items():
         print(f"| {label:<20} | {r['rps']:>8,.0f} | {r.get('p50', 0):>7.2f} | "
               f"{r['rps'] / base:>8.2f} |")
+    print(f"\nsession affinity: {sessions['sessions']:.0f} sessions x "
+          f"{sessions['each']:.0f} requests, 8 at once (HEADER_FIELD, 2 sessions per "
+          "instance)\n")
+    print(f"| {'served by the session instance':<32} | {'instances':>9} | {'p50 ms':>7} |")
+    print(f"|{'-' * 34}|{'-' * 11}|{'-' * 9}|")
+    print(f"| {sessions['hits'] * 100:>31.1f}% | {sessions['instances']:>9.0f} | "
+          f"{sessions['p50']:>7.2f} |")
     print(f"\ncold starts, {n} fresh functions each, client-side ms\n")
     print(f"| {'function':<12} | {'p50':>7} | {'p99':>7} |")
     print(f"|{'-' * 14}|{'-' * 9}|{'-' * 9}|")

@@ -144,7 +144,7 @@ def test_cloud_fields_are_kept_or_refused_never_dropped(sdk: Client) -> None:
             mount_points=[fc.NASMountConfig(server_addr="nas:/", mount_dir="/mnt/nas")])),
         "gpuConfig": fc.UpdateFunctionInput(gpu_config=fc.GPUConfig(gpu_type="fc.gpu.t4")),
         "layers": fc.UpdateFunctionInput(layers=["acs:fc:local:123:layers/x/versions/1"]),
-        "sessionAffinity": fc.UpdateFunctionInput(session_affinity="HEADER_FIELD"),
+        "sessionAffinity": fc.UpdateFunctionInput(session_affinity="MCP_SSE"),
         "cpu": fc.UpdateFunctionInput(cpu="lots"),  # type: ignore[arg-type]
     }
     for field, update in refused.items():

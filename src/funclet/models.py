@@ -6,6 +6,7 @@ revision of a function (config + code) that instances run.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -43,6 +44,40 @@ class CustomRuntimeConfig:
         return {"command": list(self.command), "args": list(self.args), "port": self.port}
 
 
+SHARE, REQUEST_EXCLUSIVE, SESSION_EXCLUSIVE = "SHARE", "REQUEST_EXCLUSIVE", "SESSION_EXCLUSIVE"
+HEADER_FIELD, GENERATED_COOKIE = "HEADER_FIELD", "GENERATED_COOKIE"
+SESSION_COOKIE = "x-fc-cookie-session-id"  # FC's cookie for GENERATED_COOKIE affinity
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+# Headers a session header may not be: HTTP's own, and FC's.
+_RESERVED_HEADERS = frozenset({
+    "host", "cookie", "set-cookie", "authorization", "content-type", "content-length",
+    "transfer-encoding", "connection", "date", "user-agent", "accept", "expect"})
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """FC's ``sessionAffinity`` with its ``sessionAffinityConfig``: how a request names
+    its session (a header, or FC's cookie), and how long a session lives."""
+
+    kind: str  # HEADER_FIELD or GENERATED_COOKIE
+    header: str = ""  # affinityHeaderFieldName (HEADER_FIELD), lower case
+    ttl_s: int = 21_600  # sessionTTLInSeconds: from its creation
+    idle_s: int = 1_800  # sessionIdleTimeoutInSeconds: since its last request (0: none)
+    per_instance: int = 1  # sessionConcurrencyPerInstance
+    disable_reuse: bool = False  # disableSessionIdReuse: an ended session's id is refused
+
+    def to_fc(self) -> str:
+        """As FC returns it: a JSON string."""
+        out: dict[str, Any] = {}
+        if self.kind == HEADER_FIELD:
+            out["affinityHeaderFieldName"] = self.header
+        out.update(sessionTTLInSeconds=self.ttl_s, sessionIdleTimeoutInSeconds=self.idle_s,
+                   sessionConcurrencyPerInstance=self.per_instance,
+                   disableSessionIdReuse=self.disable_reuse)
+        return json.dumps(out, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class FunctionConfig:
     name: str
@@ -62,6 +97,12 @@ class FunctionConfig:
     # disk sizes, tags): kept and returned as given, by their FC names.
     kept: dict[str, Any] = field(default_factory=dict)
     layers: tuple[str, ...] = ()  # layer version ARNs, in order (merged at /opt)
+    affinity: Affinity | None = None  # sessionAffinity (None: NONE)
+    isolation: str = SHARE  # instanceIsolationMode
+
+    @property
+    def sessions_per_instance(self) -> int:
+        return self.affinity.per_instance if self.affinity is not None else 0
 
     def to_fc(self) -> dict[str, Any]:
         lifecycle: dict[str, Any] = {}
@@ -87,6 +128,10 @@ class FunctionConfig:
             out["keepAliveSeconds"] = self.keep_alive_seconds
         out.update(self.kept)
         out["layers"] = list(self.layers)
+        out["sessionAffinity"] = self.affinity.kind if self.affinity else "NONE"
+        if self.affinity is not None:
+            out["sessionAffinityConfig"] = self.affinity.to_fc()
+        out["instanceIsolationMode"] = self.isolation
         return out
 
 
@@ -163,7 +208,7 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
     kept = {key: _kept(key, body[key]) for key in KEPT if body.get(key) is not None}
     if kept:
         changes["kept"] = {**config.kept, **kept}
-    config = replace(config, **changes)
+    config = _sessions(body, replace(config, **changes))
     if not HANDLER_RE.fullmatch(config.handler):
         raise InvalidArgument(
             f"handler '{config.handler}' is malformed: expected 'module.function', "
@@ -192,11 +237,83 @@ CLOUD_ONLY = {
     "polarFsConfig": "PolarFS mounts are not offered",
     "microSandboxConfig": "funclet's instances are its own sandbox",
 }
-_NOT_YET = {  # FC features funclet will run, refused until it does
-    "sessionAffinity": ("NONE", "session affinity"),
-    "sessionAffinityConfig": ("", "session affinity"),
-    "instanceIsolationMode": ("SHARE", "instance isolation modes other than SHARE"),
-}
+_AFFINITIES = ("NONE", HEADER_FIELD, GENERATED_COOKIE)
+_ISOLATIONS = (SHARE, REQUEST_EXCLUSIVE, SESSION_EXCLUSIVE)
+
+
+def _sessions(body: dict[str, Any], config: FunctionConfig) -> FunctionConfig:
+    """``sessionAffinity``, ``sessionAffinityConfig`` and ``instanceIsolationMode``,
+    checked against each other and against ``instanceConcurrency`` (an update may
+    change any of them)."""
+    kind = body.get("sessionAffinity")
+    raw = body.get("sessionAffinityConfig")
+    affinity = config.affinity
+    if kind is not None or raw is not None:
+        kind = kind if kind is not None else (affinity.kind if affinity else "NONE")
+        if kind not in _AFFINITIES:
+            raise InvalidArgument(
+                f"sessionAffinity {kind!r} is not supported: funclet offers "
+                + ", ".join(_AFFINITIES) + " (MCP_SSE and MCP_STREAMABLE are not offered yet)")
+        affinity = None if kind == "NONE" else _affinity(kind, raw, affinity, config)
+    isolation = body.get("instanceIsolationMode", config.isolation) or SHARE
+    if isolation not in _ISOLATIONS:
+        raise InvalidArgument(f"instanceIsolationMode must be one of {', '.join(_ISOLATIONS)}, "
+                              f"got {isolation!r}")
+    concurrency = config.instance_concurrency
+    if isolation == REQUEST_EXCLUSIVE and affinity is not None:
+        raise InvalidArgument("instanceIsolationMode REQUEST_EXCLUSIVE gives every request an "
+                              "instance of its own: sessionAffinity must be NONE")
+    if isolation == SESSION_EXCLUSIVE:
+        if affinity is None:
+            raise InvalidArgument("instanceIsolationMode SESSION_EXCLUSIVE needs a "
+                                  "sessionAffinity (HEADER_FIELD or GENERATED_COOKIE)")
+        affinity = replace(affinity, per_instance=1)
+    if isolation != SHARE:
+        concurrency = 1  # an instance of its own: one request at a time (as FC sets it)
+    if affinity is not None and affinity.per_instance > concurrency:
+        raise InvalidArgument(
+            f"sessionAffinityConfig.sessionConcurrencyPerInstance "
+            f"({affinity.per_instance}) cannot exceed instanceConcurrency ({concurrency})")
+    return replace(config, affinity=affinity, isolation=isolation,
+                   instance_concurrency=concurrency)
+
+
+def _affinity(kind: str, raw: Any, old: Affinity | None,
+              config: FunctionConfig) -> Affinity:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise InvalidArgument("sessionAffinityConfig must be a JSON object (or a string "
+                                  "holding one)") from None
+    if raw is None:
+        raw = {} if old is None or old.kind != kind else {
+            "affinityHeaderFieldName": old.header, "sessionTTLInSeconds": old.ttl_s,
+            "sessionIdleTimeoutInSeconds": old.idle_s,
+            "sessionConcurrencyPerInstance": old.per_instance,
+            "disableSessionIdReuse": old.disable_reuse}
+    if not isinstance(raw, dict):
+        raise InvalidArgument("sessionAffinityConfig must be a JSON object")
+    where = "sessionAffinityConfig."
+    header: Any = ""
+    if kind == HEADER_FIELD:
+        header = raw.get("affinityHeaderFieldName")
+        if not isinstance(header, str) or not _HEADER_NAME_RE.fullmatch(header) or (
+                header.lower() in _RESERVED_HEADERS or header.lower().startswith("x-fc-")):
+            raise InvalidArgument(
+                f"{where}affinityHeaderFieldName is required with HEADER_FIELD: a header "
+                "name of letters, digits and '-' (at most 64), not an HTTP or x-fc- header")
+        header = header.lower()
+    ttl = _int(raw, "sessionTTLInSeconds", 1, 21_600) if raw.get(
+        "sessionTTLInSeconds") is not None else 21_600
+    idle = _int(raw, "sessionIdleTimeoutInSeconds", 0, ttl) if raw.get(
+        "sessionIdleTimeoutInSeconds") is not None else min(1_800, ttl)
+    per = _int(raw, "sessionConcurrencyPerInstance", 1, 200) if raw.get(
+        "sessionConcurrencyPerInstance") is not None else min(20, config.instance_concurrency)
+    reuse = raw.get("disableSessionIdReuse", False)
+    if not isinstance(reuse, bool):
+        raise InvalidArgument(f"{where}disableSessionIdReuse must be true or false")
+    return Affinity(kind, header, ttl, idle, per, reuse)
 
 
 def _layers(raw: Any) -> tuple[str, ...]:
@@ -223,10 +340,6 @@ def _refuse_cloud_only(body: dict[str, Any]) -> None:
     for key, why in CLOUD_ONLY.items():
         if not _empty(body.get(key)):
             raise InvalidArgument(f"{key} is not supported by funclet: {why}")
-    for key, (default, what) in _NOT_YET.items():
-        if body.get(key) not in (None, default):
-            raise InvalidArgument(f"{key} {body[key]!r}: {what} is not supported by "
-                                  "funclet yet")
 
 
 def _kept(key: str, value: Any) -> Any:

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 from funclet.asyncq.configs import AsyncConfigs
@@ -233,6 +234,12 @@ class Platform:
     async def _forget_function(self, name: str) -> None:
         self.sandbox.forget(name)
         self.versions.forget(name)
+        self.invoker.sessions.forget_function(name)
+
+    def _after_reclaim(self) -> None:
+        """Each reclaim tick: sessions past their time end, unused slots go back."""
+        self.invoker.sessions.tick(time.monotonic())
+        self.admission.settle()
 
     def _instance_changed(self, inst: Instance) -> None:
         self.recorder.instance(inst)
@@ -275,7 +282,7 @@ class Platform:
         self.timers.start()
         self._reclaimer = asyncio.get_running_loop().create_task(
             self.registry.reclaim_forever(self.settings.reclaim_interval_seconds,
-                                          self.admission.settle)
+                                          self._after_reclaim)
         )
         self._layer_collector = asyncio.get_running_loop().create_task(
             self.layers.collect_forever(self.registry.layer_lists))

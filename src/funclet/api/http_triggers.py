@@ -94,14 +94,15 @@ async def http_trigger(request: Request) -> Response:
                                   f"{limit} bytes")
         exchange = HttpExchange(_head(request, name), request.stream(), event, limit)
         invocation = asyncio.ensure_future(platform.invoker.invoke(
-            name, b"", request_id, http=exchange, qualifier=qualifier))
+            name, b"", request_id, http=exchange, qualifier=qualifier,
+            headers=request.headers))
         waits: set[asyncio.Future[Any]] = {invocation, exchange.started}
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     except ApiError as exc:
         return error_response(exc, request_id)
     except asyncio.CancelledError:  # shutdown's grace period is over
         return error_response(ShuttingDown(), request_id)
-    headers = {"x-fc-request-id": request_id}
+    headers = {"x-fc-request-id": request_id, **dict(exchange.session_headers)}
     if exchange.started.done():  # a web app answers: stream its response
         return _stream(name, exchange, invocation, headers)
     exchange.started.cancel()

@@ -19,6 +19,7 @@ from funclet.errors import ApiError, InvalidArgument, PayloadTooLarge, ShuttingD
 from funclet.instances.state import StartKind
 from funclet.logs import tail
 from funclet.platform import Platform
+from funclet.sessions import response_headers
 from funclet.store.tasks import Task, now_ms
 from funclet.versions import LATEST, parse_qualifier
 
@@ -35,7 +36,8 @@ async def invoke_function(request: Request) -> Response:
                 f"x-fc-invocation-type must be 'Sync' or 'Async', got '{mode}'")
         event = await _read_event(request, platform.settings.max_sync_payload)
         out = await platform.invoker.invoke(request.path_params["name"], event, request_id,
-                                            qualifier=_qualifier(request))
+                                            qualifier=_qualifier(request),
+                                            headers=request.headers)
     except ApiError as exc:
         return error_response(exc, request_id)
     except asyncio.CancelledError:
@@ -51,6 +53,8 @@ async def invoke_function(request: Request) -> Response:
         "x-funclet-duration-ms": f"{out.duration_ms:.3f}",
         "x-funclet-queue-ms": f"{out.queue_ms:.3f}",
     }
+    if out.affinity is not None:
+        headers.update(response_headers(out.affinity, out.session_id, out.session_made))
     if out.start_kind is StartKind.COLD:
         headers["x-funclet-init-duration-ms"] = f"{out.init_ms:.3f}"
     if request.headers.get("x-fc-log-type", "").lower() == "tail":

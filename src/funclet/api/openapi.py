@@ -22,6 +22,7 @@ from funclet.api.schemas import (
     NAME_PATTERN,
     QUALIFIER_PATTERN,
     SCHEMAS,
+    SESSION_PATTERN,
     TASK_ID_PATTERN,
     Schema,
     integer,
@@ -76,6 +77,7 @@ def _op(op_id: str, summary: str, tag: str, responses: dict[str, Any], *,
 
 
 _PAGE = [_p("limit"), _p("nextToken")]
+_SESSION_ID = _param("sessionId", "path", string(pattern=SESSION_PATTERN))
 
 
 def _or_empty(schema: Schema) -> Schema:
@@ -469,6 +471,36 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "delete": _op("DeleteAlias", "Delete an alias", "versions", _DELETED,
                           params=[*fn, _p("aliasName")]),
         },
+        f"{_F}/sessions": {
+            "post": _op("CreateSession", "A session, bound to an instance started for it",
+                        "sessions", _json(ref("Session")), params=[*fn, _p("qualifier")],
+                        body=ref("CreateSessionInput"), body_required=False),
+            "get": _op("ListSessions", "The function's sessions, oldest first", "sessions",
+                       _json(ref("ListSessionsOutput")), params=[
+                           *fn, _p("qualifier"), _param("sessionId", "query", string()),
+                           _param("sessionStatus", "query", _or_empty(string(
+                               enum=["Active", "Paused", "Expired"]))), *_PAGE]),
+        },
+        f"{_F}/sessions/{{sessionId}}": {
+            "get": _op("GetSession", "One session", "sessions", _json(ref("Session")),
+                       params=[*fn, _SESSION_ID, _p("qualifier")]),
+            "put": _op("UpdateSession", "Change a session's TTL, idle timeout, flags",
+                       "sessions", _json(ref("Session")),
+                       params=[*fn, _SESSION_ID, _p("qualifier")],
+                       body=ref("UpdateSessionInput"), body_required=False),
+            "delete": _op("DeleteSession", "End a session (an isolated one's instance stops)",
+                          "sessions", _DELETED, params=[*fn, _SESSION_ID, _p("qualifier")]),
+        },
+        f"{_F}/sessions/{{sessionId}}/pause": {
+            "put": _op("PauseSession", "Stop the processes of a session's own instance",
+                       "sessions", _json(ref("Session")),
+                       params=[*fn, _SESSION_ID, _p("qualifier")]),
+        },
+        f"{_F}/sessions/{{sessionId}}/resume": {
+            "put": _op("ResumeSession", "Let a paused session's processes go on",
+                       "sessions", _json(ref("Session")),
+                       params=[*fn, _SESSION_ID, _p("qualifier")]),
+        },
         f"{_F}/triggers": {
             "post": _trigger_examples(_op(
                 "CreateTrigger", "Add a timer, HTTP or message-queue trigger", "triggers",
@@ -520,7 +552,8 @@ def document() -> dict[str, Any]:
                 "when a base domain is configured), and /healthz. API errors are FC's "
                 "Error body; a function's own failure is a FunctionError body."),
         },
-        "tags": [{"name": t} for t in ("functions", "versions", "layers", "invocations",
+        "tags": [{"name": t} for t in ("functions", "versions", "sessions", "layers",
+                                       "invocations",
                                        "async",
                                        "triggers",
                                        "http-triggers", "platform")],

@@ -110,6 +110,19 @@ _FUNCTION_FIELDS: dict[str, Schema] = {
     "tags": array(ref("Tag")),
     "layers": {**array(string("a layer version's ARN")), "maxItems": 5,
                "description": "merged in order at /opt"},
+    "sessionAffinity": string("how a request names its session: a header, FC's cookie "
+                              "x-fc-cookie-session-id, or none",
+                              enum=["NONE", "HEADER_FIELD", "GENERATED_COOKIE"]),
+    "sessionAffinityConfig": {
+        "description": "a JSON object (or a string holding one): affinityHeaderFieldName "
+                       "(HEADER_FIELD), sessionTTLInSeconds (1-21600), "
+                       "sessionIdleTimeoutInSeconds (0-TTL), sessionConcurrencyPerInstance "
+                       "(1-200, at most instanceConcurrency), disableSessionIdReuse",
+        "anyOf": [{"type": "string"}, {"type": "object"}]},
+    "instanceIsolationMode": string(
+        "SHARE (the default), REQUEST_EXCLUSIVE (a fresh instance per request) or "
+        "SESSION_EXCLUSIVE (an instance per session, stopped with it)",
+        enum=["SHARE", "REQUEST_EXCLUSIVE", "SESSION_EXCLUSIVE"]),
     # Kept and returned as given (they need Alibaba Cloud to mean anything).
     "role": string("kept as given"), "logConfig": {"type": "object",
                                                    "description": "kept as given"},
@@ -121,6 +134,15 @@ _FUNCTION_FIELDS: dict[str, Schema] = {
 }
 
 _OUT_HOOK = obj({"handler": string(), "timeout": integer()})
+SESSION_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+_SESSION_IN: dict[str, Schema] = {
+    "sessionTTLInSeconds": integer(1, 21_600, "from its creation"),
+    "sessionIdleTimeoutInSeconds": integer(0, 21_600, "since its last request (0: none)"),
+    "disableSessionIdReuse": boolean("an ended session's id starts no new one"),
+    "enableAutoPause": boolean("pause instead of ending when idle (SESSION_EXCLUSIVE)"),
+    "enableAutoResume": boolean("a request resumes the paused session"),
+    "allowInternetAccess": boolean("kept as given"),
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({
@@ -175,6 +197,10 @@ SCHEMAS: dict[str, Schema] = {
         "lastUpdateStatusReason": string(), "lastUpdateStatusReasonCode": string(),
         "tags": array(ref("Tag")),
         "layers": array(obj({"arn": string(), "size": integer(0)})),
+        "sessionAffinity": string(enum=["NONE", "HEADER_FIELD", "GENERATED_COOKIE"]),
+        "sessionAffinityConfig": string("a JSON object, as a string"),
+        "instanceIsolationMode": string(enum=["SHARE", "REQUEST_EXCLUSIVE",
+                                              "SESSION_EXCLUSIVE"]),
         "invocationRestriction": obj({"disable": boolean(), "reason": string(),
                                       "lastModifiedTime": _time("disabled")},
                                      description="while DisableFunctionInvocation holds"),
@@ -457,6 +483,17 @@ SCHEMAS: dict[str, Schema] = {
         ("aliasName", "versionId")),
     "ListAliasesOutput": obj({"aliases": array(ref("Alias")), "nextToken": string()},
                              ("aliases",)),
+    "CreateSessionInput": obj({"sessionId": string(pattern=SESSION_PATTERN), **_SESSION_IN}),
+    "UpdateSessionInput": obj(_SESSION_IN),
+    "Session": obj({
+        "sessionId": string(), "functionName": string(), "qualifier": string(),
+        "sessionAffinityType": string(enum=["HEADER_FIELD", "GENERATED_COOKIE"]),
+        "sessionStatus": string(enum=["Active", "Paused", "Expired"]),
+        "containerId": string("the instance it is bound to (empty: none now)"),
+        "createdTime": _time("created"), "lastModifiedTime": _time("last changed"),
+        **_SESSION_IN}, ("sessionId", "functionName", "sessionStatus")),
+    "ListSessionsOutput": obj({"sessions": array(ref("Session")), "nextToken": string()},
+                              ("sessions",)),
     "Health": obj({
         "status": string("unavailable (503): the database or the code store does not answer",
                          enum=["ok", "unavailable"]),

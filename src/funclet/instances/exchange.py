@@ -40,6 +40,9 @@ class HttpExchange:
     started: asyncio.Future[tuple[int, list[tuple[str, str]]]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     flow: Flow | None = None  # set once the request is placed on a web app's instance
+    # What the response says of the request's session (its header or cookie), set by the
+    # invoker before the request is placed.
+    session_headers: list[tuple[str, str]] = field(default_factory=list)
     _chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     _queued: int = 0
     _holding: bool = False

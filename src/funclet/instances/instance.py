@@ -40,6 +40,9 @@ class Instance:
     destroyed_ms: int | None = None
     last_used: float = field(default_factory=time.monotonic)
     version_id: str = "LATEST"  # the function's version it runs
+    used: bool = False  # it has been given an invocation (instance isolation: only one)
+    sessions: set[str] = field(default_factory=set)  # the session ids bound to it
+    paused: bool = False  # PauseSession: its processes are stopped (SIGSTOP)
 
     def _move(self, to: InstanceState) -> None:
         if to not in TRANSITIONS[self.state]:
@@ -49,7 +52,7 @@ class Instance:
     @property
     def has_room(self) -> bool:
         """May take one more invocation (a starting one takes it once it is ready)."""
-        return self.state in _OPEN and self.in_flight < self.concurrency
+        return self.state in _OPEN and self.in_flight < self.concurrency and not self.paused
 
     def begin(self) -> None:
         """An invocation is placed on this instance (if starting, it runs once ready)."""
@@ -58,6 +61,7 @@ class Instance:
         elif self.state not in _OPEN:
             raise IllegalTransition(f"instance {self.instance_id}: begin() while {self.state}")
         self.in_flight += 1
+        self.used = True
 
     def end(self) -> None:
         """An invocation finished; the keep-alive clock restarts when none is left."""

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +27,20 @@ from funclet.errors import (
     InvocationError,
     LayerNotFound,
     ResponseTooLarge,
+    Throttled,
 )
 from funclet.ids import new_instance_id
 from funclet.instances.exchange import EVENT, HttpExchange
 from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
-from funclet.models import CustomRuntimeConfig, FunctionVersion, function_arn
+from funclet.models import (
+    REQUEST_EXCLUSIVE,
+    SESSION_EXCLUSIVE,
+    SHARE,
+    CustomRuntimeConfig,
+    FunctionVersion,
+    function_arn,
+)
 from funclet.runtimes import protocol
 from funclet.sandbox import (
     ChannelClosed,
@@ -46,12 +55,14 @@ from funclet.sandbox.channel import INIT, Channel
 log = logging.getLogger(__name__)
 
 InstanceListener = Callable[[Instance], None]
-# (function, lend, evict-or-None) -> True when the room was taken; see Admission.offer_room.
-RoomListener = Callable[[str, Callable[[], "Lease"], Callable[[], None] | None, str], bool]
+# (function, lend, evict-or-None, version, accepts) -> True when the room was taken; see
+# Admission.offer_room. ``accepts(new_session)``: may a waiter of that kind take it?
+RoomListener = Callable[[str, Callable[[], "Lease"], Callable[[], None] | None, str,
+                         Callable[[bool], bool] | None], bool]
 CodeFetcher = Callable[[str], Awaitable[str]]  # checksum -> unpacked code folder
 LayerFetcher = Callable[[tuple[str, ...]], Awaitable[str]]  # layer ARNs -> merged folder
 _GRACEFUL = frozenset({StopReason.RECLAIMED, StopReason.UNDEPLOYED, StopReason.SHUTDOWN,
-                       StopReason.EVICTED})
+                       StopReason.EVICTED, StopReason.ISOLATED})
 
 
 @dataclass
@@ -126,41 +137,129 @@ class Pool:
         self._starting: dict[str, asyncio.Future[SandboxProcess]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.draining = False
+        # Invocations of a session waiting for room on the session's own instance.
+        self._room_waiters: dict[str, deque[asyncio.Future[Lease | None]]] = {}
+        # Placement looks at sessions and isolation only when the function has them.
+        self._picky = (version.config.isolation != SHARE
+                       or version.config.affinity is not None)
 
     @property
     def instances(self) -> list[Instance]:
         return list(self._instances.values())
 
-    def try_warm(self) -> Lease | None:
+    def try_warm(self, new_session: bool = False) -> Lease | None:
         """A warm instance with room, most recently used first (so that surplus
-        instances go idle and get reclaimed); ``None`` when every instance is full."""
+        instances go idle and get reclaimed); ``None`` when every instance is full.
+        ``new_session``: for a session not bound yet (room for one more session)."""
         best: Instance | None = None
+        picky = self._picky
         for inst in self._instances.values():
             if inst.has_room and inst.state is not InstanceState.STARTING and (
+                not picky or self.accepts(inst, new_session)) and (
                 best is None or (inst.provisioned, inst.last_used)
                 > (best.provisioned, best.last_used)
             ):
                 best = inst
         return self._lend(best) if best is not None else None
 
-    async def join_starting(self) -> Lease | None:
+    def accepts(self, inst: Instance, new_session: bool) -> bool:
+        """May ``inst`` take an invocation without a session of its own (async, timers),
+        or (``new_session``) one whose session is bound now? With instance isolation an
+        instance serves one request, or one session, and nothing else."""
+        cfg = self.version.config
+        if cfg.isolation == REQUEST_EXCLUSIVE:
+            return not inst.used
+        if cfg.isolation == SESSION_EXCLUSIVE:
+            return not inst.used and not inst.sessions
+        return not new_session or len(inst.sessions) < cfg.sessions_per_instance
+
+    async def join_starting(self, new_session: bool = False) -> Lease | None:
         """Ride on an instance that is still starting and will have room (instance
         concurrency): wait for its cold start instead of starting another one."""
         for inst in self._instances.values():
-            started = self._starting.get(inst.instance_id)
-            if started is not None and inst.has_room:
-                inst.begin()
-                try:
-                    process = await asyncio.shield(started)
-                except InvocationError as exc:  # its start failed: so does this invocation
-                    raise InitializationError(exc.message, exc.error_type,
-                                              exc.stack_trace) from None
-                except asyncio.CancelledError:
-                    if inst.state is not InstanceState.STOPPED:
-                        inst.end()
-                    raise
-                return Lease(inst, process, StartKind.WARM, self)
+            if inst.instance_id in self._starting and inst.has_room and (
+                    not self._picky or self.accepts(inst, new_session)):
+                return await self._join(inst)
         return None
+
+    async def _join(self, inst: Instance) -> Lease:
+        inst.begin()
+        try:
+            process = await asyncio.shield(self._starting[inst.instance_id])
+        except InvocationError as exc:  # its start failed: so does this invocation
+            raise InitializationError(exc.message, exc.error_type,
+                                      exc.stack_trace) from None
+        except asyncio.CancelledError:
+            if inst.state is not InstanceState.STOPPED:
+                inst.end()
+            raise
+        return Lease(inst, process, StartKind.WARM, self)
+
+    # -- sessions: one instance, asked for by name ----------------------------------
+
+    def holds(self, inst: Instance) -> bool:
+        return self._instances.get(inst.instance_id) is inst
+
+    async def lease_on(self, inst: Instance, timeout: float) -> Lease | None:
+        """A lease on ``inst`` itself (a session's instance): now if it has room, once its
+        cold start ends if it is starting, else when room frees on it (within
+        ``timeout``: ``Throttled`` past it). ``None`` if it is gone or going."""
+        if not self.holds(inst) or inst.paused or inst.state not in (
+                InstanceState.STARTING, InstanceState.IDLE, InstanceState.BUSY):
+            return None
+        if inst.has_room:
+            if inst.instance_id in self._starting:
+                return await self._join(inst)
+            return self._lend(inst)
+        waiter: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
+        queue = self._room_waiters.setdefault(inst.instance_id, deque())
+        queue.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            raise Throttled(
+                f"instance {inst.instance_id} of the session is busy with "
+                f"{inst.concurrency} requests (instanceConcurrency); this one waited "
+                f"{timeout:g} s for room on it") from None
+        except asyncio.CancelledError:
+            handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if handed is not None:
+                self.release(handed)  # handed over just as we were cancelled
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                queue.remove(waiter)
+            if not queue and self._room_waiters.get(inst.instance_id) is queue:
+                del self._room_waiters[inst.instance_id]
+
+    def pause(self, inst: Instance) -> None:
+        """Stop every process of ``inst`` (PauseSession); it takes nothing until resumed."""
+        process = self._processes.get(inst.instance_id)
+        if process is None:
+            return
+        process.pause()
+        inst.paused = True
+        self._on_change(inst)
+
+    def resume(self, inst: Instance) -> None:
+        process = self._processes.get(inst.instance_id)
+        if process is not None and inst.paused:
+            process.resume()
+        inst.paused = False
+        self._on_change(inst)
+        if self.holds(inst):
+            self._offer_room(inst)
+
+    def end_session(self, inst: Instance, session_id: str) -> None:
+        """A session bound to ``inst`` ended; with session isolation the instance goes
+        with it (now if idle, else when its request ends)."""
+        inst.sessions.discard(session_id)
+        if inst.paused:
+            self.resume(inst)
+        if (self.version.config.isolation == SESSION_EXCLUSIVE and not inst.sessions
+                and inst.in_flight == 0 and inst.state is InstanceState.IDLE):
+            self._stop_later(inst, StopReason.ISOLATED)
 
     def _lend(self, inst: Instance) -> Lease:
         inst.begin()
@@ -367,18 +466,36 @@ class Pool:
         inst.end()
         if inst.in_flight == 0 and (self.draining or inst.state is InstanceState.DRAINING):
             self._stop_later(inst, StopReason.UNDEPLOYED)
+        elif inst.in_flight == 0 and self._picky and self._done_with(inst):
+            self._stop_later(inst, StopReason.ISOLATED)
         else:
             self._offer_room(inst)
 
+    def _done_with(self, inst: Instance) -> bool:
+        """Instance isolation: its request, or its session, is over."""
+        isolation = self.version.config.isolation
+        return isolation == REQUEST_EXCLUSIVE or (
+            isolation == SESSION_EXCLUSIVE and not inst.sessions)
+
     def _offer_room(self, inst: Instance) -> None:
-        """Tell admission about each free place on the instance (waiters take them)."""
+        """Tell admission about each free place on the instance (waiters take them):
+        first to the invocations of its sessions that wait for it."""
+        waiters = self._room_waiters.get(inst.instance_id)
+        while waiters and inst.has_room and inst.state is not InstanceState.STARTING:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self._lend(inst))
+        accepts = functools.partial(self.accepts, inst) if self._picky else None
         while inst.has_room and not self.draining and inst.state is not InstanceState.STARTING:
-            idle = inst.in_flight == 0 and not inst.provisioned
+            if accepts is not None and not (accepts(False) or accepts(True)):
+                return
+            idle = inst.in_flight == 0 and not inst.provisioned and not inst.sessions
             taken = self._on_room(
                 inst.function_name,
                 functools.partial(self._lend, inst),
                 functools.partial(self.evict, inst) if idle else None,
                 self.version.version_id,
+                accepts,
             )
             if not taken or inst.state is not InstanceState.BUSY:
                 return
@@ -471,6 +588,9 @@ class Pool:
 
     async def _stop(self, inst: Instance, reason: StopReason) -> None:
         process = self._processes.get(inst.instance_id)
+        if process is not None and inst.paused:  # (a stopped process runs no preStop)
+            process.resume()
+            inst.paused = False
         hook = self.version.config.pre_stop
         if process is not None and hook is not None and reason in _GRACEFUL:
             reply = process.channel.expect(protocol.PRE_STOP)
@@ -492,6 +612,9 @@ class Pool:
 
     def _forget(self, inst: Instance, reason: StopReason) -> None:
         self._instances.pop(inst.instance_id, None)
+        for waiter in self._room_waiters.pop(inst.instance_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)  # its session is bound anew
         if inst.state is not InstanceState.STOPPED:
             inst.stop(reason)
             self._on_change(inst)

@@ -132,6 +132,7 @@ class Registry:
                 continue
             for inst in pool.instances:
                 if inst.state is InstanceState.IDLE and not inst.provisioned and (
+                    not inst.sessions) and (
                     best is None or inst.last_used < best[1].last_used
                 ):
                     best = (pool, inst)

@@ -24,6 +24,7 @@ class StopReason(StrEnum):
     SHUTDOWN = "shutdown"
     DISABLED = "disabled"  # DisableFunctionInvocation
     FRAME_TOO_LARGE = "frame_too_large"  # it sent the platform a frame over the limit
+    ISOLATED = "isolated"  # its one request or session ended (instanceIsolationMode)
 
 
 class StartKind(StrEnum):

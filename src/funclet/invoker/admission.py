@@ -42,6 +42,7 @@ class _Waiter:
     seq: int
     future: asyncio.Future[Any] = field(repr=False)
     version: str = "LATEST"  # the function's version it runs: a hand-off must match
+    new_session: bool = False  # for a session to bind: a hand-off must have room for it
 
 
 SLOT = None  # what a waiter receives when it is granted a new-instance slot
@@ -250,16 +251,17 @@ class Admission:
 
     def offer_room(
         self, function: str, lend: Callable[[], Any], evict: Callable[[], None] | None,
-        version: str = "LATEST",
+        version: str = "LATEST", accepts: Callable[[bool], bool] | None = None,
     ) -> bool:
         """An instance of ``function`` (running ``version``) has room again.
 
         If it is idle (``evict`` given) and an older invocation that it cannot serve (of
         another function, or another version of this one) waits for a slot of the same
         pool, the instance is evicted so that its slot goes there (fairness); else the
-        room goes to the oldest waiter of this function and version, handed over.
+        room goes to the oldest waiter of this function and version (that the instance
+        ``accepts``: sessions, isolation), handed over.
         """
-        waiter = self._head(function, version)
+        waiter = self._head(function, version, accepts)
         pool = self._pool(function)
         starved = self._oldest_starved(pool, exclude=(function, version))
         if evict is not None and starved is not None and (
@@ -301,9 +303,10 @@ class Admission:
 
     # -- waiting -------------------------------------------------------------------
 
-    async def wait(self, function: str, timeout: float, version: str = "LATEST") -> Any:
+    async def wait(self, function: str, timeout: float, version: str = "LATEST",
+                   new_session: bool = False) -> Any:
         """Queue until a slot (``SLOT``) or a lease on a warm instance of ``version`` is
-        handed over."""
+        handed over (``new_session``: one with room for another session)."""
         reserved = self.reserved.get(function)
         if reserved == 0:
             raise Throttled(
@@ -315,7 +318,7 @@ class Admission:
                 f"(limit {self.max_queue})"
             )
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(function, next(self._seq), loop.create_future(), version)
+        waiter = _Waiter(function, next(self._seq), loop.create_future(), version, new_session)
         self._queues.setdefault(function, deque()).append(waiter)
         self._waiting += 1
         if not self._has_slot(function):
@@ -352,9 +355,11 @@ class Admission:
         else:
             got.pool.release(got)
 
-    def _head(self, function: str, version: str | None = None) -> _Waiter | None:
+    def _head(self, function: str, version: str | None = None,
+              accepts: Callable[[bool], bool] | None = None) -> _Waiter | None:
         """The oldest live waiter of ``function`` (cancelled ones are dropped); with
-        ``version``, the oldest of those waiting for that version."""
+        ``version``, the oldest of those waiting for that version (and that ``accepts``
+        takes)."""
         queue = self._queues.get(function)
         while queue and queue[0].future.done():
             self._pop(queue[0])
@@ -363,7 +368,8 @@ class Admission:
             return None
         if version is None:
             return queue[0]
-        return next((w for w in queue if w.version == version and not w.future.done()), None)
+        return next((w for w in queue if w.version == version and not w.future.done() and (
+            accepts is None or accepts(w.new_session))), None)
 
     def _pop(self, waiter: _Waiter) -> None:
         queue = self._queues.get(waiter.function)

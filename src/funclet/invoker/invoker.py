@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from funclet.errors import ApiError, FunctionDisabled, InvocationError, VersionNotFound
 from funclet.instances.exchange import HttpExchange
@@ -12,7 +14,14 @@ from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
 from funclet.invoker.admission import SLOT, Admission
-from funclet.models import FunctionVersion
+from funclet.models import Affinity, FunctionVersion
+from funclet.sessions import (
+    Session,
+    Sessions,
+    SessionUnavailable,
+    response_headers,
+    session_of,
+)
 from funclet.store.recorder import InvocationRecord, Recorder
 
 
@@ -33,6 +42,9 @@ class Invocation:
     queue_ms: float = 0.0
     version_id: str = "LATEST"  # the version that ran
     qualifier: str = "LATEST"  # what the caller invoked (a version, an alias, LATEST)
+    affinity: Affinity | None = None  # the function's session affinity, if it has one
+    session_id: str = ""  # the session it ran in
+    session_made: bool = False  # ...which this invocation started (no id was given)
 
 
 class Invoker:
@@ -61,11 +73,15 @@ class Invoker:
         self._resolve_now = resolve_now
         # Functions whose invocations are disabled: (reason, when) (``Functions``).
         self.disabled: dict[str, tuple[str, int]] = {}
+        self.sessions = Sessions()
 
     async def invoke(
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
         http: HttpExchange | None = None, qualifier: str = "LATEST",
+        headers: Mapping[str, str] | None = None,
     ) -> Invocation:
+        """``headers``: the request's (lower-case names), which name its session when
+        the function has session affinity; without them (async) there is no session."""
         # 1. The function's version and its pool (raises FunctionNotFound); the store is
         # asked only when this node does not have it (no await on the hot path).
         pool = self._pool_now(function_name, qualifier) or await self.pool(
@@ -73,17 +89,58 @@ class Invoker:
         out = Invocation(request_id, function_name, pool.version.code_crc64,
                          version_id=pool.version.version_id, qualifier=qualifier)
         started_ms = time.time() * 1000
-        # 2-3. Admission and placement: a warm instance, a new one, or a wait (or 429).
+        session: Session | None = None
+        affinity = pool.version.config.affinity
+        if affinity is not None and headers is not None:  # its session (or a 400, 409)
+            out.affinity = affinity
+            out.session_id, out.session_made = session_of(affinity, headers)
+            session = self.sessions.enter(pool, out.session_id, qualifier)
+            if http is not None:
+                http.session_headers = response_headers(affinity, out.session_id,
+                                                        out.session_made)
         try:
-            lease = await self._admit(pool, out)
-        except InvocationError as exc:  # the cold start failed
-            out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
-            out.instance_id = exc.instance_id
-        else:
-            await self._run(lease, out, event, http)
+            # 2-3. Admission and placement: a warm instance, a new one, or a wait (or
+            # 429); a session's request goes to its instance.
+            try:
+                lease = await (self._admit_session(session, out) if session is not None
+                               else self._admit(pool, out))
+            except InvocationError as exc:  # the cold start failed
+                out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
+                out.instance_id = exc.instance_id
+            else:
+                await self._run(lease, out, event, http)
+        finally:
+            if session is not None:
+                self.sessions.left(session)
         # 6. The record, written off the hot path.
         self._recorder.invocation(_record(out, mode, started_ms))
         return out
+
+    async def open_session(self, function_name: str, qualifier: str, body: dict[str, Any],
+                           request_id: str) -> Session:
+        """CreateSession: a new session, bound to an instance started (or found) for it."""
+        pool = self._pool_now(function_name, qualifier) or await self.pool(
+            function_name, qualifier)
+        if pool.version.config.affinity is None:
+            raise SessionUnavailable(
+                f"function '{function_name}' has no session affinity (sessionAffinity is "
+                "NONE): set HEADER_FIELD or GENERATED_COOKIE to create sessions")
+        session = self.sessions.create(pool, qualifier, body)
+        session.running += 1
+        out = Invocation(request_id, function_name, pool.version.code_crc64)
+        try:
+            lease = await self._admit_session(session, out)
+        except InvocationError as exc:
+            self.sessions.delete(function_name, session.session_id)
+            raise SessionUnavailable(f"the session's instance failed to start: "
+                                     f"{exc.error_type}: {exc.message}") from None
+        except BaseException:
+            self.sessions.delete(function_name, session.session_id)
+            raise
+        finally:
+            self.sessions.left(session)
+        lease.pool.release(lease)  # it stays bound to the session, idle
+        return session
 
     async def pool(self, function_name: str, qualifier: str = "LATEST",
                    refuse_disabled: bool = True) -> Pool:
@@ -102,17 +159,45 @@ class Invoker:
         await self._miss(function_name)
         return self._registry.pool(function_name)
 
-    async def _admit(self, pool: Pool, out: Invocation) -> Lease:
+    async def _admit_session(self, session: Session, out: Invocation) -> Lease:
+        """A lease on the session's instance (waiting for room on it), or, if it has
+        none (new, or its instance went), on one it is bound to now."""
+        while True:
+            inst, pool = session.instance, session.pool
+            if inst is not None and pool.holds(inst):
+                lease = await pool.lease_on(inst, self._wait_limit(pool))
+                if lease is not None:
+                    return lease
+            if session.binding is not None:  # another request of it is placing it
+                await asyncio.shield(session.binding)
+                continue
+            session.binding = asyncio.get_running_loop().create_future()
+            try:
+                pool = session.pool = self._current(pool)  # (LATEST may have changed)
+                lease = await self._admit(pool, out, new_session=True)
+                if len(lease.instance.sessions) >= pool.version.config.sessions_per_instance:
+                    pool.release(lease)  # others bound it while it started: another one
+                    continue
+                self.sessions.bind(session, lease.instance)
+                return lease
+            finally:
+                session.binding.set_result(None)
+                session.binding = None
+
+    def _wait_limit(self, pool: Pool) -> float:
+        return self._max_wait if self._max_wait is not None else pool.version.config.timeout
+
+    async def _admit(self, pool: Pool, out: Invocation, new_session: bool = False) -> Lease:
         fn = pool.version.name
         admission = self._admission
         if not admission.has_waiters(fn):
-            lease = pool.try_warm() or await pool.join_starting()
+            lease = pool.try_warm(new_session) or await pool.join_starting(new_session)
             if lease is not None:
                 return lease
         if not admission.try_slot(fn):
             waited = time.perf_counter()
-            limit = self._max_wait if self._max_wait is not None else pool.version.config.timeout
-            got = await admission.wait(fn, limit, pool.version.version_id)
+            got = await admission.wait(fn, self._wait_limit(pool), pool.version.version_id,
+                                       new_session)
             out.queue_ms = (time.perf_counter() - waited) * 1000
             if got is not SLOT:
                 return got  # type: ignore[no-any-return]
@@ -124,7 +209,7 @@ class Invoker:
             # Room may have come free on the way, or an instance that is starting (granted
             # a slot with this one, in a burst) may have room for it: no new instance.
             try:
-                lease = pool.try_warm() or await pool.join_starting()
+                lease = pool.try_warm(new_session) or await pool.join_starting(new_session)
             except BaseException:
                 admission.release_slot(fn)
                 raise

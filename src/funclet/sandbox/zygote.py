@@ -55,16 +55,38 @@ class SandboxProcess:
     def kill(self) -> None:
         """SIGKILL the instance and everything it started: its process group and, since
         a process may leave the group (setsid), every process in its cgroup."""
-        for kill in (os.killpg, os.kill):
+        self._signal(signal.SIGKILL)
+        self.channel.close()
+
+    def pause(self) -> None:
+        """SIGSTOP every process of the instance (PauseSession). A process forked while
+        the signals go out is caught by the next pass: passes repeat until one finds
+        no process it had not stopped (a stopped process forks nothing)."""
+        stopped: set[int] = set()
+        for _ in range(100):
+            found = self._signal(signal.SIGSTOP)
+            if found <= stopped:
+                return
+            stopped |= found
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: int) -> set[int]:
+        """Send ``sig`` to the process group, the process, and every process of its
+        cgroup; the pids of the cgroup's processes."""
+        for send in (os.killpg, os.kill):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill(self.pid, signal.SIGKILL)
+                send(self.pid, sig)
+        pids: set[int] = set()
         if self.cgroup is not None:
             with contextlib.suppress(OSError):
                 with open(os.path.join(self.cgroup, "cgroup.procs")) as procs:
-                    for pid in procs.read().split():
-                        with contextlib.suppress(OSError):
-                            os.kill(int(pid), signal.SIGKILL)
-        self.channel.close()
+                    pids = {int(pid) for pid in procs.read().split()}
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+        return pids
 
 
 class Zygote:
