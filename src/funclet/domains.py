@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from funclet.errors import DomainAlreadyExists, DomainNotFound, InvalidArgument
-from funclet.models import NAME_RE
+from funclet.models import FUNCTION_NAME_RE
 from funclet.store.metadata import Store
 from funclet.versions import parse_qualifier
 
@@ -219,7 +219,7 @@ def _domain(name: str, config: dict[str, Any], created: int, modified: int) -> D
         path, function = r.get("path"), r.get("functionName")
         if not isinstance(path, str) or not path.startswith("/") or "*" in path[:-1]:
             raise InvalidArgument(f"{where}.path must start with / (a * only at its end)")
-        if not isinstance(function, str) or not NAME_RE.fullmatch(function):
+        if not isinstance(function, str) or not FUNCTION_NAME_RE.fullmatch(function):
             raise InvalidArgument(f"{where}.functionName must be a function's name")
         methods = r.get("methods")
         if methods is not None and (not isinstance(methods, list) or not methods or not all(

@@ -14,6 +14,9 @@ from typing import Any
 from funclet.errors import ApiError, FunctionNotFound, InvalidArgument
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+# A function's name: a name, or (a function of FC 2.0's API) ``{service}${function}``.
+FUNCTION_NAME_PATTERN = r"^(?=.{1,128}$)[A-Za-z_][A-Za-z0-9_-]*(\$[A-Za-z_][A-Za-z0-9_-]*)?$"
+FUNCTION_NAME_RE = re.compile(FUNCTION_NAME_PATTERN)
 HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -156,10 +159,11 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
         raise InvalidArgument("the request body must be a JSON object")
     if base is None:
         name = _required_str(body, "functionName")
-        if not NAME_RE.fullmatch(name):
+        if not FUNCTION_NAME_RE.fullmatch(name):
             raise InvalidArgument(
                 f"functionName '{name}' is invalid: 1-128 characters, letters, digits, '_' "
-                "and '-', not starting with a digit or '-'"
+                "and '-', not starting with a digit or '-' (FC 2.0's functions: "
+                "'{service}${function}')"
             )
         runtime = _required_str(body, "runtime")
         handler = _required_str(body, "handler")
@@ -222,7 +226,7 @@ KEPT: dict[str, type | tuple[type, ...]] = {
     "role": str, "logConfig": dict, "tracingConfig": dict, "customDNS": dict,
     "cpu": (int, float), "diskSize": int, "resourceGroupId": str,
     "disableOndemand": bool, "enableLongLiving": bool, "disableInjectCredentials": str,
-    "idleTimeout": int,
+    "idleTimeout": int, "instanceType": str,
 }
 # What funclet cannot offer on one machine: refused (when not empty) with a 400 that
 # names the field, rather than accepted and ignored.
@@ -421,7 +425,7 @@ def function_arn(region: str, account_id: str, name: str) -> str:
 
 def function_not_found(name: str) -> ApiError:
     """404 for a well-formed name that is not deployed; 400 for a name that never could be."""
-    if NAME_RE.fullmatch(name):
+    if FUNCTION_NAME_RE.fullmatch(name):
         return FunctionNotFound(name)
     shown = name if len(name) <= 64 else name[:64] + "…"
     return InvalidArgument(

@@ -35,6 +35,7 @@ from funclet.models import function_arn
 from funclet.nodes import DEAD_AFTER_S, Nodes
 from funclet.runtimes import discover, protocol
 from funclet.sandbox import FrameLimits, Sandbox, SandboxConfig
+from funclet.services import Services
 from funclet.slots import CHANNEL as SLOTS_CHANNEL
 from funclet.slots import ClusterSlots
 from funclet.store import Recorder, Store
@@ -124,6 +125,7 @@ class Platform:
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
         self.versions = Versions(VersionStore(self.store), self.functions, self.registry)
+        self.services = Services(self.store, self.functions)  # FC 2.0's (api/fc2.py)
         self.layers = Layers(LayerStore(self.store), self.code, settings.region,
                              settings.account_id, settings.resolved_code_dir / "layers-merged")
         self.functions.check_layers = self.layers.check

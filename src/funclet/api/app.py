@@ -21,6 +21,7 @@ from funclet.api import (
     code,
     configs,
     domains,
+    fc2,
     functions,
     http_triggers,
     invoke,
@@ -93,7 +94,8 @@ def build_app(platform: Platform) -> Starlette:
         finally:
             await platform.stop()
 
-    middleware = [Middleware(domains.CustomDomainRequests, domains=platform.domains)]
+    middleware = [Middleware(domains.CustomDomainRequests, domains=platform.domains),
+                  Middleware(fc2.Fc2Requests)]
     s = platform.settings
     credentials: dict[str, Any] = {
         "token": platform.api_token, "access_keys": s.access_keys,
@@ -121,6 +123,7 @@ def build_app(platform: Platform) -> Starlette:
             *functions.routes,
             *versions.routes,
             *sessions.routes,
+            *fc2.routes,
             *account.routes,
             *domains.routes,
             *code.routes,

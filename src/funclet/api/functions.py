@@ -30,7 +30,7 @@ def function_arn(platform: Platform, name: str) -> str:
 
 def function_json(platform: Platform, row: FunctionRow,
                   extras: tuple[dict[str, str], dict[str, int]] | None = None) -> dict[str, Any]:
-    """FC's Function; ``extras``: its tags and its layers' sizes (``_extras``)."""
+    """FC's Function; ``extras``: its tags and its layers' sizes (``extras_of``)."""
     tags, sizes = extras or ({}, {})
     out = {
         **row.config.to_fc(),
@@ -56,7 +56,7 @@ def function_json(platform: Platform, row: FunctionRow,
     return out
 
 
-async def _extras(platform: Platform, rows: list[FunctionRow]
+async def extras_of(platform: Platform, rows: list[FunctionRow]
                   ) -> dict[str, tuple[dict[str, str], dict[str, int]]]:
     """What function_json needs beyond the row, for each of ``rows``."""
     tags = await platform.store.tags_of("function", [r.name for r in rows])
@@ -80,41 +80,42 @@ def platform_of(request: Request) -> Platform:
 async def create_function(request: Request) -> Response:
     platform = platform_of(request)
     row = await platform.functions.create(await json_body(request))
-    return json_response(function_json(platform, row, (await _extras(platform, [row]))[row.name]))
+    return json_response(function_json(platform, row, (await extras_of(platform, [row]))[row.name]))
+
+
+async def row_at(platform: Platform, name: str, qualifier: str) -> FunctionRow:
+    """The function as LATEST is, or as the version ``qualifier`` names was published."""
+    row = await platform.functions.get(name)
+    if qualifier != LATEST:
+        version = await platform.versions.resolve_row(name, qualifier)
+        row = replace(row, config=version.config, revision=version.revision,
+                      code_checksum=version.code_checksum, code_size=version.code_size,
+                      modified_ms=version.created_ms, code_crc64=version.code_crc64)
+    return row
 
 
 async def get_function(request: Request) -> Response:
     """LATEST, or (``qualifier``) a version as published, an alias's version."""
     platform = platform_of(request)
     name = request.path_params["name"]
-    row = await platform.functions.get(name)
-    qualifier = parse_qualifier(request.query_params.get("qualifier"))
-    if qualifier != LATEST:
-        version = await platform.versions.resolve_row(name, qualifier)
-        row = replace(row, config=version.config, revision=version.revision,
-                      code_checksum=version.code_checksum, code_size=version.code_size,
-                      modified_ms=version.created_ms, code_crc64=version.code_crc64)
-    return json_response(function_json(platform, row, (await _extras(platform, [row]))[name]))
+    row = await row_at(platform, name, parse_qualifier(request.query_params.get("qualifier")))
+    return json_response(function_json(platform, row, (await extras_of(platform, [row]))[name]))
 
 
 async def update_function(request: Request) -> Response:
     platform = platform_of(request)
     row = await platform.functions.update(request.path_params["name"], await json_body(request))
-    return json_response(function_json(platform, row, (await _extras(platform, [row]))[row.name]))
+    return json_response(function_json(platform, row, (await extras_of(platform, [row]))[row.name]))
 
 
 async def get_function_code(request: Request) -> Response:
     """GetFunctionCode: where the package (of LATEST, or of a qualifier's version)
     downloads from, and its checksum."""
     platform = platform_of(request)
-    name = request.path_params["name"]
-    row = await platform.functions.get(name)
-    sha256, crc = row.code_checksum, row.code_crc64
-    qualifier = parse_qualifier(request.query_params.get("qualifier"))
-    if qualifier != LATEST:
-        version = await platform.versions.resolve_row(name, qualifier)
-        sha256, crc = version.code_checksum, version.code_crc64
-    return json_response({"url": code_url(request, sha256), "checksum": crc or sha256})
+    row = await row_at(platform, request.path_params["name"],
+                       parse_qualifier(request.query_params.get("qualifier")))
+    return json_response({"url": code_url(request, row.code_checksum),
+                          "checksum": row.code_crc64 or row.code_checksum})
 
 
 async def disable_invocation(request: Request) -> Response:
@@ -139,7 +140,7 @@ async def list_functions(request: Request) -> Response:
     token = request.query_params.get("nextToken") or ""
     after = decode_token(token) if token else ""
     rows = await platform.functions.page(request.query_params.get("prefix", ""), limit + 1, after)
-    extras = await _extras(platform, rows[:limit])
+    extras = await extras_of(platform, rows[:limit])
     out: dict[str, Any] = {"functions": [function_json(platform, r, extras[r.name])
                                          for r in rows[:limit]]}
     if len(rows) > limit:

@@ -72,7 +72,9 @@ async def http_trigger(request: Request) -> Response:
             if found is None:
                 raise RouteNotFound(f"function '{name}' has no HTTP trigger")
             row, config = found
-            methods, auth, qualifier = config.methods, config.auth_type, row.qualifier
+            methods, auth = config.methods, config.auth_type
+            # (FC 2.0's /proxy/{service}.{qualifier}/…: api/fc2.py)
+            qualifier = request.scope.get("funclet_qualifier") or row.qualifier
             what = f"the HTTP trigger of '{name}'"
         if methods is not None and request.method not in methods:
             raise MethodNotAllowed(
@@ -185,9 +187,10 @@ def _raw_path(request: Request, name: str) -> str:
         return str(route.path)
     raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
     raw_path = raw_path.split("?", 1)[0]
-    prefix = f"/http/{name}"
-    if not request.scope.get("funclet_by_host") and raw_path.startswith(prefix):
-        raw_path = raw_path[len(prefix):]
+    if not request.scope.get("funclet_by_host") and raw_path.startswith("/http/"):
+        segment, slash, rest = raw_path[len("/http/"):].partition("/")
+        if unquote(segment) == name:  # (the name as sent: '$' or '%24')
+            raw_path = slash + rest
     return raw_path or "/"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -25,18 +25,24 @@ from funclet.versions import LATEST, parse_qualifier
 
 
 async def invoke_function(request: Request) -> Response:
+    return await invoke(request, lambda: (request.path_params["name"], _qualifier(request)))
+
+
+async def invoke(request: Request, target: Callable[[], tuple[str, str]]) -> Response:
+    """InvokeFunction (FC 3.0's, and 2.0's ``api/fc2.py``): ``target`` says which function
+    and qualifier the request names (or raises its 400)."""
     platform: Platform = request.app.state.platform
     request_id = new_request_id()
     try:
+        name, qualifier = target()
         mode = request.headers.get("x-fc-invocation-type", "Sync").lower()
         if mode == "async":
-            return await _accept(request, platform, request_id)
+            return await _accept(request, platform, request_id, name, qualifier)
         if mode != "sync":
             raise InvalidArgument(
                 f"x-fc-invocation-type must be 'Sync' or 'Async', got '{mode}'")
         event = await _read_event(request, platform.settings.max_sync_payload)
-        out = await platform.invoker.invoke(request.path_params["name"], event, request_id,
-                                            qualifier=_qualifier(request),
+        out = await platform.invoker.invoke(name, event, request_id, qualifier=qualifier,
                                             headers=request.headers)
     except ApiError as exc:
         return error_response(exc, request_id)
@@ -66,10 +72,9 @@ async def invoke_function(request: Request) -> Response:
     return Response(out.body, 200, headers, "application/octet-stream")
 
 
-async def _accept(request: Request, platform: Platform, request_id: str) -> Response:
+async def _accept(request: Request, platform: Platform, request_id: str, name: str,
+                  qualifier: str) -> Response:
     """Async: store the task durably, then answer 202 (the dispatcher runs it later)."""
-    name = request.path_params["name"]
-    qualifier = _qualifier(request)
     await platform.invoker.pool(name, qualifier)  # 404 for a function or qualifier not there
     event = await _read_event(request, platform.settings.max_async_payload, "async ")
     return await accept_async(platform, name, event, request_id, request.headers, qualifier)

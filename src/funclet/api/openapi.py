@@ -19,6 +19,7 @@ from funclet import __version__
 from funclet.api.functions import PREFIX
 from funclet.api.responses import new_request_id
 from funclet.api.schemas import (
+    FUNCTION_NAME_PATTERN,
     NAME_PATTERN,
     QUALIFIER_PATTERN,
     SCHEMAS,
@@ -517,6 +518,7 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "delete": _op("DeleteTrigger", "Delete a trigger", "triggers", _DELETED,
                           params=[*fn, _p("triggerName")]),
         },
+        **_fc2_paths(),
         "/http/{functionName}": {m: _http_trigger(m, False) for m in _HTTP_METHODS},
         "/http/{functionName}/{path}": {m: _http_trigger(m, True) for m in _HTTP_METHODS},
         "/healthz": {
@@ -533,6 +535,70 @@ def _paths() -> dict[str, dict[str, Operation]]:
             "get": _op("ListNodes", "The platform's nodes and their state", "platform",
                        _json(ref("ListNodesOutput"))),
         },
+    }
+
+
+def _op2(op_id: str, summary: str, responses: dict[str, Any], **more: Any) -> Operation:
+    """An FC 2.0 operation: its errors are 2.0's Error2 body."""
+    out = _op(f"FC2{op_id}", summary, "fc2", responses, **more)
+    out["responses"]["default"] = {"$ref": "#/components/responses/Error2"}
+    return out
+
+
+def _fc2_paths() -> dict[str, Any]:
+    """FC 2.0's API (api/fc2.py): ``{service}`` may be ``{service}.{qualifier}``."""
+    svc = _param("service", "path", string(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}"
+                                                   r"(\.[A-Za-z0-9_-]{1,128})?$"))
+    fn = [svc, _param("function", "path", string(pattern=NAME_PATTERN))]
+    trig = [*fn, _param("trigger", "path", string(pattern=NAME_PATTERN))]
+    page = [_p("limit"), _p("nextToken"), _p("prefix"), _param("startKey", "query", string())]
+    v2, fns = "/2016-08-15", "/2016-08-15/services/{service}/functions"
+    return {
+        f"{v2}/account-settings": {"get": _op2(
+            "GetAccountSettings", "The region and its zones", _json({"type": "object"}))},
+        f"{v2}/services": {
+            "post": _op2("CreateService", "A service: a group of 2.0 functions",
+                         _json(ref("Service")), body=ref("ServiceInput")),
+            "get": _op2("ListServices", "The services by name",
+                        _json(ref("ListServicesOutput")), params=page)},
+        f"{v2}/services/{{service}}": {
+            "get": _op2("GetService", "One service", _json(ref("Service")), params=[svc]),
+            "put": _op2("UpdateService", "Change a service (its functions follow)",
+                        _json(ref("Service")), params=[svc], body=ref("ServiceInput"),
+                        body_required=False),
+            "delete": _op2("DeleteService", "Delete a service without functions", _DELETED,
+                           params=[svc])},
+        fns: {
+            "post": _op2("CreateFunction", "A function of the service (3.0's "
+                         "'{service}${function}')", _json(ref("Function2")), params=[svc],
+                         body=ref("Function2Input")),
+            "get": _op2("ListFunctions", "The service's functions",
+                        _json(ref("ListFunctions2Output")), params=[svc, *page])},
+        f"{fns}/{{function}}": {
+            "get": _op2("GetFunction", "One function", _json(ref("Function2")), params=fn),
+            "put": _op2("UpdateFunction", "Change a function", _json(ref("Function2")),
+                        params=fn, body=ref("Function2Input"), body_required=False),
+            "delete": _op2("DeleteFunction", "Delete a function", _DELETED, params=fn)},
+        f"{fns}/{{function}}/code": {"get": _op2(
+            "GetFunctionCode", "Where the package downloads from",
+            _json({"type": "object"}), params=fn)},
+        f"{fns}/{{function}}/invocations": {"post": _op2(
+            "InvokeFunction", "Run it (x-fc-invocation-type: Sync or Async)",
+            {"200": {"description": "The handler's result"},
+             "202": {"description": "Accepted (async)"}}, params=fn,
+            requestBody={"required": False, "content": {
+                "application/octet-stream": {"schema": {"type": "string",
+                                                        "format": "binary"}}}})},
+        f"{fns}/{{function}}/triggers": {
+            "post": _op2("CreateTrigger", "Add a trigger", _json(ref("Trigger2")), params=fn,
+                         body={"type": "object"}),
+            "get": _op2("ListTriggers", "The function's triggers",
+                        _json(ref("ListTriggers2Output")), params=[*fn, *page])},
+        f"{fns}/{{function}}/triggers/{{trigger}}": {
+            "get": _op2("GetTrigger", "One trigger", _json(ref("Trigger2")), params=trig),
+            "put": _op2("UpdateTrigger", "Change a trigger", _json(ref("Trigger2")),
+                        params=trig, body={"type": "object"}, body_required=False),
+            "delete": _op2("DeleteTrigger", "Delete a trigger", _DELETED, params=trig)},
     }
 
 
@@ -553,7 +619,7 @@ def document() -> dict[str, Any]:
                 "Error body; a function's own failure is a FunctionError body."),
         },
         "tags": [{"name": t} for t in ("functions", "versions", "sessions", "layers",
-                                       "invocations",
+                                       "invocations", "fc2",
                                        "async",
                                        "triggers",
                                        "http-triggers", "platform")],
@@ -562,7 +628,8 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": SCHEMAS,
             "parameters": {
-                "functionName": _param("functionName", "path", string(pattern=NAME_PATTERN),
+                "functionName": _param("functionName", "path", string(
+                    pattern=FUNCTION_NAME_PATTERN, maxLength=128),
                                        example="hello"),
                 "triggerName": _param("triggerName", "path", string(pattern=NAME_PATTERN)),
                 "taskId": _param("taskId", "path", string(pattern=TASK_ID_PATTERN)),
@@ -580,7 +647,11 @@ def document() -> dict[str, Any]:
             },
             "headers": {"RequestId": {"schema": string(), "required": True,
                                       "description": "the call's (or invocation's) id"}},
-            "responses": {"Error": {
+            "responses": {"Error2": {
+                "description": "A 2.0 call that was refused (the same codes, 2.0's shape)",
+                "headers": {"x-fc-request-id": _REQUEST_ID},
+                "content": {"application/json": {"schema": ref("Error2")}},
+            }, "Error": {
                 "description": "The call was refused: 400 InvalidArgument, 401 Unauthorized, "
                                "403 AccessDenied, 404 …NotFound, 405 MethodNotAllowed, "
                                "409 …AlreadyExists or VersionInUse, 413 EntityTooLarge, "

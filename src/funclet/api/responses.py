@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -32,13 +33,18 @@ def json_response(data: Any, status: int = 200, request_id: str | None = None) -
     )
 
 
+# Which API a request came in on: FC 2.0's answers errors as {"ErrorCode",
+# "ErrorMessage"} (api/fc2.py sets it for the request's task).
+FC2_ERRORS: ContextVar[bool] = ContextVar("fc2_errors", default=False)
+
+
 def error_response(exc: ApiError, request_id: str | None = None) -> Response:
     request_id = request_id or new_request_id()
-    return json_response(
-        {"Code": exc.code, "Message": exc.message, "RequestId": request_id},
-        exc.status,
-        request_id,
-    )
+    if FC2_ERRORS.get():
+        body = {"ErrorCode": exc.code, "ErrorMessage": exc.message, "RequestId": request_id}
+    else:
+        body = {"Code": exc.code, "Message": exc.message, "RequestId": request_id}
+    return json_response(body, exc.status, request_id)
 
 
 async def json_body(request: Request) -> dict[str, Any]:

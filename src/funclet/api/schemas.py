@@ -18,6 +18,8 @@ from funclet.triggers.config import BROKERS, HTTP_METHODS, TYPES
 Schema = dict[str, Any]
 
 NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]{0,127}$"
+# (at most 128 in all; FC 2.0's functions are '{service}${function}')
+FUNCTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}(\$[A-Za-z_][A-Za-z0-9_-]{0,126})?$"
 HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 TASK_ID_PATTERN = "^[A-Za-z0-9_-]{1,128}$"
 VERSION_PATTERN = "^[1-9][0-9]{0,9}$"
@@ -150,6 +152,36 @@ SCHEMAS: dict[str, Schema] = {
         "Message": string("what went wrong, naming the field or the limit"),
         "RequestId": string(),
     }, ("Code", "Message", "RequestId"), "An API call that was refused."),
+    "Error2": obj({
+        "ErrorCode": string("FC's error code, e.g. InvalidArgument, ServiceNotFound"),
+        "ErrorMessage": string("what went wrong"),
+        "RequestId": string(),
+    }, ("ErrorCode", "ErrorMessage", "RequestId"), "A 2.0 API call that was refused."),
+    "Service": obj({
+        "serviceName": string(), "serviceId": string(), "description": string(),
+        "role": string(), "logConfig": {"type": "object"}, "internetAccess": boolean(),
+        "tracingConfig": {"type": "object"}, "vpcConfig": {"type": "object"},
+        "nasConfig": {"type": "object"}, "createdTime": _time("created"),
+        "lastModifiedTime": _time("last changed")}, ("serviceName", "serviceId")),
+    "ServiceInput": obj({
+        "serviceName": string(pattern=NAME_PATTERN), "description": string(maxLength=256),
+        "role": string(), "logConfig": {"type": "object"}, "internetAccess": boolean(),
+        "tracingConfig": {"type": "object"}}),
+    "ListServicesOutput": obj({"services": array(ref("Service")), "nextToken": string()},
+                              ("services",)),
+    "Function2": {"type": "object", "required": ["functionName"], "description":
+                  "FC 2.0's Function: 3.0's fields, the short functionName, initializer "
+                  "and initializationTimeout at the top, layers as ARNs"},
+    "Function2Input": {"type": "object", "description":
+                       "FC 2.0's CreateFunction/UpdateFunction body (code.zipFile, "
+                       "initializer, initializationTimeout, caPort, 3.0's fields)"},
+    "ListFunctions2Output": obj({"functions": array(ref("Function2")),
+                                 "nextToken": string()}, ("functions",)),
+    "Trigger2": {"type": "object", "required": ["triggerName", "triggerType"],
+                 "description": "3.0's Trigger, triggerConfig as an object; HTTP triggers "
+                                "give urlInternet (the /proxy/ URL)"},
+    "ListTriggers2Output": obj({"triggers": array(ref("Trigger2")), "nextToken": string()},
+                               ("triggers",)),
     "FunctionError": obj({
         "errorMessage": string(),
         "errorType": string("the exception's class, or FunctionTimeoutError, "
@@ -166,8 +198,9 @@ SCHEMAS: dict[str, Schema] = {
         "port": integer(1, 65535, "the port the server listens on; 9000 by default"),
     }),
     "CreateFunctionInput": obj({
-        "functionName": string("letters, digits, '_', '-'; not starting with a digit or '-'",
-                               pattern=NAME_PATTERN),
+        "functionName": string("letters, digits, '_', '-'; not starting with a digit or '-' "
+                               "(FC 2.0's functions: '{service}${function}')",
+                               pattern=FUNCTION_NAME_PATTERN, maxLength=128),
         **_FUNCTION_FIELDS,
     }, ("functionName", "runtime", "handler", "code")),
     "UpdateFunctionInput": obj(

@@ -646,6 +646,8 @@ class Pool:
             "FC_INSTANCE_ID": inst.instance_id,
             "FC_FUNC_CODE_PATH": code_dir,
             "FC_QUALIFIER": self.version.version_id,
+            # FC 2.0's: the service of a 2.0 function ('svc$fn'), else the function
+            "FC_SERVICE_NAME": cfg.name.split("$", 1)[0],
             **cfg.environment,
         }
         hooks = {}

@@ -153,6 +153,19 @@ custom_domains = Table(
     Column("modified_ms", BigInteger, nullable=False),
 )
 
+# FC 2.0's services (its API groups functions under them; their functions are the
+# functions named ``{service}${function}``): ``config`` holds the service's own fields
+# (description, role, logConfig, internetAccess, tracingConfig).
+services = Table(
+    "services",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("service_id", String(36), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+)
+
 # The platform's own secrets, made once (random) and shared by every node: e.g. the key
 # that signs code download URLs.
 secrets = Table(

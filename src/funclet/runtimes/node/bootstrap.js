@@ -172,9 +172,10 @@ function makeContext(requestId, spec, deadlineMs, qualifier = 'LATEST') {
       timeout: spec.timeout, initializer: init.handler || '',
       initializationTimeout: init.timeout || 0, qualifier, versionId,
     },
-    // FC 2.0's service, as older runtimes have it (FC 3.0 has none: the function's name).
+    // FC 2.0's service, as older runtimes have it (FC 3.0 has none: the function's name;
+    // a 2.0 function 'svc$fn': 'svc').
     service: {
-      name: spec.functionName, logProject: spec.logProject || '',
+      name: spec.functionName.split('$')[0], logProject: spec.logProject || '',
       logStore: spec.logStore || '', qualifier, versionId,
     },
     tracing: { openTracingSpanContext: null, openTracingSpanBaggages: {}, jaegerEndpoint: null },

@@ -389,11 +389,12 @@ class _FunctionMeta:
 
 
 class _Service:
-    """``context.service``, as FC gives it to python3.10 and older: the function (FC 3.0
-    has no services: its name is the function's), its log config, its version."""
+    """``context.service``, as FC gives it to python3.10 and older: the function's
+    service (FC 3.0 has none: the function's name; a 2.0 function ``svc$fn``: ``svc``),
+    its log config, its version."""
 
     def __init__(self, spec: dict[str, Any], qualifier: str) -> None:
-        self.name = spec["functionName"]
+        self.name = spec["functionName"].split("$", 1)[0]
         self.log_project = spec.get("logProject", "")
         self.log_store = spec.get("logStore", "")
         self.qualifier = qualifier
