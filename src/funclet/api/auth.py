@@ -1,4 +1,5 @@
-"""Authentication of API requests: a bearer token, or FC's ``ACS3-HMAC-SHA256`` signature.
+"""Authentication of API requests: a bearer token, FC's ``ACS3-HMAC-SHA256`` signature,
+or FC 2.0's ``FC ak:signature`` (``_fc2_signature_ok``).
 
 An ASGI middleware in front of every route but ``/healthz`` and the OpenAPI document
 (read-only, no secrets). A request passes with ``Authorization: Bearer <token>``, or
@@ -90,18 +91,10 @@ class Authenticate:
                 await self.app(scope, receive, send)
                 return
             error: ApiError = AccessDenied()
-        elif scheme == "FC" and self._keys:  # FC 2.0's signature (its SDKs)
+        elif scheme in (ALGORITHM, "FC") and self._keys:  # 3.0's signature, or 2.0's
+            check = self._signature_ok if scheme == ALGORITHM else self._fc2_signature_ok
             body = await _read_body(receive, self._max_body)
-            if body is not None and self._fc2_signature_ok(scope, headers, rest, body):
-                _mark(scope, True)
-                await self.app(scope, _replay(body, receive), send)
-                return
-            if body is not None:
-                receive = _replay(body, receive)
-            error = AccessDenied()
-        elif scheme == ALGORITHM and self._keys:
-            body = await _read_body(receive, self._max_body)
-            if body is not None and self._signature_ok(scope, headers, rest, body):
+            if body is not None and check(scope, headers, rest, body):
                 _mark(scope, True)
                 await self.app(scope, _replay(body, receive), send)
                 return
