@@ -359,3 +359,81 @@ def test_a_waiting_invocation_runs_the_version_it_asked_for(
     assert [a.status_code for a in answers] == [200] * len(qualifiers)
     assert [a.text for a in answers] == ["one" if q == "1" else "latest" for q in qualifiers]
     assert [a.headers["x-fc-invocation-service-version"] for a in answers] == qualifiers
+
+
+def test_async_invoke_configs_are_per_qualifier(sdk: Client, client: httpx.Client) -> None:
+    """A task runs under its qualifier's config (here: its destination), else under
+    LATEST's; a config for an unknown qualifier is a 404."""
+    name = _deploy(sdk)
+    _publish(sdk, name)
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="prod", version_id="1")))
+    sinks = {q: _deploy(sdk, "sink") for q in ("LATEST", "prod")}
+    for qualifier, sink in sinks.items():
+        r = client.put(f"{API}/functions/{name}/async-invoke-config",
+                       params={"qualifier": qualifier}, json={"destinationConfig": {
+                           "onSuccess": {"destination":
+                                         f"acs:fc:local:1000000000000000:functions/{sink}"}}})
+        assert r.status_code == 200 and r.json()["qualifier"] == qualifier, r.text
+    got = sdk.get_async_invoke_config(name, fc.GetAsyncInvokeConfigRequest(qualifier="prod"))
+    assert got.body.destination_config.on_success.destination.endswith(sinks["prod"])
+    listed = sdk.list_async_invoke_configs(fc.ListAsyncInvokeConfigsRequest(
+        function_name=name)).body.configs
+    assert len(listed) == 2
+
+    def delivered(sink: str) -> int:
+        return len(client.get(f"{API}/functions/{sink}/async-tasks").json()["tasks"])
+
+    for qualifier in ("prod", "1", None):  # "1" has no config: LATEST's applies
+        r = client.post(f"{API}/functions/{name}/invocations",
+                        params={"qualifier": qualifier} if qualifier else None,
+                        headers={"x-fc-invocation-type": "Async"})
+        assert r.status_code == 202
+    wait_for(lambda: (delivered(sinks["prod"]), delivered(sinks["LATEST"])) == (1, 2),
+             timeout=20)
+
+    sdk.delete_async_invoke_config(name, fc.DeleteAsyncInvokeConfigRequest(qualifier="prod"))
+    assert _error(lambda: sdk.get_async_invoke_config(
+        name, fc.GetAsyncInvokeConfigRequest(qualifier="prod"))).status_code == 404
+    assert sdk.get_async_invoke_config(name, fc.GetAsyncInvokeConfigRequest()).body
+    assert _error(lambda: sdk.put_async_invoke_config(name, fc.PutAsyncInvokeConfigRequest(
+        qualifier="nope", body=fc.PutAsyncInvokeConfigInput(max_async_retry_attempts=1)))
+    ).status_code == 404
+
+
+def test_provision_configs_of_an_alias_follow_it(sdk: Client, client: httpx.Client) -> None:
+    """PutProvisionConfig with an alias keeps instances of the version it points at
+    started; when the alias moves, they move with it; deleting the alias ends it."""
+    name = _deploy(sdk, "v1")
+    _publish(sdk, name)
+    _update(sdk, name, "v2")
+    _publish(sdk, name)
+    sdk.create_alias(name, fc.CreateAliasRequest(body=fc.CreateAliasInput(
+        alias_name="prod", version_id="1")))
+    put = sdk.put_provision_config(name, fc.PutProvisionConfigRequest(
+        qualifier="prod", body=fc.PutProvisionConfigInput(target=1))).body
+    assert put.target == 1
+
+    def current(qualifier: str) -> int:
+        return int(sdk.get_provision_config(name, fc.GetProvisionConfigRequest(
+            qualifier=qualifier)).body.current or 0)
+
+    wait_for(lambda: current("prod") == 1, timeout=20)
+    r = client.post(f"{API}/functions/{name}/invocations", params={"qualifier": "prod"})
+    assert (r.text, r.headers["x-funclet-start-kind"]) == ("v1:", "provisioned")
+    listed = sdk.list_provision_configs(fc.ListProvisionConfigsRequest(
+        function_name=name)).body.provision_configs
+    assert [c.target for c in listed] == [1]
+
+    sdk.update_alias(name, "prod", fc.UpdateAliasRequest(body=fc.UpdateAliasInput(
+        version_id="2")))
+    wait_for(lambda: current("prod") == 1, timeout=20)
+    wait_for(lambda: client.post(f"{API}/functions/{name}/invocations", params={
+        "qualifier": "prod"}).headers["x-funclet-start-kind"] == "provisioned", timeout=20)
+    assert client.post(f"{API}/functions/{name}/invocations",
+                       params={"qualifier": "prod"}).text == "v2:"
+    assert _error(lambda: sdk.put_provision_config(name, fc.PutProvisionConfigRequest(
+        qualifier="nope", body=fc.PutProvisionConfigInput(target=1)))).status_code == 404
+    sdk.delete_alias(name, "prod")
+    assert sdk.list_provision_configs(fc.ListProvisionConfigsRequest(
+        function_name=name)).body.provision_configs == []

@@ -183,8 +183,9 @@ class AsyncConfigNotFound(ApiError):
     code = "AsyncConfigNotFound"
     status = 404
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"function '{name}' has no async invoke config")
+    def __init__(self, name: str, qualifier: str = "LATEST") -> None:
+        super().__init__(f"function '{name}' has no async invoke config"
+                         + (f" for qualifier '{qualifier}'" if qualifier != "LATEST" else ""))
 
 
 class TriggerNotFound(ApiError):

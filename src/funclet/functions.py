@@ -229,13 +229,18 @@ class Functions:
     async def set_provision(self, name: str, body: dict[str, Any]) -> None:
         """FC's PutProvisionConfig: keep ``target`` instances started ahead of time."""
         await self.get(name)
+        target = self.target_of(body)
+        await self._store.set_provision_target(name, target)
+        self._provision(name, target)
+        await self._changed(name)
+
+    def target_of(self, body: dict[str, Any]) -> int:
+        """PutProvisionConfig's ``target``: 0 to the account's instances."""
         target = body.get("target")
         most = self._admission.max_instances
         if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= most:
             raise InvalidArgument(f"target must be an integer from 0 to {most}")
-        await self._store.set_provision_target(name, target)
-        self._provision(name, target)
-        await self._changed(name)
+        return target
 
     async def clear_reserved_concurrency(self, name: str) -> None:
         await self.get(name)

@@ -124,8 +124,11 @@ class Platform:
         self.functions = Functions(
             self.store, self.code, self.registry, self.runtimes, self.admission
         )
-        self.versions = Versions(VersionStore(self.store), self.functions, self.registry)
+        self.versions = Versions(VersionStore(self.store), self.functions, self.registry,
+                                 self.store)
         self.services = Services(self.store, self.functions)  # FC 2.0's (api/fc2.py)
+        # (disabled and enabled again: versions' provisioned instances stop and start)
+        self.functions.on_change.append(self.versions.apply_provision)
         self.layers = Layers(LayerStore(self.store), self.code, settings.region,
                              settings.account_id, settings.resolved_code_dir / "layers-merged")
         self.functions.check_layers = self.layers.check
@@ -137,6 +140,7 @@ class Platform:
         if self.slots is not None:  # provisioned instances: each live node its share
             self.functions.share = self.nodes.share
             self.nodes.on_members.append(self.functions.reshare)
+            self.nodes.on_members.append(self.versions.reshare)
         self.functions.on_delete.append(self.async_configs.delete)
         self.functions.on_delete.append(self._forget_function)
         self.outbox = Outbox(self.tasks, Destinations(self._enqueue_async))

@@ -19,6 +19,7 @@ from funclet.errors import AliasNotFound, InvalidArgument, VersionNotFound
 from funclet.functions import Functions
 from funclet.instances.registry import Registry
 from funclet.models import FunctionVersion
+from funclet.store.metadata import Store
 from funclet.store.tasks import now_ms
 from funclet.store.versions import AliasRow, VersionRow, VersionStore
 
@@ -41,19 +42,29 @@ def parse_qualifier(qualifier: str | None) -> str:
 class Versions:
     """Publishes and deletes versions, keeps aliases, resolves qualifiers."""
 
-    def __init__(self, store: VersionStore, functions: Functions, registry: Registry) -> None:
+    def __init__(self, store: VersionStore, functions: Functions, registry: Registry,
+                 targets: Store) -> None:
         self._store = store
         self._functions = functions
         self._registry = registry
+        self._targets = targets  # provision targets per qualifier
         self._aliases: dict[str, dict[str, AliasRow]] = {}
         self._versions: dict[tuple[str, int], FunctionVersion] = {}
         self.on_change: list[Callable[[str], Awaitable[object]]] = []
         self._random = random.random
+        # PutProvisionConfig with a qualifier: (function, version or alias) -> target, and
+        # the versions each function keeps started now (version id -> instances).
+        self.provisioned: dict[tuple[str, str], int] = {}
+        self._started: dict[str, dict[str, int]] = {}
 
     async def load_all(self) -> None:
         self._aliases = {}
         for alias in await self._store.all_aliases():
             self._aliases.setdefault(alias.function_name, {})[alias.alias_name] = alias
+        self.provisioned = {k: t for k, t in (
+            await self._targets.qualified_provision_targets()).items() if k[1] != LATEST}
+        for name in {n for n, _ in self.provisioned}:
+            await self.apply_provision(name)
 
     async def sync(self, name: str) -> None:
         """``name`` changed (here or on another node): read its aliases again, and stop
@@ -69,16 +80,78 @@ class Versions:
                 # Gone, or another function's now (deleted and made again, ids anew).
                 del self._versions[key]
                 self._registry.retire_version(name, str(key[1]))
+        for target in [k for k in self.provisioned if k[0] == name]:
+            del self.provisioned[target]
+        self.provisioned.update({k: t for k, t in (
+            await self._targets.qualified_provision_targets(name)).items() if k[1] != LATEST})
+        await self.apply_provision(name)
 
     def forget(self, name: str) -> None:
         """The function was deleted: its versions and aliases went with it."""
         self._aliases.pop(name, None)
         for key in [k for k in self._versions if k[0] == name]:
             del self._versions[key]
+        for target in [k for k in self.provisioned if k[0] == name]:
+            del self.provisioned[target]
+        self._started.pop(name, None)
 
     async def _changed(self, name: str) -> None:
+        await self.apply_provision(name)  # an alias may point elsewhere now
         for tell in self.on_change:
             await tell(name)
+
+    # -- provisioned instances of versions and aliases ------------------------------
+
+    async def set_provision(self, name: str, qualifier: str, target: int) -> None:
+        """PutProvisionConfig (``target`` 0: DeleteProvisionConfig) for a version or an
+        alias: instances of the version it names are kept started (an alias's main
+        version; when the alias moves, they move with it)."""
+        await self.version_ids(name, qualifier)  # 404 for an unknown one
+        await self._targets.set_provision_target(name, target, qualifier)
+        if target:
+            self.provisioned[(name, qualifier)] = target
+        else:
+            self.provisioned.pop((name, qualifier), None)
+        await self._changed(name)
+
+    def provision_version(self, name: str, qualifier: str) -> str | None:
+        """The version id whose instances a qualifier's provision config keeps."""
+        if VERSION_RE.fullmatch(qualifier):
+            return qualifier
+        alias = self._aliases.get(name, {}).get(qualifier)
+        return str(alias.version_id) if alias is not None else None
+
+    async def apply_provision(self, name: str) -> None:
+        """Keep started what the function's provision configs of versions and aliases
+        name now (nothing while its invocations are disabled)."""
+        wanted: dict[str, int] = {}
+        for (fn, qualifier), target in self.provisioned.items():
+            if fn != name or name in self._functions.disabled:
+                continue
+            version_id = self.provision_version(fn, qualifier)
+            if version_id is not None:
+                wanted[version_id] = wanted.get(version_id, 0) + target
+        for version_id in {*wanted, *self._started.get(name, {})}:
+            target = wanted.get(version_id, 0)
+            try:
+                version = await self._version(name, int(version_id))
+            except VersionNotFound:
+                continue
+            self._registry.set_version_provision(version, self._functions.share(
+                f"{name}/{version_id}", target))
+        if wanted:
+            self._started[name] = wanted
+        else:
+            self._started.pop(name, None)
+
+    def reshare(self) -> None:
+        """The live nodes changed: each version's provisioned instances anew."""
+        for name, wanted in self._started.items():
+            for version_id, target in wanted.items():
+                version = self._versions.get((name, int(version_id)))
+                if version is not None:
+                    self._registry.set_version_provision(version, self._functions.share(
+                        f"{name}/{version_id}", target))
 
     # -- versions -----------------------------------------------------------------
 
@@ -116,6 +189,7 @@ class Versions:
         await self._store.delete(name, number)
         self._versions.pop((name, number), None)
         self._registry.retire_version(name, str(number))
+        await self._drop_provision(name, str(number))
         await self._changed(name)
 
     # -- aliases ------------------------------------------------------------------
@@ -168,7 +242,13 @@ class Versions:
         await self._functions.get(name)
         await self._store.delete_alias(name, alias_name)
         self._aliases.get(name, {}).pop(alias_name, None)
+        await self._drop_provision(name, alias_name)
         await self._changed(name)
+
+    async def _drop_provision(self, name: str, qualifier: str) -> None:
+        """A deleted version's or alias's provision config goes with it."""
+        if self.provisioned.pop((name, qualifier), None) is not None:
+            await self._targets.set_provision_target(name, 0, qualifier)
 
     # -- qualifiers ---------------------------------------------------------------
 

@@ -11,7 +11,9 @@ from starlette.routing import Route
 from funclet.api.functions import PREFIX, decode_token, encode_token, function_arn
 from funclet.api.responses import int_param, json_body, json_response
 from funclet.errors import InvalidArgument, ScalingConfigNotFound
+from funclet.instances.pool import Pool
 from funclet.platform import Platform
+from funclet.versions import LATEST, parse_qualifier
 
 
 def _concurrency_json(platform: Platform, name: str, reserved: int | None) -> dict[str, Any]:
@@ -50,41 +52,61 @@ def latest_only(request: Request, what: str) -> None:
                               f"funclet; qualifier '{qualifier[:64]}' is not supported yet")
 
 
-def _provision_json(platform: Platform, name: str) -> dict[str, Any]:
-    pool = platform.registry.pool(name)
-    target = platform.functions.provision_targets.get(name, 0)  # the cluster's
+def _provision_json(platform: Platform, name: str, qualifier: str = LATEST) -> dict[str, Any]:
+    if qualifier == LATEST:
+        pool: Pool | None = platform.registry.pool(name)
+        target = platform.functions.provision_targets.get(name, 0)  # the cluster's
+    else:
+        version_id = platform.versions.provision_version(name, qualifier)
+        pool = platform.registry.published(name, version_id) if version_id else None
+        target = platform.versions.provisioned.get((name, qualifier), 0)
     return {
         "functionArn": function_arn(platform, name),
+        "qualifier": qualifier,
         "target": target,
         "defaultTarget": target,
-        "current": pool.provisioned_current,  # this node's
-        "currentError": pool.provision_error,
+        "current": pool.provisioned_current if pool is not None else 0,  # this node's
+        "currentError": pool.provision_error if pool is not None else "",
         "alwaysAllocateCPU": True,
         "scheduledActions": [],
         "targetTrackingPolicies": [],
     }
 
 
-async def put_provision(request: Request) -> Response:
-    latest_only(request, "provision configs")
-    platform: Platform = request.app.state.platform
-    name = request.path_params["name"]
-    await platform.functions.set_provision(name, await json_body(request))
-    return json_response(_provision_json(platform, name))
-
-
-async def get_provision(request: Request) -> Response:
-    latest_only(request, "provision configs")
+async def _provision_target(request: Request) -> tuple[Platform, str, str]:
     platform: Platform = request.app.state.platform
     name = request.path_params["name"]
     await platform.functions.get(name)
-    return json_response(_provision_json(platform, name))
+    qualifier = parse_qualifier(request.query_params.get("qualifier"))
+    if qualifier != LATEST:
+        await platform.versions.version_ids(name, qualifier)  # 404 for an unknown one
+    return platform, name, qualifier
+
+
+async def put_provision(request: Request) -> Response:
+    """PutProvisionConfig: LATEST's, or (``qualifier``) a version's or an alias's (the
+    instances of the version the alias points at)."""
+    platform, name, qualifier = await _provision_target(request)
+    body = await json_body(request)
+    if qualifier == LATEST:
+        await platform.functions.set_provision(name, body)
+    else:
+        await platform.versions.set_provision(name, qualifier, platform.functions.target_of(
+            body))
+    return json_response(_provision_json(platform, name, qualifier))
+
+
+async def get_provision(request: Request) -> Response:
+    platform, name, qualifier = await _provision_target(request)
+    return json_response(_provision_json(platform, name, qualifier))
 
 
 async def delete_provision(request: Request) -> Response:
-    latest_only(request, "provision configs")
-    platform: Platform = request.app.state.platform
-    await platform.functions.set_provision(request.path_params["name"], {"target": 0})
+    platform, name, qualifier = await _provision_target(request)
+    if qualifier == LATEST:
+        await platform.functions.set_provision(name, {"target": 0})
+    else:
+        await platform.versions.set_provision(name, qualifier, 0)
     return Response(status_code=204)
 
 
@@ -162,11 +184,14 @@ async def list_concurrency(request: Request) -> Response:
 
 
 async def list_provision(request: Request) -> Response:
-    """ListProvisionConfigs: the functions with a provisioned target."""
+    """ListProvisionConfigs: every target, by function name and qualifier."""
     platform: Platform = request.app.state.platform
-    targets = dict(platform.functions.provision_targets)
-    page, token = name_page(request, [n for n in targets if platform.registry.deployed(n)])
-    out: dict[str, Any] = {"provisionConfigs": [_provision_json(platform, n) for n in page]}
+    keys = {f"{n}/{LATEST}": (n, LATEST) for n in platform.functions.provision_targets
+            if platform.registry.deployed(n)}
+    keys.update({f"{n}/{q}": (n, q) for n, q in platform.versions.provisioned})
+    page, token = name_page(request, list(keys))
+    out: dict[str, Any] = {"provisionConfigs": [_provision_json(platform, *keys[k])
+                                                for k in page]}
     if token:
         out["nextToken"] = token
     return json_response(out)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from funclet.api.configs import latest_only, name_page
+from funclet.api.configs import name_page
 from funclet.api.functions import (
     PREFIX,
     encode_token,
@@ -21,7 +21,7 @@ from funclet.api.responses import fc_time, int_param, json_body, json_response
 from funclet.asyncq.policy import TaskStatus
 from funclet.errors import AsyncConfigNotFound, AsyncTaskNotFound, InvalidArgument
 from funclet.platform import Platform
-from funclet.versions import parse_qualifier
+from funclet.versions import LATEST, parse_qualifier
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -95,42 +95,50 @@ async def stop_task(request: Request) -> Response:
     return json_response({})
 
 
-def _config_json(platform: Platform, name: str, entry: Any) -> dict[str, Any]:
+def _config_json(platform: Platform, name: str, qualifier: str, entry: Any) -> dict[str, Any]:
     config, created, modified = entry
-    return {**config.to_fc(function_arn(platform, name)), "createdTime": fc_time(created),
-            "lastModifiedTime": fc_time(modified)}
+    return {**config.to_fc(function_arn(platform, name)), "qualifier": qualifier,
+            "createdTime": fc_time(created), "lastModifiedTime": fc_time(modified)}
+
+
+async def _config_target(request: Request) -> tuple[Platform, str, str]:
+    """The path's function and the qualifier (LATEST, a version, an alias), both known."""
+    platform, name = await known_function(request)
+    qualifier = parse_qualifier(request.query_params.get("qualifier"))
+    if qualifier != LATEST:
+        await platform.versions.version_ids(name, qualifier)  # 404 for an unknown one
+    return platform, name, qualifier
 
 
 async def put_async_config(request: Request) -> Response:
-    latest_only(request, "async invoke configs")
-    platform, name = await known_function(request)
-    entry = await platform.async_configs.put(name, await json_body(request))
-    return json_response(_config_json(platform, name, entry))
+    platform, name, qualifier = await _config_target(request)
+    entry = await platform.async_configs.put(name, await json_body(request), qualifier)
+    return json_response(_config_json(platform, name, qualifier, entry))
 
 
 async def get_async_config(request: Request) -> Response:
-    latest_only(request, "async invoke configs")
-    platform, name = await known_function(request)
-    entry = platform.async_configs.get(name)
+    platform, name, qualifier = await _config_target(request)
+    entry = platform.async_configs.get(name, qualifier)
     if entry is None:
-        raise AsyncConfigNotFound(name)
-    return json_response(_config_json(platform, name, entry))
+        raise AsyncConfigNotFound(name, qualifier)
+    return json_response(_config_json(platform, name, qualifier, entry))
 
 
 async def delete_async_config(request: Request) -> Response:
-    latest_only(request, "async invoke configs")
-    platform, name = await known_function(request)
-    if not await platform.async_configs.delete(name):
-        raise AsyncConfigNotFound(name)
+    platform, name, qualifier = await _config_target(request)
+    if not await platform.async_configs.delete(name, qualifier):
+        raise AsyncConfigNotFound(name, qualifier)
     return Response(status_code=204)
 
 
 async def list_async_configs(request: Request) -> Response:
-    """ListAsyncInvokeConfigs: every function's config, by function name."""
+    """ListAsyncInvokeConfigs: every config, by function name and qualifier."""
     platform: Platform = request.app.state.platform
-    page, token = name_page(request, list(platform.async_configs.names()))
+    keys = {f"{name}/{qualifier}": (name, qualifier)
+            for name, qualifier in platform.async_configs.keys()}
+    page, token = name_page(request, list(keys))
     out: dict[str, Any] = {"configs": [
-        _config_json(platform, n, platform.async_configs.get(n)) for n in page]}
+        _config_json(platform, *keys[k], platform.async_configs.get(*keys[k])) for k in page]}
     if token:
         out["nextToken"] = token
     return json_response(out)

@@ -46,8 +46,9 @@ async def list_versions(request: Request) -> Response:
 
 
 async def delete_version(request: Request) -> Response:
-    await platform_of(request).versions.delete(request.path_params["name"],
-                                             request.path_params["version"])
+    platform, name = platform_of(request), request.path_params["name"]
+    await platform.versions.delete(name, request.path_params["version"])
+    await platform.async_configs.delete(name, request.path_params["version"])  # its own
     return Response(status_code=204)
 
 
@@ -81,8 +82,9 @@ async def list_aliases(request: Request) -> Response:
 
 
 async def delete_alias(request: Request) -> Response:
-    await platform_of(request).versions.delete_alias(request.path_params["name"],
-                                                   request.path_params["alias"])
+    platform, name = platform_of(request), request.path_params["name"]
+    await platform.versions.delete_alias(name, request.path_params["alias"])
+    await platform.async_configs.delete(name, request.path_params["alias"])  # its own
     return Response(status_code=204)
 
 

@@ -55,7 +55,7 @@ class Dispatcher:
         self,
         tasks: TaskStore,
         invoker: Invoker,
-        config_of: Callable[[str], AsyncConfig],
+        config_of: Callable[[str, str], AsyncConfig],  # (function, qualifier)
         max_running: int,
         arn: Callable[[str], str],
         outbox_wake: Callable[[], None],
@@ -208,7 +208,7 @@ class Dispatcher:
                                          run_after_ms=now_ms() + 1000)
 
     async def _run_attempt(self, task: Task) -> None:
-        config = self._config_of(task.function_name)
+        config = self._config_of(task.function_name, task.qualifier)
         age_s = (now_ms() - task.created_ms) / 1000
         if age_s > config.max_age_seconds:
             message = (f"Event age {age_s:.0f} s exceeded the maximum of "

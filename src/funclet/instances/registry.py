@@ -100,6 +100,12 @@ class Registry:
             pool.provision_target = target
             pool.reconcile(time.monotonic())
 
+    def set_version_provision(self, version: FunctionVersion, target: int) -> None:
+        """Keep ``target`` instances of a published version started ahead of time."""
+        pool = self.version_pool(version)
+        pool.provision_target = target
+        pool.reconcile(time.monotonic())
+
     def undeploy(self, name: str) -> None:
         self._provision.pop(name, None)
         old = self._pools.pop(name, None)

@@ -147,7 +147,7 @@ class Store:
 
         def delete_rows(conn: Connection) -> int:
             result = conn.execute(delete(t).where(t.c.name == name))
-            for c in (schema.concurrency_configs, schema.provision_configs,
+            for c in (schema.concurrency_configs, schema.provision_targets,
                       schema.function_versions, schema.aliases, schema.function_counters,
                       schema.function_restrictions, schema.scaling_configs):
                 conn.execute(delete(c).where(c.c.function_name == name))
@@ -178,13 +178,16 @@ class Store:
             rows = await conn.execute(select(c))
             return {r.function_name: r.reserved_concurrency for r in rows}
 
-    async def set_provision_target(self, name: str, target: int) -> None:
-        p = schema.provision_configs
+    async def set_provision_target(self, name: str, target: int,
+                                   qualifier: str = "LATEST") -> None:
+        p = schema.provision_targets
 
         def put(conn: Connection) -> None:
-            conn.execute(delete(p).where(p.c.function_name == name))
+            conn.execute(delete(p).where(and_(p.c.function_name == name,
+                                              p.c.qualifier == qualifier)))
             if target:
-                conn.execute(insert(p).values(function_name=name, target=target))
+                conn.execute(insert(p).values(function_name=name, qualifier=qualifier,
+                                              target=target))
 
         await self.writer.run(put)
 
@@ -252,9 +255,18 @@ class Store:
         return await self.writer.run(get)
 
     async def provision_targets(self) -> dict[str, int]:
-        p = schema.provision_configs
+        """LATEST's targets, by function."""
+        return {name: target for (name, qualifier), target in
+                (await self.qualified_provision_targets()).items() if qualifier == "LATEST"}
+
+    async def qualified_provision_targets(self, name: str | None = None
+                                          ) -> dict[tuple[str, str], int]:
+        """Every target (of ``name``'s, if given), by (function, qualifier)."""
+        p = schema.provision_targets
+        query = select(p) if name is None else select(p).where(p.c.function_name == name)
         async with self.engine.connect() as conn:
-            return {r.function_name: r.target for r in await conn.execute(select(p))}
+            return {(r.function_name, r.qualifier): r.target
+                    for r in await conn.execute(query)}
 
     async def set_restriction(self, name: str, reason: str | None, now_ms: int) -> None:
         """Disable the function's invocations (``reason``), or enable them (None)."""

@@ -233,17 +233,22 @@ concurrency_configs = Table(
     Column("reserved_concurrency", Integer, nullable=False),
 )
 
-provision_configs = Table(
-    "provision_configs",
+# PutProvisionConfig: instances kept started, per function and qualifier (LATEST, a
+# version, an alias: the version it points at).
+provision_targets = Table(
+    "provision_targets",
     metadata,
     Column("function_name", String(128), primary_key=True),
+    Column("qualifier", String(128), primary_key=True),
     Column("target", Integer, nullable=False),
 )
 
-async_configs = Table(
-    "async_configs",
+# FC's async invoke configs, per function and qualifier (LATEST, a version, an alias).
+async_invoke_configs = Table(
+    "async_invoke_configs",
     metadata,
     Column("function_name", String(128), primary_key=True),
+    Column("qualifier", String(128), primary_key=True),
     Column("config", JSON, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("modified_ms", BigInteger, nullable=False),

@@ -533,30 +533,33 @@ class TaskStore:
 
     # -- async invoke configs ------------------------------------------------------
 
-    async def put_config(self, function_name: str, config: AsyncConfig) -> tuple[int, int]:
-        c = schema.async_configs
+    async def put_config(self, function_name: str, qualifier: str,
+                         config: AsyncConfig) -> tuple[int, int]:
+        c = schema.async_invoke_configs
         now = now_ms()
         values = {"max_retries": config.max_retries, "max_age": config.max_age_seconds,
                   "on_success": config.on_success, "on_failure": config.on_failure,
                   "async_task": config.async_task}
+        key = and_(c.c.function_name == function_name, c.c.qualifier == qualifier)
 
         def write(conn: Connection) -> int:
-            row = conn.execute(
-                select(c.c.created_ms).where(c.c.function_name == function_name)).first()
+            row = conn.execute(select(c.c.created_ms).where(key)).first()
             created = int(row.created_ms) if row else now
-            conn.execute(delete(c).where(c.c.function_name == function_name))
-            conn.execute(insert(c).values(function_name=function_name, config=values,
-                                          created_ms=created, modified_ms=now))
+            conn.execute(delete(c).where(key))
+            conn.execute(insert(c).values(function_name=function_name, qualifier=qualifier,
+                                          config=values, created_ms=created,
+                                          modified_ms=now))
             return created
 
         return await self._writer.run(write), now
 
-    async def configs(self) -> dict[str, tuple[AsyncConfig, int, int]]:
-        c = schema.async_configs
+    async def configs(self) -> dict[tuple[str, str], tuple[AsyncConfig, int, int]]:
+        """Every async invoke config, by (function, qualifier)."""
+        c = schema.async_invoke_configs
         async with self._engine.connect() as conn:
             rows = await conn.execute(select(c))
             return {
-                r.function_name: (
+                (r.function_name, r.qualifier): (
                     AsyncConfig(r.config["max_retries"], r.config["max_age"],
                                 r.config.get("on_success"), r.config.get("on_failure"),
                                 r.config.get("async_task", True)),
@@ -564,7 +567,11 @@ class TaskStore:
                 ) for r in rows
             }
 
-    async def delete_config(self, function_name: str) -> bool:
-        c = schema.async_configs
+    async def delete_config(self, function_name: str, qualifier: str | None) -> bool:
+        """One qualifier's config, or (``None``) all of the function's."""
+        c = schema.async_invoke_configs
+        key = c.c.function_name == function_name
+        if qualifier is not None:
+            key = and_(key, c.c.qualifier == qualifier)
         return await self._writer.run(lambda conn: bool(
-            conn.execute(delete(c).where(c.c.function_name == function_name)).rowcount))
+            conn.execute(delete(c).where(key)).rowcount))
