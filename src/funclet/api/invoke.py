@@ -80,10 +80,23 @@ async def _accept(request: Request, platform: Platform, request_id: str, name: s
     return await accept_async(platform, name, event, request_id, request.headers, qualifier)
 
 
+# Query strings seen, each with the qualifier it names (checked once): a caller sends
+# the same few again and again. Bounded: emptied when full.
+_QUALIFIERS: dict[bytes, str] = {}
+_QUALIFIERS_KEPT = 256
+
+
 def _qualifier(request: Request) -> str:
-    if not request.scope.get("query_string"):  # (most calls: nothing to parse)
+    query: bytes = request.scope.get("query_string") or b""
+    if not query:  # (most calls: nothing to parse)
         return LATEST
-    return parse_qualifier(request.query_params.get("qualifier"))
+    qualifier = _QUALIFIERS.get(query)
+    if qualifier is None:
+        qualifier = parse_qualifier(request.query_params.get("qualifier"))  # (or a 400)
+        if len(_QUALIFIERS) >= _QUALIFIERS_KEPT:
+            _QUALIFIERS.clear()
+        _QUALIFIERS[query] = qualifier
+    return qualifier
 
 
 async def accept_async(platform: Platform, name: str, event: bytes, request_id: str,
