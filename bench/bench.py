@@ -29,7 +29,7 @@ Runs, on this machine and in one go:
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions ...]
+       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -49,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -335,7 +336,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
 
 
 SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions")
+            "versions", "metrics")
 
 
 def main() -> None:
@@ -1103,6 +1104,49 @@ def bench_versions(args: argparse.Namespace, env: dict[str, str]) -> None:
     print(f"|{'-' * 14}|{'-' * 9}|{'-' * 9}|")
     for label, times in cold.items():
         print(f"| {label:<12} | {pct(times, 50):>7.2f} | {pct(times, 99):>7.2f} |")
+
+
+def bench_metrics(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Warm invocations @32 while /metrics is scraped every second, against none
+    (alternating, twice each): what counting every invocation costs the hot path."""
+    proc, url, data = start_funclet(env)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            deploy(client, "bench-metrics", HELLO)
+            client.post("/2023-03-30/functions/bench-metrics/invocations").raise_for_status()
+        wrk_bin = ensure_wrk()
+        target = f"{url}/2023-03-30/functions/bench-metrics/invocations"
+        wrk(wrk_bin, target, 32, 2)  # instances up first
+        rows: dict[str, dict[str, float]] = {}
+        scrapes: list[float] = []
+        for label in ("none", "scraped", "none again", "scraped again"):
+            print(f"metrics: {label} ...", file=sys.stderr)
+            stop = threading.Event()
+            scraper = threading.Thread(target=_scrape, args=(url, stop, scrapes))
+            if label.startswith("scraped"):
+                scraper.start()
+            rows[label] = wrk(wrk_bin, target, 32, args.duration)
+            stop.set()
+            if scraper.is_alive():
+                scraper.join()
+    finally:
+        stop_funclet(proc, data)
+    base = (rows["none"]["rps"] + rows["none again"]["rps"]) / 2
+    print(f"\nmetrics: warm invocations @32 for {args.duration} s each, /metrics scraped "
+          f"every second or not ({len(scrapes)} scrapes, p50 {pct(scrapes, 50):.1f} ms)\n")
+    print(f"| {'scrapes':<14} | {'req/s':>8} | {'p50 ms':>7} | {'/ none':>7} |")
+    print(f"|{'-' * 16}|{'-' * 10}|{'-' * 9}|{'-' * 9}|")
+    for label, r in rows.items():
+        print(f"| {label:<14} | {r['rps']:>8,.0f} | {r.get('p50', 0):>7.2f} | "
+              f"{r['rps'] / base:>7.2f} |")
+
+
+def _scrape(url: str, stop: threading.Event, times: list[float]) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while not stop.wait(1.0):
+            started = time.perf_counter()
+            client.get("/metrics").raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from funclet.asyncq.configs import AsyncConfigs
 from funclet.asyncq.destinations import Destinations
@@ -31,6 +33,7 @@ from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
 from funclet.layers import Layers
+from funclet.metrics import Gauges, Metrics
 from funclet.models import function_arn
 from funclet.nodes import DEAD_AFTER_S, Nodes
 from funclet.runtimes import discover, protocol
@@ -115,11 +118,13 @@ class Platform:
         self.registry = Registry(deps, settings.keep_alive_seconds)
         self.nodes = Nodes(self.store, self.node_id, f"{settings.host}:{settings.port}",
                            self.registry.live_count)
+        self.metrics = Metrics()  # /metrics (api/app.py)
         self.invoker = Invoker(
             self.registry, self.admission, self.recorder, settings.max_queue_wait_seconds,
             miss=self._sync_if_shared,
             resolve=lambda name, qualifier: self.versions.resolve(name, qualifier),
             resolve_now=lambda name, qualifier: self.versions.resolve_now(name, qualifier),
+            metrics=self.metrics,
         )
         self.functions = Functions(
             self.store, self.code, self.registry, self.runtimes, self.admission
@@ -153,9 +158,10 @@ class Platform:
             self.nodes.on_members.append(lambda: self.dispatcher.limit(
                 self.nodes.share("async", settings.max_instances // 2)))
         trigger_store = TriggerStore(self.store)
-        self.timers = Timers(trigger_store, self._enqueue_async)
+        self.timers = Timers(trigger_store, self._counted_enqueue("timer"))
         self.consumers = Consumers(self._enqueue_async,
-                                   self.node_id if self.slots is not None else "")
+                                   self.node_id if self.slots is not None else "",
+                                   on_fire=self.metrics.trigger_fired)
         self.triggers = Triggers(
             trigger_store, self.timers, self.consumers, self.functions.get,
             lambda name, qualifier: self.versions.version_ids(name, parse_qualifier(qualifier)))
@@ -237,7 +243,28 @@ class Platform:
         for name in sorted(names | set(self.registry.names())):
             await self._sync_function(name)
 
+    def _counted_enqueue(self, kind: str) -> Callable[..., Awaitable[None]]:
+        """``_enqueue_async``, each fire counted as a ``kind`` trigger's (metrics)."""
+        async def enqueue(*args: Any, **kwargs: Any) -> None:
+            await self._enqueue_async(*args, **kwargs)
+            self.metrics.trigger_fired(kind)
+
+        return enqueue
+
+    async def gauges(self) -> Gauges:
+        """What /metrics reports beside the counters: this node's instances, the limit,
+        the waiting invocations, async tasks by status, the outbox."""
+        instances: dict[tuple[str, str], int] = {}
+        for name in self.registry.names():
+            for inst in self.registry.instances(name):
+                key = (name, inst.state.value)
+                instances[key] = instances.get(key, 0) + 1
+        by_status, pending = await self.tasks.counts()
+        return Gauges(instances, self.settings.max_instances, self.admission.waiting,
+                      by_status, pending)
+
     async def _forget_function(self, name: str) -> None:
+        self.metrics.forget(name)
         self.sandbox.forget(name)
         self.versions.forget(name)
         self.invoker.sessions.forget_function(name)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -85,6 +86,14 @@ async def _health(request: Request) -> Response:
     }, 200 if healthy else 503)
 
 
+async def _metrics(request: Request) -> Response:
+    """Prometheus's text format (docs/metrics.md); the API's credentials when auth is on."""
+    platform: Platform = request.app.state.platform
+    platform.metrics.now = await platform.gauges()
+    return Response(generate_latest(platform.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)
+
+
 def build_app(platform: Platform) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -134,6 +143,7 @@ def build_app(platform: Platform) -> Starlette:
             *triggers.routes,
             *http_triggers.routes,
             Route("/healthz", _health, methods=["GET"]),
+            Route("/metrics", _metrics, methods=["GET"]),
             *nodes.routes,
             *openapi.routes,
         ],

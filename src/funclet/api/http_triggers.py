@@ -76,6 +76,7 @@ async def http_trigger(request: Request) -> Response:
             # (FC 2.0's /proxy/{service}.{qualifier}/…: api/fc2.py)
             qualifier = request.scope.get("funclet_qualifier") or row.qualifier
             what = f"the HTTP trigger of '{name}'"
+        platform.metrics.trigger_fired("http")
         if methods is not None and request.method not in methods:
             raise MethodNotAllowed(
                 f"{what} takes {', '.join(sorted(methods))}, not {request.method}")

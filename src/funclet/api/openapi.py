@@ -527,6 +527,11 @@ def _paths() -> dict[str, dict[str, Operation]]:
                            ref("Health"), "the database or the code store does not answer",
                            "503")}, security=[]),
         },
+        "/metrics": {
+            "get": _op("GetMetrics", "Prometheus metrics (text format)", "platform",
+                       {"200": {"description": "The metrics", "content": {
+                           "text/plain": {"schema": {"type": "string"}}}}}),
+        },
         f"{PREFIX}/openapi.json": {
             "get": _op("GetOpenApiDocument", "This document", "platform",
                        _json({"type": "object"}), security=[]),

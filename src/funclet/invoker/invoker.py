@@ -14,6 +14,7 @@ from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
 from funclet.invoker.admission import SLOT, Admission
+from funclet.metrics import Metrics
 from funclet.models import Affinity, FunctionVersion
 from funclet.sessions import (
     Session,
@@ -59,6 +60,7 @@ class Invoker:
         miss: Callable[[str], Awaitable[object]] | None = None,
         resolve: Callable[[str, str], Awaitable[FunctionVersion]] | None = None,
         resolve_now: Callable[[str, str], FunctionVersion | None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._registry = registry
         self._admission = admission
@@ -71,6 +73,7 @@ class Invoker:
         # ``resolve_now`` answers from memory when it can (no await on the hot path).
         self._resolve = resolve
         self._resolve_now = resolve_now
+        self._metrics = metrics
         # Functions whose invocations are disabled: (reason, when) (``Functions``).
         self.disabled: dict[str, tuple[str, int]] = {}
         self.sessions = Sessions()
@@ -112,8 +115,13 @@ class Invoker:
         finally:
             if session is not None:
                 self.sessions.left(session)
-        # 6. The record, written off the hot path.
+        # 6. The record, written off the hot path; the metrics.
         self._recorder.invocation(_record(out, mode, started_ms))
+        if self._metrics is not None:
+            self._metrics.invocation(
+                function_name, qualifier, mode, "failed" if out.error else "succeeded",
+                out.start_kind.value if out.start_kind else "", out.duration_ms, out.init_ms,
+                out.queue_ms)
         return out
 
     async def open_session(self, function_name: str, qualifier: str, body: dict[str, Any],

@@ -531,6 +531,16 @@ class TaskStore:
         async with self._engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
 
+    async def counts(self) -> tuple[dict[str, int], int]:
+        """Async tasks by status, and destination records not delivered yet (metrics)."""
+        t, o = schema.async_tasks, schema.outbox
+        async with self._engine.connect() as conn:
+            by_status = {r.status: int(r.n) for r in await conn.execute(
+                select(t.c.status, func.count().label("n")).group_by(t.c.status))}
+            pending = (await conn.execute(select(func.count()).select_from(o).where(
+                o.c.status == "pending"))).scalar()
+        return by_status, int(pending or 0)
+
     # -- async invoke configs ------------------------------------------------------
 
     async def put_config(self, function_name: str, qualifier: str,

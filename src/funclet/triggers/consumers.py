@@ -70,11 +70,14 @@ def _jitter() -> float:
 class Consumers:
     """The consumers of all message-queue triggers, by (function, trigger)."""
 
-    def __init__(self, enqueue: Enqueue, node_id: str = "") -> None:
+    def __init__(self, enqueue: Enqueue, node_id: str = "",
+                 on_fire: Callable[[str], None] = lambda kind: None) -> None:
         """``node_id``: set when nodes share a database; each then consumes as one of
-        the competing consumers of every trigger (``brokers.Names``)."""
+        the competing consumers of every trigger (``brokers.Names``). ``on_fire``: told
+        the trigger type of each batch enqueued (metrics)."""
         self._enqueue = enqueue
         self._node_id = node_id
+        self._on_fire = on_fire
         self._consumers: dict[Key, _Consumer] = {}
         self._stopping: dict[Key, asyncio.Task[None]] = {}
 
@@ -84,7 +87,8 @@ class Consumers:
         self.remove(key)
         names = Names(key[0], key[1], trigger_id, self._node_id)
         self._consumers[key] = _Consumer(names, config, self._enqueue,
-                                         after=self._stopping.get(key), qualifier=qualifier)
+                                         after=self._stopping.get(key), qualifier=qualifier,
+                                         on_fire=self._on_fire)
 
     def remove(self, key: Key) -> None:
         """Stop a trigger's consumer and forget it; it finishes in the background."""
@@ -120,13 +124,15 @@ class _Consumer:
     docstring). Only this object changes its ``state``."""
 
     def __init__(self, names: Names, config: BrokerConfig, enqueue: Enqueue,
-                 after: asyncio.Task[None] | None, qualifier: str = "LATEST") -> None:
+                 after: asyncio.Task[None] | None, qualifier: str = "LATEST",
+                 on_fire: Callable[[str], None] = lambda kind: None) -> None:
         self.names = names
         self.config = config
         self.qualifier = qualifier
         self.state = ConsumerState.CONNECTING
         self.error: str | None = None
         self._enqueue = enqueue
+        self.on_fire = on_fire  # told the trigger type of each batch enqueued
         self._failing = 0  # batches whose enqueue is failing now
         self._stuck = False  # the error is the enqueue's, not the connection's
         self._deliveries: dict[asyncio.Task[None], list[Message]] = {}  # task: its batch
@@ -215,6 +221,7 @@ class _Consumer:
         while True:
             try:
                 await self._enqueue(function_name, event, tid, self.qualifier)
+                self.on_fire(kind)
                 break
             except Exception as exc:
                 if attempt == 0:
