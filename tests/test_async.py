@@ -355,3 +355,36 @@ def test_started_time_filters_use_when_tasks_started(client: httpx.Client) -> No
     miss = client.get(f"{API}/functions/{name}/async-tasks",
                       params={"startedTimeBegin": started + 1}).json()
     assert miss["tasks"] == []
+
+
+def test_every_attempt_runs_and_logs_under_the_accepted_request_id(
+        client: httpx.Client) -> None:
+    """The request id a caller gets at accept is the one each attempt runs under (retries
+    too): its invocation record holds every attempt's log, and the task says it."""
+    name = deploy(client, {"index.py": """
+        calls = 0
+
+        def handler(event, context):
+            global calls
+            calls += 1
+            print("attempt", calls, "as", context.request_id)
+            if calls == 1:
+                raise RuntimeError("first time unlucky")
+            return "ok"
+    """})
+    r = client.put(f"{API}/functions/{name}/async-invoke-config",
+                   json={"maxAsyncRetryAttempts": 2})
+    assert r.status_code == 200
+    r = client.post(f"{API}/functions/{name}/invocations",
+                    headers={"x-fc-invocation-type": "Async"})
+    request_id, task_id = r.headers["x-fc-request-id"], r.headers["x-fc-async-task-id"]
+    task = wait_for(lambda: (t := client.get(
+        f"{API}/functions/{name}/async-tasks/{task_id}").json())["status"] == "Succeeded"
+        and t, timeout=30)
+    assert task["requestId"] == request_id and task["alreadyRetriedTimes"] == 1
+    record = wait_for(lambda: (x := client.get(
+        f"{API}/functions/{name}/invocations/{request_id}")).status_code == 200
+        and x.json()["status"] == "succeeded" and x.json())  # (the last attempt's)
+    assert f"attempt 1 as {request_id}" in record["log"]
+    assert f"attempt 2 as {request_id}" in record["log"]
+    assert record["log"].index("attempt 1") < record["log"].index("attempt 2")

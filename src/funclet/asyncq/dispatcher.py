@@ -36,7 +36,6 @@ import orjson
 from funclet.asyncq import destinations
 from funclet.asyncq.policy import AsyncConfig, TaskStatus, after_failure, backoff_seconds
 from funclet.errors import ApiError, FunctionDisabled, Throttled
-from funclet.ids import new_request_id
 from funclet.invoker import Invoker
 from funclet.store.tasks import Task, TaskStore, now_ms
 
@@ -223,8 +222,10 @@ class Dispatcher:
             log.info("Async task %s expired after %.0f s.", task.task_id, age_s)
             return
         try:
+            # Every attempt runs (and logs) under the request id the caller was given
+            # at accept: its invocation record gathers the attempts' logs.
             out = await self._invoker.invoke(
-                task.function_name, task.payload, new_request_id(), mode="async",
+                task.function_name, task.payload, task.request_id, mode="async",
                 qualifier=task.qualifier)
         except asyncio.CancelledError:
             if task.task_id not in self._stop_asked:

@@ -349,9 +349,7 @@ class Store:
 
         def write(conn: Connection) -> None:
             if invocations:
-                # A record written twice (a retried batch) is kept once.
-                stmt = self.dialect.insert(schema.invocations).on_conflict_do_nothing()
-                conn.execute(stmt, list(invocations))
+                conn.execute(_record_attempts(self.dialect), _merged(invocations))
             for values in instances:
                 conn.execute(self._upsert_instance(values))
 
@@ -472,3 +470,30 @@ class Store:
         )
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+def _record_attempts(dialect: Any) -> Any:
+    """Invocation records: a new request id inserts; a later attempt of the same one (an
+    async task's retry, run under the task's request id) takes its outcome and appends
+    its log; the same record written again (a retried batch) changes nothing."""
+    t = schema.invocations
+    stmt = dialect.insert(t)
+    later = {k: stmt.excluded[k] for k in (
+        "mode", "start_kind", "instance_id", "init_ms", "duration_ms", "queue_ms", "status",
+        "error_type", "error_message", "started_ms", "node_id", "version_id")}
+    later["log"] = t.c.log + stmt.excluded.log
+    return stmt.on_conflict_do_update(index_elements=[t.c.request_id], set_=later,
+                                      where=t.c.started_ms < stmt.excluded.started_ms)
+
+
+def _merged(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per request id (a statement may not touch a row twice): attempts of one
+    request id in the same batch become the last one, with every log in order."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        seen = out.get(record["request_id"])
+        if seen is None:
+            out[record["request_id"]] = record
+        elif record["started_ms"] > seen["started_ms"]:
+            out[record["request_id"]] = {**record, "log": seen["log"] + record["log"]}
+    return list(out.values())
