@@ -302,10 +302,14 @@ def test_the_cli_queues_and_reads_tasks(server: Server, tmp_path: Path) -> None:
     with httpx.Client(base_url=server.url) as client:
         final(client, name, "cli-task")
     assert "Succeeded" in run("tasks", name).stdout
-    assert '"returnPayload": "cli hi"' in run("task", name, "cli-task").stdout
+    assert '"returnPayload": "cli hi"' in run("task", "show", name, "cli-task").stdout
+    r = run("async-config", name)  # nothing set: the defaults it runs with
+    assert r.returncode == 0 and '"maxAsyncRetryAttempts": 3' in r.stdout
+    assert "no async invoke config of its own" in r.stderr
     r = run("async-config", name, "--retries", "1")
     assert r.returncode == 0 and '"maxAsyncRetryAttempts": 1' in r.stdout
-    assert run("task", "stop", name, "cli-task").returncode == 0
+    stopped = run("task", "stop", name, "cli-task")  # it had succeeded: nothing to stop
+    assert stopped.returncode == 0 and "already ended (Succeeded)" in stopped.stdout
     bad = run("async-config", name, "--retries", "99")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: InvalidArgument")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +162,66 @@ def test_a_layer_from_the_cli_and_deploy_with_it(server: Server, tmp_path: Path)
             arn.replace("/versions/1", "/versions/7"))
     assert r.returncode == 1 and "does not exist" in r.stderr
     assert cli(server.url, "layer", "rm", name, "1").returncode == 0
+
+
+def test_a_redeploy_changes_only_what_its_flags_name(server: Server, tmp_path: Path) -> None:
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / "main.py").write_text("def go(event, context):\n    return 'v1'\n")
+    name = unique("cli")
+    assert cli(server.url, "deploy", str(folder), "--name", name, "--handler", "main.go",
+               "--timeout", "7").returncode == 0
+    (folder / "main.py").write_text("def go(event, context):\n    return 'v2'\n")
+    r = cli(server.url, "deploy", str(folder), "--name", name)  # new code, no flags
+    assert r.returncode == 0 and f"Updated {name}" in r.stdout, r.stderr
+    info = json.loads(cli(server.url, "info", name).stdout)
+    assert (info["handler"], info["timeout"]) == ("main.go", 7)
+    assert cli(server.url, "invoke", name).stdout == "v2\n"
+    r = cli(server.url, "deploy", str(folder), "--name", name, "--memory", "256")
+    info = json.loads(cli(server.url, "info", name).stdout)
+    assert (info["handler"], info["timeout"], info["memorySize"]) == ("main.go", 7, 256)
+
+
+def test_listings_are_whole_lines_off_a_terminal_or_json(server: Server,
+                                                        tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text("def handler(event, context):\n    return 'x'\n")
+    name = unique("cli-listing-with-a-rather-long-name-that-a-terminal-would-wrap")
+    assert cli(server.url, "deploy", str(tmp_path), "--name", name).returncode == 0
+    invoked = cli(server.url, "invoke", name)
+    request_id = invoked.stderr.split("request ", 1)[1].split(",", 1)[0]
+    listed = cli(server.url, "invocations", name).stdout.splitlines()
+    assert listed[0].split("\t")[:3] == ["request id", "started", "status"]
+    assert listed[1].split("\t")[0] == request_id  # whole, copyable
+    as_json = json.loads(cli(server.url, "ls", "--prefix", name, "-o", "json").stdout)
+    assert [f["functionName"] for f in as_json] == [name]
+    accepted = cli(server.url, "invoke", name, "--async", "--task-id",
+                   "a-task-id-long-enough-to-wrap-at-eighty-columns-on-a-pipe-0123456789")
+    assert accepted.stdout.count("\n") == 1 and "0123456789 (request" in accepted.stdout
+    bad = cli(server.url, "ls", "-o", "yaml")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+
+
+def test_help_version_and_completion(server: Server) -> None:
+    help_text = subprocess.run([sys.executable, "-m", "funclet", "serve", "--help"],
+                               capture_output=True, text=True, timeout=30).stdout
+    assert "Address to listen on [default: 127.0.0.1]." in help_text
+    r = subprocess.run([sys.executable, "-m", "funclet", "--version"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("funclet ")
+    r = subprocess.run([sys.executable, "-m", "funclet", "--show-completion", "bash"],
+                       capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "SHELL": "/bin/bash"})
+    assert r.returncode == 0 and "complete" in r.stdout
+
+
+def test_trigger_config_mistakes_and_secrets(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "index.py").write_text("def handler(event, context):\n    return 'x'\n")
+    name = unique("cli")
+    assert cli(server.url, "deploy", str(tmp_path), "--name", name).returncode == 0
+    r = cli(server.url, "trigger", "add", name, "t", "--type", "timer", "--config", "not json")
+    assert r.returncode == 1 and r.stderr.startswith("Error: --config is not JSON")
+    r = cli(server.url, "trigger", "add", name, "q", "--type", "redis",
+            "--url", "redis://user:hunter2@127.0.0.1:6379/0", "--source", "orders")
+    assert r.returncode == 0, r.stderr
+    listed = cli(server.url, "trigger", "ls", name)
+    assert "hunter2" not in listed.stdout and "user:***@127.0.0.1:6379" in listed.stdout

@@ -55,6 +55,15 @@ class DependencyError(Exception):
     """``pip`` could not install a function's requirements."""
 
 
+def dependency_cache() -> Path:
+    """The one cache of installed dependencies, shared by ``funclet serve --examples``
+    (``make run``) and ``funclet deploy``: ``$FUNCLET_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/funclet``, else ``~/.cache/funclet``; its ``deps/`` folder."""
+    base = os.environ.get("FUNCLET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "funclet")
+    return Path(base) / "deps"
+
+
 def vendor_requirements(folder: Path, runtime: str, cache: Path) -> Path | None:
     """Install the folder's dependencies into a folder cached by their declaration:
     ``requirements.txt`` with pip, for ``runtime``'s Python (for a custom runtime, the

@@ -19,7 +19,13 @@ from funclet.codestore import open_blobs
 from funclet.config import Settings
 from funclet.datalock import DataFolderLock, NodeLock
 from funclet.errors import ApiError, FunctionAlreadyExists, TriggerAlreadyExists
-from funclet.packaging import DependencyError, read_full_manifest, vendor_requirements, zip_dir
+from funclet.packaging import (
+    DependencyError,
+    dependency_cache,
+    read_full_manifest,
+    vendor_requirements,
+    zip_dir,
+)
 from funclet.platform import Platform
 from funclet.store import migrate
 
@@ -159,7 +165,7 @@ async def deploy_examples(platform: Platform, folder: Path) -> None:
         try:
             vendored = await asyncio.to_thread(
                 vendor_requirements, example, body.get("runtime", platform.default_runtime),
-                platform.settings.data_dir / "deps")
+                dependency_cache())
         except DependencyError as exc:
             log.error("Example %s was not deployed: %s", example.name, exc)
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import sys
 import time
 from collections.abc import Iterator
@@ -11,30 +12,39 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.table import Table
 
+from funclet import __version__
 from funclet.cli import layers, triggers, versions
 from funclet.cli.client import (
     DEFAULT_ENDPOINT,
     Client,
     CliError,
     Endpoint,
+    Output,
     client_for,
     err,
+    group,
     options,
     out,
+    show,
 )
 
 app = typer.Typer(
     help="funclet: a self-hosted function compute platform.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,  # help texts as written: their [default: …] stay
 )
 app.add_typer(triggers.app, name="trigger")
 app.add_typer(versions.versions, name="version")
 app.add_typer(versions.aliases, name="alias")
 app.add_typer(layers.app, name="layer")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"funclet {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -44,6 +54,9 @@ def _global(
         typer.Option("--token", envvar="FUNCLET_API_TOKEN",
                      help="API token, when funclet requires authentication."),
     ] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+    = False,
 ) -> None:
     options["token"] = token
 
@@ -123,7 +136,7 @@ def serve(
         raise CliError(str(exc)) from None
 
 
-db = typer.Typer(help="The metadata database: its schema.", no_args_is_help=True)
+db = group("The metadata database: its schema.")
 app.add_typer(db, name="db")
 
 
@@ -196,6 +209,7 @@ def deploy(
     from funclet.packaging import (
         DependencyError,
         Manifest,
+        dependency_cache,
         read_full_manifest,
         vendor_requirements,
         zip_dir,
@@ -211,8 +225,11 @@ def deploy(
     name = name or body.get("functionName") or source.stem
     flags = {"runtime": runtime, "handler": handler, "timeout": timeout, "memorySize": memory}
     body.update({k: v for k, v in flags.items() if v is not None})
-    body.setdefault("runtime", f"python{sys.version_info.major}.{sys.version_info.minor}")
-    body.setdefault("handler", "index.handler")
+    # Defaults for a new function only: a redeploy changes what the flags and the
+    # function.json name, nothing else.
+    defaults = {k: v for k, v in (
+        ("runtime", f"python{sys.version_info.major}.{sys.version_info.minor}"),
+        ("handler", "index.handler")) if k not in body}
     if initializer:
         body.setdefault("instanceLifecycleConfig", {})["initializer"] = {
             "handler": initializer, "timeout": 30}
@@ -220,25 +237,27 @@ def deploy(
         body["environmentVariables"] = {**body.get("environmentVariables", {}), **_parse_env(env)}
     if layer:
         body["layers"] = list(layer)
+    client = _client(endpoint)
     if source.is_dir():
+        runtime_now = body.get("runtime") or _runtime_of(client, name) or defaults["runtime"]
         try:
-            with err.status(f"Installing {source}/requirements.txt for {body['runtime']} ..."):
-                vendored = vendor_requirements(source, body["runtime"], _cache_dir() / "deps")
+            with _step(f"Installing the dependencies of {source} for {runtime_now}",
+                       needed=any((source / f).exists()
+                                  for f in ("requirements.txt", "package.json"))):
+                vendored = vendor_requirements(source, runtime_now, dependency_cache())
         except DependencyError as exc:
             raise CliError(str(exc)) from None
         data = zip_dir(source, vendored)
     else:
         data = source.read_bytes()
     body["code"] = {"zipFile": base64.b64encode(data).decode()}
-    client = _client(endpoint)
-    body["functionName"] = name
     try:
-        fn = client.json("POST", "/functions", json=body)
+        fn = client.json("POST", "/functions", json={**defaults, **body, "functionName": name})
         verb = "Created"
     except CliError as exc:
         if not str(exc).startswith("FunctionAlreadyExists"):
             raise
-        body.pop("functionName")
+        body.pop("functionName", None)
         fn = client.json("PUT", f"/functions/{name}", json=body)
         verb = "Updated"
     out.print(
@@ -257,6 +276,31 @@ def deploy(
             client.json("PUT", f"/functions/{name}/triggers/{trigger['triggerName']}",
                         json={k: v for k, v in trigger.items() if k != "triggerName"})
         out.print(f"  trigger {trigger['triggerName']} ({trigger.get('triggerType')})")
+
+
+def _runtime_of(client: Client, name: str) -> str | None:
+    """The runtime of the function as deployed (its dependencies are built for it)."""
+    try:
+        return str(client.json("GET", f"/functions/{name}")["runtime"])
+    except CliError:
+        return None
+
+
+@contextlib.contextmanager
+def _step(what: str, needed: bool = True) -> Iterator[None]:
+    """A spinner on a terminal; off one, a line when the step starts and one when it ends."""
+    if not needed:
+        yield
+        return
+    started = time.monotonic()
+    if err.is_terminal:
+        with err.status(f"{what} ..."):
+            yield
+        return
+    err.print(f"{what} ...", markup=False, highlight=False)
+    yield
+    err.print(f"{what}: done in {time.monotonic() - started:.1f} s.", markup=False,
+              highlight=False)
 
 
 @app.command()
@@ -335,14 +379,14 @@ def _functions(client: Client, prefix: str = "") -> Iterator[dict[str, Any]]:
 @app.command("ls")
 def list_functions(
     prefix: Annotated[str, typer.Option(help="Only names starting with this.")] = "",
+    output: Output = "table",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """List functions."""
-    table = Table("name", "runtime", "handler", "memory", "timeout", "modified")
-    for fn in _functions(_client(endpoint), prefix):
-        table.add_row(fn["functionName"], fn["runtime"], fn["handler"],
-                      f"{fn['memorySize']} MB", f"{fn['timeout']} s", fn["lastModifiedTime"])
-    out.print(table)
+    items = list(_functions(_client(endpoint), prefix))
+    show(["name", "runtime", "handler", "memory", "timeout", "modified"],
+         [[fn["functionName"], fn["runtime"], fn["handler"], f"{fn['memorySize']} MB",
+           f"{fn['timeout']} s", fn["lastModifiedTime"]] for fn in items], items, output)
 
 
 @app.command()
@@ -397,49 +441,43 @@ def invocations(
     name: str,
     status: Annotated[str | None, typer.Option(help="succeeded or failed.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    output: Output = "table",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """List a function's recent invocations, newest first."""
     params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    page = _client(endpoint).json("GET", f"/functions/{name}/invocations", params=params)
-    table = Table("request id", "started", "status", "start", "init ms", "run ms", "error")
-    for rec in page["invocations"]:
-        table.add_row(
-            rec["requestId"], rec["startedTime"], rec["status"], rec["startKind"] or "",
-            f"{rec['initDurationMs']:.1f}" if rec["startKind"] == "cold" else "",
-            f"{rec['durationMs']:.1f}", rec["errorType"] or "",
-        )
-    out.print(table)
+    items = _client(endpoint).json("GET", f"/functions/{name}/invocations",
+                                   params=params)["invocations"]
+    show(["request id", "started", "status", "start", "init ms", "run ms", "error"],
+         [[rec["requestId"], rec["startedTime"], rec["status"], rec["startKind"] or "",
+           f"{rec['initDurationMs']:.1f}" if rec["startKind"] == "cold" else "",
+           f"{rec['durationMs']:.1f}", rec["errorType"] or ""] for rec in items], items, output)
 
 
 @app.command()
 def instances(
     name: Annotated[str | None, typer.Argument(help="One function [default: all].")] = None,
+    output: Output = "table",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """List instances: live ones, then recently stopped ones with their stop reason."""
     client = _client(endpoint)
     names = [name] if name else [f["functionName"] for f in _functions(client)]
-    table = Table("function", "instance", "state", "stop reason", "created", "destroyed")
-    for fn in names:
-        for inst in client.json("GET", f"/functions/{fn}/instances")["instances"]:
-            table.add_row(fn, inst["instanceId"], inst["state"], inst["stopReason"] or "",
-                          _ms(inst["createdTimeMs"]), _ms(inst["destroyedTimeMs"]))
-    out.print(table)
+    items = [{"functionName": fn, **inst} for fn in names
+             for inst in client.json("GET", f"/functions/{fn}/instances")["instances"]]
+    show(["function", "instance", "state", "stop reason", "created", "destroyed"],
+         [[i["functionName"], i["instanceId"], i["state"], i["stopReason"] or "",
+           _ms(i["createdTimeMs"]), _ms(i["destroyedTimeMs"])] for i in items], items, output)
 
 
 @app.command()
-def nodes(endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+def nodes(output: Output = "table", endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """List the platform's nodes: alive, stopped, or dead (no heartbeat for a while)."""
-    page = _client(endpoint).json("GET", "/nodes")
-    table = Table("node", "address", "state", "instances", "started", "last heartbeat",
-                  "version")
-    for node in page["nodes"]:
-        table.add_row(node["nodeId"] + (" (this one)" if node["self"] else ""),
-                      node["address"], node["state"], str(node["instances"]),
-                      _ms(node["startedTimeMs"]), _ms(node["lastHeartbeatTimeMs"]),
-                      node["version"])
-    out.print(table)
+    items = _client(endpoint).json("GET", "/nodes")["nodes"]
+    show(["node", "address", "state", "instances", "started", "last heartbeat", "version"],
+         [[node["nodeId"] + (" (this one)" if node["self"] else ""), node["address"],
+           node["state"], str(node["instances"]), _ms(node["startedTimeMs"]),
+           _ms(node["lastHeartbeatTimeMs"]), node["version"]] for node in items], items, output)
 
 
 @app.command()
@@ -447,37 +485,44 @@ def tasks(
     name: str,
     status: Annotated[str | None, typer.Option(help="e.g. Succeeded, Failed, Retrying.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    output: Output = "table",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
-    """List a function's async tasks, newest first."""
+    """List a function's async tasks, newest first (each with the request id its
+    attempts run and log under: 'funclet logs NAME --request-id ID')."""
     params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    page = _client(endpoint).json("GET", f"/functions/{name}/async-tasks", params=params)
-    table = Table("task id", "status", "retried", "started", "ms", "error")
-    for t in page["tasks"]:
-        table.add_row(t["taskId"], t["status"], str(t["alreadyRetriedTimes"]),
-                      _ms(t["startedTime"]), str(t["durationMs"] or ""),
-                      t["taskErrorMessage"] or "")
-    out.print(table)
+    items = _client(endpoint).json("GET", f"/functions/{name}/async-tasks",
+                                   params=params)["tasks"]
+    show(["task id", "request id", "status", "retried", "started", "ms", "error"],
+         [[t["taskId"], t["requestId"], t["status"], str(t["alreadyRetriedTimes"]),
+           _ms(t["startedTime"]), str(t["durationMs"] or ""), t["taskErrorMessage"] or ""]
+          for t in items], items, output)
 
 
-@app.command()
-def task(
-    first: Annotated[str, typer.Argument(metavar="[stop] NAME", help="'stop', or the function.")],
-    second: Annotated[str, typer.Argument(metavar="ID", help="The task id (or, after stop, "
-                                                             "the function).")],
-    third: Annotated[str | None, typer.Argument(metavar="", help="After stop: the task id.")]
-    = None,
-    endpoint: Endpoint = DEFAULT_ENDPOINT,
-) -> None:
-    """Show one async task (task NAME ID), or stop it (task stop NAME ID)."""
+task = group("Show an async task, or stop it.")
+app.add_typer(task, name="task")
+
+_FINAL = {"Succeeded", "Failed", "Expired", "Stopped"}
+
+
+@task.command("show")
+def task_show(name: str, task_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Show one async task: its status, events, and the request id its attempts log
+    under."""
+    out.print_json(data=_client(endpoint).json("GET", f"/functions/{name}/async-tasks/{task_id}"))
+
+
+@task.command("stop")
+def task_stop(name: str, task_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """Stop an async task (a running attempt is ended)."""
     client = _client(endpoint)
-    if first == "stop":
-        if third is None:
-            raise CliError("usage: funclet task stop NAME ID")
-        client.request("PUT", f"/functions/{second}/async-tasks/{third}/stop")
-        out.print(f"Asked async task {third} to stop.")
+    path = f"/functions/{name}/async-tasks/{task_id}"
+    status = client.json("GET", path)["status"]
+    if status in _FINAL:
+        out.print(f"Async task {task_id} had already ended ({status}); nothing to stop.")
         return
-    out.print_json(data=client.json("GET", f"/functions/{first}/async-tasks/{second}"))
+    client.request("PUT", f"{path}/stop")
+    out.print(f"Asked async task {task_id} to stop (it was {status}).")
 
 
 @app.command("async-config")
@@ -495,7 +540,17 @@ def async_config(
     client = _client(endpoint)
     path = f"/functions/{name}/async-invoke-config"
     if retries is None and max_age is None and on_success is None and on_failure is None:
-        out.print_json(data=client.json("GET", path))
+        try:
+            out.print_json(data=client.json("GET", path))
+        except CliError as exc:
+            if not str(exc).startswith("AsyncConfigNotFound"):
+                raise
+            err.print(f"{name} has no async invoke config of its own; these are the "
+                      "defaults it runs with:", markup=False, highlight=False)
+            from funclet.asyncq.policy import AsyncConfig
+
+            defaults = AsyncConfig().to_fc("")
+            out.print_json(data={k: v for k, v in defaults.items() if k != "functionArn"})
         return
     body: dict[str, Any] = {}
     if retries is not None:
@@ -507,11 +562,6 @@ def async_config(
     if destinations:
         body["destinationConfig"] = destinations
     out.print_json(data=client.json("PUT", path, json=body))
-
-
-def _cache_dir() -> Path:
-    """funclet's cache on this machine (built dependencies)."""
-    return Path.home() / ".cache" / "funclet"
 
 
 def _ms(ms: int | None) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import httpx
+import orjson
 import typer
 from rich.console import Console
+from rich.table import Table
 
 API = "/2023-03-30"
 
@@ -58,12 +61,39 @@ class Client:
 
 
 options: dict[str, str | None] = {"token": None}  # the global options, set by the callback
-out = Console()
-err = Console(stderr=True)
+# Never wrapped: off a terminal a line is one line (ids stay copyable), on one too.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 Endpoint = Annotated[
     str, typer.Option("--endpoint", envvar="FUNCLET_ENDPOINT", help="funclet's API address.")
 ]
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
+Output = Annotated[str, typer.Option(
+    "--output", "-o", help="table (tab-separated off a terminal) or json.")]
+
+
+def group(help: str) -> typer.Typer:
+    """A command group; help texts are plain text (their [default: …] kept as written)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+def show(columns: list[str], rows: list[list[str]], items: list[Any], output: str) -> None:
+    """A listing: ``items`` as the API gave them (``-o json``), a table on a terminal, or
+    tab-separated lines off one (nothing wrapped or cut, for scripts)."""
+    if output == "json":
+        sys.stdout.write(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    if output != "table":
+        raise CliError(f"--output must be table or json, got '{output}'")
+    if out.is_terminal:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        return
+    for line in (columns, *rows):
+        sys.stdout.write("\t".join(cell.replace("\t", " ").replace("\n", " ")
+                                   for cell in line) + "\n")
 
 
 def client_for(endpoint: str) -> Client:

@@ -7,12 +7,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from funclet.cli.client import DEFAULT_ENDPOINT, CliError, Endpoint, client_for, out
+from funclet.cli.client import (
+    DEFAULT_ENDPOINT,
+    CliError,
+    Endpoint,
+    Output,
+    client_for,
+    group,
+    out,
+    show,
+)
 
-app = typer.Typer(help="Publish, list and remove layers (files functions see at /opt).",
-                  no_args_is_help=True)
+app = group("Publish, list and remove layers (files functions see at /opt).")
 
 
 @app.command("publish")
@@ -45,11 +52,11 @@ def publish(
 @app.command("ls")
 def list_layers(
     name: Annotated[str | None, typer.Argument(help="A layer: list its versions.")] = None,
+    output: Output = "table",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """List layers (their newest versions), or one layer's versions."""
     client = client_for(endpoint)
-    table = Table("layer", "version", "runtimes", "size", "arn")
     if name is None:
         rows = list(client.pages("/layers", "layers"))
     else:
@@ -61,10 +68,9 @@ def list_layers(
             if not page.get("nextVersion"):
                 break
             start = page["nextVersion"]
-    for r in rows:
-        table.add_row(r["layerName"], str(r["version"]), ", ".join(r["compatibleRuntime"]),
-                      str(r["codeSize"]), r["layerVersionArn"])
-    out.print(table)
+    show(["layer", "version", "runtimes", "size", "arn"],
+         [[r["layerName"], str(r["version"]), ", ".join(r["compatibleRuntime"]),
+           str(r["codeSize"]), r["layerVersionArn"]] for r in rows], rows, output)
 
 
 @app.command("rm")

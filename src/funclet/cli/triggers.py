@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import typer
-from rich.table import Table
 
-from funclet.cli.client import DEFAULT_ENDPOINT, CliError, Endpoint, client_for, out
+from funclet.cli.client import (
+    DEFAULT_ENDPOINT,
+    CliError,
+    Endpoint,
+    Output,
+    client_for,
+    group,
+    out,
+    show,
+)
 
-app = typer.Typer(help="Add, list, show and remove a function's triggers.",
-                  no_args_is_help=True)
+app = group("Add, list, show and remove a function's triggers.")
 
 
 @app.command("add")
@@ -38,7 +46,13 @@ def add(
     """Add a trigger (or, with --update, change one)."""
     body: dict[str, Any] = {"triggerName": trigger, "triggerType": kind,
                             "description": description}
-    settings: dict[str, Any] = orjson.loads(config) if config else {}
+    try:
+        settings: Any = orjson.loads(config) if config else {}
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"--config is not JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise CliError("--config must be a JSON object, e.g. '{\"cronExpression\": "
+                       "\"@every 1m\"}'")
     for key, value in (("cronExpression", cron), ("payload", payload), ("authType", auth),
                        ("url", url)):
         if value is not None:
@@ -61,14 +75,30 @@ def add(
 
 
 @app.command("ls")
-def list_triggers(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
-    """List a function's triggers."""
-    client = client_for(endpoint)
-    table = Table("trigger", "type", "status", "config")
-    for t in client.pages(f"/functions/{name}/triggers", "triggers"):
-        table.add_row(t["triggerName"], t["triggerType"], t.get("status", ""),
-                      t["triggerConfig"])
-    out.print(table)
+def list_triggers(name: str, output: Output = "table",
+                  endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+    """List a function's triggers (passwords in broker URLs shown as ***)."""
+    items = [_masked(t) for t in client_for(endpoint).pages(f"/functions/{name}/triggers",
+                                                            "triggers")]
+    show(["trigger", "type", "status", "config"],
+         [[t["triggerName"], t["triggerType"], t.get("status", ""), t["triggerConfig"]]
+          for t in items], items, output)
+
+
+def _masked(trigger: dict[str, Any]) -> dict[str, Any]:
+    """A trigger whose broker URL's password is replaced by ***."""
+    try:
+        config = orjson.loads(trigger["triggerConfig"])
+    except (orjson.JSONDecodeError, TypeError):
+        return trigger
+    if isinstance(config, dict) and isinstance(config.get("url"), str):
+        parts = urlsplit(config["url"])
+        if parts.password:
+            netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (
+                f":{parts.port}" if parts.port else "")
+            config["url"] = urlunsplit(parts._replace(netloc=netloc))
+            return {**trigger, "triggerConfig": orjson.dumps(config).decode()}
+    return trigger
 
 
 @app.command("info")

@@ -5,14 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from funclet.cli.client import DEFAULT_ENDPOINT, CliError, Endpoint, client_for, out
+from funclet.cli.client import (
+    DEFAULT_ENDPOINT,
+    CliError,
+    Endpoint,
+    Output,
+    client_for,
+    group,
+    out,
+    show,
+)
 
-versions = typer.Typer(help="Publish, list and remove a function's versions.",
-                       no_args_is_help=True)
-aliases = typer.Typer(help="Point aliases at versions (with a canary weight), list, remove.",
-                      no_args_is_help=True)
+versions = group("Publish, list and remove a function's versions.")
+aliases = group("Point aliases at versions (with a canary weight), list, remove.")
 
 
 @versions.command("publish")
@@ -29,12 +35,12 @@ def publish(
 
 
 @versions.command("ls")
-def list_versions(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+def list_versions(name: str, output: Output = "table",
+                  endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """List a function's versions, newest first."""
-    table = Table("version", "published", "description")
-    for v in client_for(endpoint).pages(f"/functions/{name}/versions", "versions"):
-        table.add_row(v["versionId"], v["createdTime"], v["description"])
-    out.print(table)
+    items = list(client_for(endpoint).pages(f"/functions/{name}/versions", "versions"))
+    show(["version", "published", "description"],
+         [[v["versionId"], v["createdTime"], v["description"]] for v in items], items, output)
 
 
 @versions.command("rm")
@@ -87,13 +93,14 @@ def set_alias(
 
 
 @aliases.command("ls")
-def list_aliases(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
+def list_aliases(name: str, output: Output = "table",
+                 endpoint: Endpoint = DEFAULT_ENDPOINT) -> None:
     """List a function's aliases."""
-    table = Table("alias", "version", "additional", "description")
-    for a in client_for(endpoint).pages(f"/functions/{name}/aliases", "aliases"):
-        table.add_row(a["aliasName"], a["versionId"], ", ".join(
-            f"{v}={w:g}" for v, w in a["additionalVersionWeight"].items()), a["description"])
-    out.print(table)
+    items = list(client_for(endpoint).pages(f"/functions/{name}/aliases", "aliases"))
+    show(["alias", "version", "additional", "description"],
+         [[a["aliasName"], a["versionId"], ", ".join(
+             f"{v}={w:g}" for v, w in a["additionalVersionWeight"].items()), a["description"]]
+          for a in items], items, output)
 
 
 @aliases.command("rm")
