@@ -225,3 +225,12 @@ def test_trigger_config_mistakes_and_secrets(server: Server, tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     listed = cli(server.url, "trigger", "ls", name)
     assert "hunter2" not in listed.stdout and "user:***@127.0.0.1:6379" in listed.stdout
+    # --update changes what its flags name; the timer keeps its payload.
+    assert cli(server.url, "trigger", "add", name, "tick", "--type", "timer", "--cron",
+               "@every 1h", "--payload", "keep me").returncode == 0
+    r = cli(server.url, "trigger", "add", name, "tick", "--type", "timer", "--cron",
+            "@every 2h", "--update")
+    assert r.returncode == 0, r.stderr
+    config = json.loads(json.loads(cli(server.url, "trigger", "info", name, "tick").stdout)
+                        ["triggerConfig"])
+    assert (config["cronExpression"], config["payload"]) == ("@every 2h", "keep me")

@@ -309,13 +309,13 @@ def test_the_timer_lag_example_through_the_cli(client: httpx.Client, server: Ser
     assert "trigger every-second (timer)" in deployed.stdout
     assert client.get(f"{API}/functions/{name}/concurrency").json()["reservedConcurrency"] == 1
     on = cli(server.url, "trigger", "add", name, "every-second", "--type", "timer",
-             "--cron", "@every 1s", "--payload", "tick", "--update")
+             "--cron", "@every 1s", "--payload", "tick", "--enable", "--update")
     assert on.returncode == 0, on.stderr
     listed = cli(server.url, "trigger", "ls", name)
     assert "every-second" in listed.stdout and "timer" in listed.stdout
     wait_for(lambda: len(_tasks(client, name, "Succeeded")) >= 3, timeout=40)
     off = cli(server.url, "trigger", "add", name, "every-second", "--type", "timer",
-              "--config", '{"cronExpression": "@every 1s", "enable": false}', "--update")
+              "--disable", "--update")
     assert off.returncode == 0, off.stderr
     runs = sorted((json.loads(t["returnPayload"]) for t in _tasks(client, name, "Succeeded")),
                   key=lambda r: r["triggerTime"])

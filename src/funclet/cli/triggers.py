@@ -33,6 +33,9 @@ def add(
     cron: Annotated[str | None, typer.Option(
         help="timer: '@every 5m' or six cron fields, seconds first.")] = None,
     payload: Annotated[str | None, typer.Option(help="timer: the event's payload.")] = None,
+    enable: Annotated[bool | None, typer.Option(
+        "--enable/--disable", help="timer: fire, or not [default: as it is; new: fire].")]
+    = None,
     auth: Annotated[str | None, typer.Option(help="http: anonymous or function.")] = None,
     methods: Annotated[str | None, typer.Option(help="http: e.g. GET,POST.")] = None,
     url: Annotated[str | None, typer.Option(help="message queue: the broker's URL.")] = None,
@@ -57,6 +60,8 @@ def add(
                        ("url", url)):
         if value is not None:
             settings[key] = value
+    if enable is not None:
+        settings["enable"] = enable
     if methods is not None:
         settings["methods"] = [m.strip().upper() for m in methods.split(",") if m.strip()]
     if source is not None:
@@ -64,13 +69,17 @@ def add(
         if kind not in field:
             raise CliError("--source is for message-queue triggers")
         settings[field[kind]] = source
-    body["triggerConfig"] = settings
     client = client_for(endpoint)
     path = f"/functions/{name}/triggers"
-    if update:
+    if update:  # the flags change those fields; the rest of the config stays
+        current = client.json("GET", f"{path}/{trigger}")
+        body["triggerConfig"] = {**orjson.loads(current["triggerConfig"]), **settings}
         body.pop("triggerName")
+        if not description:
+            body.pop("description")
         out.print_json(data=client.json("PUT", f"{path}/{trigger}", json=body))
     else:
+        body["triggerConfig"] = settings
         out.print_json(data=client.json("POST", path, json=body))
 
 
