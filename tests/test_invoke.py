@@ -202,6 +202,8 @@ def test_import_errors_are_clear_and_carry_the_users_traceback(client: httpx.Cli
     assert any("index.py" in line for line in body["stackTrace"])
     syntax = invoke(client, deploy(client, cases["Runtime.UserCodeSyntaxError"])).json()
     assert any("index.py" in line for line in syntax["stackTrace"])
+    for trace in (body["stackTrace"], syntax["stackTrace"]):  # the user's frames only
+        assert not any("bootstrap" in line or "importlib" in line for line in trace), trace
 
 
 def test_context_carries_fc_fields(client: httpx.Client) -> None:

@@ -700,10 +700,13 @@ def _user_error(
     exc: BaseException, prefix: str = "", error_type: str | None = None
 ) -> dict[str, Any]:
     """FC's error body, with the runtime's own frames removed from the trace."""
+    import importlib
     import traceback
 
+    machinery = os.path.dirname(importlib.__file__) + os.sep  # import_module's frames
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(_HERE) and "<frozen importlib" not in f.filename]
+              if not f.filename.startswith((_HERE, machinery))
+              and "<frozen importlib" not in f.filename]
     stack = traceback.format_list(frames)
     if isinstance(exc, SyntaxError) and exc.filename:
         code = (exc.text or "").strip()
