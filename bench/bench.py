@@ -29,7 +29,7 @@ Runs, on this machine and in one go:
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics ...]
+       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -336,7 +336,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
 
 
 SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions", "metrics")
+            "versions", "metrics", "dev")
 
 
 def main() -> None:
@@ -1139,6 +1139,43 @@ def bench_metrics(args: argparse.Namespace, env: dict[str, str]) -> None:
     for label, r in rows.items():
         print(f"| {label:<14} | {r['rps']:>8,.0f} | {r.get('p50', 0):>7.2f} | "
               f"{r['rps'] / base:>7.2f} |")
+
+
+def bench_dev(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """funclet dev: from a save of the function's file to the first invocation that runs
+    the new code (polled every 10 ms), ten saves."""
+    proc, url, data = start_funclet(env)
+    folder = Path(tempfile.mkdtemp(prefix="bench-dev-"))
+    (folder / "index.py").write_text("def handler(event, context):\n    return '0'\n")
+    dev = subprocess.Popen([sys.executable, "-m", "funclet", "dev", str(folder), "--name",
+                            "bench-dev", "--endpoint", url], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    times: list[float] = []
+    try:
+        assert dev.stderr is not None
+        for line in iter(dev.stderr.readline, ""):
+            if line.startswith("Watching"):
+                break
+        target = f"{url}/2023-03-30/functions/bench-dev/invocations"
+        with httpx.Client(timeout=30) as client:
+            for i in range(1, 11):
+                time.sleep(0.3)
+                (folder / "index.py").write_text(
+                    f"def handler(event, context):\n    return '{i}'\n")
+                saved = time.perf_counter()
+                while client.post(target).text != str(i):
+                    time.sleep(0.01)
+                times.append((time.perf_counter() - saved) * 1000)
+    finally:
+        dev.terminate()
+        dev.wait(10)
+        stop_funclet(proc, data)
+        shutil.rmtree(folder, ignore_errors=True)
+    print("\nfunclet dev: a save to the first invocation of the new code, 10 saves\n")
+    print(f"| {'p50 ms':>7} | {'p99 ms':>7} | {'max ms':>7} | {'target':<8} |")
+    print(f"|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|")
+    print(f"| {pct(times, 50):>7.0f} | {pct(times, 99):>7.0f} | {max(times):>7.0f} | "
+          f"{'<= 1000':<8} |")
 
 
 def _scrape(url: str, stop: threading.Event, times: list[float]) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import Server, free_port
@@ -234,3 +235,33 @@ def test_trigger_config_mistakes_and_secrets(server: Server, tmp_path: Path) -> 
     config = json.loads(json.loads(cli(server.url, "trigger", "info", name, "tick").stdout)
                         ["triggerConfig"])
     assert (config["cronExpression"], config["payload"]) == ("@every 2h", "keep me")
+
+
+def test_dev_redeploys_on_save_and_prints_each_invocations_log(
+        server: Server, tmp_path: Path) -> None:
+    import httpx
+
+    (tmp_path / "index.py").write_text(
+        "def handler(event, context):\n    print('saw', event.decode())\n    return 'one'\n")
+    name = unique("dev")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funclet", "dev", str(tmp_path), "--name", name,
+         "--endpoint", server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        lines = iter(proc.stderr.readline, "")
+        assert any(line.startswith("Watching") for line in lines)
+        url = f"{server.url}/2023-03-30/functions/{name}/invocations"
+        assert httpx.post(url, content=b"first").text == "one"
+        assert any("saw first" in line for line in iter(proc.stdout.readline, ""))
+        (tmp_path / "index.py").write_text(
+            "def handler(event, context):\n    return 'two'\n")
+        saved = time.monotonic()
+        while httpx.post(url).text != "two":
+            assert time.monotonic() - saved < 10, "the save never went live"
+            time.sleep(0.05)
+        assert any(line.startswith("Live ") for line in lines)
+    finally:
+        proc.terminate()
+        proc.wait(10)

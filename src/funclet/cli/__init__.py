@@ -206,6 +206,23 @@ def deploy(
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
     """Create a function, or update it if it exists."""
+    flags = {"runtime": runtime, "handler": handler, "timeout": timeout, "memorySize": memory}
+    extra: dict[str, Any] = {}
+    if initializer:
+        extra["instanceLifecycleConfig"] = {"initializer": {"handler": initializer,
+                                                             "timeout": 30}}
+    if env:
+        extra["environmentVariables"] = _parse_env(env)
+    if layer:
+        extra["layers"] = list(layer)
+    _deploy(_client(endpoint), source, name,
+            {**{k: v for k, v in flags.items() if v is not None}, **extra})
+
+
+def _deploy(client: Client, source: Path, name: str | None, changes: dict[str, Any],
+            with_triggers: bool = True) -> str:
+    """Deploy a folder or a zip (with its function.json, ``changes`` on top): create the
+    function, or update what the folder and ``changes`` name. Its name."""
     from funclet.packaging import (
         DependencyError,
         Manifest,
@@ -222,22 +239,18 @@ def deploy(
     else:
         raise CliError(f"{source} is neither a folder nor a file")
     body = manifest.function
-    name = name or body.get("functionName") or source.stem
-    flags = {"runtime": runtime, "handler": handler, "timeout": timeout, "memorySize": memory}
-    body.update({k: v for k, v in flags.items() if v is not None})
+    name = name or body.get("functionName") or source.resolve().stem
+    for key, value in changes.items():
+        if key == "environmentVariables":
+            value = {**body.get(key, {}), **value}
+        elif key == "instanceLifecycleConfig":
+            value = {**body.get(key, {}), **value}
+        body[key] = value
     # Defaults for a new function only: a redeploy changes what the flags and the
     # function.json name, nothing else.
     defaults = {k: v for k, v in (
         ("runtime", f"python{sys.version_info.major}.{sys.version_info.minor}"),
         ("handler", "index.handler")) if k not in body}
-    if initializer:
-        body.setdefault("instanceLifecycleConfig", {})["initializer"] = {
-            "handler": initializer, "timeout": 30}
-    if env:
-        body["environmentVariables"] = {**body.get("environmentVariables", {}), **_parse_env(env)}
-    if layer:
-        body["layers"] = list(layer)
-    client = _client(endpoint)
     if source.is_dir():
         runtime_now = body.get("runtime") or _runtime_of(client, name) or defaults["runtime"]
         try:
@@ -264,6 +277,8 @@ def deploy(
         f"{verb} [bold]{name}[/] ({fn['runtime']}, {fn['handler']}, {fn['codeSize']} bytes, "
         f"checksum {fn['codeChecksum']})."
     )
+    if not with_triggers:
+        return name
     if manifest.reserved_concurrency is not None:
         client.json("PUT", f"/functions/{name}/concurrency",
                     json={"reservedConcurrency": manifest.reserved_concurrency})
@@ -276,6 +291,57 @@ def deploy(
             client.json("PUT", f"/functions/{name}/triggers/{trigger['triggerName']}",
                         json={k: v for k, v in trigger.items() if k != "triggerName"})
         out.print(f"  trigger {trigger['triggerName']} ({trigger.get('triggerType')})")
+    return name
+
+
+@app.command()
+def dev(
+    source: Annotated[Path, typer.Argument(help="The function's folder.")],
+    name: Annotated[
+        str | None, typer.Option(help="Function name [default: function.json's, or the "
+                                      "folder name].")
+    ] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+) -> None:
+    """Deploy a folder, then again on every save; print each invocation's log as it
+    happens. Ctrl-C ends it (the function stays)."""
+    import watchfiles
+
+    if not source.is_dir():
+        raise CliError(f"{source} is not a folder")
+    client = _client(endpoint)
+    name = _deploy(client, source, name, {})
+    err.print(f"Watching {source} for changes; invocations of {name} are logged here. "
+              "Ctrl-C to stop.", markup=False, highlight=False)
+    seen = {r["requestId"] for r in _recent(client, name)}
+    for changes in watchfiles.watch(source, debounce=50, step=20, rust_timeout=500,
+                                    yield_on_timeout=True, watch_filter=_code_change):
+        if changes:
+            started = time.monotonic()
+            try:
+                _deploy(client, source, name, {}, with_triggers=False)
+            except CliError as exc:  # a broken save: say so, keep watching
+                err.print(f"Error: {exc}", markup=False, highlight=False)
+                continue
+            err.print(f"Live {(time.monotonic() - started) * 1000:.0f} ms after the save.",
+                      markup=False, highlight=False)
+        for rec in reversed(_recent(client, name)):
+            if rec["requestId"] not in seen:
+                seen.add(rec["requestId"])
+                full = client.json("GET", f"/functions/{name}/invocations/{rec['requestId']}")
+                _print_log(full["log"])
+
+
+def _recent(client: Client, name: str) -> list[dict[str, Any]]:
+    return list(client.json("GET", f"/functions/{name}/invocations",
+                            params={"limit": 20})["invocations"])
+
+
+def _code_change(change: Any, path: str) -> bool:
+    """Changes that make a new package: not caches, VCS folders or editors' swap files."""
+    parts = Path(path).parts
+    return not any(p in ("__pycache__", ".git", ".venv", ".pytest_cache") for p in parts) \
+        and not path.endswith((".swp", ".swx", "~", ".pyc"))
 
 
 def _runtime_of(client: Client, name: str) -> str | None:
