@@ -265,3 +265,140 @@ def test_dev_redeploys_on_save_and_prints_each_invocations_log(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_deploy_a_serverless_devs_s_yaml(server: Server, tmp_path: Path) -> None:
+    """s.yaml's fc3 resources: vars and ${…} references, triggers, asyncInvokeConfig; a
+    plan first (create / update / unchanged); unknown keys named in a warning."""
+    suffix = unique("s")[2:]
+    for folder, word in (("api", "hello"), ("worker", "working")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "index.py").write_text(
+            "import os\n\ndef handler(event, context):\n"
+            f"    return '{word} ' + os.environ.get('PEER', '')\n")
+    (tmp_path / "s.yaml").write_text(f"""
+edition: 3.0.0
+name: demo
+access: default
+vars:
+  region: cn-hangzhou
+  memory: 256
+resources:
+  api:
+    component: fc3
+    props:
+      region: ${{vars.region}}
+      functionName: api-{suffix}
+      runtime: python3.11
+      handler: index.handler
+      code: ./api
+      memorySize: ${{vars.memory}}
+      environmentVariables:
+        PEER: ${{resources.worker.props.functionName}}
+      triggers:
+        - triggerName: nightly
+          triggerType: timer
+          triggerConfig: {{cronExpression: "0 0 4 * * *", payload: "go", enable: false}}
+      asyncInvokeConfig:
+        maxAsyncRetryAttempts: 1
+      colour: blue
+  worker:
+    component: fc3
+    props:
+      functionName: worker-{suffix}
+      runtime: python3.11
+      handler: index.handler
+      code: ./worker
+""")
+    r = cli(server.url, "deploy", "-f", str(tmp_path / "s.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert f"create    api-{suffix} (api)" in r.stdout
+    assert f"create    worker-{suffix} (worker)" in r.stdout
+    assert "props.colour is not a function field funclet knows" in r.stderr
+    assert cli(server.url, "invoke", f"api-{suffix}").stdout == f"hello worker-{suffix}\n"
+    info = json.loads(cli(server.url, "info", f"api-{suffix}").stdout)
+    assert info["memorySize"] == 256
+    assert "nightly" in cli(server.url, "trigger", "ls", f"api-{suffix}").stdout
+    config = cli(server.url, "async-config", f"api-{suffix}").stdout
+    assert '"maxAsyncRetryAttempts": 1' in config
+
+    again = cli(server.url, "deploy", "-f", str(tmp_path / "s.yaml"))
+    assert f"unchanged api-{suffix}" in again.stdout, again.stdout
+    assert f"unchanged worker-{suffix}" in again.stdout
+    (tmp_path / "worker" / "index.py").write_text(
+        "def handler(event, context):\n    return 'new'\n")
+    changed = cli(server.url, "deploy", "-f", str(tmp_path / "s.yaml"))
+    assert f"update    worker-{suffix}" in changed.stdout and f"unchanged api-{suffix}" in \
+        changed.stdout
+    assert cli(server.url, "invoke", f"worker-{suffix}").stdout == "new\n"
+
+    (tmp_path / "bad.yaml").write_text("resources:\n  x:\n    component: fc3\n    props:\n"
+                                       "      functionName: ${vars.nope}\n")
+    bad = cli(server.url, "deploy", "-f", str(tmp_path / "bad.yaml"))
+    assert bad.returncode == 1 and "vars.nope" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_deploy_an_aws_sam_template(server: Server, tmp_path: Path) -> None:
+    """AWS::Serverless::Function (with Globals) runs unchanged under AWS's runtime client;
+    Schedule, Api and SQS events (a broker URL as the queue) become funclet's triggers;
+    what has no counterpart is named in a warning."""
+    name = unique("sam")
+    code = tmp_path / "hello_world"
+    code.mkdir()
+    (code / "app.py").write_text(
+        "def lambda_handler(event, context):\n"
+        "    return {'hi': event.get('who'), 'fn': context.function_name}\n")
+    (tmp_path / "template.yaml").write_text(f"""
+AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Timeout: 9
+    MemorySize: 256
+Resources:
+  Hello:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: {name}
+      CodeUri: hello_world/
+      Handler: app.lambda_handler
+      Runtime: python3.11
+      Architectures: [x86_64]
+      Events:
+        Nightly:
+          Type: Schedule
+          Properties: {{Schedule: "cron(0 4 * * ? *)", Enabled: false}}
+        Web:
+          Type: Api
+          Properties: {{Path: /hello, Method: get}}
+        Orders:
+          Type: SQS
+          Properties: {{Queue: "redis://127.0.0.1:6379/0#orders-{name}", BatchSize: 5}}
+        Aws:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt MyQueue.Arn
+  MyQueue:
+    Type: AWS::SQS::Queue
+""")
+    r = subprocess.run(
+        [sys.executable, "-m", "funclet", "deploy", "-f", str(tmp_path / "template.yaml"),
+         "--endpoint", server.url], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"create    {name} (Hello)" in r.stdout
+    for words in ("AWS::SQS::Queue is AWS's", "Architectures is AWS's", "SQS is AWS's",
+                  "Path /hello is not routed"):
+        assert words in r.stderr, words
+    out = cli(server.url, "invoke", name, "--payload", '{"who": "sam"}')
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"hi": "sam", "fn": name}
+    info = json.loads(cli(server.url, "info", name).stdout)
+    assert (info["runtime"], info["timeout"], info["memorySize"]) == ("custom.lambda", 9, 256)
+    triggers = json.loads(cli(server.url, "trigger", "ls", name, "-o", "json").stdout)
+    kinds = {t["triggerName"]: (t["triggerType"], json.loads(t["triggerConfig"]))
+             for t in triggers}
+    assert kinds["Nightly"][0] == "timer" and kinds["Nightly"][1]["cronExpression"] == \
+        "0 0 4 * * ?" and kinds["Nightly"][1]["enable"] is False
+    assert kinds["Web"][0] == "http" and kinds["Web"][1]["methods"] == ["GET"]
+    assert kinds["Orders"][0] == "redis" and kinds["Orders"][1]["stream"] == f"orders-{name}"
+    assert "Aws" not in kinds

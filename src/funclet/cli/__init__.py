@@ -187,7 +187,12 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 
 @app.command()
 def deploy(
-    source: Annotated[Path, typer.Argument(help="A folder (zipped for you) or a .zip file.")],
+    source: Annotated[Path | None, typer.Argument(
+        help="A folder (zipped for you) or a .zip file.")] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", help="A project manifest: Serverless Devs' s.yaml (its fc3 "
+                             "resources) or an AWS SAM template.yaml. Prints a plan, then "
+                             "deploys what changed.")] = None,
     name: Annotated[
         str | None, typer.Option(help="Function name [default: folder name].")
     ] = None,
@@ -205,7 +210,14 @@ def deploy(
         help="A layer version's ARN (see 'funclet layer ls'), repeatable, in order.")] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
-    """Create a function, or update it if it exists."""
+    """Create a function, or update it if it exists (or every function of a manifest)."""
+    if file is not None:
+        if source is not None:
+            raise CliError("give a folder (or zip) or --file, not both")
+        _deploy_manifest(_client(endpoint), file)
+        return
+    if source is None:
+        raise CliError("give a folder or a .zip to deploy, or --file s.yaml")
     flags = {"runtime": runtime, "handler": handler, "timeout": timeout, "memorySize": memory}
     extra: dict[str, Any] = {}
     if initializer:
@@ -223,14 +235,7 @@ def _deploy(client: Client, source: Path, name: str | None, changes: dict[str, A
             with_triggers: bool = True) -> str:
     """Deploy a folder or a zip (with its function.json, ``changes`` on top): create the
     function, or update what the folder and ``changes`` name. Its name."""
-    from funclet.packaging import (
-        DependencyError,
-        Manifest,
-        dependency_cache,
-        read_full_manifest,
-        vendor_requirements,
-        zip_dir,
-    )
+    from funclet.packaging import Manifest, read_full_manifest
 
     if source.is_dir():
         manifest = read_full_manifest(source)
@@ -251,46 +256,15 @@ def _deploy(client: Client, source: Path, name: str | None, changes: dict[str, A
     defaults = {k: v for k, v in (
         ("runtime", f"python{sys.version_info.major}.{sys.version_info.minor}"),
         ("handler", "index.handler")) if k not in body}
-    if source.is_dir():
-        runtime_now = body.get("runtime") or _runtime_of(client, name) or defaults["runtime"]
-        try:
-            with _step(f"Installing the dependencies of {source} for {runtime_now}",
-                       needed=any((source / f).exists()
-                                  for f in ("requirements.txt", "package.json"))):
-                vendored = vendor_requirements(source, runtime_now, dependency_cache())
-        except DependencyError as exc:
-            raise CliError(str(exc)) from None
-        data = zip_dir(source, vendored)
-    else:
-        data = source.read_bytes()
-    body["code"] = {"zipFile": base64.b64encode(data).decode()}
-    try:
-        fn = client.json("POST", "/functions", json={**defaults, **body, "functionName": name})
-        verb = "Created"
-    except CliError as exc:
-        if not str(exc).startswith("FunctionAlreadyExists"):
-            raise
-        body.pop("functionName", None)
-        fn = client.json("PUT", f"/functions/{name}", json=body)
-        verb = "Updated"
-    out.print(
-        f"{verb} [bold]{name}[/] ({fn['runtime']}, {fn['handler']}, {fn['codeSize']} bytes, "
-        f"checksum {fn['codeChecksum']})."
-    )
+    runtime_now = body.get("runtime") or _runtime_of(client, name) or defaults["runtime"]
+    _upload(client, name, body, defaults, _package(source, runtime_now))
     if not with_triggers:
         return name
     if manifest.reserved_concurrency is not None:
         client.json("PUT", f"/functions/{name}/concurrency",
                     json={"reservedConcurrency": manifest.reserved_concurrency})
     for trigger in manifest.triggers:
-        try:
-            client.json("POST", f"/functions/{name}/triggers", json=trigger)
-        except CliError as exc:
-            if not str(exc).startswith("TriggerAlreadyExists"):
-                raise
-            client.json("PUT", f"/functions/{name}/triggers/{trigger['triggerName']}",
-                        json={k: v for k, v in trigger.items() if k != "triggerName"})
-        out.print(f"  trigger {trigger['triggerName']} ({trigger.get('triggerType')})")
+        _put_trigger(client, name, trigger)
     return name
 
 
@@ -342,6 +316,158 @@ def _code_change(change: Any, path: str) -> bool:
     parts = Path(path).parts
     return not any(p in ("__pycache__", ".git", ".venv", ".pytest_cache") for p in parts) \
         and not path.endswith((".swp", ".swx", "~", ".pyc"))
+
+
+def _deploy_manifest(client: Client, path: Path) -> None:
+    """Every function of a manifest: the plan (create / update / unchanged), then each
+    one that is not unchanged, with its triggers, async config, concurrency, provisioned
+    instances and custom domain."""
+    from funclet.codestore import crc64
+    from funclet.manifests import ManifestError, load
+
+    try:
+        planned, warnings = load(path)
+    except ManifestError as exc:
+        raise CliError(str(exc)) from None
+    for warning in warnings:
+        err.print(f"Warning: {warning}", markup=False, highlight=False)
+    packages, plan = {}, {}
+    for fn in planned:
+        try:
+            current = client.json("GET", f"/functions/{fn.name}")
+        except CliError as exc:
+            if not str(exc).startswith("FunctionNotFound"):
+                raise
+            current = None
+        runtime = fn.body.get("runtime") or (current or {}).get("runtime") or "python3.11"
+        packages[fn.name] = (_lambda_package(fn.code) if fn.lambda_client
+                             else _package(fn.code, runtime))
+        same = current is not None and current["codeChecksum"] == crc64(
+            packages[fn.name]) and all(current.get(k) == v for k, v in fn.body.items())
+        plan[fn.name] = "create" if current is None else "unchanged" if same else "update"
+    out.print(f"Plan for {path}:", markup=False, highlight=False)
+    for fn in planned:
+        out.print(f"  {plan[fn.name]:<9} {fn.name} ({fn.resource})", markup=False,
+                  highlight=False)
+    for fn in planned:
+        if plan[fn.name] != "unchanged":
+            _upload(client, fn.name, fn.body, {"handler": "index.handler"}, packages[fn.name])
+        for trigger in fn.triggers:
+            _put_trigger(client, fn.name, trigger)
+        if fn.async_config is not None:
+            config = dict(fn.async_config)
+            qualifier = config.pop("qualifier", None)
+            client.json("PUT", f"/functions/{fn.name}/async-invoke-config", json=config,
+                        params={"qualifier": qualifier} if qualifier else None)
+        if fn.reserved_concurrency is not None:
+            client.json("PUT", f"/functions/{fn.name}/concurrency",
+                        json={"reservedConcurrency": fn.reserved_concurrency})
+        if fn.provision_target is not None:
+            client.json("PUT", f"/functions/{fn.name}/provision-config",
+                        json={"target": fn.provision_target})
+        if fn.custom_domain is not None:
+            domain = fn.custom_domain
+            try:
+                client.json("POST", "/custom-domains", json=domain)
+            except CliError as exc:
+                if not str(exc).startswith("DomainNameAlreadyExists"):
+                    raise
+                client.json("PUT", f"/custom-domains/{domain['domainName']}",
+                            json={k: v for k, v in domain.items() if k != "domainName"})
+            out.print(f"  custom domain {domain['domainName']}", markup=False,
+                      highlight=False)
+
+
+_LAMBDA_BOOTSTRAP = """#!/bin/sh
+# Written by funclet deploy -f (a SAM function): AWS's Python runtime client, unchanged,
+# asks funclet's Lambda Runtime API for invocations.
+cd "$LAMBDA_TASK_ROOT"
+exec python3 -m awslambdaric "$_HANDLER"
+"""
+
+
+def _lambda_package(folder: Path) -> bytes:
+    """A SAM function's folder with AWS's runtime client beside it: its requirements
+    plus awslambdaric, and a ``bootstrap`` (unless it has its own)."""
+    import io
+    import tempfile
+    import zipfile
+
+    from funclet.packaging import (
+        REQUIREMENTS,
+        DependencyError,
+        dependency_cache,
+        vendor_requirements,
+        zip_dir,
+    )
+
+    own = folder / REQUIREMENTS
+    wanted = (own.read_text() if own.exists() else "") + "\nawslambdaric>=2.0\n"
+    with tempfile.TemporaryDirectory() as staging:
+        (Path(staging) / REQUIREMENTS).write_text(wanted)
+        try:
+            with _step(f"Installing the dependencies of {folder} and AWS's runtime client"):
+                vendored = vendor_requirements(Path(staging), "custom.lambda",
+                                               dependency_cache())
+        except DependencyError as exc:
+            raise CliError(str(exc)) from None
+        data = zip_dir(folder, vendored)
+    if (folder / "bootstrap").exists():
+        return data
+    buf = io.BytesIO(data)
+    with zipfile.ZipFile(buf, "a") as archive:
+        info = zipfile.ZipInfo("bootstrap", date_time=(2020, 1, 1, 0, 0, 0))
+        info.external_attr = 0o100755 << 16
+        archive.writestr(info, _LAMBDA_BOOTSTRAP)
+    return buf.getvalue()
+
+
+def _package(source: Path, runtime: str) -> bytes:
+    """A folder zipped, its dependencies installed for ``runtime`` (or a zip, as it is)."""
+    from funclet.packaging import DependencyError, dependency_cache, vendor_requirements, zip_dir
+
+    if not source.is_dir():
+        return source.read_bytes()
+    try:
+        with _step(f"Installing the dependencies of {source} for {runtime}",
+                   needed=any((source / f).exists()
+                              for f in ("requirements.txt", "package.json"))):
+            vendored = vendor_requirements(source, runtime, dependency_cache())
+    except DependencyError as exc:
+        raise CliError(str(exc)) from None
+    return zip_dir(source, vendored)
+
+
+def _upload(client: Client, name: str, body: dict[str, Any], defaults: dict[str, Any],
+            data: bytes) -> dict[str, Any]:
+    """Create the function (``defaults`` under ``body``), or update what ``body`` names."""
+    body = {**body, "code": {"zipFile": base64.b64encode(data).decode()}}
+    try:
+        fn: dict[str, Any] = client.json("POST", "/functions",
+                                         json={**defaults, **body, "functionName": name})
+        verb = "Created"
+    except CliError as exc:
+        if not str(exc).startswith("FunctionAlreadyExists"):
+            raise
+        body.pop("functionName", None)
+        fn = client.json("PUT", f"/functions/{name}", json=body)
+        verb = "Updated"
+    out.print(
+        f"{verb} [bold]{name}[/] ({fn['runtime']}, {fn['handler']}, {fn['codeSize']} bytes, "
+        f"checksum {fn['codeChecksum']})."
+    )
+    return fn
+
+
+def _put_trigger(client: Client, name: str, trigger: dict[str, Any]) -> None:
+    try:
+        client.json("POST", f"/functions/{name}/triggers", json=trigger)
+    except CliError as exc:
+        if not str(exc).startswith("TriggerAlreadyExists"):
+            raise
+        client.json("PUT", f"/functions/{name}/triggers/{trigger['triggerName']}",
+                    json={k: v for k, v in trigger.items() if k != "triggerName"})
+    out.print(f"  trigger {trigger['triggerName']} ({trigger.get('triggerType')})")
 
 
 def _runtime_of(client: Client, name: str) -> str | None:
