@@ -402,3 +402,39 @@ Resources:
     assert kinds["Web"][0] == "http" and kinds["Web"][1]["methods"] == ["GET"]
     assert kinds["Orders"][0] == "redis" and kinds["Orders"][1]["stream"] == f"orders-{name}"
     assert "Aws" not in kinds
+
+
+def test_dev_with_a_manifest_redeploys_the_function_that_changed(
+        server: Server, tmp_path: Path) -> None:
+    import httpx
+
+    suffix = unique("d")[2:]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "index.py").write_text(
+            f"def handler(event, context):\n    return '{folder}1'\n")
+    (tmp_path / "s.yaml").write_text("resources:\n" + "".join(
+        f"  {f}:\n    component: fc3\n    props:\n      functionName: {f}-{suffix}\n"
+        f"      runtime: python3.11\n      handler: index.handler\n      code: ./{f}\n"
+        for f in ("a", "b")))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funclet", "dev", "-f", str(tmp_path / "s.yaml"),
+         "--endpoint", server.url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        assert proc.stderr is not None
+        assert any(line.startswith("Watching") for line in iter(proc.stderr.readline, ""))
+        url = f"{server.url}/2023-03-30/functions/{{}}-{suffix}/invocations"
+        b_before = httpx.get(f"{server.url}/2023-03-30/functions/b-{suffix}").json()
+        (tmp_path / "a" / "index.py").write_text("def handler(event, context):\n"
+                                                 "    return 'a2'\n")
+        saved = time.monotonic()
+        while httpx.post(url.format("a")).text != "a2":
+            assert time.monotonic() - saved < 10, "the save never went live"
+            time.sleep(0.05)
+        assert httpx.post(url.format("b")).text == "b1"
+        b_after = httpx.get(f"{server.url}/2023-03-30/functions/b-{suffix}").json()
+        assert b_after["lastModifiedTime"] == b_before["lastModifiedTime"]  # untouched
+    finally:
+        proc.terminate()
+        proc.wait(10)

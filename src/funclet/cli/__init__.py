@@ -270,40 +270,69 @@ def _deploy(client: Client, source: Path, name: str | None, changes: dict[str, A
 
 @app.command()
 def dev(
-    source: Annotated[Path, typer.Argument(help="The function's folder.")],
+    source: Annotated[Path | None, typer.Argument(help="The function's folder.")] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", help="A manifest (s.yaml, template.yaml): all its functions.")]
+    = None,
     name: Annotated[
         str | None, typer.Option(help="Function name [default: function.json's, or the "
                                       "folder name].")
     ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
 ) -> None:
-    """Deploy a folder, then again on every save; print each invocation's log as it
-    happens. Ctrl-C ends it (the function stays)."""
+    """Deploy a folder (or a manifest's functions), then again on every save: only the
+    function whose code changed (the whole manifest when it changes); print each
+    invocation's log as it happens. Ctrl-C ends it (the functions stay)."""
     import watchfiles
 
-    if not source.is_dir():
-        raise CliError(f"{source} is not a folder")
     client = _client(endpoint)
-    name = _deploy(client, source, name, {})
-    err.print(f"Watching {source} for changes; invocations of {name} are logged here. "
-              "Ctrl-C to stop.", markup=False, highlight=False)
-    seen = {r["requestId"] for r in _recent(client, name)}
-    for changes in watchfiles.watch(source, debounce=50, step=20, rust_timeout=500,
+    if file is not None:
+        from funclet.manifests import ManifestError, load
+
+        _deploy_manifest(client, file)
+        try:
+            folders = {fn.code: fn for fn in load(file)[0]}
+        except ManifestError as exc:
+            raise CliError(str(exc)) from None
+        names = [fn.name for fn in folders.values()]
+        watched: list[Path] = [file.resolve(), *folders]
+    elif source is not None and source.is_dir():
+        names = [_deploy(client, source, name, {})]
+        folders, watched = {}, [source]
+    else:
+        raise CliError("give a folder, or --file with a manifest")
+    err.print(f"Watching {', '.join(map(str, watched))} for changes; invocations of "
+              f"{', '.join(names)} are logged here. Ctrl-C to stop.", markup=False,
+              highlight=False)
+    seen = {r["requestId"] for n in names for r in _recent(client, n)}
+    for changes in watchfiles.watch(*watched, debounce=50, step=20, rust_timeout=500,
                                     yield_on_timeout=True, watch_filter=_code_change):
         if changes:
             started = time.monotonic()
             try:
-                _deploy(client, source, name, {}, with_triggers=False)
+                if file is None:
+                    assert source is not None
+                    _deploy(client, source, names[0], {}, with_triggers=False)
+                elif any(Path(p) == file.resolve() for _, p in changes):
+                    _deploy_manifest(client, file)
+                else:
+                    for folder, fn in folders.items():
+                        if any(Path(p).is_relative_to(folder) for _, p in changes):
+                            _upload(client, fn.name, fn.body, {}, _lambda_package(folder)
+                                    if fn.lambda_client else _package(
+                                        folder, str(fn.body.get("runtime", ""))))
             except CliError as exc:  # a broken save: say so, keep watching
                 err.print(f"Error: {exc}", markup=False, highlight=False)
                 continue
             err.print(f"Live {(time.monotonic() - started) * 1000:.0f} ms after the save.",
                       markup=False, highlight=False)
-        for rec in reversed(_recent(client, name)):
-            if rec["requestId"] not in seen:
-                seen.add(rec["requestId"])
-                full = client.json("GET", f"/functions/{name}/invocations/{rec['requestId']}")
-                _print_log(full["log"])
+        for name_ in names:
+            for rec in reversed(_recent(client, name_)):
+                if rec["requestId"] not in seen:
+                    seen.add(rec["requestId"])
+                    full = client.json("GET",
+                                       f"/functions/{name_}/invocations/{rec['requestId']}")
+                    _print_log(full["log"])
 
 
 def _recent(client: Client, name: str) -> list[dict[str, Any]]:
