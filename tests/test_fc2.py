@@ -180,6 +180,8 @@ def test_triggers_and_the_proxy_path(secured: Server, tmp_path: Path) -> None:
                                                                   "methods": ["GET"]})
     assert httpx.get(f"{secured.url}/2016-08-15/proxy/{service}/web/x?who=anyone").text \
         == "hello anyone"
+    assert httpx.get(f"{secured.url}/2016-08-15/proxy/{service}.no%20such/web/x"
+                     ).json()["ErrorCode"] == "Unauthorized"  # not a route: auth first
     client.delete_trigger(service, "web", "http")
     assert _error(lambda: client.get_trigger(service, "web", "http")).status_code == 404
 

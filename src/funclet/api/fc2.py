@@ -69,6 +69,8 @@ def _proxied(scope: Scope) -> Scope:
         return scope  # no such route: a 404 in 2.0's shape
     try:
         name = function_name(service, function)
+        if dot:
+            qualifier = parse_qualifier(qualifier)
     except InvalidArgument:
         return scope
     raw = scope.get("raw_path") or path.encode()
