@@ -245,6 +245,17 @@ class Versions:
         await self._drop_provision(name, alias_name)
         await self._changed(name)
 
+    def aliases_of(self, name: str) -> list[AliasRow]:
+        """The function's aliases, from memory (by name)."""
+        return sorted(self._aliases.get(name, {}).values(), key=lambda a: a.alias_name)
+
+    def alias_names(self, name: str) -> list[str]:
+        return [a.alias_name for a in self.aliases_of(name)]
+
+    async def page_all(self, name: str, limit: int = 100) -> list[VersionRow]:
+        """The function's newest versions (the console's)."""
+        return await self._store.page(name, limit, True, None)
+
     async def _drop_provision(self, name: str, qualifier: str) -> None:
         """A deleted version's or alias's provision config goes with it."""
         if self.provisioned.pop((name, qualifier), None) is not None:

@@ -21,6 +21,7 @@ from funclet.api import (
     account,
     code,
     configs,
+    console,
     domains,
     fc2,
     functions,
@@ -146,6 +147,7 @@ def build_app(platform: Platform) -> Starlette:
             Route("/metrics", _metrics, methods=["GET"]),
             *nodes.routes,
             *openapi.routes,
+            *console.routes,
         ],
         exception_handlers={
             ApiError: _api_error,

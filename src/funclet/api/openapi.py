@@ -60,6 +60,8 @@ def _json(schema: Schema, description: str = "OK", status: str = "200") -> dict[
 
 
 _DELETED = {"204": {"description": "Deleted."}}
+_HTML = {"200": {"description": "An HTML page",
+                 "content": {"text/html": {"schema": {"type": "string"}}}}}
 
 
 def _op(op_id: str, summary: str, tag: str, responses: dict[str, Any], *,
@@ -527,6 +529,24 @@ def _paths() -> dict[str, dict[str, Operation]]:
                            ref("Health"), "the database or the code store does not answer",
                            "503")}, security=[]),
         },
+        **{path: {"get": _console(op, summary, params)}
+           for path, op, summary, params in (
+               ("/console", "ConsoleHome", "Redirects to /console/ (307)", []),
+               ("/console/", "ConsoleFunctions", "The console: functions",
+                [_param("q", "query", string()), _param("after", "query", string())]),
+               ("/console/functions/{functionName}", "ConsoleFunction",
+                "The console: one function", [_p("functionName")]),
+               ("/console/functions/{functionName}/invocations/{requestId}",
+                "ConsoleInvocation", "The console: one invocation's log",
+                [_p("functionName"), _param("requestId", "path", string())]),
+           )},
+        "/console/functions/{functionName}/invoke": {"post": _console(
+            "ConsoleInvoke", "The console's invoke form: the page with the result",
+            [_p("functionName")], requestBody={"required": False, "content": {
+                "application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "properties": {
+                        "payload": {"type": "string"}, "qualifier": {"type": "string"},
+                        "mode": {"type": "string", "enum": ["sync", "async"]}}}}}})},
         "/metrics": {
             "get": _op("GetMetrics", "Prometheus metrics (text format)", "platform",
                        {"200": {"description": "The metrics", "content": {
@@ -541,6 +561,15 @@ def _paths() -> dict[str, dict[str, Operation]]:
                        _json(ref("ListNodesOutput"))),
         },
     }
+
+
+def _console(op_id: str, summary: str, params: list[Schema], **more: Any) -> Operation:
+    """A console page: HTML, its errors too (a page saying what went wrong)."""
+    out = _op(op_id, summary, "console", {**_HTML, "307": {"description": "Moved"}},
+              params=params, **more)
+    out["responses"]["default"] = {"description": "A page with the error",
+                                   "content": {"text/html": {"schema": {"type": "string"}}}}
+    return out
 
 
 def _op2(op_id: str, summary: str, responses: dict[str, Any], **more: Any) -> Operation:
@@ -624,7 +653,7 @@ def document() -> dict[str, Any]:
                 "Error body; a function's own failure is a FunctionError body."),
         },
         "tags": [{"name": t} for t in ("functions", "versions", "sessions", "layers",
-                                       "invocations", "fc2",
+                                       "invocations", "fc2", "console",
                                        "async",
                                        "triggers",
                                        "http-triggers", "platform")],

@@ -1,0 +1,164 @@
+"""The web console at ``/console/``: server-rendered pages (Jinja2, autoescaped: a
+function's log or payload can hold HTML), no JavaScript needed.
+
+Functions (search by prefix, runtime, state, aliases, last invocation), a function's
+page (an invoke form with its result, log and start kind; recent invocations; config,
+versions and aliases, triggers, async config, layers, instances) and one invocation's
+log. The pages read the platform directly (the same objects the API uses) and sit
+behind the API's middleware: open on loopback as the API is, refused to functions.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from funclet.api.functions import extras_of, function_json, invocation_json, platform_of
+from funclet.api.invoke import accept_async
+from funclet.api.responses import new_request_id
+from funclet.errors import ApiError, InvalidArgument, InvocationNotFound, PayloadTooLarge
+from funclet.instances.state import InstanceState
+from funclet.versions import LATEST, parse_qualifier
+
+_PAGE = 50  # functions per page
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]), auto_reload=False)
+
+
+def _render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+    html = _templates.get_template(f"console/{template}").render(
+        node_id=platform_of(request).node_id, **values)
+    return HTMLResponse(html, status)
+
+
+def _error_page(request: Request, exc: ApiError) -> Response:
+    return _render(request, "error.html", exc.status, code=exc.code, message=exc.message)
+
+
+async def functions_page(request: Request) -> Response:
+    platform = platform_of(request)
+    q = request.query_params.get("q", "")[:128]
+    after = request.query_params.get("after", "")[:128]
+    rows = await platform.functions.page(q, _PAGE + 1, after)
+    shown = []
+    for row in rows[:_PAGE]:
+        last = await platform.store.list_invocations(row.name, limit=1)
+        shown.append({
+            "name": row.name, "runtime": row.config.runtime,
+            "state": "disabled" if row.name in platform.functions.disabled else "active",
+            "aliases": sorted(platform.versions.alias_names(row.name)),
+            "last": {"status": last[0]["status"],
+                     "when": time.strftime("%Y-%m-%d %H:%M:%S",
+                                           time.localtime(last[0]["started_ms"] / 1000))}
+            if last else None,
+        })
+    next_after = rows[_PAGE - 1].name if len(rows) > _PAGE else ""
+    return _render(request, "functions.html", functions=shown, q=q, next=next_after)
+
+
+async def function_page(request: Request, result: dict[str, Any] | None = None,
+                        form: dict[str, str] | None = None) -> Response:
+    platform = platform_of(request)
+    name = request.path_params["name"]
+    try:
+        row = await platform.functions.get(name)
+    except ApiError as exc:
+        return _error_page(request, exc)
+    await platform.recorder.flush()
+    config = function_json(platform, row, (await extras_of(platform, [row]))[name])
+    versions = [str(v.version_id) for v in await platform.versions.page_all(name)]
+    aliases = [{"aliasName": a.alias_name, "versionId": str(a.version_id),
+                "additionalVersionWeight": a.additional_weight}
+               for a in platform.versions.aliases_of(name)]
+    triggers = [{"triggerName": t.trigger_name, "triggerType": t.trigger_type,
+                 "triggerConfig": orjson.dumps(t.config).decode()}
+                for t in platform.triggers.list(name, "", 100, "")]
+    entry = platform.async_configs.get(name)
+    async_config = orjson.dumps(entry[0].to_fc(config["functionArn"]) if entry else
+                                "none set: FC's defaults", option=orjson.OPT_INDENT_2).decode()
+    invocations = [invocation_json(r, False) for r in
+                   await platform.store.list_invocations(name, limit=20)]
+    live = [i for i in platform.registry.instances(name)
+            if i.state is not InstanceState.STOPPED]
+    form = form or {}
+    return _render(request, "function.html", name=name, config=config,
+                   config_json=orjson.dumps(config, option=orjson.OPT_INDENT_2).decode(),
+                   versions=versions, aliases=aliases, triggers=triggers,
+                   async_config=async_config, invocations=invocations, instances=live,
+                   result=result, payload=form.get("payload", ""),
+                   mode=form.get("mode", "sync"), qualifier=form.get("qualifier", ""))
+
+
+async def invoke_form(request: Request) -> Response:
+    """The invoke form: run it (sync) or queue it (async), then the function's page with
+    the result."""
+    platform = platform_of(request)
+    name = request.path_params["name"]
+    limit = platform.settings.max_sync_payload
+    try:
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit * 2:  # (a form's encoding grows the payload)
+                raise PayloadTooLarge(f"the form is over {limit * 2} bytes")
+        fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"),
+                                               keep_blank_values=True).items()}
+        qualifier = parse_qualifier(fields.get("qualifier") or LATEST)
+        payload = fields.get("payload", "").encode()
+        if len(payload) > limit:
+            raise PayloadTooLarge(f"the payload is over {limit} bytes")
+        request_id = new_request_id()
+        if fields.get("mode") == "async":
+            accepted = await accept_async(platform, name, payload, request_id, {}, qualifier)
+            result: dict[str, Any] = {"accepted": True, "request_id": request_id,
+                                      "task_id": accepted.headers["x-fc-async-task-id"]}
+        elif fields.get("mode", "sync") == "sync":
+            out = await platform.invoker.invoke(name, payload, request_id,
+                                                qualifier=qualifier)
+            error = out.error
+            result = {
+                "accepted": False, "request_id": request_id,
+                "error": f"{error.error_type}: {error.message}" if error else "",
+                "start_kind": out.start_kind.value if out.start_kind else "no",
+                "version": out.version_id, "duration_ms": out.duration_ms,
+                "body": out.body.decode("utf-8", "replace") if not error else
+                orjson.dumps(error.body(), option=orjson.OPT_INDENT_2).decode(),
+                "log": out.log}
+        else:
+            raise InvalidArgument("mode must be sync or async")
+    except ApiError as exc:
+        return _error_page(request, exc)
+    return await function_page(request, result, fields)
+
+
+async def invocation_page(request: Request) -> Response:
+    platform = platform_of(request)
+    name, request_id = request.path_params["name"], request.path_params["request_id"]
+    await platform.recorder.flush()
+    rec = await platform.store.get_invocation(request_id[:128])
+    if rec is None or rec["function_name"] != name:
+        return _error_page(request, InvocationNotFound(request_id[:128]))
+    return _render(request, "invocation.html", name=name, record=invocation_json(rec, True))
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse("/console/", 307)
+
+
+routes = [
+    Route("/console", _home, methods=["GET"]),
+    Route("/console/", functions_page, methods=["GET"]),
+    Route("/console/functions/{name}", function_page, methods=["GET"]),
+    Route("/console/functions/{name}/invoke", invoke_form, methods=["POST"]),
+    Route("/console/functions/{name}/invocations/{request_id}", invocation_page,
+          methods=["GET"]),
+]
