@@ -60,3 +60,11 @@ def test_unknown_things_and_bad_input_are_pages_with_the_error(client: httpx.Cli
     gone = client.get(f"/console/functions/{name}/invocations/1-nothing")
     assert gone.status_code == 404
     assert client.get("/console", follow_redirects=False).status_code == 307
+    # Another site's page cannot post the form from the operator's browser (CSRF).
+    for headers in ({"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"}):
+        forged = client.post(f"/console/functions/{name}/invoke", data={"payload": "x"},
+                             headers=headers)
+        assert forged.status_code == 403, headers
+    same = client.post(f"/console/functions/{name}/invoke", data={"payload": "x"},
+                       headers={"origin": str(client.base_url).rstrip("/")})
+    assert same.status_code == 200

@@ -24,7 +24,13 @@ from starlette.routing import Route
 from funclet.api.functions import extras_of, function_json, invocation_json, platform_of
 from funclet.api.invoke import accept_async
 from funclet.api.responses import new_request_id
-from funclet.errors import ApiError, InvalidArgument, InvocationNotFound, PayloadTooLarge
+from funclet.errors import (
+    AccessDenied,
+    ApiError,
+    InvalidArgument,
+    InvocationNotFound,
+    PayloadTooLarge,
+)
 from funclet.instances.state import InstanceState
 from funclet.versions import LATEST, parse_qualifier
 
@@ -105,6 +111,7 @@ async def invoke_form(request: Request) -> Response:
     name = request.path_params["name"]
     limit = platform.settings.max_sync_payload
     try:
+        _same_origin(request)
         raw = b""
         async for chunk in request.stream():
             raw += chunk
@@ -138,6 +145,16 @@ async def invoke_form(request: Request) -> Response:
     except ApiError as exc:
         return _error_page(request, exc)
     return await function_page(request, result, fields)
+
+
+def _same_origin(request: Request) -> None:
+    """The form is posted from the console itself: a page of another site cannot make
+    the operator's browser invoke functions (CSRF; browsers say where a POST came from)."""
+    origin = request.headers.get("origin")
+    host = request.headers.get("host", "")
+    if request.headers.get("sec-fetch-site") == "cross-site" or (
+            origin is not None and origin.split("://", 1)[-1] != host):
+        raise AccessDenied("the console's forms are posted from the console only")
 
 
 async def invocation_page(request: Request) -> Response:
