@@ -173,6 +173,30 @@ def test_loopback_is_open_by_default(client: httpx.Client) -> None:
     assert client.get(f"{API}/functions").status_code == 200
 
 
+def test_another_sites_page_cannot_use_the_open_api_from_a_browser(
+        client: httpx.Client) -> None:
+    """On loopback the API is open to the operator, whose browser runs as the operator:
+    a request another site's page makes from it (the browser says so: Origin,
+    Sec-Fetch-Site) is refused (CSRF); the same request from the console, the CLI or an
+    SDK (no Origin) passes, and HTTP triggers serve every site."""
+    name = deploy(client, HELLO)
+    path = f"{API}/functions/{name}/invocations"
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                    {"sec-fetch-site": "cross-site"}):
+        r = client.post(path, content=b"x", headers=headers)
+        assert r.status_code == 403 and "another site" in r.json()["Message"], headers
+    assert client.post(path, content=b"x").text == "hi x"
+    assert client.get(f"{API}/functions/{name}",  # a link followed: a read, let through
+                      headers={"sec-fetch-site": "cross-site"}).status_code == 200
+    own = str(client.base_url).rstrip("/")
+    assert client.post(path, content=b"x", headers={"origin": own}).text == "hi x"
+    client.post(f"{API}/functions/{name}/triggers", json={
+        "triggerName": "web", "triggerType": "http",
+        "triggerConfig": {"authType": "anonymous", "methods": ["POST"]}})
+    r = client.post(f"/http/{name}/", content=b"x", headers={"origin": "http://any.site"})
+    assert r.status_code == 200
+
+
 # Sends a request and drops the connection at once, so that the API sees no live peer:
 # "reset" closes with SO_LINGER 0 (an RST, the socket gone), "close" closes normally
 # (the socket is orphaned: no owner in the kernel's table any more). Instances reach the

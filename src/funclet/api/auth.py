@@ -35,6 +35,9 @@ SIGNED_PATHS = ("/2023-03-30/code-packages/",)  # api/code.py: presigned downloa
 _INSTANCES_REFUSED = (
     "functions may not call the management API of a funclet without authentication"
 )
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_CROSS_SITE = ("the API does not serve requests that another site's page makes from a "
+               "browser (its Origin is not this API's)")
 _PEER_UNKNOWN = (
     "the request's connection has no owner the API can establish (it was closed or "
     "reset), and without authentication the API serves only known callers"
@@ -225,7 +228,12 @@ class RefuseInstances:
         await self.app(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> str | None:
-        """Why the request's peer is not trusted, or ``None`` when it is."""
+        """Why the request's peer is not trusted, or ``None`` when it is. A browser's
+        POST (PUT, DELETE) made by another site's page is not the operator's (CSRF: the
+        browser runs as the operator's uid, and says where the request came from)."""
+        if scope["method"] not in _SAFE and _cross_site(scope) and not is_http_trigger(
+                scope, self._domain):
+            return _CROSS_SITE  # (a GET changes nothing, and its answer is not theirs)
         client, server = scope.get("client"), scope.get("server")
         uid = self._peers.uid((client[0], client[1]), (server[0], server[1])) if (
             client and server) else None
@@ -234,6 +242,22 @@ class RefuseInstances:
         if uid in self._instance_uids:
             return _INSTANCES_REFUSED
         return None
+
+
+def _cross_site(scope: Scope) -> bool:
+    """A browser says the request comes from a page of another origin."""
+    origin = host = fetch_site = None
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            origin = value.decode("latin-1")
+        elif name == b"host":
+            host = value.decode("latin-1")
+        elif name == b"sec-fetch-site":
+            fetch_site = value.decode("latin-1")
+    if fetch_site == "cross-site":
+        return True
+    return origin is not None and origin.split("://", 1)[-1] != host  # ("null": a file:
+    # page or a sandboxed frame: not this API's either)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
