@@ -2,13 +2,13 @@
 
 FC 2.0 groups functions under services and keeps the role, logs, network and tracing
 at the service; 3.0 has functions only, each with those fields of its own. funclet
-maps them the way FC's own upgrade shows 2.0 functions in 3.0: function ``fn`` of
-service ``svc`` *is* the 3.0 function ``svc$fn``. Both APIs see the same function (its
+maps them onto one name: function ``fn`` of service ``svc`` *is* the 3.0 function
+``svc$fn`` (no 3.0 name holds a ``$`` otherwise). Both APIs see the same function (its
 code, instances, triggers, versions, records). A service is a row of its own
 (``services``); its ``internetAccess``, ``role``, ``logConfig`` and ``tracingConfig``
 are copied onto each of its functions when the function is created through 2.0 and
 whenever the service changes. A 3.0 function named ``svc$fn`` whose service does not
-exist is still invocable through 2.0 (as FC's upgraded functions are).
+exist is still invocable through 2.0.
 """
 
 from __future__ import annotations
