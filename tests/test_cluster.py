@@ -221,7 +221,8 @@ SECOND = {"index.py": """
 
     def handler(event, context):
         start = time.time()
-        time.sleep(float(event.decode() or "1"))  # seconds: 1 unless the event says
+        wait = event.decode()  # seconds: 1 unless the event is a number
+        time.sleep(float(wait) if wait.replace(".", "", 1).isdigit() else 1)
         return json.dumps({"instance": INSTANCE, "start": start, "end": time.time()})
 """}
 
