@@ -135,6 +135,22 @@ class Session:
         return bool(self.idle_s) and not self.running and now - self.last_used >= self.idle_s
 
 
+@dataclass(frozen=True)
+class Ended:
+    """An ended session as the API shows it: its answer only (no pool, no instance, so
+    that the ended sessions kept do not hold retired versions' pools)."""
+
+    session_id: str
+    qualifier: str
+    created_ms: int
+    disable_reuse: bool
+    answer: dict[str, Any]
+    status: str = EXPIRED
+
+    def to_fc(self) -> dict[str, Any]:
+        return self.answer
+
+
 def session_of(affinity: Affinity, headers: Mapping[str, str]) -> tuple[str, bool]:
     """The session a request names (its header, or FC's cookie), or a new id:
     ``(id, made)``. A malformed id is a 400."""
@@ -175,7 +191,7 @@ class Sessions:
 
     def __init__(self) -> None:
         self._live: dict[tuple[str, str], Session] = {}
-        self._ended: OrderedDict[tuple[str, str], Session] = OrderedDict()
+        self._ended: OrderedDict[tuple[str, str], Ended] = OrderedDict()
 
     # -- the invoker's side -----------------------------------------------------------
 
@@ -252,21 +268,25 @@ class Sessions:
         self._check_reuse(name, session_id)
         return self._new(pool, session_id, qualifier, body)
 
-    def get(self, name: str, session_id: str) -> Session:
-        session = self._live.get((name, session_id)) or self._ended.get((name, session_id))
-        if session is None:
-            raise SessionNotFound(name, session_id)
-        if session.status != EXPIRED and session.over(time.monotonic()):
+    def get(self, name: str, session_id: str) -> Session | Ended:
+        session = self._live.get((name, session_id))
+        if session is not None and session.over(time.monotonic()):
             self._end(session)
-        return session
+        elif session is not None:
+            return session
+        ended = self._ended.get((name, session_id))
+        if ended is None:
+            raise SessionNotFound(name, session_id)
+        return ended
 
     def page(self, name: str, status: str | None = None, session_id: str | None = None,
-             qualifier: str | None = None) -> list[Session]:
+             qualifier: str | None = None) -> list[Session | Ended]:
         """A function's sessions (live, then ended), oldest first, filtered."""
         now = time.monotonic()
         for session in [s for k, s in self._live.items() if k[0] == name and s.over(now)]:
             self._end(session)
-        found = [s for k, s in (*self._live.items(), *self._ended.items()) if k[0] == name]
+        found: list[Session | Ended] = [s for k, s in self._live.items() if k[0] == name]
+        found += [s for k, s in self._ended.items() if k[0] == name]
         return sorted(
             (s for s in found if (status is None or s.status == status)
              and (session_id is None or s.session_id == session_id)
@@ -274,9 +294,7 @@ class Sessions:
             key=lambda s: (s.created_ms, s.session_id))
 
     def update(self, name: str, session_id: str, body: dict[str, Any]) -> Session:
-        session = self.get(name, session_id)
-        if session.status == EXPIRED:
-            raise SessionUnavailable(f"session '{session_id}' of function '{name}' has ended")
+        session = self._not_ended(name, session_id)
         _refuse_cloud_only(body)
         self._apply(session, body)
         session.modified_ms = _now_ms()
@@ -293,11 +311,9 @@ class Sessions:
         self._ended.pop((name, session_id), None)
 
     def pause(self, name: str, session_id: str) -> Session:
-        session = self.get(name, session_id)
+        session = self._not_ended(name, session_id)
         if session.status == PAUSED:
             return session
-        if session.status != ACTIVE:
-            raise SessionUnavailable(f"session '{session_id}' of function '{name}' has ended")
         problem = self._why_not_pausable(session)
         if problem:
             raise SessionUnavailable(f"session '{session_id}' cannot be paused: {problem}")
@@ -305,14 +321,18 @@ class Sessions:
         return session
 
     def resume(self, name: str, session_id: str) -> Session:
-        session = self.get(name, session_id)
-        if session.status == EXPIRED:
-            raise SessionUnavailable(f"session '{session_id}' of function '{name}' has ended")
+        session = self._not_ended(name, session_id)
         if session.status == PAUSED:
             self._resume(session)
         return session
 
     # -- helpers -------------------------------------------------------------------
+
+    def _not_ended(self, name: str, session_id: str) -> Session:
+        session = self.get(name, session_id)
+        if isinstance(session, Ended):
+            raise SessionUnavailable(f"session '{session_id}' of function '{name}' has ended")
+        return session
 
     def _new(self, pool: Pool, session_id: str, qualifier: str,
              body: dict[str, Any]) -> Session:
@@ -390,7 +410,9 @@ class Sessions:
             session.pool.end_session(inst, session.session_id)
         session.status = EXPIRED
         session.modified_ms = _now_ms()
-        self._ended[key] = session
+        session.instance = None
+        self._ended[key] = Ended(session.session_id, session.qualifier, session.created_ms,
+                                 session.disable_reuse, session.to_fc())
         self._ended.move_to_end(key)
         while len(self._ended) > _ENDED_KEPT:
             self._ended.popitem(last=False)

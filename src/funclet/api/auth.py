@@ -231,7 +231,7 @@ class RefuseInstances:
         """Why the request's peer is not trusted, or ``None`` when it is. A browser's
         POST (PUT, DELETE) made by another site's page is not the operator's (CSRF: the
         browser runs as the operator's uid, and says where the request came from)."""
-        if scope["method"] not in _SAFE and _cross_site(scope) and not is_http_trigger(
+        if scope["method"] not in _SAFE and cross_site(scope) and not is_http_trigger(
                 scope, self._domain):
             return _CROSS_SITE  # (a GET changes nothing, and its answer is not theirs)
         client, server = scope.get("client"), scope.get("server")
@@ -244,7 +244,7 @@ class RefuseInstances:
         return None
 
 
-def _cross_site(scope: Scope) -> bool:
+def cross_site(scope: Scope) -> bool:
     """A browser says the request comes from a page of another origin."""
     origin = host = fetch_site = None
     for name, value in scope["headers"]:

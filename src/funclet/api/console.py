@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from funclet.api.auth import cross_site
 from funclet.api.functions import extras_of, function_json, invocation_json, platform_of
 from funclet.api.invoke import accept_async
 from funclet.api.responses import new_request_id
@@ -56,15 +57,16 @@ async def functions_page(request: Request) -> Response:
     after = request.query_params.get("after", "")[:128]
     rows = await platform.functions.page(q, _PAGE + 1, after)
     shown = []
+    newest = await platform.store.last_invocations([row.name for row in rows[:_PAGE]])
     for row in rows[:_PAGE]:
-        last = await platform.store.list_invocations(row.name, limit=1)
+        last = newest.get(row.name)
         shown.append({
             "name": row.name, "runtime": row.config.runtime,
             "state": "disabled" if row.name in platform.functions.disabled else "active",
             "aliases": sorted(platform.versions.alias_names(row.name)),
-            "last": {"status": last[0]["status"],
+            "last": {"status": last["status"],
                      "when": time.strftime("%Y-%m-%d %H:%M:%S",
-                                           time.localtime(last[0]["started_ms"] / 1000))}
+                                           time.localtime(last["started_ms"] / 1000))}
             if last else None,
         })
     next_after = rows[_PAGE - 1].name if len(rows) > _PAGE else ""
@@ -111,7 +113,8 @@ async def invoke_form(request: Request) -> Response:
     name = request.path_params["name"]
     limit = platform.settings.max_sync_payload
     try:
-        _same_origin(request)
+        if cross_site(request.scope):  # (CSRF through the operator's browser)
+            raise AccessDenied("the console's forms are posted from the console only")
         raw = b""
         async for chunk in request.stream():
             raw += chunk
@@ -145,16 +148,6 @@ async def invoke_form(request: Request) -> Response:
     except ApiError as exc:
         return _error_page(request, exc)
     return await function_page(request, result, fields)
-
-
-def _same_origin(request: Request) -> None:
-    """The form is posted from the console itself: a page of another site cannot make
-    the operator's browser invoke functions (CSRF; browsers say where a POST came from)."""
-    origin = request.headers.get("origin")
-    host = request.headers.get("host", "")
-    if request.headers.get("sec-fetch-site") == "cross-site" or (
-            origin is not None and origin.split("://", 1)[-1] != host):
-        raise AccessDenied("the console's forms are posted from the console only")
 
 
 async def invocation_page(request: Request) -> Response:

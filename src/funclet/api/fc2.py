@@ -17,8 +17,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from funclet.api import invoke as invoke_api
-from funclet.api.code import code_url
 from funclet.api.functions import (
+    code_location,
     decode_token,
     encode_token,
     extras_of,
@@ -257,11 +257,7 @@ async def delete_function(request: Request) -> Response:
 
 
 async def get_function_code(request: Request) -> Response:
-    platform = platform_of(request)
-    name, qualifier = _name(request)
-    row = await row_at(platform, name, qualifier)
-    return json_response({"url": code_url(request, row.code_checksum),
-                          "checksum": row.code_crc64 or row.code_checksum})
+    return await code_location(request, *_name(request))
 
 
 async def list_functions(request: Request) -> Response:

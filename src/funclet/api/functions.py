@@ -111,9 +111,13 @@ async def update_function(request: Request) -> Response:
 async def get_function_code(request: Request) -> Response:
     """GetFunctionCode: where the package (of LATEST, or of a qualifier's version)
     downloads from, and its checksum."""
-    platform = platform_of(request)
-    row = await row_at(platform, request.path_params["name"],
-                       parse_qualifier(request.query_params.get("qualifier")))
+    return await code_location(request, request.path_params["name"],
+                               parse_qualifier(request.query_params.get("qualifier")))
+
+
+async def code_location(request: Request, name: str, qualifier: str) -> Response:
+    """GetFunctionCode's answer (3.0's and 2.0's): a download URL and the checksum."""
+    row = await row_at(platform_of(request), name, qualifier)
     return json_response({"url": code_url(request, row.code_checksum),
                           "checksum": row.code_crc64 or row.code_checksum})
 

@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, event, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    event,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -363,21 +373,22 @@ class Store:
 
     async def list_invocations(
         self,
-        function_name: str,
+        function_name: str | None,
         status: str | None = None,
         limit: int = 20,
         before: tuple[int, str] | None = None,
+        start_kind: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first; ``before`` (started_ms, request_id) of the last row seen pages back."""
+        """Newest first, of one function or (``None``) of all; ``before`` (started_ms,
+        request_id) of the last row seen pages back."""
         t = schema.invocations
-        query = (
-            select(t)
-            .where(t.c.function_name == function_name)
-            .order_by(t.c.started_ms.desc(), t.c.request_id.desc())
-            .limit(limit)
-        )
+        query = select(t).order_by(t.c.started_ms.desc(), t.c.request_id.desc()).limit(limit)
+        if function_name is not None:
+            query = query.where(t.c.function_name == function_name)
         if status:
             query = query.where(t.c.status == status)
+        if start_kind:
+            query = query.where(t.c.start_kind == start_kind)
         if before is not None:
             ms, request_id = before
             query = query.where(
@@ -388,6 +399,22 @@ class Store:
             )
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def last_invocations(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each function's newest invocation (status, started_ms): one statement, an
+        index seek per function."""
+        if not names:
+            return {}
+        t = schema.invocations
+        newest = [
+            select(t.c.function_name, t.c.status, t.c.started_ms)
+            .where(t.c.function_name == name)
+            .order_by(t.c.started_ms.desc()).limit(1).subquery()
+            for name in names
+        ]
+        query = union_all(*(select(sub) for sub in newest))
+        async with self.engine.connect() as conn:
+            return {r.function_name: dict(r._mapping) for r in await conn.execute(query)}
 
     async def get_invocation(self, request_id: str) -> dict[str, Any] | None:
         t = schema.invocations

@@ -194,6 +194,7 @@ invocations = Table(
     Column("node_id", String(128)),  # the node that ran it
     Column("version_id", String(16)),  # the version that ran (NULL: LATEST)
     Index("ix_invocations_function_started", "function_name", "started_ms"),
+    Index("ix_invocations_started", "started_ms", "request_id"),
 )
 
 instances = Table(
