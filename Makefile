@@ -21,7 +21,7 @@ run: $(STAMP)
 # own in the first run.)
 POSTGRES_TESTS := tests/test_functions_api.py tests/test_records.py tests/test_async.py \
 	tests/test_async_crash.py tests/test_destinations.py tests/test_triggers.py \
-	tests/test_limits.py tests/test_provisioned.py
+	tests/test_limits.py tests/test_provisioned.py tests/test_console.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

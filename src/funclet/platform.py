@@ -33,6 +33,7 @@ from funclet.instances.state import InstanceState
 from funclet.invoker import Invoker
 from funclet.invoker.admission import Admission
 from funclet.layers import Layers
+from funclet.logs import LiveLogs
 from funclet.metrics import Gauges, Metrics
 from funclet.models import function_arn
 from funclet.nodes import DEAD_AFTER_S, Nodes
@@ -68,7 +69,8 @@ class Platform:
             open_blobs(settings.code_store, settings.resolved_code_dir),
         )
         self.node_id = settings.resolved_node_id
-        self.recorder = Recorder(self.store, self.node_id)
+        self.live_logs = LiveLogs()  # the console's live logs: what this node records
+        self.recorder = Recorder(self.store, self.node_id, live=self.live_logs)
         data_dir = str(settings.data_dir.resolve())
         # What instances must never see: the data folder, and each part of it that may
         # be configured to live elsewhere (code packages, the database, run files).

@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote
 
+from starlette.requests import cookie_parser
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funclet.api.peers import PeerUids
@@ -30,7 +32,8 @@ from funclet.errors import AccessDenied, ApiError, Unauthenticated
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 MAX_SKEW_SECONDS = 15 * 60
-_OPEN_PATHS = frozenset({"/healthz", "/2023-03-30/openapi.json"})
+_OPEN_PATHS = frozenset({"/healthz", "/2023-03-30/openapi.json", "/console/login"})
+CONSOLE_COOKIE = "funclet_console"
 SIGNED_PATHS = ("/2023-03-30/code-packages/",)  # api/code.py: presigned downloads
 _INSTANCES_REFUSED = (
     "functions may not call the management API of a funclet without authentication"
@@ -104,6 +107,15 @@ class Authenticate:
             if body is not None:
                 receive = _replay(body, receive)
             error = AccessDenied()
+        elif scope["path"].startswith("/console"):  # the console: its sign-in cookie
+            if self._console_cookie_ok(headers.get("cookie", "")):
+                _mark(scope, True)
+                await self.app(scope, receive, send)
+                return
+            where = quote(scope["path"] + ("?" + scope["query_string"].decode("latin-1")
+                                            if scope.get("query_string") else ""), safe="")
+            await RedirectResponse(f"/console/login?next={where}", 303)(scope, receive, send)
+            return
         else:
             error = Unauthenticated()
         if trigger:
@@ -111,6 +123,13 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         await error_response(error)(scope, receive, send)
+
+    def _console_cookie_ok(self, cookies: str) -> bool:
+        """The cookie of a sign-in with the token or one of the access keys' secrets."""
+        value = cookie_parser(cookies).get(CONSOLE_COOKIE, "")
+        signed_with = ([self._token.decode()] if self._token else []) + list(self._keys.values())
+        return bool(value) and any(hmac.compare_digest(value, console_cookie(secret))
+                                   for secret in signed_with)
 
     def _signature_ok(
         self, scope: Scope, headers: dict[str, str], params: str, body: bytes
@@ -242,6 +261,25 @@ class RefuseInstances:
         if uid in self._instance_uids:
             return _INSTANCES_REFUSED
         return None
+
+
+def console_cookie(secret: str) -> str:
+    """The console's sign-in cookie for a secret: derived from it (the browser never
+    holds the token itself), the same on every node that has the secret."""
+    return hmac.new(secret.encode(), b"funclet console sign-in", hashlib.sha256).hexdigest()
+
+
+def console_sign_in(token: str, api_token: str | None, access_keys: Mapping[str, str]
+                    ) -> str | None:
+    """The cookie for what the sign-in form was given (the API token, or
+    ``ACCESS_KEY_ID:SECRET``), or None if it is neither."""
+    if api_token and hmac.compare_digest(token.encode(), api_token.encode()):
+        return console_cookie(api_token)
+    key_id, _, secret = token.partition(":")
+    known = access_keys.get(key_id)
+    if known is not None and secret and hmac.compare_digest(secret.encode(), known.encode()):
+        return console_cookie(known)
+    return None
 
 
 def cross_site(scope: Scope) -> bool:

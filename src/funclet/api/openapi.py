@@ -539,7 +539,40 @@ def _paths() -> dict[str, dict[str, Operation]]:
                ("/console/functions/{functionName}/invocations/{requestId}",
                 "ConsoleInvocation", "The console: one invocation's log",
                 [_p("functionName"), _param("requestId", "path", string())]),
+               ("/console/functions/{functionName}/tasks", "ConsoleTasks",
+                "The console: a function's async tasks",
+                [_p("functionName"), _param("status", "query", string())]),
+               ("/console/functions/{functionName}/tasks/{taskId}", "ConsoleTask",
+                "The console: one async task, its events and destination",
+                [_p("functionName"), _param("taskId", "path", string())]),
+               ("/console/invocations", "ConsoleInvocations",
+                "The console: invocations (filter by function, status, start kind)",
+                [_param(k, "query", string()) for k in ("function", "status", "start",
+                                                        "before")]),
+               ("/console/logs", "ConsoleLiveLogs", "The console: live logs",
+                [_param("function", "query", string())]),
+               ("/console/charts", "ConsoleCharts", "The console: charts",
+                [_param("function", "query", string()), _param("window", "query", string(
+                    enum=["15m", "1h", "6h", "24h"]))]),
            )},
+        "/console/logs/stream": {"get": _console(
+            "ConsoleLiveLogStream", "Server-sent events: each invocation as it ends "
+            "(never ends itself; 429 past 64 followers on a node)",
+            [_param("function", "query", string())],
+            responses_more={"200": {"description": "The stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}}})},
+        "/console/login": {
+            "get": _console("ConsoleSignInPage", "The console's sign-in (auth on)",
+                            [_param("next", "query", string())], security=[]),
+            "post": _console(
+                "ConsoleSignIn", "Sign in with the API token or ID:SECRET of an access key",
+                [_param("next", "query", string())], security=[], requestBody={
+                    "required": False, "content": {"application/x-www-form-urlencoded": {
+                        "schema": {"type": "object", "properties": {
+                            "token": {"type": "string"}}}}}}),
+        },
+        "/console/logout": {"post": _console("ConsoleSignOut", "Sign out of the console",
+                                             [])},
         "/console/functions/{functionName}/invoke": {"post": _console(
             "ConsoleInvoke", "The console's invoke form: the page with the result",
             [_p("functionName")], requestBody={"required": False, "content": {
@@ -563,9 +596,12 @@ def _paths() -> dict[str, dict[str, Operation]]:
     }
 
 
-def _console(op_id: str, summary: str, params: list[Schema], **more: Any) -> Operation:
+def _console(op_id: str, summary: str, params: list[Schema],
+             responses_more: dict[str, Any] | None = None, **more: Any) -> Operation:
     """A console page: HTML, its errors too (a page saying what went wrong)."""
-    out = _op(op_id, summary, "console", {**_HTML, "307": {"description": "Moved"}},
+    out = _op(op_id, summary, "console", {**_HTML, "303": {"description": "See other"},
+                                          "307": {"description": "Moved"},
+                                          **(responses_more or {})},
               params=params, **more)
     out["responses"]["default"] = {"description": "A page with the error",
                                    "content": {"text/html": {"schema": {"type": "string"}}}}

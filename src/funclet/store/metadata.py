@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from sqlalchemy import (
     and_,
     delete,
     event,
+    func,
     insert,
     or_,
     select,
@@ -415,6 +417,44 @@ class Store:
         query = union_all(*(select(sub) for sub in newest))
         async with self.engine.connect() as conn:
             return {r.function_name: dict(r._mapping) for r in await conn.execute(query)}
+
+    async def invocation_histograms(
+        self, function_name: str | None, since_ms: int, step_ms: int,
+    ) -> tuple[list[Any], list[Any]]:
+        """What the console's charts draw, counted by the database: invocations per
+        (time bucket, status, start kind, duration class), and per (time bucket, queue
+        wait class) with the longest wait. A class ``k`` holds the values in
+        [2^(k/4), 2^((k+1)/4)) ms."""
+        t = schema.invocations
+        bucket = ((t.c.started_ms - since_ms) // step_ms).label("bucket")
+
+        def klass(column: Any) -> Any:
+            return func.floor(func.ln(column + 0.001) * (4 / math.log(2))).label("k")
+
+        where = [t.c.started_ms >= since_ms]
+        if function_name is not None:
+            where.append(t.c.function_name == function_name)
+        durations = (select(bucket, t.c.status, t.c.start_kind, klass(t.c.duration_ms),
+                            func.count().label("n"))
+                     .where(*where).group_by(bucket, t.c.status, t.c.start_kind, "k"))
+        waits = (select(bucket, klass(t.c.queue_ms), func.count().label("n"),
+                        func.max(t.c.queue_ms).label("longest"))
+                 .where(*where).group_by(bucket, "k"))
+        async with self.engine.connect() as conn:
+            return (list(await conn.execute(durations)), list(await conn.execute(waits)))
+
+    async def instance_spans(self, function_name: str | None, since_ms: int,
+                             limit: int = 50_000) -> list[tuple[int, int | None]]:
+        """(created_ms, destroyed_ms) of the instances alive at some point since
+        ``since_ms`` (at most ``limit``, the newest)."""
+        t = schema.instances
+        query = (select(t.c.created_ms, t.c.destroyed_ms)
+                 .where(or_(t.c.destroyed_ms.is_(None), t.c.destroyed_ms >= since_ms))
+                 .order_by(t.c.created_ms.desc()).limit(limit))
+        if function_name is not None:
+            query = query.where(t.c.function_name == function_name)
+        async with self.engine.connect() as conn:
+            return [(r.created_ms, r.destroyed_ms) for r in await conn.execute(query)]
 
     async def get_invocation(self, request_id: str) -> dict[str, Any] | None:
         t = schema.invocations

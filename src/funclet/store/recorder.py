@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from funclet.logs import clip_lines
+from funclet.logs import LiveLogs, clip_lines
 
 if TYPE_CHECKING:
     from funclet.instances.instance import Instance
@@ -41,8 +41,10 @@ class Recorder:
     waits for the database. ``flush`` (also called on shutdown) writes what is queued.
     """
 
-    def __init__(self, store: Store, node_id: str = "", interval: float = 0.05) -> None:
+    def __init__(self, store: Store, node_id: str = "", interval: float = 0.05,
+                 live: LiveLogs | None = None) -> None:
         self._store = store
+        self._live = live
         self._node_id = node_id or None  # which node ran them, in every record
         self._interval = interval
         self._invocations: list[dict[str, Any]] = []
@@ -53,8 +55,11 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
 
     def invocation(self, record: InvocationRecord) -> None:
-        self._invocations.append(dict(vars(record), node_id=self._node_id))  # flat fields
+        flat = dict(vars(record), node_id=self._node_id)
+        self._invocations.append(flat)
         self._wake.set()
+        if self._live is not None:
+            self._live.publish(flat)
 
     def instance(self, inst: Instance) -> None:
         self._instances[inst.instance_id] = {
