@@ -35,6 +35,7 @@ class Chart:
     series: list[tuple[str, list[float | None]]]
     limit: tuple[str, float] | None = None  # a horizontal line (the account limit)
     notes: list[str] = field(default_factory=list)
+    colours: tuple[str, ...] = _COLOURS
 
 
 def _quantile(classes: dict[int, int], q: float) -> float | None:
@@ -111,7 +112,8 @@ async def charts(platform: Platform, function: str | None, window: str) -> dict[
         Chart("Duration percentiles", "ms", [
             (label, [_quantile(h, q) for h in latency]) for label, q in _QUANTILES]),
         Chart(f"Cold and warm starts (per {step})", "", [
-            (kind, values) for kind, values in starts.items()]),
+            (kind, values) for kind, values in starts.items()],
+            colours=("#e37400", "#137333", "#1a73e8")),
         Chart("Running instances", "", [("running", list(running))],
               limit=("account limit", platform.settings.max_instances) if function is None
               else None),
@@ -162,7 +164,7 @@ def svg(chart: Chart, since_ms: int, step_ms: int) -> Markup:
                      f'<text x="{_PAD_L + plot_w - 4}" y="{y(level) + 13:.1f}" '
                      f'text-anchor="end" font-size="11" fill="#b3261e">{escape(label)} '
                      f'{_fmt(level)}</text>')
-    for (_, series), colour in zip(chart.series, _COLOURS, strict=False):
+    for (_, series), colour in zip(chart.series, chart.colours, strict=False):
         runs: list[list[str]] = [[]]  # a gap (no value) breaks the line
         for i, v in enumerate(series):
             if v is None:
@@ -177,7 +179,7 @@ def svg(chart: Chart, since_ms: int, step_ms: int) -> Markup:
             parts.append(shape)
     parts.append("</svg>")
     legend = "".join(f'<span class="legend" style="color:{colour}">&#9632; {escape(label)}'
-                     "</span>" for (label, _), colour in zip(chart.series, _COLOURS,
+                     "</span>" for (label, _), colour in zip(chart.series, chart.colours,
                                                                 strict=False))
     return Markup("".join(parts) + f'<div class="legends">{legend}</div>')
 
