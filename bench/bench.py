@@ -25,11 +25,14 @@ Runs, on this machine and in one go:
   (deploy/haproxy.cfg) against direct; the time from an update on one node to its use
   on another;
 - versions: warm invocations through an alias with a 90/10 weight against LATEST (req/s
-  and p50 at 32 connections), cold starts of a function with two layers against none.
+  and p50 at 32 connections), cold starts of a function with two layers against none;
+- console: the load time of the console's pages (functions, a function's page, the
+  invocation lists, charts) with 1,000 functions and 100,000 invocation records (made
+  by real invocations), against an API read of one function.
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev ...]
+       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev|console ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -336,7 +339,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
 
 
 SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions", "metrics", "dev")
+            "versions", "metrics", "dev", "console")
 
 
 def main() -> None:
@@ -1186,6 +1189,62 @@ def _scrape(url: str, stop: threading.Event, times: list[float]) -> None:
             times.append((time.perf_counter() - started) * 1000)
 
 
+FAIL_1_IN_100 = (b"import itertools\ncalls = itertools.count()\n"
+                 b"def handler(event, context):\n"
+                 b"    if next(calls) % 100 == 99:\n        raise ValueError('one in 100')\n"
+                 b"    return 'ok'\n")
+
+
+def bench_console(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """The console's pages with 1,000 functions and 100,000 invocation records: load
+    time (as the client on loopback sees it: the server's time and one round trip),
+    30 loads each, against an API read of one function."""
+    proc, url, data = start_funclet(env)
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            print("console: deploying 1,000 functions ...", file=sys.stderr)
+            for i in range(1000):
+                deploy(client, f"bench-console-{i:04d}", HELLO)
+            deploy(client, "bench-console-busy", FAIL_1_IN_100)
+            wrk_bin = ensure_wrk()
+            target = f"{url}/2023-03-30/functions/bench-console-busy/invocations"
+            made = 0.0
+            while made < 100_000:
+                print(f"console: {made:,.0f} invocation records ...", file=sys.stderr)
+                made += wrk(wrk_bin, target, 32, 5)["count"]
+            for i in range(0, 1000, 10):  # and a few records of other functions
+                client.post(f"/2023-03-30/functions/bench-console-{i:04d}/invocations")
+            pages = {
+                "API: GetFunction (floor)": "/2023-03-30/functions/bench-console-busy",
+                "functions (first 50)": "/console/",
+                "functions, a later page": "/console/?after=bench-console-0500",
+                "function page": "/console/functions/bench-console-busy",
+                "invocations, every function": "/console/invocations",
+                "invocations, one function": "/console/invocations?function=bench-console-busy",
+                "invocations, failed": "/console/invocations?status=failed",
+                "invocations, failed, older": "/console/invocations?status=failed&before="
+                                              f"{int(time.time() * 1000) - 5000}:z",
+                "charts, the function, 1 h": "/console/charts?function=bench-console-busy",
+                "charts, every function, 1 h": "/console/charts",
+            }
+            rows = {}
+            for label, path in pages.items():
+                client.get(path).raise_for_status()
+                times = []
+                for _ in range(30):
+                    t0 = time.perf_counter()
+                    client.get(path).raise_for_status()
+                    times.append((time.perf_counter() - t0) * 1000)
+                rows[label] = times
+    finally:
+        stop_funclet(proc, data)
+    print(f"\nconsole: page loads with 1,001 functions and {made:,.0f} invocation records "
+          "of one function (30 loads each; target <= 200 ms)\n")
+    print(f"| {'page':<30} | {'p50 ms':>7} | {'p99 ms':>7} |")
+    print(f"|{'-' * 32}|{'-' * 9}|{'-' * 9}|")
+    for label, times in rows.items():
+        print(f"| {label:<30} | {pct(times, 50):>7.1f} | {pct(times, 99):>7.1f} |")
+
+
 if __name__ == "__main__":
     main()
-

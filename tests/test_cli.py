@@ -315,6 +315,9 @@ resources:
     assert f"create    api-{suffix} (api)" in r.stdout
     assert f"create    worker-{suffix} (worker)" in r.stdout
     assert "props.colour is not a function field funclet knows" in r.stderr
+    # Off a terminal, the progress bar is a line per function and step.
+    assert f"Packaging 1/2: api-{suffix}\n" in r.stderr
+    assert f"Deploying 2/2: worker-{suffix}\n" in r.stderr
     assert cli(server.url, "invoke", f"api-{suffix}").stdout == f"hello worker-{suffix}\n"
     info = json.loads(cli(server.url, "info", f"api-{suffix}").stdout)
     assert info["memorySize"] == 256

@@ -6,9 +6,9 @@ import base64
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -28,6 +28,9 @@ from funclet.cli.client import (
     out,
     show,
 )
+
+if TYPE_CHECKING:
+    from funclet.manifests import Planned
 
 app = typer.Typer(
     help="funclet: a self-hosted function compute platform.",
@@ -351,7 +354,6 @@ def _deploy_manifest(client: Client, path: Path) -> None:
     """Every function of a manifest: the plan (create / update / unchanged), then each
     one that is not unchanged, with its triggers, async config, concurrency, provisioned
     instances and custom domain."""
-    from funclet.codestore import crc64
     from funclet.manifests import ManifestError, load
 
     try:
@@ -361,50 +363,67 @@ def _deploy_manifest(client: Client, path: Path) -> None:
     for warning in warnings:
         err.print(f"Warning: {warning}", markup=False, highlight=False)
     packages, plan = {}, {}
-    for fn in planned:
-        try:
-            current = client.json("GET", f"/functions/{fn.name}")
-        except CliError as exc:
-            if not str(exc).startswith("FunctionNotFound"):
-                raise
-            current = None
-        runtime = fn.body.get("runtime") or (current or {}).get("runtime") or "python3.11"
-        packages[fn.name] = (_lambda_package(fn.code) if fn.lambda_client
-                             else _package(fn.code, runtime))
-        same = current is not None and current["codeChecksum"] == crc64(
-            packages[fn.name]) and all(current.get(k) == v for k, v in fn.body.items())
-        plan[fn.name] = "create" if current is None else "unchanged" if same else "update"
+    with _progress("Packaging", len(planned)) as step:
+        for fn in planned:
+            step(fn.name)
+            packages[fn.name], plan[fn.name] = _package_planned(client, fn)
     out.print(f"Plan for {path}:", markup=False, highlight=False)
     for fn in planned:
         out.print(f"  {plan[fn.name]:<9} {fn.name} ({fn.resource})", markup=False,
                   highlight=False)
-    for fn in planned:
-        if plan[fn.name] != "unchanged":
-            _upload(client, fn.name, fn.body, {"handler": "index.handler"}, packages[fn.name])
-        for trigger in fn.triggers:
-            _put_trigger(client, fn.name, trigger)
-        if fn.async_config is not None:
-            config = dict(fn.async_config)
-            qualifier = config.pop("qualifier", None)
-            client.json("PUT", f"/functions/{fn.name}/async-invoke-config", json=config,
-                        params={"qualifier": qualifier} if qualifier else None)
-        if fn.reserved_concurrency is not None:
-            client.json("PUT", f"/functions/{fn.name}/concurrency",
-                        json={"reservedConcurrency": fn.reserved_concurrency})
-        if fn.provision_target is not None:
-            client.json("PUT", f"/functions/{fn.name}/provision-config",
-                        json={"target": fn.provision_target})
-        if fn.custom_domain is not None:
-            domain = fn.custom_domain
-            try:
-                client.json("POST", "/custom-domains", json=domain)
-            except CliError as exc:
-                if not str(exc).startswith("DomainNameAlreadyExists"):
-                    raise
-                client.json("PUT", f"/custom-domains/{domain['domainName']}",
-                            json={k: v for k, v in domain.items() if k != "domainName"})
-            out.print(f"  custom domain {domain['domainName']}", markup=False,
-                      highlight=False)
+    with _progress("Deploying", len(planned)) as step:
+        for fn in planned:
+            step(fn.name)
+            _deploy_planned(client, fn, plan[fn.name], packages[fn.name])
+
+
+def _package_planned(client: Client, fn: Planned) -> tuple[bytes, str]:
+    """A manifest function's package, and whether it is a create, an update or
+    unchanged (its code and every field it names as deployed)."""
+    from funclet.codestore import crc64
+
+    try:
+        current = client.json("GET", f"/functions/{fn.name}")
+    except CliError as exc:
+        if not str(exc).startswith("FunctionNotFound"):
+            raise
+        current = None
+    runtime = fn.body.get("runtime") or (current or {}).get("runtime") or "python3.11"
+    package = _lambda_package(fn.code) if fn.lambda_client else _package(fn.code, runtime)
+    same = current is not None and current["codeChecksum"] == crc64(package) and all(
+        current.get(k) == v for k, v in fn.body.items())
+    return package, "create" if current is None else "unchanged" if same else "update"
+
+
+def _deploy_planned(client: Client, fn: Planned, plan: str, package: bytes) -> None:
+    """A manifest function: its code and fields (unless unchanged), then its triggers,
+    async config, concurrency, provisioned instances and custom domain."""
+    if plan != "unchanged":
+        _upload(client, fn.name, fn.body, {"handler": "index.handler"}, package)
+    for trigger in fn.triggers:
+        _put_trigger(client, fn.name, trigger)
+    if fn.async_config is not None:
+        config = dict(fn.async_config)
+        qualifier = config.pop("qualifier", None)
+        client.json("PUT", f"/functions/{fn.name}/async-invoke-config", json=config,
+                    params={"qualifier": qualifier} if qualifier else None)
+    if fn.reserved_concurrency is not None:
+        client.json("PUT", f"/functions/{fn.name}/concurrency",
+                    json={"reservedConcurrency": fn.reserved_concurrency})
+    if fn.provision_target is not None:
+        client.json("PUT", f"/functions/{fn.name}/provision-config",
+                    json={"target": fn.provision_target})
+    if fn.custom_domain is not None:
+        domain = fn.custom_domain
+        try:
+            client.json("POST", "/custom-domains", json=domain)
+        except CliError as exc:
+            if not str(exc).startswith("DomainNameAlreadyExists"):
+                raise
+            client.json("PUT", f"/custom-domains/{domain['domainName']}",
+                        json={k: v for k, v in domain.items() if k != "domainName"})
+        out.print(f"  custom domain {domain['domainName']}", markup=False,
+                  highlight=False)
 
 
 _LAMBDA_BOOTSTRAP = """#!/bin/sh
@@ -507,13 +526,60 @@ def _runtime_of(client: Client, name: str) -> str | None:
         return None
 
 
+_BARS: list[Callable[[str], None]] = []  # the progress bar on the terminal, if one is
+
+
+@contextlib.contextmanager
+def _progress(title: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar over ``total`` items on a terminal (``step(item)`` starts the next
+    one; what a step does shows beside the bar); off one, a line per item."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    if not err.is_terminal:
+        done = iter(range(1, total + 1))
+        yield lambda item: err.print(f"{title} {next(done)}/{total}: {item}", markup=False,
+                                     highlight=False)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task(title, total=total)
+        started = [False]
+
+        def step(item: str) -> None:
+            if started[0]:
+                progress.advance(task)
+            started[0] = True
+            progress.update(task, description=f"{title} {item}")
+
+        def detail(what: str) -> None:
+            progress.update(task, description=f"{title}: {what}")
+
+        _BARS.append(detail)
+        try:
+            yield step
+        finally:
+            _BARS.remove(detail)
+        progress.update(task, completed=total, description=f"{title}: done")
+
+
 @contextlib.contextmanager
 def _step(what: str, needed: bool = True) -> Iterator[None]:
-    """A spinner on a terminal; off one, a line when the step starts and one when it ends."""
+    """A spinner on a terminal (or, under a progress bar, the bar's text); off one, a
+    line when the step starts and one when it ends."""
     if not needed:
         yield
         return
     started = time.monotonic()
+    if _BARS:
+        _BARS[-1](what)
+        yield
+        return
     if err.is_terminal:
         with err.status(f"{what} ..."):
             yield
