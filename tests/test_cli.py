@@ -407,6 +407,42 @@ Resources:
     assert "Aws" not in kinds
 
 
+def test_a_sam_nodejs_function_runs_under_aws_node_runtime_client(
+        server: Server, tmp_path: Path) -> None:
+    """Runtime nodejs20.x: AWS's Node.js runtime client (aws-lambda-ric, built once and
+    shared with the lambda-node example's deploy) beside the function's own modules."""
+    name = unique("samnode")
+    code = tmp_path / "src"
+    code.mkdir()
+    (code / "package.json").write_text('{"name": "x", "dependencies": {"ms": "2.1.3"}}')
+    (code / "app.mjs").write_text(
+        "import ms from 'ms';\n"
+        "export const handler = async (event, context) =>\n"
+        "  ({ hi: event.who, fn: context.functionName, ms: ms('2 minutes') });\n")
+    (tmp_path / "template.yaml").write_text(f"""
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Hello:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: {name}
+      CodeUri: src/
+      Handler: app.handler
+      Runtime: nodejs20.x
+""")
+    r = subprocess.run(
+        [sys.executable, "-m", "funclet", "deploy", "-f", str(tmp_path / "template.yaml"),
+         "--endpoint", server.url], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = cli(server.url, "invoke", name, "--payload", '{"who": "node"}')
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"hi": "node", "fn": name, "ms": 120000}
+    (tmp_path / "template.yaml").write_text((tmp_path / "template.yaml").read_text()
+                                            .replace("nodejs20.x", "java21"))
+    refused = cli(server.url, "deploy", "-f", str(tmp_path / "template.yaml"))
+    assert refused.returncode == 1 and "'java21'" in refused.stderr
+
+
 def test_dev_with_a_manifest_redeploys_the_function_that_changed(
         server: Server, tmp_path: Path) -> None:
     import httpx

@@ -56,7 +56,8 @@ class Planned:
     reserved_concurrency: int | None = None
     provision_target: int | None = None
     custom_domain: dict[str, Any] | None = None
-    lambda_client: bool = False  # a SAM function: AWS's runtime client goes with it
+    lambda_client: str | None = None  # a SAM function's language, "python" or "node":
+    # AWS's runtime client for it goes with it
 
     @property
     def name(self) -> str:
@@ -227,7 +228,8 @@ _CloudFormationLoader.add_multi_constructor("!", _short_form)
 
 # SAM's Lambda runtimes that funclet runs with AWS's runtime client (``custom.lambda``),
 # and what the client needs beside the code.
-_SAM_PYTHON = re.compile(r"^python3\.\d+$")
+_SAM_RUNTIMES = ((re.compile(r"^python3\.\d+$"), "python"),
+                 (re.compile(r"^nodejs\d+\.x$"), "node"))
 _SAM_FUNCTION_KEYS = frozenset({
     "FunctionName", "CodeUri", "Handler", "Runtime", "MemorySize", "Timeout", "Environment",
     "Description", "Layers", "ReservedConcurrentExecutions", "Events", "Architectures",
@@ -261,9 +263,11 @@ def _sam(doc: dict[str, Any], path: Path) -> tuple[list[Planned], list[str]]:
 def _sam_function(logical: str, props: dict[str, Any], base: Path, where: str,
                   warnings: list[str]) -> Planned:
     runtime = props.get("Runtime")
-    if not isinstance(runtime, str) or not _SAM_PYTHON.fullmatch(runtime):
+    language = next((lang for pattern, lang in _SAM_RUNTIMES
+                     if isinstance(runtime, str) and pattern.fullmatch(runtime)), None)
+    if language is None:
         raise ManifestError(f"{where}.Properties.Runtime {runtime!r}: funclet runs SAM's "
-                            "Python runtimes (python3.x) for now")
+                            "Python (python3.x) and Node.js (nodejsNN.x) runtimes")
     handler, code = props.get("Handler"), props.get("CodeUri", ".")
     if not isinstance(handler, str) or not isinstance(code, str):
         raise ManifestError(f"{where}: Handler and CodeUri (a local folder) are required")
@@ -282,7 +286,7 @@ def _sam_function(logical: str, props: dict[str, Any], base: Path, where: str,
     env = (props.get("Environment") or {}).get("Variables")
     if env:
         body["environmentVariables"] = {k: str(v) for k, v in env.items()}
-    out = Planned(logical, folder, body, lambda_client=True)
+    out = Planned(logical, folder, body, lambda_client=language)
     if props.get("ReservedConcurrentExecutions") is not None:
         out.reserved_concurrency = int(props["ReservedConcurrentExecutions"])
     for event, spec in (props.get("Events") or {}).items():

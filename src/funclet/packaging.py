@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,22 +26,23 @@ _HOW = b"pip --only-binary; npm --omit=dev"  # in the cache key: change it, rebu
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".pytest_cache"}  # node_modules is code
 
 
-def zip_dir(folder: Path, vendored: Path | None = None) -> bytes:
+def zip_dir(folder: Path, vendored: Path | None = None,
+            beside: Sequence[tuple[str, Path]] = ()) -> bytes:
     """Zip a folder's files (not the manifest, caches or VCS folders), keeping modes;
-    ``vendored`` (installed dependencies) goes in at the root beside them."""
+    ``vendored`` (installed dependencies) goes in at the root beside them, and each
+    ``(prefix, tree)`` of ``beside`` under its prefix."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
         seen: set[str] = set()
-        for base in (folder, vendored):
-            if base is None:
-                continue
+        trees = [("", folder), *([("", vendored)] if vendored else []), *beside]
+        for prefix, base in trees:
             for root, dirs, files in os.walk(base):
                 dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS
                                  and not (base is vendored and Path(root) == base
                                           and d == "bin"))
                 for name in sorted(files):
                     path = Path(root) / name
-                    rel = path.relative_to(base).as_posix()
+                    rel = prefix + path.relative_to(base).as_posix()
                     if rel in (MANIFEST, ".complete") or name.endswith(".pyc") or rel in seen:
                         continue
                     seen.add(rel)
@@ -75,8 +77,8 @@ def vendor_requirements(folder: Path, runtime: str, cache: Path) -> Path | None:
     npm = package.exists() and not (folder / "node_modules").exists()
     if not pip and not npm:
         return None
-    declared = b"".join(p.read_bytes() for p in (requirements, package, folder / PACKAGE_LOCK)
-                        if p.exists())
+    declared = b"".join(_declaration(p) for p in (requirements, package,
+                                                  folder / PACKAGE_LOCK) if p.exists())
     key = hashlib.sha256(declared + runtime.encode() + _HOW).hexdigest()[:16]
     target = cache / key
     if (target / ".complete").exists():
@@ -108,6 +110,26 @@ def vendor_requirements(folder: Path, runtime: str, cache: Path) -> Path | None:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+# What of a package.json decides what npm installs (its name, version or description
+# do not): two functions that declare the same share one cached install.
+_NPM_FIELDS = ("dependencies", "optionalDependencies", "peerDependencies", "overrides",
+               "bundleDependencies", "bundledDependencies", "workspaces", "scripts")
+
+
+def _declaration(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if path.name != PACKAGE_JSON:
+        return raw
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # (npm says what is wrong with it)
+    if not isinstance(doc, dict):
+        return raw
+    return orjson.dumps({k: doc[k] for k in _NPM_FIELDS if k in doc},
+                        option=orjson.OPT_SORT_KEYS)
 
 
 def _run(argv: list[str], failure: str) -> None:

@@ -321,9 +321,8 @@ def dev(
                 else:
                     for folder, fn in folders.items():
                         if any(Path(p).is_relative_to(folder) for _, p in changes):
-                            _upload(client, fn.name, fn.body, {}, _lambda_package(folder)
-                                    if fn.lambda_client else _package(
-                                        folder, str(fn.body.get("runtime", ""))))
+                            _upload(client, fn.name, fn.body, {}, _manifest_package(
+                                fn, str(fn.body.get("runtime", ""))))
             except CliError as exc:  # a broken save: say so, keep watching
                 err.print(f"Error: {exc}", markup=False, highlight=False)
                 continue
@@ -389,7 +388,7 @@ def _package_planned(client: Client, fn: Planned) -> tuple[bytes, str]:
             raise
         current = None
     runtime = fn.body.get("runtime") or (current or {}).get("runtime") or "python3.11"
-    package = _lambda_package(fn.code) if fn.lambda_client else _package(fn.code, runtime)
+    package = _manifest_package(fn, runtime)
     same = current is not None and current["codeChecksum"] == crc64(package) and all(
         current.get(k) == v for k, v in fn.body.items())
     return package, "create" if current is None else "unchanged" if same else "update"
@@ -426,22 +425,42 @@ def _deploy_planned(client: Client, fn: Planned, plan: str, package: bytes) -> N
                   highlight=False)
 
 
-_LAMBDA_BOOTSTRAP = """#!/bin/sh
+_LAMBDA_BOOTSTRAP = {
+    "python": """#!/bin/sh
 # Written by funclet deploy -f (a SAM function): AWS's Python runtime client, unchanged,
 # asks funclet's Lambda Runtime API for invocations.
 cd "$LAMBDA_TASK_ROOT"
 exec python3 -m awslambdaric "$_HANDLER"
-"""
+""",
+    "node": """#!/bin/sh
+# Written by funclet deploy -f (a SAM function): AWS's Node.js runtime client, unchanged,
+# asks funclet's Lambda Runtime API for invocations.
+cd "$LAMBDA_TASK_ROOT"
+exec node .funclet-ric/node_modules/aws-lambda-ric/index.mjs "$_HANDLER"
+""",
+}
+# AWS's Node.js runtime client, installed once (npm builds its native part, about a
+# minute) and shared by every SAM Node.js function, beside the function's own modules.
+_NODE_RIC = b'{"dependencies": {"aws-lambda-ric": "4.0.2"}}'
 
 
-def _lambda_package(folder: Path) -> bytes:
-    """A SAM function's folder with AWS's runtime client beside it: its requirements
-    plus awslambdaric, and a ``bootstrap`` (unless it has its own)."""
+def _manifest_package(fn: Planned, runtime: str) -> bytes:
+    """A manifest function's package: with AWS's runtime client for a SAM function."""
+    if fn.lambda_client is None:
+        return _package(fn.code, runtime)
+    return _lambda_package(fn.code, fn.lambda_client)
+
+
+def _lambda_package(folder: Path, language: str) -> bytes:
+    """A SAM function's folder with AWS's runtime client for ``language`` beside it (its
+    own requirements or package.json installed too), and a ``bootstrap`` unless it has
+    its own."""
     import io
     import tempfile
     import zipfile
 
     from funclet.packaging import (
+        PACKAGE_JSON,
         REQUIREMENTS,
         DependencyError,
         dependency_cache,
@@ -449,24 +468,36 @@ def _lambda_package(folder: Path) -> bytes:
         zip_dir,
     )
 
-    own = folder / REQUIREMENTS
-    wanted = (own.read_text() if own.exists() else "") + "\nawslambdaric>=2.0\n"
+    beside: list[tuple[str, Path]] = []
     with tempfile.TemporaryDirectory() as staging:
-        (Path(staging) / REQUIREMENTS).write_text(wanted)
         try:
-            with _step(f"Installing the dependencies of {folder} and AWS's runtime client"):
-                vendored = vendor_requirements(Path(staging), "custom.lambda",
-                                               dependency_cache())
+            if language == "python":
+                own = folder / REQUIREMENTS
+                wanted = (own.read_text() if own.exists() else "") + "\nawslambdaric>=2.0\n"
+                (Path(staging) / REQUIREMENTS).write_text(wanted)
+                with _step(f"Installing the dependencies of {folder} and AWS's runtime "
+                           "client"):
+                    vendored = vendor_requirements(Path(staging), "custom.lambda",
+                                                   dependency_cache())
+            else:
+                (Path(staging) / PACKAGE_JSON).write_bytes(_NODE_RIC)
+                with _step(f"Installing the dependencies of {folder} and AWS's runtime "
+                           "client"):
+                    vendored = vendor_requirements(folder, "nodejs", dependency_cache())
+                    ric = vendor_requirements(Path(staging), "custom.lambda",
+                                              dependency_cache())
+                assert ric is not None
+                beside.append((".funclet-ric/", ric))
         except DependencyError as exc:
             raise CliError(str(exc)) from None
-        data = zip_dir(folder, vendored)
+        data = zip_dir(folder, vendored, beside)
     if (folder / "bootstrap").exists():
         return data
     buf = io.BytesIO(data)
     with zipfile.ZipFile(buf, "a") as archive:
         info = zipfile.ZipInfo("bootstrap", date_time=(2020, 1, 1, 0, 0, 0))
         info.external_attr = 0o100755 << 16
-        archive.writestr(info, _LAMBDA_BOOTSTRAP)
+        archive.writestr(info, _LAMBDA_BOOTSTRAP[language])
     return buf.getvalue()
 
 
