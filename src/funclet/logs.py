@@ -81,7 +81,8 @@ class Follower:
     async def next(self, timeout: float) -> dict[str, Any] | None:
         """The next record, or None after ``timeout`` seconds without one."""
         try:
-            return await asyncio.wait_for(self._records.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._records.get()
         except TimeoutError:
             return None
 
