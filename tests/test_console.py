@@ -120,6 +120,12 @@ def test_invocations_filtered_tasks_with_their_events_and_charts(client: httpx.C
     assert client.get(f"/console/functions/{name}/tasks",
                       params={"status": "Bogus"}).status_code == 400
 
+    page = client.get(f"/console/functions/{name}")
+    assert '&#34;LATEST&#34;: {' in page.text and "maxAsyncRetryAttempts" in page.text
+    assert client.post(f"{API}/functions/{name}/versions", json={}).status_code == 200
+    listed = client.get("/console/", params={"q": name})
+    assert "1 (newest 1)" in listed.text  # its versions
+
     charts = client.get("/console/charts", params={"function": name, "window": "15m"})
     assert charts.status_code == 200, charts.text
     assert "4 invocations, 1 failed." in charts.text

@@ -252,6 +252,10 @@ class Versions:
     def alias_names(self, name: str) -> list[str]:
         return [a.alias_name for a in self.aliases_of(name)]
 
+    async def counts(self, names: list[str]) -> dict[str, tuple[int, int]]:
+        """(how many published versions, the newest id) of each function that has any."""
+        return await self._store.counts(names)
+
     async def page_all(self, name: str, limit: int = 100) -> list[VersionRow]:
         """The function's newest versions (the console's)."""
         return await self._store.page(name, limit, True, None)

@@ -67,13 +67,16 @@ async def functions_page(request: Request) -> Response:
     after = request.query_params.get("after", "")[:128]
     rows = await platform.functions.page(q, _PAGE + 1, after)
     shown = []
-    newest = await platform.store.last_invocations([row.name for row in rows[:_PAGE]])
+    names = [row.name for row in rows[:_PAGE]]
+    newest = await platform.store.last_invocations(names)
+    versions = await platform.versions.counts(names)
     for row in rows[:_PAGE]:
         last = newest.get(row.name)
         shown.append({
             "name": row.name, "runtime": row.config.runtime,
             "state": "disabled" if row.name in platform.functions.disabled else "active",
             "aliases": sorted(platform.versions.alias_names(row.name)),
+            "versions": versions.get(row.name),
             "last": {"status": last["status"],
                      "when": time.strftime("%Y-%m-%d %H:%M:%S",
                                            time.localtime(last["started_ms"] / 1000))}
@@ -100,9 +103,11 @@ async def function_page(request: Request, result: dict[str, Any] | None = None,
     triggers = [{"triggerName": t.trigger_name, "triggerType": t.trigger_type,
                  "triggerConfig": orjson.dumps(t.config).decode()}
                 for t in platform.triggers.list(name, "", 100, "")]
-    entry = platform.async_configs.get(name)
-    async_config = orjson.dumps(entry[0].to_fc(config["functionArn"]) if entry else
-                                "none set: FC's defaults", option=orjson.OPT_INDENT_2).decode()
+    configs = {qualifier: entry[0].to_fc(config["functionArn"])
+               for fn, qualifier in platform.async_configs.keys() if fn == name
+               if (entry := platform.async_configs.get(name, qualifier)) is not None}
+    async_config = orjson.dumps(configs or "none set: FC's defaults",
+                                option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     invocations = [invocation_json(r, False) for r in
                    await platform.store.list_invocations(name, limit=20)]
     live = [i for i in platform.registry.instances(name)

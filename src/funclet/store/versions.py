@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from funclet.errors import (
     AliasAlreadyExists,
@@ -116,6 +116,15 @@ class VersionStore:
                                 else _v.c.version_id > after)
         async with self._engine.connect() as conn:
             return [_version(r) for r in await conn.execute(query)]
+
+    async def counts(self, names: list[str]) -> dict[str, tuple[int, int]]:
+        """Each function's published versions: (how many, the newest id), one statement."""
+        if not names:
+            return {}
+        query = (select(_v.c.function_name, func.count(), func.max(_v.c.version_id))
+                 .where(_v.c.function_name.in_(names)).group_by(_v.c.function_name))
+        async with self._engine.connect() as conn:
+            return {r[0]: (int(r[1]), int(r[2])) for r in await conn.execute(query)}
 
     async def delete(self, name: str, version_id: int) -> None:
         """Refused while an alias routes to the version."""
