@@ -32,7 +32,8 @@ Runs, on this machine and in one go:
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev|console ...]
+       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev
+               |console ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
