@@ -24,7 +24,7 @@ POSTGRES_TESTS := tests/test_functions_api.py tests/test_records.py tests/test_a
 	tests/test_limits.py tests/test_provisioned.py tests/test_console.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 tests
 	FUNCLET_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider \
 		$(POSTGRES_TESTS)
 

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         return (self.code_dir or self.data_dir / "code").resolve()
 
     @property
+    def max_request_body(self) -> int:
+        """The largest body an API call may send: a sync event, or a code package's
+        base64 with its fields."""
+        return max(self.max_sync_payload, self.max_code_size * 4 // 3 + 65536)
+
+    @property
     def auth_required(self) -> bool:
         if self.require_auth is not None:
             return self.require_auth

@@ -48,6 +48,10 @@ class CustomRuntimeConfig:
 
 
 SHARE, REQUEST_EXCLUSIVE, SESSION_EXCLUSIVE = "SHARE", "REQUEST_EXCLUSIVE", "SESSION_EXCLUSIVE"
+# How a function's handler is called: FC's way (the event as bytes, FC's context, the
+# code at /code), or Lambda's (the event JSON-decoded, Lambda's context and environment,
+# the result JSON-encoded, the code at /var/task): what it was created through.
+FC_SEMANTICS, LAMBDA_SEMANTICS = "fc", "lambda"
 HEADER_FIELD, GENERATED_COOKIE = "HEADER_FIELD", "GENERATED_COOKIE"
 SESSION_COOKIE = "x-fc-cookie-session-id"  # FC's cookie for GENERATED_COOKIE affinity
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -102,6 +106,7 @@ class FunctionConfig:
     layers: tuple[str, ...] = ()  # layer version ARNs, in order (merged at /opt)
     affinity: Affinity | None = None  # sessionAffinity (None: NONE)
     isolation: str = SHARE  # instanceIsolationMode
+    semantics: str = FC_SEMANTICS  # FC_SEMANTICS or LAMBDA_SEMANTICS
 
     @property
     def sessions_per_instance(self) -> int:
@@ -135,6 +140,8 @@ class FunctionConfig:
         if self.affinity is not None:
             out["sessionAffinityConfig"] = self.affinity.to_fc()
         out["instanceIsolationMode"] = self.isolation
+        if self.semantics != FC_SEMANTICS:
+            out["semantics"] = self.semantics
         return out
 
 
@@ -179,10 +186,7 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
     if body.get("timeout") is not None:
         changes["timeout"] = _int(body, "timeout", 1, MAX_TIMEOUT)
     if body.get("memorySize") is not None:
-        memory = _int(body, "memorySize", 128, 32768)
-        if memory % 64:
-            raise InvalidArgument(f"memorySize must be a multiple of 64 MB, got {memory}")
-        changes["memory_size"] = memory
+        changes["memory_size"] = _int(body, "memorySize", 128, 32768)
     if body.get("instanceConcurrency") is not None:
         changes["instance_concurrency"] = _int(body, "instanceConcurrency", 1, 200)
     if body.get("description") is not None:
@@ -204,6 +208,11 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
         changes["internet_access"] = body["internetAccess"]
     if body.get("customRuntimeConfig") is not None:
         changes["custom_runtime"] = _custom_runtime(body["customRuntimeConfig"])
+    if body.get("semantics") is not None:
+        if body["semantics"] not in (FC_SEMANTICS, LAMBDA_SEMANTICS):
+            raise InvalidArgument("semantics must be 'fc' (FC's handler(event, context)) or "
+                                  "'lambda' (Lambda's)")
+        changes["semantics"] = body["semantics"]
     if body.get("keepAliveSeconds") is not None:
         changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
     _refuse_cloud_only(body)
@@ -213,6 +222,10 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
     if kept:
         changes["kept"] = {**config.kept, **kept}
     config = _sessions(body, replace(config, **changes))
+    if "memory_size" in changes and config.memory_size % 64 and (
+            config.semantics == FC_SEMANTICS):  # (Lambda's: any MB from 128)
+        raise InvalidArgument(
+            f"memorySize must be a multiple of 64 MB, got {config.memory_size}")
     if not HANDLER_RE.fullmatch(config.handler):
         raise InvalidArgument(
             f"handler '{config.handler}' is malformed: expected 'module.function', "

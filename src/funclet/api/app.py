@@ -27,6 +27,7 @@ from funclet.api import (
     functions,
     http_triggers,
     invoke,
+    lambda_api,
     layers,
     nodes,
     openapi,
@@ -105,11 +106,11 @@ def build_app(platform: Platform) -> Starlette:
             await platform.stop()
 
     middleware = [Middleware(domains.CustomDomainRequests, domains=platform.domains),
-                  Middleware(fc2.Fc2Requests)]
+                  Middleware(fc2.Fc2Requests), Middleware(lambda_api.LambdaRequests)]
     s = platform.settings
     credentials: dict[str, Any] = {
         "token": platform.api_token, "access_keys": s.access_keys,
-        "max_body": max(s.max_sync_payload, s.max_code_size * 4 // 3 + 65536),
+        "max_body": s.max_request_body,
         "http_domain": s.http_domain,
     }
     if not s.auth_required and platform.sandbox.config.namespaces:
@@ -134,6 +135,7 @@ def build_app(platform: Platform) -> Starlette:
             *versions.routes,
             *sessions.routes,
             *fc2.routes,
+            *lambda_api.routes,
             *account.routes,
             *domains.routes,
             *code.routes,

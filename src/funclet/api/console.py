@@ -195,7 +195,7 @@ async def invocations_page(request: Request) -> Response:
     before = None
     if q.get("before"):
         ms, _, request_id = q["before"].partition(":")
-        if not ms.isdigit():
+        if not ms.isdigit() or len(ms) > 18:
             return _error_page(request, InvalidArgument("before is started_ms:request_id"))
         before = (int(ms), request_id[:128])
     await platform.recorder.flush()

@@ -26,7 +26,7 @@ from funclet.api.functions import (
     platform_of,
     row_at,
 )
-from funclet.api.responses import FC2_ERRORS, fc_time, int_param, json_body, json_response
+from funclet.api.responses import ERROR_SHAPE, FC2, fc_time, int_param, json_body, json_response
 from funclet.api.triggers import trigger_json
 from funclet.errors import InvalidArgument
 from funclet.platform import Platform
@@ -51,13 +51,13 @@ class Fc2Requests:
         if scope["type"] != "http" or not scope["path"].startswith(V2 + "/"):
             await self.app(scope, receive, send)
             return
-        token = FC2_ERRORS.set(True)
+        token = ERROR_SHAPE.set(FC2)
         try:
             if scope["path"].startswith(_PROXY):
                 scope = _proxied(scope)
             await self.app(scope, receive, send)
         finally:
-            FC2_ERRORS.reset(token)
+            ERROR_SHAPE.reset(token)
 
 
 def _proxied(scope: Scope) -> Scope:

@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from funclet.api.invoke import _read_event, accept_async
+from funclet.api.invoke import accept_async, read_event
 from funclet.api.responses import error_response, fc_time, new_request_id
 from funclet.errors import (
     AccessDenied,
@@ -86,7 +86,7 @@ async def http_trigger(request: Request) -> Response:
 
         async def event() -> bytes:
             return _event(request, platform, name, request_id,
-                          await _read_event(request, limit))
+                          await read_event(request, limit))
 
         if request.headers.get("x-fc-invocation-type", "").lower() == "async":
             return await accept_async(platform, name, await event(), request_id,

@@ -41,7 +41,7 @@ async def invoke(request: Request, target: Callable[[], tuple[str, str]]) -> Res
         if mode != "sync":
             raise InvalidArgument(
                 f"x-fc-invocation-type must be 'Sync' or 'Async', got '{mode}'")
-        event = await _read_event(request, platform.settings.max_sync_payload)
+        event = await read_event(request, platform.settings.max_sync_payload)
         out = await platform.invoker.invoke(name, event, request_id, qualifier=qualifier,
                                             headers=request.headers)
     except ApiError as exc:
@@ -76,7 +76,7 @@ async def _accept(request: Request, platform: Platform, request_id: str, name: s
                   qualifier: str) -> Response:
     """Async: store the task durably, then answer 202 (the dispatcher runs it later)."""
     await platform.invoker.pool(name, qualifier)  # 404 for a function or qualifier not there
-    event = await _read_event(request, platform.settings.max_async_payload, "async ")
+    event = await read_event(request, platform.settings.max_async_payload, "async ")
     return await accept_async(platform, name, event, request_id, request.headers, qualifier)
 
 
@@ -122,7 +122,7 @@ async def accept_async(platform: Platform, name: str, event: bytes, request_id: 
     return Response(status_code=202, headers=out)
 
 
-async def _read_event(request: Request, limit: int, kind: str = "sync ") -> bytes:
+async def read_event(request: Request, limit: int, kind: str = "sync ") -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(

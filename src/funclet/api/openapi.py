@@ -521,6 +521,7 @@ def _paths() -> dict[str, dict[str, Operation]]:
                           params=[*fn, _p("triggerName")]),
         },
         **_fc2_paths(),
+        **_lambda_paths(),
         "/http/{functionName}": {m: _http_trigger(m, False) for m in _HTTP_METHODS},
         "/http/{functionName}/{path}": {m: _http_trigger(m, True) for m in _HTTP_METHODS},
         "/healthz": {
@@ -615,6 +616,64 @@ def _op2(op_id: str, summary: str, responses: dict[str, Any], **more: Any) -> Op
     return out
 
 
+def _opl(op_id: str, summary: str, responses: dict[str, Any], **more: Any) -> Operation:
+    """A Lambda operation: its errors are Lambda's (x-amzn-ErrorType, LambdaError)."""
+    out = _op(f"Lambda{op_id}", summary, "lambda", responses, **more)
+    out["responses"]["default"] = {"$ref": "#/components/responses/LambdaError"}
+    return out
+
+
+def _lambda_paths() -> dict[str, Any]:
+    """AWS Lambda's API (api/lambda_api.py), as botocore's model names it; the bodies
+    are Lambda's (docs/lambda.md maps them), described here as objects."""
+    fn = [_param("FunctionName", "path", string(
+        "a name, a partial or full ARN, maybe with :qualifier", minLength=1,
+        maxLength=256), example="hello"), _param("Qualifier", "query", string())]
+    any_object = {"type": "object"}
+
+    def _lj(description: str = "OK", status: str = "200") -> dict[str, Any]:
+        return {status: {"description": description, "headers": {
+            "x-amzn-RequestId": {"schema": string(), "required": True}},
+            "content": {"application/json": {"schema": any_object}}}}
+
+    listing = [_param("Marker", "query", string()), _param("MaxItems", "query", string())]
+    v = "/2015-03-31"
+    return {
+        f"{v}/functions": {
+            "post": _opl("CreateFunction", "A function with Lambda's semantics",
+                         _lj("Created", "201"), body=any_object),
+            "get": _opl("ListFunctions", "Every function (both APIs'), by name",
+                        _lj(), params=listing)},
+        f"{v}/functions/": {"get": _opl(
+            "ListFunctionsSlash", "ListFunctions as botocore's model writes its path",
+            _lj(), params=listing)},
+        f"{v}/functions/{{FunctionName}}": {
+            "get": _opl("GetFunction", "Its configuration, code location, tags",
+                        _lj(), params=fn),
+            "delete": _opl("DeleteFunction", "Delete it (or, with Qualifier, a version)",
+                           {"204": {"description": "Deleted"}}, params=fn)},
+        f"{v}/functions/{{FunctionName}}/configuration": {
+            "get": _opl("GetFunctionConfiguration", "Its configuration", _lj(),
+                        params=fn),
+            "put": _opl("UpdateFunctionConfiguration", "Change its configuration",
+                        _lj(), params=fn, body=any_object)},
+        f"{v}/functions/{{FunctionName}}/code": {"put": _opl(
+            "UpdateFunctionCode", "New code (ZipFile)", _lj(), params=fn,
+            body=any_object)},
+        f"{v}/functions/{{FunctionName}}/invocations": {"post": _opl(
+            "Invoke", "Run it: X-Amz-Invocation-Type RequestResponse, Event or DryRun",
+            {"200": {"description": "The result (or the function's error, with "
+                                    "X-Amz-Function-Error)"},
+             "202": {"description": "Queued (Event)"},
+             "204": {"description": "DryRun: it could run"}}, params=fn,
+            requestBody={"required": False, "content": {"application/json": {
+                "schema": {}}}})},
+        **{path: {"get": _opl(op, "The account's limits and usage", _lj())}
+           for path, op in (("/2016-08-19/account-settings", "GetAccountSettings"),
+                            ("/2016-08-19/account-settings/", "GetAccountSettingsSlash"))},
+    }
+
+
 def _fc2_paths() -> dict[str, Any]:
     """FC 2.0's API (api/fc2.py): ``{service}`` may be ``{service}.{qualifier}``."""
     svc = _param("service", "path", string(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}"
@@ -689,7 +748,7 @@ def document() -> dict[str, Any]:
                 "Error body; a function's own failure is a FunctionError body."),
         },
         "tags": [{"name": t} for t in ("functions", "versions", "sessions", "layers",
-                                       "invocations", "fc2", "console",
+                                       "invocations", "fc2", "lambda", "console",
                                        "async",
                                        "triggers",
                                        "http-triggers", "platform")],
@@ -717,7 +776,11 @@ def document() -> dict[str, Any]:
             },
             "headers": {"RequestId": {"schema": string(), "required": True,
                                       "description": "the call's (or invocation's) id"}},
-            "responses": {"Error2": {
+            "responses": {"LambdaError": {
+                "description": "A Lambda call that was refused: x-amzn-ErrorType names "
+                               "Lambda's error (ResourceNotFoundException, …)",
+                "content": {"application/json": {"schema": ref("LambdaError")}},
+            }, "Error2": {
                 "description": "A 2.0 call that was refused (the same codes, 2.0's shape)",
                 "headers": {"x-fc-request-id": _REQUEST_ID},
                 "content": {"application/json": {"schema": ref("Error2")}},

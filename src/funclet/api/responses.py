@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from funclet.errors import ApiError, InvalidArgument
+from funclet.errors import ApiError, InvalidArgument, PayloadTooLarge
 from funclet.ids import new_request_id
 
 __all__ = ["error_response", "fc_time", "int_param", "json_body", "json_response",
@@ -33,22 +33,59 @@ def json_response(data: Any, status: int = 200, request_id: str | None = None) -
     )
 
 
-# Which API a request came in on: FC 2.0's answers errors as {"ErrorCode",
-# "ErrorMessage"} (api/fc2.py sets it for the request's task).
-FC2_ERRORS: ContextVar[bool] = ContextVar("fc2_errors", default=False)
+# Which API a request came in on, for the shape of its errors: FC 3.0's {"Code",
+# "Message"}, FC 2.0's {"ErrorCode", "ErrorMessage"} (api/fc2.py sets it for the
+# request's task), or Lambda's (api/lambda_api.py: x-amzn-ErrorType and {"Type",
+# "message"}).
+FC3, FC2, LAMBDA = "fc3", "fc2", "lambda"
+ERROR_SHAPE: ContextVar[str] = ContextVar("error_shape", default=FC3)
 
 
 def error_response(exc: ApiError, request_id: str | None = None) -> Response:
     request_id = request_id or new_request_id()
-    if FC2_ERRORS.get():
+    shape = ERROR_SHAPE.get()
+    if shape == LAMBDA:
+        return lambda_error(exc, request_id)
+    if shape == FC2:
         body = {"ErrorCode": exc.code, "ErrorMessage": exc.message, "RequestId": request_id}
     else:
         body = {"Code": exc.code, "Message": exc.message, "RequestId": request_id}
     return json_response(body, exc.status, request_id)
 
 
+# Lambda's error types for funclet's, by status where one type covers them all.
+_LAMBDA_TYPES = {400: "InvalidParameterValueException", 401: "UnrecognizedClientException",
+                 403: "AccessDeniedException", 404: "ResourceNotFoundException",
+                 405: "InvalidParameterValueException", 409: "ResourceConflictException",
+                 412: "PreconditionFailedException", 413: "RequestTooLargeException",
+                 429: "TooManyRequestsException", 503: "ServiceException"}
+
+
+def lambda_error(exc: ApiError, request_id: str, error_type: str | None = None) -> Response:
+    """An error as Lambda answers it (botocore reads ``x-amzn-ErrorType`` for the code,
+    ``message`` for the text)."""
+    kind = error_type or _LAMBDA_TYPES.get(exc.status, "ServiceException")
+    status = 500 if kind == "ServiceException" and exc.status < 500 else exc.status
+    return Response(orjson.dumps({"Type": "User" if status < 500 else "Service",
+                                  "message": exc.message}), status,
+                    {"x-amzn-ErrorType": kind, "x-amzn-RequestId": request_id},
+                    "application/json")
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    """The request's JSON object, read up to the largest a call may send (a code
+    package's base64 and its fields): a body past that is refused, never held."""
+    limit: int = request.app.state.platform.settings.max_request_body
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is {declared} bytes, over {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is over {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:

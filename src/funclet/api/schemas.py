@@ -88,6 +88,10 @@ _HOOK = obj({
 
 # The fields CreateFunction and UpdateFunction share, with their ranges.
 _FUNCTION_FIELDS: dict[str, Schema] = {
+    "semantics": string(
+        "funclet's: how the handler is called: 'fc' (FC's, the default) or 'lambda' "
+        "(Lambda's: the event JSON-decoded, Lambda's context, the code at /var/task; what "
+        "a function created through the Lambda API has)", enum=["fc", "lambda"]),
     "runtime": string(
         "python3.9 … python3.13 and nodejs20 as found on the machine; custom, "
         "custom.debian10/11/12 (an HTTP server); custom.lambda, provided, provided.al2, "
@@ -152,6 +156,10 @@ SCHEMAS: dict[str, Schema] = {
         "Message": string("what went wrong, naming the field or the limit"),
         "RequestId": string(),
     }, ("Code", "Message", "RequestId"), "An API call that was refused."),
+    "LambdaError": obj({
+        "Type": string("User or Service"),
+        "message": string("what went wrong"),
+    }, ("message",), "A Lambda API call that was refused (its type in x-amzn-ErrorType)."),
     "Error2": obj({
         "ErrorCode": string("FC's error code, e.g. InvalidArgument, ServiceNotFound"),
         "ErrorMessage": string("what went wrong"),
@@ -234,6 +242,7 @@ SCHEMAS: dict[str, Schema] = {
         "sessionAffinityConfig": string("a JSON object, as a string"),
         "instanceIsolationMode": string(enum=["SHARE", "REQUEST_EXCLUSIVE",
                                               "SESSION_EXCLUSIVE"]),
+        "semantics": _FUNCTION_FIELDS["semantics"],
         "invocationRestriction": obj({"disable": boolean(), "reason": string(),
                                       "lastModifiedTime": _time("disabled")},
                                      description="while DisableFunctionInvocation holds"),

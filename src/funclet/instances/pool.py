@@ -34,6 +34,7 @@ from funclet.instances.exchange import EVENT, HttpExchange
 from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
 from funclet.models import (
+    LAMBDA_SEMANTICS,
     REQUEST_EXCLUSIVE,
     SESSION_EXCLUSIVE,
     SHARE,
@@ -648,6 +649,7 @@ class Pool:
             "FC_QUALIFIER": self.version.version_id,
             # FC 2.0's: the service of a 2.0 function ('svc$fn'), else the function
             "FC_SERVICE_NAME": cfg.name.split("$", 1)[0],
+            **(self._lambda_env(inst) if cfg.semantics == LAMBDA_SEMANTICS else {}),
             **cfg.environment,
         }
         hooks = {}
@@ -674,7 +676,28 @@ class Pool:
             "functionArn": function_arn(env["FC_REGION"], env["FC_ACCOUNT_ID"], cfg.name),
             "customRuntime": (cfg.custom_runtime or CustomRuntimeConfig()).to_fc(),
             "serverPort": (cfg.custom_runtime or CustomRuntimeConfig()).port,
+            "semantics": cfg.semantics,
             **hooks,
+        }
+
+    def _lambda_env(self, inst: Instance) -> dict[str, str]:
+        """Lambda's environment variables, for a function created through Lambda's API
+        (``LAMBDA_TASK_ROOT`` is set by the runtime: where the code is mounted)."""
+        cfg, version = self.version.config, self.version.version_id
+        region = self._base_env["FC_REGION"]
+        return {
+            "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST" if version == "LATEST" else version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_size),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": inst.instance_id,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{cfg.runtime}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "LAMBDA_RUNTIME_DIR": "/var/runtime",
+            "_HANDLER": cfg.handler,
+            "TZ": ":UTC",
         }
 
 

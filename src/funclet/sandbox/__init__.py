@@ -31,7 +31,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CODE_MOUNT = "/code"
+LAMBDA_CODE_MOUNT = "/var/task"  # a function with Lambda's semantics: Lambda's place
 OPT_MOUNT = "/opt"  # a function's layers, merged (FC's and Lambda's place for them)
+
+
+def code_mount(spec: dict[str, Any]) -> str:
+    """Where an instance sees its code: /code, or /var/task for Lambda's semantics."""
+    return LAMBDA_CODE_MOUNT if spec.get("semantics") == "lambda" else CODE_MOUNT
 
 
 def layer_env(env: dict[str, str], opt: str) -> dict[str, str]:
@@ -72,7 +78,8 @@ class SandboxConfig:
         root = os.geteuid() == 0
         if root:
             try:
-                for point in (CODE_MOUNT, OPT_MOUNT):  # the mount points: code, layers
+                # The mount points: code (FC's, Lambda's), layers.
+                for point in (CODE_MOUNT, LAMBDA_CODE_MOUNT, OPT_MOUNT):
                     os.makedirs(point, exist_ok=True)
             except OSError:
                 root = False
@@ -91,6 +98,7 @@ class SandboxConfig:
     def for_instance(
         self, instance_id: str, code_dir: str, memory_mb: int, netns: bool,
         uid: int | None, etc: dict[str, str] | None = None, opt_dir: str | None = None,
+        code_mount: str = CODE_MOUNT,
     ) -> dict[str, Any] | None:
         """The ``sandbox`` section of one instance's spec (``isolate.enter`` reads it).
         ``uid`` None with namespaces: started ahead, root until it is specialised."""
@@ -119,7 +127,7 @@ class SandboxConfig:
             "hide": list(self.hide),
             "etc": etc or {},
             "codeDir": code_dir,
-            "codeMount": CODE_MOUNT,
+            "codeMount": code_mount,
             "optDir": opt_dir,
             "optMount": OPT_MOUNT,
             "hostname": instance_id[:63],
@@ -335,11 +343,12 @@ class Sandbox:
         box = self.config.for_instance(
             spec["env"]["FC_INSTANCE_ID"], spec["codeDir"], spec["memorySize"],
             not internet, uid, opt_dir=spec.get("optDir") or str(self._empty_code_dir()),
+            code_mount=code_mount(spec),
         )
         if box is not None:
             spec = dict(spec, sandbox=box)
             if box["namespaces"]:  # the instance sees its code at /code, layers at /opt
-                spec["env"] = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
+                spec["env"] = dict(spec["env"], FC_FUNC_CODE_PATH=box["codeMount"])
                 if spec.get("optDir"):
                     spec["optDir"] = OPT_MOUNT
         if spec.get("optDir"):
@@ -466,7 +475,8 @@ class Sandbox:
         unplug = process.plug.ifname if process.plug and not spec.get("internetAccess", True) \
             else None  # no internet access: loopback only
         # Its layers at /opt; none: an empty /opt (the host's stays out of sight).
-        mounts = [(spec["codeDir"], CODE_MOUNT),
+        mount = code_mount(spec)
+        mounts = [(spec["codeDir"], mount),
                   (spec.get("optDir") or str(self._empty_code_dir()), OPT_MOUNT)]
         renamed = await zygote.specialize(process.pid, mounts, box["hostname"], instance_id,
                                           unplug)
@@ -474,8 +484,8 @@ class Sandbox:
             process.limits = box["cgroups"]
             process.cgroup = kill_cgroup(box["cgroups"])
         _set_limits(process.limits, box["cgroupLimits"])
-        env = dict(spec["env"], FC_FUNC_CODE_PATH=CODE_MOUNT)
-        full = dict(spec, env=env, codeDir=CODE_MOUNT, uid=uid, gid=uid)
+        env = dict(spec["env"], FC_FUNC_CODE_PATH=mount)
+        full = dict(spec, env=env, codeDir=mount, uid=uid, gid=uid)
         if spec.get("optDir"):
             full["optDir"] = OPT_MOUNT
             full["env"] = layer_env(env, OPT_MOUNT)

@@ -38,6 +38,9 @@ from funclet.store import migrate, schema
 from funclet.store.writer import Writer, json_dumps, sqlite_pragmas
 
 START_CODES = {"cold": 1, "warm": 2, "provisioned": 3}  # invocation_histograms' keys
+# The most rows invocation_histograms returns (what a window's counts can take in memory;
+# real windows have a few thousand: durations and waits fall in few classes at once).
+HISTOGRAM_ROWS = 200_000
 
 
 def histogram_key(key: int) -> tuple[int, bool, str | None, int]:
@@ -366,6 +369,14 @@ class Store:
         async with self.engine.connect() as conn:
             return [_row(r) for r in await conn.execute(query)]
 
+    async def code_usage(self) -> tuple[int, int]:
+        """How many functions there are, and their packages' bytes (LATEST's)."""
+        t = schema.functions
+        async with self.engine.connect() as conn:
+            count, size = (await conn.execute(
+                select(func.count(), func.coalesce(func.sum(t.c.code_size), 0)))).one()
+        return int(count), int(size)
+
     # -- invocations and instances -------------------------------------------
 
     async def write(
@@ -452,7 +463,8 @@ class Store:
             klass(t.c.duration_ms) + 512)
         query = (select(key.label("key"), klass(t.c.queue_ms).label("wait"),
                         func.count().label("n"), func.max(t.c.queue_ms).label("longest"))
-                 .where(t.c.started_ms >= since_ms).group_by("key", "wait"))
+                 .where(t.c.started_ms >= since_ms).group_by("key", "wait")
+                 .limit(HISTOGRAM_ROWS))
         if function_name is not None:
             query = query.where(t.c.function_name == function_name)
         async with self.engine.connect() as conn:

@@ -363,6 +363,8 @@ def _instance(spec: dict[str, Any], sock: socket.socket) -> None:
     sys.dont_write_bytecode = True
     os.environ.clear()
     os.environ.update(spec["env"])
+    if spec.get("semantics") == "lambda":
+        os.environ["LAMBDA_TASK_ROOT"] = code_dir
     runtime = _Runtime(spec, sock)
     runtime.initialise(started)
     runtime.serve()
@@ -431,6 +433,41 @@ class Context:
         self.account_id = spec["accountId"]
         self.credentials = _Credentials()
         self.logger = logger
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+
+class _Identity:
+    """``context.identity`` (Amazon Cognito's): none here."""
+
+    def __init__(self) -> None:
+        self.cognito_identity_id = None
+        self.cognito_identity_pool_id = None
+
+
+class LambdaContext:
+    """Lambda's Python context, for a function created through Lambda's API (the
+    fields awslambdaric gives)."""
+
+    def __init__(self, request_id: str, spec: dict[str, Any], deadline_ms: float,
+                 qualifier: str = "LATEST") -> None:
+        version = spec.get("versionId", "LATEST")
+        arn = (f"arn:aws:lambda:{spec['region']}:{spec['accountId']}:function:"
+               f"{spec['functionName']}")
+        self.aws_request_id = request_id
+        self.function_name = spec["functionName"]
+        self.function_version = "$LATEST" if version == "LATEST" else version
+        self.invoked_function_arn = arn if qualifier == "LATEST" else f"{arn}:{qualifier}"
+        self.memory_limit_in_mb = str(spec["memorySize"])
+        self.log_group_name = f"/aws/lambda/{spec['functionName']}"
+        self.log_stream_name = spec["env"].get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = _Identity()
+        self.client_context = None
+        self.tenant_id = None
         self._deadline_ms = deadline_ms
 
     def get_remaining_time_in_millis(self) -> int:
@@ -607,6 +644,9 @@ class _Runtime:
                 self.run_pre_stop(header)
 
     def invoke(self, header: dict[str, Any], event: bytes) -> None:
+        if self.spec.get("semantics") == "lambda" and "http" not in header:
+            self.invoke_lambda(header, event)
+            return
         request_id = header["id"]
         log = _Log()
         log.write(f"FC Invoke Start RequestId: {request_id}\n")
@@ -630,6 +670,46 @@ class _Runtime:
                        "log": log.text()})
             return
         log.write(f"FC Invoke End RequestId: {request_id}\n")
+        current.log = None
+        self.send({"type": protocol.RESULT, "id": request_id, "log": log.text()}, body)
+
+    def invoke_lambda(self, header: dict[str, Any], event: bytes) -> None:
+        """Lambda's way: the event JSON-decoded (an event that is not JSON, from a
+        trigger, as its text), Lambda's context, the result JSON-encoded; Lambda's
+        START and END lines around the log (the platform adds REPORT)."""
+        import json
+
+        request_id = header["id"]
+        version = self.spec.get("versionId", "LATEST")
+        log = _Log()
+        log.write(f"START RequestId: {request_id} Version: "
+                  f"{'$LATEST' if version == 'LATEST' else version}\n")
+        current = self.current
+        current.log = log
+        current.request_id = request_id
+        _Capture.fallback = log
+        ctx = LambdaContext(request_id, self.spec, header["deadline"],
+                            header.get("qualifier", "LATEST"))
+        try:
+            try:
+                decoded = json.loads(event) if event.strip() else {}
+            except ValueError:
+                decoded = event.decode("utf-8", "replace")
+            result = self.handler(decoded, ctx)
+            try:
+                body = json.dumps(result).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise _Failure({"errorMessage": f"Unable to marshal response: {exc}",
+                                "errorType": "Runtime.MarshalError",
+                                "stackTrace": []}) from None
+        except Exception as exc:
+            error = exc.error if isinstance(exc, _Failure) else _user_error(exc)
+            log.write(f"END RequestId: {request_id}\n")
+            current.log = None
+            self.send({"type": protocol.ERROR, "id": request_id, "error": error,
+                       "log": log.text()})
+            return
+        log.write(f"END RequestId: {request_id}\n")
         current.log = None
         self.send({"type": protocol.RESULT, "id": request_id, "log": log.text()}, body)
 

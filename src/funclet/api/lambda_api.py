@@ -1,0 +1,401 @@
+"""AWS Lambda's API beside FC's, on the same port and over the same functions, so that
+boto3, the AWS CLI and the JS SDK work unchanged (paths and shapes as botocore's
+``lambda`` model has them).
+
+A function created here has Lambda's semantics (``FunctionConfig.semantics``): its
+handler gets the event JSON-decoded and Lambda's context, its result is JSON-encoded,
+its code is at ``/var/task`` with Lambda's environment variables. Every function is
+visible through both APIs, each keeping the semantics it was created with; this module
+maps the fields (docs/lambda.md has the table). Errors are Lambda's
+(``responses.lambda_error``), for every request under Lambda's date prefixes
+(``LambdaRequests``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import re
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from funclet.api.code import code_url
+from funclet.api.functions import platform_of, row_at
+from funclet.api.invoke import accept_async, read_event
+from funclet.api.responses import (
+    ERROR_SHAPE,
+    LAMBDA,
+    json_body,
+    lambda_error,
+    new_request_id,
+)
+from funclet.errors import ApiError, InvalidArgument, ShuttingDown
+from funclet.instances.state import StartKind
+from funclet.invoker.invoker import Invocation
+from funclet.logs import TAIL_BYTES, clip_lines
+from funclet.models import LAMBDA_SEMANTICS
+from funclet.platform import Platform
+from funclet.store import FunctionRow
+from funclet.versions import LATEST, parse_qualifier
+
+V = "/2015-03-31"
+# Lambda's date prefixes (botocore's model): its errors are Lambda's under them.
+PREFIXES = ("/2015-03-31/", "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/2018-10-31/",
+            "/2019-09-25/", "/2019-09-30/", "/2021-10-31/", "/2021-11-15/")
+_ARN = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]*:)?(?:\d{12}:)?(?:function:)?"
+                  r"([A-Za-z0-9_$-]{1,140})(?::([A-Za-z0-9_$-]{1,128}))?$")
+_LAMBDA_DEFAULTS = {"Timeout": 3, "MemorySize": 128}  # Lambda's, where a create omits them
+# Lambda's ids for funclet's runtimes that have another name in FC (the rest are the same).
+_TO_LAMBDA = {"custom.lambda": "provided.al2023", "custom": "provided.al2023",
+              "custom.debian10": "provided.al2", "custom.debian11": "provided.al2023",
+              "custom.debian12": "provided.al2023"}
+
+
+class LambdaRequests:
+    """Requests under Lambda's date prefixes get Lambda's errors (a 404 route, a 405,
+    an authentication failure too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        token = ERROR_SHAPE.set(LAMBDA)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ERROR_SHAPE.reset(token)
+
+
+def lambda_arn(platform: Platform, name: str, qualifier: str | None = None) -> str:
+    s = platform.settings
+    arn = f"arn:aws:lambda:{s.region}:{s.account_id}:function:{name}"
+    return arn if not qualifier or qualifier == LATEST else f"{arn}:{qualifier}"
+
+
+def _target(request: Request) -> tuple[str, str]:
+    """The function (a name, a partial or a full ARN, maybe with ``:qualifier``) and the
+    qualifier (the ARN's, or ``Qualifier``) of the request."""
+    raw = unquote(request.path_params["name"])
+    m = _ARN.fullmatch(raw)
+    if m is None:
+        raise InvalidArgument(f"1 validation error detected: Value '{raw}' at "
+                              "'functionName' failed to satisfy constraint: Member must "
+                              "satisfy regular expression pattern: (arn:aws:lambda:)?...")
+    name, in_arn = m.group(1), m.group(2)
+    given = request.query_params.get("Qualifier")
+    if in_arn and given and in_arn != given:
+        raise InvalidArgument("The derived qualifier from the function name does not match "
+                              "the specified qualifier.")
+    qualifier = in_arn or given
+    return name, parse_qualifier(None if qualifier in (None, "$LATEST") else qualifier)
+
+
+def _response(data: Any, status: int = 200, request_id: str | None = None) -> Response:
+    return Response(orjson.dumps(data), status, {
+        "x-amzn-RequestId": request_id or new_request_id()}, "application/json")
+
+
+def configuration(platform: Platform, row: FunctionRow, version: str = "$LATEST",
+                  ) -> dict[str, Any]:
+    """Lambda's FunctionConfiguration of a function (whichever API created it)."""
+    cfg = row.config
+    kept = cfg.kept
+    out: dict[str, Any] = {
+        "FunctionName": row.name,
+        "FunctionArn": lambda_arn(platform, row.name,
+                                  None if version == "$LATEST" else version),
+        "Runtime": _runtime_id(cfg.runtime),
+        "Role": kept.get("role") or f"arn:aws:iam::{platform.settings.account_id}:role/funclet",
+        "Handler": cfg.handler,
+        "CodeSize": row.code_size,
+        "Description": cfg.description,
+        "Timeout": cfg.timeout,
+        "MemorySize": cfg.memory_size,
+        "LastModified": _lambda_time(row.modified_ms),
+        "CodeSha256": base64.b64encode(bytes.fromhex(row.code_checksum)).decode(),
+        "Version": version,
+        "Environment": {"Variables": dict(cfg.environment)},
+        "TracingConfig": {"Mode": "PassThrough"},
+        "RevisionId": f"{row.function_id[:24]}{row.revision:012d}",
+        "Layers": [{"Arn": arn} for arn in cfg.layers],
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        "EphemeralStorage": {"Size": 512},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{row.name}"},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+    }
+    return out
+
+
+def _runtime_id(runtime: str) -> str:
+    """funclet's runtime as Lambda names it (FC's ``nodejs20`` is ``nodejs20.x``)."""
+    if re.fullmatch(r"nodejs\d+", runtime):
+        return f"{runtime}.x"
+    return _TO_LAMBDA.get(runtime, runtime)
+
+
+def _lambda_time(ms: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + \
+        f".{ms % 1000:03d}+0000"
+
+
+def _fc_body(body: dict[str, Any], create: bool) -> dict[str, Any]:
+    """A Lambda CreateFunction / UpdateFunctionConfiguration body as FC's fields."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    out: dict[str, Any] = {}
+    if create:
+        out["functionName"] = body.get("FunctionName")
+        out["semantics"] = LAMBDA_SEMANTICS
+        body = {**_LAMBDA_DEFAULTS, **body}
+    for key, fc in (("Runtime", "runtime"), ("Handler", "handler"), ("Timeout", "timeout"),
+                    ("MemorySize", "memorySize"), ("Description", "description"),
+                    ("Layers", "layers"), ("Role", "role")):
+        if body.get(key) is not None:
+            out[fc] = body[key]
+    if body.get("Environment") is not None:
+        env = body["Environment"]
+        if not isinstance(env, dict):
+            raise InvalidArgument("Environment must be an object with Variables")
+        out["environmentVariables"] = env.get("Variables") or {}
+    if isinstance(out.get("runtime"), str):
+        out["runtime"] = _from_lambda(out["runtime"])
+    if body.get("Tags") is not None and create:
+        tags = body["Tags"]
+        if not isinstance(tags, dict):
+            raise InvalidArgument("Tags must be an object of strings")
+        out["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+    return out
+
+
+def _from_lambda(runtime: str) -> str:
+    """Lambda's runtime id as funclet's: ``nodejs20.x`` is ``nodejs20``; ``provided.*``
+    and ``python3.N`` are the same."""
+    if re.fullmatch(r"nodejs\d+\.x", runtime):
+        raise InvalidArgument(f"Runtime {runtime} is not offered through the Lambda API "
+                              "yet: funclet runs Lambda's Python runtimes (python3.N) and "
+                              "provided.al2023 / provided.al2 here")
+    return runtime
+
+
+def _code(body: dict[str, Any], required: bool) -> dict[str, Any]:
+    code = body.get("Code") if "Code" in body else body
+    if not isinstance(code, dict):
+        raise InvalidArgument("Code must be an object")
+    if code.get("ZipFile"):
+        return {"code": {"zipFile": code["ZipFile"]}}
+    for key in ("S3Bucket", "ImageUri"):
+        if code.get(key):
+            raise InvalidArgument(f"Code.{key}: funclet takes the package itself "
+                                  "(Code.ZipFile), not a reference to AWS's S3 or ECR")
+    if required:
+        raise InvalidArgument("Code.ZipFile (the package, base64) is required")
+    return {}
+
+
+# -- functions ------------------------------------------------------------------------
+
+
+async def create_function(request: Request) -> Response:
+    platform = platform_of(request)
+    body = await json_body(request)
+    if body.get("PackageType", "Zip") != "Zip":
+        raise InvalidArgument("PackageType Image: funclet runs code packages (Zip)")
+    row = await platform.functions.create({**_fc_body(body, True), **_code(body, True)})
+    out = configuration(platform, row)
+    if body.get("Publish"):
+        version = await platform.versions.publish(row.name, {})
+        out = configuration(platform, row, str(version.version_id))
+    return _response(out, 201)
+
+
+async def get_function(request: Request) -> Response:
+    platform = platform_of(request)
+    name, qualifier = _target(request)
+    row = await row_at(platform, name, qualifier)
+    tags = (await platform.store.tags_of("function", [name])).get(name, {})
+    reserved = (await platform.store.reserved_concurrency()).get(name)
+    out: dict[str, Any] = {
+        "Configuration": configuration(platform, row, await _version_of(
+            platform, name, qualifier)),
+        "Code": {"RepositoryType": "S3", "Location": code_url(request, row.code_checksum)},
+        "Tags": tags,
+    }
+    if reserved is not None:
+        out["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
+    return _response(out)
+
+
+async def get_configuration(request: Request) -> Response:
+    platform = platform_of(request)
+    name, qualifier = _target(request)
+    row = await row_at(platform, name, qualifier)
+    return _response(configuration(platform, row, await _version_of(platform, name, qualifier)))
+
+
+async def _version_of(platform: Platform, name: str, qualifier: str) -> str:
+    """What Lambda calls the version a qualifier names: ``$LATEST``, or its number."""
+    if qualifier == LATEST:
+        return "$LATEST"
+    return str((await platform.versions.resolve_row(name, qualifier)).version_id)
+
+
+async def update_code(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    body = await json_body(request)
+    row = await platform.functions.update(name, _code(body, True))
+    out = configuration(platform, row)
+    if body.get("Publish"):
+        version = await platform.versions.publish(name, {})
+        out = configuration(platform, row, str(version.version_id))
+    return _response(out)
+
+
+async def update_configuration(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    row = await platform.functions.update(name, _fc_body(await json_body(request), False))
+    return _response(configuration(platform, row))
+
+
+async def delete_function(request: Request) -> Response:
+    platform = platform_of(request)
+    name, qualifier = _target(request)
+    if qualifier != LATEST:
+        await platform.versions.delete(name, qualifier)
+    else:
+        await platform.functions.delete(name)
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+async def list_functions(request: Request) -> Response:
+    """Every function, whichever API created it; ``Marker`` is the last name seen."""
+    platform = platform_of(request)
+    q = request.query_params
+    try:
+        limit = min(50, max(1, int(q.get("MaxItems") or 50)))
+    except ValueError:
+        raise InvalidArgument("MaxItems must be a number from 1 to 10000") from None
+    rows = await platform.functions.page("", limit + 1, q.get("Marker") or "")
+    out: dict[str, Any] = {"Functions": [configuration(platform, r) for r in rows[:limit]]}
+    if len(rows) > limit:
+        out["NextMarker"] = rows[limit - 1].name
+    return _response(out)
+
+
+async def account_settings(request: Request) -> Response:
+    platform = platform_of(request)
+    s = platform.settings
+    reserved = sum((await platform.store.reserved_concurrency()).values())
+    count, total = await platform.store.code_usage()
+    return _response({
+        "AccountLimit": {"TotalCodeStorage": 75 * 1024 ** 3,
+                         "CodeSizeUnzipped": s.max_unpacked_size,
+                         "CodeSizeZipped": s.max_code_size,
+                         "ConcurrentExecutions": s.max_instances,
+                         "UnreservedConcurrentExecutions": max(0, s.max_instances - reserved)},
+        "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
+    })
+
+
+# -- invoke ---------------------------------------------------------------------------
+
+
+async def invoke(request: Request) -> Response:
+    """Invoke: ``RequestResponse`` (the result, or the function's error with
+    ``X-Amz-Function-Error: Unhandled``), ``Event`` (202: into the durable async queue),
+    ``DryRun`` (204); ``X-Amz-Log-Type: Tail`` gives the log's last 4 KB with Lambda's
+    REPORT line."""
+    platform = platform_of(request)
+    request_id = new_request_id()
+    try:
+        name, qualifier = _target(request)
+        kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
+        if kind not in ("RequestResponse", "Event", "DryRun"):
+            raise InvalidArgument(f"1 validation error detected: Value '{kind}' at "
+                                  "'invocationType' failed to satisfy constraint: Member "
+                                  "must satisfy enum value set: [Event, RequestResponse, "
+                                  "DryRun]")
+        limit = platform.settings.max_async_payload if kind == "Event" else \
+            platform.settings.max_sync_payload
+        payload = await read_event(request, limit, f"{kind} ")
+        if payload.strip():
+            try:
+                orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                return lambda_error(InvalidArgument(
+                    f"Could not parse request body into json: {exc}"), request_id,
+                    "InvalidRequestContentException")
+        await platform.invoker.pool(name, qualifier)  # 404 for a function not there
+        if kind == "DryRun":
+            return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
+        if kind == "Event":
+            await accept_async(platform, name, payload, request_id, {}, qualifier)
+            return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
+        out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier)
+        memory = (await platform.functions.get(name)).config.memory_size
+    except ApiError as exc:
+        return lambda_error(exc, request_id)
+    except asyncio.CancelledError:
+        return lambda_error(ShuttingDown(), request_id)
+    version = "$LATEST" if out.version_id in ("", LATEST) else out.version_id
+    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": version,
+               "x-funclet-start-kind": out.start_kind.value if out.start_kind else ""}
+    if request.headers.get("x-amz-log-type") == "Tail":
+        headers["X-Amz-Log-Result"] = _tail(out, memory)
+    if out.error is not None:
+        headers["X-Amz-Function-Error"] = "Unhandled"
+        return Response(orjson.dumps(_function_error(out.error.body(), request_id)), 200,
+                        headers, "application/json")
+    return Response(out.body, 200, headers, "application/json")
+
+
+def _function_error(error: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """The function's error as Lambda's Python runtime gives it."""
+    out = {"errorMessage": error.get("errorMessage", ""),
+           "errorType": error.get("errorType", ""), "requestId": request_id}
+    if error.get("stackTrace"):
+        out["stackTrace"] = error["stackTrace"]
+    return out
+
+
+def _tail(out: Invocation, memory_mb: int) -> str:
+    """The log's last 4 KB, base64, ending with Lambda's REPORT line."""
+    report = (f"REPORT RequestId: {out.request_id}\tDuration: {out.duration_ms:.2f} ms\t"
+              f"Billed Duration: {max(1, math.ceil(out.duration_ms))} ms\t"
+              f"Memory Size: {memory_mb} MB\t")
+    if out.start_kind is StartKind.COLD:
+        report += f"Init Duration: {out.init_ms:.2f} ms\t"
+    text = clip_lines(out.log) + report + "\n"
+    return base64.b64encode(text.encode("utf-8", "replace")[-TAIL_BYTES:]).decode("ascii")
+
+
+routes = [
+    Route(f"{V}/functions", create_function, methods=["POST"]),
+    # (botocore's model says /functions/; what it sends is /functions)
+    Route(f"{V}/functions", list_functions, methods=["GET"]),
+    Route(f"{V}/functions/", list_functions, methods=["GET"]),
+    Route(f"{V}/functions/{{name}}", get_function, methods=["GET"]),
+    Route(f"{V}/functions/{{name}}", delete_function, methods=["DELETE"]),
+    Route(f"{V}/functions/{{name}}/configuration", get_configuration, methods=["GET"]),
+    Route(f"{V}/functions/{{name}}/configuration", update_configuration, methods=["PUT"]),
+    Route(f"{V}/functions/{{name}}/code", update_code, methods=["PUT"]),
+    Route(f"{V}/functions/{{name}}/invocations", invoke, methods=["POST"]),
+    Route("/2016-08-19/account-settings", account_settings, methods=["GET"]),
+    Route("/2016-08-19/account-settings/", account_settings, methods=["GET"]),
+]

@@ -1,0 +1,215 @@
+"""AWS Lambda's API through boto3, unchanged: functions created, read, updated, listed
+and deleted; Invoke (RequestResponse with Lambda's semantics and its log tail, Event,
+DryRun); Lambda's errors; every function visible through both APIs, each keeping the
+semantics it was created with."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.conftest import Server
+from tests.helpers import API, deploy, unique, wait_for
+
+APP = """
+import json, os
+
+STATE = {"calls": 0}
+
+def handler(event, context):
+    STATE["calls"] += 1
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    print("got", json.dumps(event))
+    return {
+        "event": event,
+        "calls": STATE["calls"],
+        "request_id": context.aws_request_id,
+        "function_name": context.function_name,
+        "function_version": context.function_version,
+        "arn": context.invoked_function_arn,
+        "memory": context.memory_limit_in_mb,
+        "log_group": context.log_group_name,
+        "remaining": 0 < context.get_remaining_time_in_millis() <= 3000,
+        "cwd": os.getcwd(),
+        "file": __file__,
+        "env": {k: os.environ.get(k) for k in (
+            "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_REGION", "AWS_LAMBDA_LOG_GROUP_NAME",
+            "LAMBDA_TASK_ROOT", "_HANDLER", "GREETING")},
+    }
+"""
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def aws(server: Server) -> Iterator[Any]:
+    yield boto3.client(
+        "lambda", endpoint_url=server.url, region_name="us-east-1",
+        aws_access_key_id="funclet", aws_secret_access_key="funclet",
+        config=Config(retries={"max_attempts": 0}))
+
+
+def _create(aws: Any, name: str, **more: Any) -> dict[str, Any]:
+    out: dict[str, Any] = aws.create_function(
+        FunctionName=name, Runtime="python3.11", Role="arn:aws:iam::123456789012:role/x",
+        Handler="app.handler", Code={"ZipFile": _zip({"app.py": APP})}, **more)
+    return out
+
+
+def test_create_invoke_and_the_log_tail_as_lambda_gives_them(aws: Any) -> None:
+    name = unique("lam")
+    created = _create(aws, name, Environment={"Variables": {"GREETING": "hi"}},
+                      MemorySize=200)
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert created["FunctionName"] == name and created["Runtime"] == "python3.11"
+    assert created["Timeout"] == 3 and created["MemorySize"] == 200  # Lambda's: any MB
+    assert created["FunctionArn"].endswith(f":function:{name}")
+    assert created["Version"] == "$LATEST" and created["State"] == "Active"
+    assert base64.b64decode(created["CodeSha256"])  # base64 of the sha256
+    aws.get_waiter("function_active_v2").wait(FunctionName=name)
+
+    r = aws.invoke(FunctionName=name, Payload=b'{"who": "boto3"}', LogType="Tail")
+    assert r["StatusCode"] == 200 and "FunctionError" not in r
+    assert r["ExecutedVersion"] == "$LATEST"
+    out = json.loads(r["Payload"].read())
+    assert out["event"] == {"who": "boto3"} and out["calls"] == 1
+    assert out["request_id"] == r["ResponseMetadata"]["RequestId"]
+    assert out["function_name"] == name and out["function_version"] == "$LATEST"
+    assert out["arn"] == created["FunctionArn"] and out["memory"] == "200"
+    assert out["log_group"] == f"/aws/lambda/{name}" and out["remaining"] is True
+    assert out["cwd"] == "/var/task" and out["file"] == "/var/task/app.py"
+    assert out["env"] == {
+        "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "200", "AWS_REGION": out["env"]["AWS_REGION"],
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}", "LAMBDA_TASK_ROOT": "/var/task",
+        "_HANDLER": "app.handler", "GREETING": "hi"}
+    log = base64.b64decode(r["LogResult"]).decode()
+    request_id = out["request_id"]
+    assert log.startswith(f"START RequestId: {request_id} Version: $LATEST\n")
+    assert 'got {"who": "boto3"}\n' in log and f"END RequestId: {request_id}\n" in log
+    assert f"REPORT RequestId: {request_id}\tDuration: " in log
+    assert "Memory Size: 200 MB" in log and "Init Duration: " in log  # a cold start
+
+    again = aws.invoke(FunctionName=name, Payload=b"{\"n\": 2}", LogType="Tail")
+    assert json.loads(again["Payload"].read())["calls"] == 2  # warm: module state kept
+    assert "Init Duration" not in base64.b64decode(again["LogResult"]).decode()
+    empty = json.loads(aws.invoke(FunctionName=name)["Payload"].read())
+    assert empty["event"] == {}
+
+    failed = aws.invoke(FunctionName=name, Payload=b'{"fail": true}')
+    assert failed["StatusCode"] == 200 and failed["FunctionError"] == "Unhandled"
+    error = json.loads(failed["Payload"].read())
+    assert error["errorType"] == "ValueError" and error["errorMessage"] == "asked to fail"
+    assert any("app.py" in line for line in error["stackTrace"])
+
+
+def test_event_and_dry_run(aws: Any, client: httpx.Client) -> None:
+    name = unique("lam")
+    _create(aws, name)
+    queued = aws.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"n": 1}')
+    assert queued["StatusCode"] == 202
+    request_id = queued["ResponseMetadata"]["RequestId"]
+    record = wait_for(lambda: (r := client.get(
+        f"{API}/functions/{name}/invocations/{request_id}")).status_code == 200 and r.json())
+    assert record["mode"] == "async" and record["status"] == "succeeded"
+    assert aws.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_lambdas_errors(aws: Any) -> None:
+    name = unique("lam")
+    with pytest.raises(ClientError) as missing:
+        aws.invoke(FunctionName=name, Payload=b"{}")
+    assert _code(missing) == "ResourceNotFoundException"
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    _create(aws, name)
+    with pytest.raises(ClientError) as twice:
+        _create(aws, name)
+    assert _code(twice) == "ResourceConflictException"
+    with pytest.raises(ClientError) as not_json:
+        aws.invoke(FunctionName=name, Payload=b"not json")
+    assert _code(not_json) == "InvalidRequestContentException"
+    with pytest.raises(ClientError) as bad:
+        aws.update_function_configuration(FunctionName=name, Timeout=100_000)
+    assert _code(bad) == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as image:
+        aws.create_function(FunctionName=unique("lam"), PackageType="Image",
+                            Role="arn:aws:iam::1:role/x", Code={"ImageUri": "x"})
+    assert _code(image) == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as qualifier:
+        aws.get_function(FunctionName=name, Qualifier="nope")
+    assert _code(qualifier) in ("ResourceNotFoundException", "InvalidParameterValueException")
+
+
+def test_read_update_list_and_delete(aws: Any, client: httpx.Client) -> None:
+    name = unique("lam")
+    _create(aws, name, Tags={"team": "a"})
+    by_arn = aws.get_function(FunctionName=f"arn:aws:lambda:us-east-1:123456789012:"
+                              f"function:{name}")
+    assert by_arn["Configuration"]["FunctionName"] == name
+    assert by_arn["Tags"] == {"team": "a"}
+    package = httpx.get(by_arn["Code"]["Location"])
+    assert package.status_code == 200 and zipfile.ZipFile(io.BytesIO(package.content)).read(
+        "app.py").decode() == APP
+
+    updated = aws.update_function_configuration(
+        FunctionName=name, Timeout=10, Environment={"Variables": {"GREETING": "hello"}},
+        Description="updated")
+    assert updated["Timeout"] == 10 and updated["LastUpdateStatus"] == "Successful"
+    aws.get_waiter("function_updated_v2").wait(FunctionName=name)
+    config = aws.get_function_configuration(FunctionName=name)
+    assert config["Description"] == "updated" and config["Handler"] == "app.handler"
+    out = json.loads(aws.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+    assert out["env"]["GREETING"] == "hello"
+
+    new_code = "def handler(event, context):\n    return 'v2'\n"
+    aws.update_function_code(FunctionName=name, ZipFile=_zip({"app.py": new_code}))
+    assert aws.invoke(FunctionName=name)["Payload"].read() == b'"v2"'  # JSON-encoded
+
+    fc_made = deploy(client, {"index.py": "def handler(event, context):\n"
+                                          "    return b'fc:' + event\n"})
+    names = set()
+    for page in aws.get_paginator("list_functions").paginate(PaginationConfig={
+            "PageSize": 5}):
+        names |= {f["FunctionName"] for f in page["Functions"]}
+    assert {name, fc_made} <= names  # both APIs' functions
+    # Each keeps its semantics: the FC function gets the payload's bytes as they are.
+    assert aws.invoke(FunctionName=fc_made, Payload=b'{"a": 1}')["Payload"].read() == \
+        b'fc:{"a": 1}'
+    assert client.get(f"{API}/functions/{name}").json()["semantics"] == "lambda"
+    assert "semantics" not in client.get(f"{API}/functions/{fc_made}").json()
+
+    aws.delete_function(FunctionName=name)
+    with pytest.raises(ClientError) as gone:
+        aws.get_function(FunctionName=name)
+    assert _code(gone) == "ResourceNotFoundException"
+
+
+def test_account_settings_and_unknown_routes(aws: Any, server: Server) -> None:
+    settings = aws.get_account_settings()
+    assert settings["AccountLimit"]["ConcurrentExecutions"] >= 1
+    assert settings["AccountUsage"]["FunctionCount"] >= 0
+    r = httpx.get(f"{server.url}/2015-03-31/nothing-here")
+    assert r.status_code == 404 and "x-amzn-errortype" in r.headers
+    assert "message" in r.json()
