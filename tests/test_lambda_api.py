@@ -213,3 +213,51 @@ def test_account_settings_and_unknown_routes(aws: Any, server: Server) -> None:
     r = httpx.get(f"{server.url}/2015-03-31/nothing-here")
     assert r.status_code == 404 and "x-amzn-errortype" in r.headers
     assert "message" in r.json()
+
+
+def test_versions_and_aliases_with_a_canary(aws: Any) -> None:
+    name = unique("lam")
+    _create(aws, name)
+    one = aws.publish_version(FunctionName=name, Description="first")
+    assert one["Version"] == "1" and one["FunctionArn"].endswith(f":{name}:1")
+    aws.update_function_code(FunctionName=name, ZipFile=_zip({
+        "app.py": "def handler(event, context):\n    return context.function_version\n"}))
+    two = aws.publish_version(FunctionName=name)
+    assert two["Version"] == "2"
+    versions = aws.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
+    paged = [v["Version"] for page in aws.get_paginator("list_versions_by_function").paginate(
+        FunctionName=name, PaginationConfig={"PageSize": 1}) for v in page["Versions"]]
+    assert paged == ["$LATEST", "1", "2"]
+
+    r = aws.invoke(FunctionName=name, Qualifier="2")
+    assert r["ExecutedVersion"] == "2" and r["Payload"].read() == b'"2"'
+    assert aws.invoke(FunctionName=f"{name}:1", Payload=b"{}")["ExecutedVersion"] == "1"
+
+    alias = aws.create_alias(FunctionName=name, Name="prod", FunctionVersion="1",
+                             RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
+    assert alias["AliasArn"].endswith(f":function:{name}:prod")
+    assert alias["RoutingConfig"]["AdditionalVersionWeights"] == {"2": 0.5}
+    ran = {aws.invoke(FunctionName=name, Qualifier="prod", Payload=b"{}")["ExecutedVersion"]
+           for _ in range(40)}
+    assert ran == {"1", "2"}  # the canary's share reaches version 2
+    aws.update_alias(FunctionName=name, Name="prod", FunctionVersion="2",
+                     RoutingConfig={"AdditionalVersionWeights": {}})
+    got = aws.get_alias(FunctionName=name, Name="prod")
+    assert got["FunctionVersion"] == "2" and "RoutingConfig" not in got
+    assert aws.invoke(FunctionName=name, Qualifier="prod")["ExecutedVersion"] == "2"
+    config = aws.get_function_configuration(FunctionName=name, Qualifier="prod")
+    assert config["Version"] == "2"
+    listed = aws.list_aliases(FunctionName=name)["Aliases"]
+    assert [a["Name"] for a in listed] == ["prod"]
+    assert aws.list_aliases(FunctionName=name, FunctionVersion="1")["Aliases"] == []
+    with pytest.raises(ClientError) as latest:
+        aws.create_alias(FunctionName=name, Name="x", FunctionVersion="$LATEST")
+    assert _code(latest) == "InvalidParameterValueException"
+    aws.delete_alias(FunctionName=name, Name="prod")
+    with pytest.raises(ClientError) as gone:
+        aws.get_alias(FunctionName=name, Name="prod")
+    assert _code(gone) == "ResourceNotFoundException"
+    aws.delete_function(FunctionName=name, Qualifier="1")
+    assert [v["Version"] for v in aws.list_versions_by_function(FunctionName=name)[
+        "Versions"]] == ["$LATEST", "2"]

@@ -43,6 +43,7 @@ from funclet.logs import TAIL_BYTES, clip_lines
 from funclet.models import LAMBDA_SEMANTICS
 from funclet.platform import Platform
 from funclet.store import FunctionRow
+from funclet.store.versions import AliasRow
 from funclet.versions import LATEST, parse_qualifier
 
 V = "/2015-03-31"
@@ -287,10 +288,7 @@ async def list_functions(request: Request) -> Response:
     """Every function, whichever API created it; ``Marker`` is the last name seen."""
     platform = platform_of(request)
     q = request.query_params
-    try:
-        limit = min(50, max(1, int(q.get("MaxItems") or 50)))
-    except ValueError:
-        raise InvalidArgument("MaxItems must be a number from 1 to 10000") from None
+    limit = _max_items(request)
     rows = await platform.functions.page("", limit + 1, q.get("Marker") or "")
     out: dict[str, Any] = {"Functions": [configuration(platform, r) for r in rows[:limit]]}
     if len(rows) > limit:
@@ -311,6 +309,122 @@ async def account_settings(request: Request) -> Response:
                          "UnreservedConcurrentExecutions": max(0, s.max_instances - reserved)},
         "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
     })
+
+
+# -- versions and aliases -------------------------------------------------------------
+
+
+async def publish_version(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    body = await json_body(request)
+    version = await platform.versions.publish(name, {"description": body.get("Description")
+                                                     or ""})
+    row = await row_at(platform, name, str(version.version_id))
+    return _response(configuration(platform, row, str(version.version_id)), 201)
+
+
+async def list_versions(request: Request) -> Response:
+    """$LATEST, then the versions oldest first, as Lambda lists them."""
+    platform = platform_of(request)
+    name, _ = _target(request)
+    limit = _max_items(request)
+    marker = request.query_params.get("Marker") or ""
+    out: list[dict[str, Any]] = []
+    if not marker:
+        out.append(configuration(platform, await platform.functions.get(name)))
+    after = marker if marker.isdigit() else ""
+    if len(out) == limit:  # (MaxItems=1: $LATEST alone on the first page)
+        return _response({"Versions": out, "NextMarker": "$LATEST"})
+    rows, more = await platform.versions.page(name, limit - len(out), "FORWARD", after)
+    for version in rows:
+        row = await row_at(platform, name, str(version.version_id))
+        out.append(configuration(platform, row, str(version.version_id)))
+    answer: dict[str, Any] = {"Versions": out}
+    if more:
+        answer["NextMarker"] = more
+    return _response(answer)
+
+
+def _max_items(request: Request, most: int = 50) -> int:
+    raw = request.query_params.get("MaxItems") or str(most)
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise InvalidArgument("MaxItems must be a number from 1 to 10000")
+    return min(most, int(raw))
+
+
+def alias_json(platform: Platform, alias: AliasRow) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "AliasArn": lambda_arn(platform, alias.function_name, alias.alias_name),
+        "Name": alias.alias_name, "FunctionVersion": str(alias.version_id),
+        "Description": alias.description,
+        "RevisionId": f"{alias.modified_ms:x}-{alias.version_id}",
+    }
+    if alias.additional_weight:
+        out["RoutingConfig"] = {"AdditionalVersionWeights": alias.additional_weight}
+    return out
+
+
+def _alias_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A Lambda alias body as FC's."""
+    out: dict[str, Any] = {}
+    if body.get("Name") is not None:
+        out["aliasName"] = body["Name"]
+    if body.get("FunctionVersion") is not None:
+        version = body["FunctionVersion"]
+        if version == "$LATEST":
+            raise InvalidArgument("an alias points at a published version, not $LATEST")
+        out["versionId"] = version
+    if body.get("Description") is not None:
+        out["description"] = body["Description"]
+    if body.get("RoutingConfig") is not None:
+        routing = body["RoutingConfig"]
+        if not isinstance(routing, dict):
+            raise InvalidArgument("RoutingConfig must be an object")
+        out["additionalVersionWeight"] = routing.get("AdditionalVersionWeights") or {}
+    return out
+
+
+async def create_alias(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    alias = await platform.versions.create_alias(name, _alias_body(await json_body(request)))
+    return _response(alias_json(platform, alias), 201)
+
+
+async def get_alias(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    alias = await platform.versions.get_alias(name, request.path_params["alias"])
+    return _response(alias_json(platform, alias))
+
+
+async def update_alias(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    alias = await platform.versions.update_alias(name, request.path_params["alias"],
+                                                 _alias_body(await json_body(request)))
+    return _response(alias_json(platform, alias))
+
+
+async def delete_alias(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    await platform.versions.delete_alias(name, request.path_params["alias"])
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+async def list_aliases(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    version = request.query_params.get("FunctionVersion")
+    rows, more = await platform.versions.list_aliases(
+        name, "", _max_items(request), request.query_params.get("Marker") or "")
+    out: dict[str, Any] = {"Aliases": [alias_json(platform, a) for a in rows
+                                       if version is None or str(a.version_id) == version]}
+    if more:
+        out["NextMarker"] = more
+    return _response(out)
 
 
 # -- invoke ---------------------------------------------------------------------------
@@ -396,6 +510,13 @@ routes = [
     Route(f"{V}/functions/{{name}}/configuration", update_configuration, methods=["PUT"]),
     Route(f"{V}/functions/{{name}}/code", update_code, methods=["PUT"]),
     Route(f"{V}/functions/{{name}}/invocations", invoke, methods=["POST"]),
+    Route(f"{V}/functions/{{name}}/versions", publish_version, methods=["POST"]),
+    Route(f"{V}/functions/{{name}}/versions", list_versions, methods=["GET"]),
+    Route(f"{V}/functions/{{name}}/aliases", create_alias, methods=["POST"]),
+    Route(f"{V}/functions/{{name}}/aliases", list_aliases, methods=["GET"]),
+    Route(f"{V}/functions/{{name}}/aliases/{{alias}}", get_alias, methods=["GET"]),
+    Route(f"{V}/functions/{{name}}/aliases/{{alias}}", update_alias, methods=["PUT"]),
+    Route(f"{V}/functions/{{name}}/aliases/{{alias}}", delete_alias, methods=["DELETE"]),
     Route("/2016-08-19/account-settings", account_settings, methods=["GET"]),
     Route("/2016-08-19/account-settings/", account_settings, methods=["GET"]),
 ]

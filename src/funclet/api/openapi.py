@@ -637,6 +637,7 @@ def _lambda_paths() -> dict[str, Any]:
             "content": {"application/json": {"schema": any_object}}}}
 
     listing = [_param("Marker", "query", string()), _param("MaxItems", "query", string())]
+    alias = _param("Name", "path", string(minLength=1, maxLength=128))
     v = "/2015-03-31"
     return {
         f"{v}/functions": {
@@ -660,6 +661,26 @@ def _lambda_paths() -> dict[str, Any]:
         f"{v}/functions/{{FunctionName}}/code": {"put": _opl(
             "UpdateFunctionCode", "New code (ZipFile)", _lj(), params=fn,
             body=any_object)},
+        f"{v}/functions/{{FunctionName}}/versions": {
+            "post": _opl("PublishVersion", "A version: the function as it is now",
+                         _lj("Created", "201"), params=fn, body=any_object,
+                         body_required=False),
+            "get": _opl("ListVersionsByFunction", "$LATEST, then the versions",
+                        _lj(), params=[*fn, *listing])},
+        f"{v}/functions/{{FunctionName}}/aliases": {
+            "post": _opl("CreateAlias", "An alias of a version (RoutingConfig: a canary)",
+                         _lj("Created", "201"), params=fn, body=any_object),
+            "get": _opl("ListAliases", "The function's aliases", _lj(),
+                        params=[*fn, _param("FunctionVersion", "query", string()),
+                                *listing])},
+        f"{v}/functions/{{FunctionName}}/aliases/{{Name}}": {
+            **{method: _opl(op, summary, responses, params=[*fn, alias], **more)
+               for method, op, summary, responses, more in (
+                   ("get", "GetAlias", "One alias", _lj(), {}),
+                   ("put", "UpdateAlias", "Change an alias", _lj(),
+                    {"body": any_object, "body_required": False}),
+                   ("delete", "DeleteAlias", "Delete an alias",
+                    {"204": {"description": "Deleted"}}, {}))}},
         f"{v}/functions/{{FunctionName}}/invocations": {"post": _opl(
             "Invoke", "Run it: X-Amz-Invocation-Type RequestResponse, Event or DryRun",
             {"200": {"description": "The result (or the function's error, with "
