@@ -15,10 +15,13 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 from tests.helpers import API, deploy, unique, wait_for
 
 APP = """
@@ -261,3 +264,44 @@ def test_versions_and_aliases_with_a_canary(aws: Any) -> None:
     aws.delete_function(FunctionName=name, Qualifier="1")
     assert [v["Version"] for v in aws.list_versions_by_function(FunctionName=name)[
         "Versions"]] == ["$LATEST", "2"]
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("lambda-auth"), FUNCLET_REQUIRE_AUTH="true",
+                          FUNCLET_API_TOKEN="lambda-token",
+                          FUNCLET_ACCESS_KEYS='{"AKIDFUNCLET": "sigv4-secret"}')
+    yield server
+    stop_server(server)
+
+
+def _client(server: Server, key: str, secret: str) -> Any:
+    return boto3.client("lambda", endpoint_url=server.url, region_name="eu-west-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 0}))
+
+
+def test_with_auth_on_sigv4_is_checked_with_funclets_access_keys(secured: Server) -> None:
+    aws = _client(secured, "AKIDFUNCLET", "sigv4-secret")
+    name = unique("signed")
+    _create(aws, name)  # a signed POST with a body
+    arn = f"arn:aws:lambda:eu-west-1:123456789012:function:{name}"
+    assert aws.get_function(FunctionName=arn)["Configuration"]["FunctionName"] == name
+    out = aws.invoke(FunctionName=arn, Qualifier="$LATEST", Payload=b'{"signed": 1}')
+    assert json.loads(out["Payload"].read())["event"] == {"signed": 1}
+    assert aws.list_functions(MaxItems=5)["Functions"]
+    for key, secret in (("AKIDFUNCLET", "wrong"), ("AKIDUNKNOWN", "sigv4-secret")):
+        with pytest.raises(ClientError) as refused:
+            _client(secured, key, secret).list_functions()
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert _code(refused) == "AccessDeniedException"
+    anonymous = httpx.get(f"{secured.url}/2015-03-31/functions")
+    assert anonymous.status_code == 401 and anonymous.headers["x-amzn-errortype"]
+    # A signature is bound to its request: another body under the same one is refused.
+    request = httpx.Request("POST", f"{secured.url}/2015-03-31/functions/{name}/invocations",
+                            content=b'{"a": 1}')
+    signed = AWSRequest(method="POST", url=str(request.url), data=b'{"a": 1}')
+    SigV4Auth(Credentials("AKIDFUNCLET", "sigv4-secret"), "lambda", "eu-west-1").add_auth(signed)
+    headers = dict(signed.headers.items())
+    assert httpx.post(str(request.url), content=b'{"a": 1}', headers=headers).status_code == 200
+    assert httpx.post(str(request.url), content=b'{"a": 2}', headers=headers).status_code == 403

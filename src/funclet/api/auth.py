@@ -1,5 +1,6 @@
 """Authentication of API requests: a bearer token, FC's ``ACS3-HMAC-SHA256`` signature,
-or FC 2.0's ``FC ak:signature`` (``_fc2_signature_ok``).
+FC 2.0's ``FC ak:signature`` (``_fc2_signature_ok``), or AWS's ``AWS4-HMAC-SHA256``
+(SigV4: ``_sigv4_ok``, for the Lambda API's clients), each with the same access keys.
 
 An ASGI middleware in front of every route but ``/healthz`` and the OpenAPI document
 (read-only, no secrets). A request passes with ``Authorization: Bearer <token>``, or
@@ -31,6 +32,7 @@ from funclet.api.responses import error_response
 from funclet.errors import AccessDenied, ApiError, Unauthenticated
 
 ALGORITHM = "ACS3-HMAC-SHA256"
+SIGV4 = "AWS4-HMAC-SHA256"  # AWS's Signature Version 4: boto3's and the AWS CLI's
 MAX_SKEW_SECONDS = 15 * 60
 _OPEN_PATHS = frozenset({"/healthz", "/2023-03-30/openapi.json", "/console/login"})
 CONSOLE_COOKIE = "funclet_console"
@@ -97,8 +99,9 @@ class Authenticate:
                 await self.app(scope, receive, send)
                 return
             error: ApiError = AccessDenied()
-        elif scheme in (ALGORITHM, "FC") and self._keys:  # 3.0's signature, or 2.0's
-            check = self._signature_ok if scheme == ALGORITHM else self._fc2_signature_ok
+        elif scheme in (ALGORITHM, "FC", SIGV4) and self._keys:  # FC 3.0's, 2.0's, AWS's
+            check = {ALGORITHM: self._signature_ok, "FC": self._fc2_signature_ok,
+                     SIGV4: self._sigv4_ok}[scheme]
             body = await _read_body(receive, self._max_body)
             if body is not None and check(scope, headers, rest, body):
                 _mark(scope, True)
@@ -167,6 +170,51 @@ class Authenticate:
         expected = hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, signature)
 
+
+    def _sigv4_ok(self, scope: Scope, headers: dict[str, str], params: str,
+                  body: bytes) -> bool:
+        """AWS's Signature Version 4 (what boto3, the AWS CLI and the AWS SDKs send),
+        with funclet's access keys: ``Credential=ID/DATE/REGION/SERVICE/aws4_request``,
+        the canonical request (each path segment encoded again, as AWS does for every
+        service but S3), ``x-amz-date`` within 15 minutes."""
+        fields = dict(part.strip().split("=", 1) for part in params.split(",") if "=" in part)
+        key_id, _, scope_text = fields.get("Credential", "").partition("/")
+        secret = self._keys.get(key_id)
+        signed, signature = fields.get("SignedHeaders", ""), fields.get("Signature", "")
+        parts = scope_text.split("/")
+        stamp = headers.get("x-amz-date", "")
+        if secret is None or not signed or not signature or len(parts) != 4 or (
+                parts[3] != "aws4_request") or not stamp.startswith(parts[0]):
+            return False
+        names = signed.split(";")
+        if "host" not in names or any(name not in headers for name in names):
+            return False
+        try:
+            when = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
+        except ValueError:
+            return False
+        if abs(time.time() - when) > MAX_SKEW_SECONDS:
+            return False
+        payload_hash = hashlib.sha256(body).hexdigest()
+        if headers.get("x-amz-content-sha256", payload_hash) not in (
+                payload_hash, "UNSIGNED-PAYLOAD"):
+            return False
+        raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1") or "/"
+        canonical = "\n".join([
+            scope["method"],
+            quote(raw_path, safe="/~"),
+            _canonical_query(scope.get("query_string", b"").decode("latin-1")),
+            "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names),
+            signed,
+            headers.get("x-amz-content-sha256", payload_hash),
+        ])
+        string_to_sign = "\n".join([SIGV4, stamp, scope_text,
+                                    hashlib.sha256(canonical.encode()).hexdigest()])
+        key = f"AWS4{secret}".encode()
+        for part in (*parts[:3], "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
 
     def _fc2_signature_ok(self, scope: Scope, headers: dict[str, str], credential: str,
                           body: bytes) -> bool:
