@@ -305,3 +305,75 @@ def test_with_auth_on_sigv4_is_checked_with_funclets_access_keys(secured: Server
     headers = dict(signed.headers.items())
     assert httpx.post(str(request.url), content=b'{"a": 1}', headers=headers).status_code == 200
     assert httpx.post(str(request.url), content=b'{"a": 2}', headers=headers).status_code == 403
+
+
+def test_concurrency_provisioned_event_configs_and_tags(aws: Any, client: httpx.Client) -> None:
+    name, target = unique("lam"), unique("lam")
+    _create(aws, name)
+    _create(aws, target)
+    assert aws.put_function_concurrency(
+        FunctionName=name, ReservedConcurrentExecutions=2)["ReservedConcurrentExecutions"] == 2
+    assert aws.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 2
+    assert aws.get_function(FunctionName=name)["Concurrency"] == {
+        "ReservedConcurrentExecutions": 2}
+    aws.delete_function_concurrency(FunctionName=name)
+    assert "ReservedConcurrentExecutions" not in aws.get_function_concurrency(
+        FunctionName=name)
+
+    aws.publish_version(FunctionName=name)
+    provisioned = aws.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1)
+    assert provisioned["RequestedProvisionedConcurrentExecutions"] == 1
+    wait_for(lambda: aws.get_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="1")["Status"] == "READY", timeout=30)
+    r = aws.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+    assert r["ResponseMetadata"]["HTTPHeaders"]["x-funclet-start-kind"] == "provisioned"
+    with pytest.raises(ClientError) as latest:
+        aws.put_provisioned_concurrency_config(FunctionName=name, Qualifier="$LATEST",
+                                               ProvisionedConcurrentExecutions=1)
+    assert _code(latest) == "InvalidParameterValueException"
+    aws.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="1")
+    with pytest.raises(ClientError) as none:
+        aws.get_provisioned_concurrency_config(FunctionName=name, Qualifier="1")
+    assert _code(none) == "ProvisionedConcurrencyConfigNotFoundException"
+
+    target_arn = aws.get_function(FunctionName=target)["Configuration"]["FunctionArn"]
+    config = aws.put_function_event_invoke_config(
+        FunctionName=name, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=120,
+        DestinationConfig={"OnSuccess": {"Destination": target_arn}})
+    assert config["MaximumRetryAttempts"] == 0 and config["MaximumEventAgeInSeconds"] == 120
+    assert config["DestinationConfig"]["OnSuccess"]["Destination"] == target_arn
+    updated = aws.update_function_event_invoke_config(FunctionName=name,
+                                                      MaximumEventAgeInSeconds=600)
+    assert updated["MaximumRetryAttempts"] == 0 and updated["MaximumEventAgeInSeconds"] == 600
+    assert [c["FunctionArn"] for c in aws.list_function_event_invoke_configs(
+        FunctionName=name)["FunctionEventInvokeConfigs"]] == [config["FunctionArn"]]
+    for bad in ({"MaximumRetryAttempts": 3}, {"MaximumEventAgeInSeconds": 21_601}):
+        with pytest.raises(ClientError) as refused:
+            aws.put_function_event_invoke_config(FunctionName=name, **bad)
+        assert _code(refused) == "InvalidParameterValueException"
+    # The destination gets Lambda's record of the result.
+    queued = aws.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"to": "dest"}')
+    request_id = queued["ResponseMetadata"]["RequestId"]
+
+    def delivered() -> Any:
+        for rec in client.get(f"{API}/functions/{target}/invocations").json()["invocations"]:
+            log = client.get(f"{API}/functions/{target}/invocations/{rec['requestId']}"
+                             ).json()["log"]
+            if request_id in log:
+                return log
+        return None
+    record = json.loads(wait_for(delivered, timeout=30).split("got ", 1)[1].splitlines()[0])
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["condition"] == "Success"
+    assert record["requestPayload"] == {"to": "dest"}
+    aws.delete_function_event_invoke_config(FunctionName=name)
+    with pytest.raises(ClientError) as deleted:
+        aws.get_function_event_invoke_config(FunctionName=name)
+    assert _code(deleted) == "ResourceNotFoundException"
+
+    arn = aws.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    aws.tag_resource(Resource=arn, Tags={"team": "a", "env": "dev"})
+    assert aws.list_tags(Resource=arn)["Tags"] == {"team": "a", "env": "dev"}
+    aws.untag_resource(Resource=arn, TagKeys=["env"])
+    assert aws.list_tags(Resource=arn)["Tags"] == {"team": "a"}

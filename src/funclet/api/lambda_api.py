@@ -17,6 +17,7 @@ import asyncio
 import base64
 import math
 import re
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,7 +41,7 @@ from funclet.errors import ApiError, InvalidArgument, ShuttingDown
 from funclet.instances.state import StartKind
 from funclet.invoker.invoker import Invocation
 from funclet.logs import TAIL_BYTES, clip_lines
-from funclet.models import LAMBDA_SEMANTICS
+from funclet.models import LAMBDA_SEMANTICS, parse_tags
 from funclet.platform import Platform
 from funclet.store import FunctionRow
 from funclet.store.versions import AliasRow
@@ -50,7 +51,7 @@ V = "/2015-03-31"
 # Lambda's date prefixes (botocore's model): its errors are Lambda's under them.
 PREFIXES = ("/2015-03-31/", "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/2018-10-31/",
             "/2019-09-25/", "/2019-09-30/", "/2021-10-31/", "/2021-11-15/")
-_ARN = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]*:)?(?:\d{12}:)?(?:function:)?"
+_ARN = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]*:)?(?:\d{1,20}:)?(?:function:)?"
                   r"([A-Za-z0-9_$-]{1,140})(?::([A-Za-z0-9_$-]{1,128}))?$")
 _LAMBDA_DEFAULTS = {"Timeout": 3, "MemorySize": 128}  # Lambda's, where a create omits them
 # Lambda's ids for funclet's runtimes that have another name in FC (the rest are the same).
@@ -148,8 +149,6 @@ def _runtime_id(runtime: str) -> str:
 
 
 def _lambda_time(ms: int) -> str:
-    import time
-
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + \
         f".{ms % 1000:03d}+0000"
 
@@ -427,6 +426,227 @@ async def list_aliases(request: Request) -> Response:
     return _response(out)
 
 
+# -- concurrency, provisioned concurrency, event invoke configs, tags ----------------
+
+
+async def put_concurrency(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    value = (await json_body(request)).get("ReservedConcurrentExecutions")
+    reserved = await platform.functions.set_reserved_concurrency(
+        name, {"reservedConcurrency": value})
+    return _response({"ReservedConcurrentExecutions": reserved})
+
+
+async def get_concurrency(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    reserved = await platform.functions.reserved_concurrency(name)
+    return _response({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
+
+
+async def delete_concurrency(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    await platform.functions.clear_reserved_concurrency(name)
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+async def _published_target(request: Request) -> tuple[Platform, str, str]:
+    """Provisioned concurrency's target: a version or an alias (Lambda's rule)."""
+    platform = platform_of(request)
+    name, qualifier = _target(request)
+    if qualifier == LATEST:
+        raise InvalidArgument("Provisioned concurrency is configured on a published "
+                              "version or an alias (Qualifier), not $LATEST")
+    await platform.versions.version_ids(name, qualifier)  # 404 for an unknown one
+    return platform, name, qualifier
+
+
+def _provisioned_json(platform: Platform, name: str, qualifier: str) -> dict[str, Any]:
+    target = platform.versions.provisioned.get((name, qualifier), 0)
+    version_id = platform.versions.provision_version(name, qualifier)
+    pool = platform.registry.published(name, version_id) if version_id else None
+    current = pool.provisioned_current if pool is not None else 0
+    return {"RequestedProvisionedConcurrentExecutions": target,
+            "AvailableProvisionedConcurrentExecutions": current,
+            "AllocatedProvisionedConcurrentExecutions": current,
+            "Status": "READY" if current >= target else "IN_PROGRESS",
+            **({"StatusReason": pool.provision_error} if pool and pool.provision_error
+               else {}),
+            "LastModified": _lambda_time(int(time.time() * 1000))}
+
+
+async def put_provisioned(request: Request) -> Response:
+    platform, name, qualifier = await _published_target(request)
+    value = (await json_body(request)).get("ProvisionedConcurrentExecutions")
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise InvalidArgument("ProvisionedConcurrentExecutions must be at least 1")
+    await platform.versions.set_provision(name, qualifier, platform.functions.target_of(
+        {"target": value}))
+    return _response(_provisioned_json(platform, name, qualifier), 202)
+
+
+async def get_provisioned(request: Request) -> Response:
+    platform, name, qualifier = await _published_target(request)
+    if not platform.versions.provisioned.get((name, qualifier)):
+        raise ProvisionedNotFound("No Provisioned Concurrency Config found for this "
+                                  "function")
+    return _response(_provisioned_json(platform, name, qualifier))
+
+
+async def delete_provisioned(request: Request) -> Response:
+    platform, name, qualifier = await _published_target(request)
+    await platform.versions.set_provision(name, qualifier, 0)
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+def _fc_destination(platform: Platform, arn: Any) -> Any:
+    """Lambda's destination ARN of a function as funclet's; a broker URL or webhook as
+    it is."""
+    m = _ARN.fullmatch(arn) if isinstance(arn, str) and arn.startswith("arn:") else None
+    return platform.function_arn(m.group(1)) if m else arn
+
+
+def _event_config_json(platform: Platform, name: str, qualifier: str, entry: Any
+                       ) -> dict[str, Any]:
+    config, _created, modified = entry
+    fc = config.to_fc(platform.function_arn(name))
+    destinations: dict[str, Any] = {}
+    for fc_key, key in (("onSuccess", "OnSuccess"), ("onFailure", "OnFailure")):
+        target = (fc["destinationConfig"].get(fc_key) or {}).get("destination")
+        if target:
+            prefix = platform.function_arn("")
+            destinations[key] = {"Destination": lambda_arn(platform, target[len(prefix):])
+                                 if target.startswith(prefix) else target}
+    return {"LastModified": modified / 1000,
+            "FunctionArn": lambda_arn(platform, name, qualifier),
+            "MaximumRetryAttempts": fc["maxAsyncRetryAttempts"],
+            "MaximumEventAgeInSeconds": fc["maxAsyncEventAgeInSeconds"],
+            "DestinationConfig": destinations}
+
+
+async def _put_event_config(request: Request, merge: bool) -> Response:
+    """Put (the whole config: what is left out is Lambda's default) or Update (merge
+    into the current one)."""
+    platform = platform_of(request)
+    name, qualifier = _target(request)
+    await platform.functions.get(name)
+    body = await json_body(request)
+    current = platform.async_configs.get(name, qualifier) if merge else None
+    fc: dict[str, Any] = current[0].to_fc(platform.function_arn(name)) if current else {
+        "maxAsyncRetryAttempts": 2, "maxAsyncEventAgeInSeconds": 21_600,
+        "destinationConfig": {}}
+    retries = body.get("MaximumRetryAttempts")
+    if retries is not None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 2:
+            raise InvalidArgument("MaximumRetryAttempts must be 0, 1 or 2")
+        fc["maxAsyncRetryAttempts"] = retries
+    age = body.get("MaximumEventAgeInSeconds")
+    if age is not None:
+        if isinstance(age, bool) or not isinstance(age, int) or not 60 <= age <= 21_600:
+            raise InvalidArgument("MaximumEventAgeInSeconds must be from 60 to 21600")
+        fc["maxAsyncEventAgeInSeconds"] = age
+    if body.get("DestinationConfig") is not None:
+        given = body["DestinationConfig"]
+        if not isinstance(given, dict):
+            raise InvalidArgument("DestinationConfig must be an object")
+        for key, fc_key in (("OnSuccess", "onSuccess"), ("OnFailure", "onFailure")):
+            target = given.get(key)
+            if isinstance(target, dict) and target.get("Destination"):
+                fc["destinationConfig"][fc_key] = {
+                    "destination": _fc_destination(platform, target["Destination"])}
+            elif key in given:
+                fc["destinationConfig"].pop(fc_key, None)
+    entry = await platform.async_configs.put(name, fc, qualifier)
+    return _response(_event_config_json(platform, name, qualifier, entry))
+
+
+async def put_event_config(request: Request) -> Response:
+    return await _put_event_config(request, merge=False)
+
+
+async def update_event_config(request: Request) -> Response:
+    return await _put_event_config(request, merge=True)
+
+
+async def get_event_config(request: Request) -> Response:
+    platform = platform_of(request)
+    name, qualifier = _target(request)
+    await platform.functions.get(name)
+    entry = platform.async_configs.get(name, qualifier)
+    if entry is None:
+        raise EventConfigNotFound(f"The function {lambda_arn(platform, name, qualifier)} "
+                                  "doesn't have an EventInvokeConfig")
+    return _response(_event_config_json(platform, name, qualifier, entry))
+
+
+async def delete_event_config(request: Request) -> Response:
+    platform = platform_of(request)
+    name, qualifier = _target(request)
+    await platform.functions.get(name)
+    if not await platform.async_configs.delete(name, qualifier):
+        raise EventConfigNotFound(f"The function {lambda_arn(platform, name, qualifier)} "
+                                  "doesn't have an EventInvokeConfig")
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+async def list_event_configs(request: Request) -> Response:
+    platform = platform_of(request)
+    name, _ = _target(request)
+    await platform.functions.get(name)
+    configs = [_event_config_json(platform, name, qualifier, entry)
+               for fn, qualifier in sorted(platform.async_configs.keys()) if fn == name
+               if (entry := platform.async_configs.get(name, qualifier)) is not None]
+    return _response({"FunctionEventInvokeConfigs": configs[:_max_items(request)]})
+
+
+def _tagged(request: Request) -> str:
+    """The function a tag call's ARN names."""
+    m = _ARN.fullmatch(unquote(request.path_params["arn"]))
+    if m is None:
+        raise InvalidArgument("Resource must be a function's ARN")
+    return m.group(1)
+
+
+async def tag_resource(request: Request) -> Response:
+    platform = platform_of(request)
+    name = _tagged(request)
+    await platform.functions.get(name)
+    tags = (await json_body(request)).get("Tags")
+    parsed = parse_tags([{"Key": k, "Value": v} for k, v in tags.items()]
+                        if isinstance(tags, dict) else tags)
+    await platform.store.set_tags("function", name, parsed, [])
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+async def untag_resource(request: Request) -> Response:
+    platform = platform_of(request)
+    name = _tagged(request)
+    await platform.functions.get(name)
+    await platform.store.set_tags("function", name, {},
+                                  request.query_params.getlist("tagKeys"))
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+async def list_tags(request: Request) -> Response:
+    platform = platform_of(request)
+    name = _tagged(request)
+    await platform.functions.get(name)
+    return _response({"Tags": (await platform.store.tags_of("function", [name])).get(
+        name, {})})
+
+
+class ProvisionedNotFound(ApiError):
+    code = "ProvisionedConcurrencyConfigNotFoundException"
+    status = 404
+
+
+class EventConfigNotFound(ApiError):
+    code = "ResourceNotFoundException"
+    status = 404
+
+
 # -- invoke ---------------------------------------------------------------------------
 
 
@@ -517,6 +737,21 @@ routes = [
     Route(f"{V}/functions/{{name}}/aliases/{{alias}}", get_alias, methods=["GET"]),
     Route(f"{V}/functions/{{name}}/aliases/{{alias}}", update_alias, methods=["PUT"]),
     Route(f"{V}/functions/{{name}}/aliases/{{alias}}", delete_alias, methods=["DELETE"]),
+    Route("/2017-10-31/functions/{name}/concurrency", put_concurrency, methods=["PUT"]),
+    Route("/2017-10-31/functions/{name}/concurrency", delete_concurrency,
+          methods=["DELETE"]),
+    Route("/2019-09-30/functions/{name}/concurrency", get_concurrency, methods=["GET"]),
+    *(Route("/2019-09-30/functions/{name}/provisioned-concurrency", handler,
+            methods=[method]) for method, handler in (
+        ("PUT", put_provisioned), ("GET", get_provisioned), ("DELETE", delete_provisioned))),
+    *(Route("/2019-09-25/functions/{name}/event-invoke-config", handler, methods=[method])
+      for method, handler in (("PUT", put_event_config), ("POST", update_event_config),
+                              ("GET", get_event_config), ("DELETE", delete_event_config))),
+    Route("/2019-09-25/functions/{name}/event-invoke-config/list", list_event_configs,
+          methods=["GET"]),
+    Route("/2017-03-31/tags/{arn}", tag_resource, methods=["POST"]),
+    Route("/2017-03-31/tags/{arn}", untag_resource, methods=["DELETE"]),
+    Route("/2017-03-31/tags/{arn}", list_tags, methods=["GET"]),
     Route("/2016-08-19/account-settings", account_settings, methods=["GET"]),
     Route("/2016-08-19/account-settings/", account_settings, methods=["GET"]),
 ]

@@ -638,6 +638,7 @@ def _lambda_paths() -> dict[str, Any]:
 
     listing = [_param("Marker", "query", string()), _param("MaxItems", "query", string())]
     alias = _param("Name", "path", string(minLength=1, maxLength=128))
+    resource = _param("ARN", "path", string("a function's ARN", minLength=1))
     v = "/2015-03-31"
     return {
         f"{v}/functions": {
@@ -689,6 +690,39 @@ def _lambda_paths() -> dict[str, Any]:
              "204": {"description": "DryRun: it could run"}}, params=fn,
             requestBody={"required": False, "content": {"application/json": {
                 "schema": {}}}})},
+        "/2017-10-31/functions/{FunctionName}/concurrency": {
+            "put": _opl("PutFunctionConcurrency", "Reserve (and cap) its instances", _lj(),
+                        params=fn, body=any_object),
+            "delete": _opl("DeleteFunctionConcurrency", "Release its reservation",
+                           {"204": {"description": "Deleted"}}, params=fn)},
+        "/2019-09-30/functions/{FunctionName}/concurrency": {"get": _opl(
+            "GetFunctionConcurrency", "Its reservation", _lj(), params=fn)},
+        "/2019-09-30/functions/{FunctionName}/provisioned-concurrency": {
+            "put": _opl("PutProvisionedConcurrencyConfig", "Instances kept started for a "
+                        "version or an alias", _lj("Accepted", "202"), params=fn,
+                        body=any_object),
+            "get": _opl("GetProvisionedConcurrencyConfig", "Its provisioned instances",
+                        _lj(), params=fn),
+            "delete": _opl("DeleteProvisionedConcurrencyConfig", "No more",
+                           {"204": {"description": "Deleted"}}, params=fn)},
+        "/2019-09-25/functions/{FunctionName}/event-invoke-config": {
+            "put": _opl("PutFunctionEventInvokeConfig", "Retries, event age, destinations",
+                        _lj(), params=fn, body=any_object),
+            "post": _opl("UpdateFunctionEventInvokeConfig", "Change some of them", _lj(),
+                         params=fn, body=any_object),
+            "get": _opl("GetFunctionEventInvokeConfig", "Its config", _lj(), params=fn),
+            "delete": _opl("DeleteFunctionEventInvokeConfig", "Back to the defaults",
+                           {"204": {"description": "Deleted"}}, params=fn)},
+        "/2019-09-25/functions/{FunctionName}/event-invoke-config/list": {"get": _opl(
+            "ListFunctionEventInvokeConfigs", "Its configs, by qualifier", _lj(),
+            params=[*fn, *listing])},
+        "/2017-03-31/tags/{ARN}": {
+            "post": _opl("TagResource", "Add tags", {"204": {"description": "Tagged"}},
+                         params=[resource], body=any_object),
+            "delete": _opl("UntagResource", "Remove tags",
+                           {"204": {"description": "Untagged"}},
+                           params=[resource, _param("tagKeys", "query", string())]),
+            "get": _opl("ListTags", "A function's tags", _lj(), params=[resource])},
         **{path: {"get": _opl(op, "The account's limits and usage", _lj())}
            for path, op in (("/2016-08-19/account-settings", "GetAccountSettings"),
                             ("/2016-08-19/account-settings/", "GetAccountSettingsSlash"))},

@@ -64,7 +64,8 @@ _LAMBDA_TYPES = {400: "InvalidParameterValueException", 401: "UnrecognizedClient
 def lambda_error(exc: ApiError, request_id: str, error_type: str | None = None) -> Response:
     """An error as Lambda answers it (botocore reads ``x-amzn-ErrorType`` for the code,
     ``message`` for the text)."""
-    kind = error_type or _LAMBDA_TYPES.get(exc.status, "ServiceException")
+    kind = error_type or (exc.code if exc.code.endswith("Exception") else  # Lambda's own
+                          _LAMBDA_TYPES.get(exc.status, "ServiceException"))
     status = 500 if kind == "ServiceException" and exc.status < 500 else exc.status
     return Response(orjson.dumps({"Type": "User" if status < 500 else "Service",
                                   "message": exc.message}), status,
