@@ -377,3 +377,48 @@ def test_concurrency_provisioned_event_configs_and_tags(aws: Any, client: httpx.
     assert aws.list_tags(Resource=arn)["Tags"] == {"team": "a", "env": "dev"}
     aws.untag_resource(Resource=arn, TagKeys=["env"])
     assert aws.list_tags(Resource=arn)["Tags"] == {"team": "a"}
+
+
+NODE_APP = """
+exports.handler = async (event, context) => ({
+  event,
+  requestId: context.awsRequestId,
+  functionName: context.functionName,
+  version: context.functionVersion,
+  arn: context.invokedFunctionArn,
+  memory: context.memoryLimitInMB,
+  remaining: context.getRemainingTimeInMillis() > 0,
+  cwd: process.cwd(),
+  root: process.env.LAMBDA_TASK_ROOT,
+  env: process.env.AWS_EXECUTION_ENV,
+});
+exports.callback = (event, context, callback) => callback(null, `hi ${event.who}`);
+exports.nothing = async () => undefined;
+exports.fails = async () => { throw new TypeError('bad input'); };
+"""
+
+
+def test_a_nodejs_function_runs_as_lambda_runs_it(aws: Any) -> None:
+    name = unique("lamnode")
+    created = aws.create_function(
+        FunctionName=name, Runtime="nodejs20.x", Role="arn:aws:iam::1:role/x",
+        Handler="index.handler", Code={"ZipFile": _zip({"index.js": NODE_APP})})
+    assert created["Runtime"] == "nodejs20.x"
+    r = aws.invoke(FunctionName=name, Payload=b'{"who": "node"}', LogType="Tail")
+    out = json.loads(r["Payload"].read())
+    assert out["event"] == {"who": "node"} and out["requestId"] == r["ResponseMetadata"][
+        "RequestId"]
+    assert out["functionName"] == name and out["version"] == "$LATEST"
+    assert out["arn"] == created["FunctionArn"] and out["memory"] == "128"
+    assert out["remaining"] is True and out["cwd"] == out["root"] == "/var/task"
+    assert out["env"] == "AWS_Lambda_nodejs20.x"
+    assert base64.b64decode(r["LogResult"]).decode().startswith("START RequestId: ")
+    for handler, expected in (("callback", b'"hi node"'), ("nothing", b"null")):
+        aws.update_function_configuration(FunctionName=name, Handler=f"index.{handler}")
+        assert aws.invoke(FunctionName=name, Payload=b'{"who": "node"}')[
+            "Payload"].read() == expected
+    aws.update_function_configuration(FunctionName=name, Handler="index.fails")
+    failed = aws.invoke(FunctionName=name, Payload=b"{}")
+    assert failed["FunctionError"] == "Unhandled"
+    error = json.loads(failed["Payload"].read())
+    assert error["errorType"] == "TypeError" and error["errorMessage"] == "bad input"

@@ -186,9 +186,7 @@ def _from_lambda(runtime: str) -> str:
     """Lambda's runtime id as funclet's: ``nodejs20.x`` is ``nodejs20``; ``provided.*``
     and ``python3.N`` are the same."""
     if re.fullmatch(r"nodejs\d+\.x", runtime):
-        raise InvalidArgument(f"Runtime {runtime} is not offered through the Lambda API "
-                              "yet: funclet runs Lambda's Python runtimes (python3.N) and "
-                              "provided.al2023 / provided.al2 here")
+        return runtime.removesuffix(".x")
     return runtime
 
 

@@ -693,7 +693,8 @@ class Pool:
             "AWS_LAMBDA_LOG_STREAM_NAME": inst.instance_id,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{cfg.runtime}",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_" + (f"{cfg.runtime}.x" if cfg.runtime.startswith(
+                "nodejs") else cfg.runtime),
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "LAMBDA_RUNTIME_DIR": "/var/runtime",
             "_HANDLER": cfg.handler,

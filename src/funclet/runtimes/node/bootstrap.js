@@ -211,6 +211,38 @@ function call(fn, args) {
   });
 }
 
+// Lambda's context, for a function created through Lambda's API (spec.semantics 'lambda'):
+// the fields Lambda's Node.js runtime gives.
+function makeLambdaContext(requestId, spec, deadlineMs, qualifier = 'LATEST') {
+  const versionId = spec.versionId || 'LATEST';
+  const arn = `arn:aws:lambda:${spec.region}:${spec.accountId}:function:${spec.functionName}`;
+  return {
+    awsRequestId: requestId,
+    functionName: spec.functionName,
+    functionVersion: versionId === 'LATEST' ? '$LATEST' : versionId,
+    invokedFunctionArn: qualifier === 'LATEST' ? arn : `${arn}:${qualifier}`,
+    memoryLimitInMB: String(spec.memorySize),
+    logGroupName: `/aws/lambda/${spec.functionName}`,
+    logStreamName: (spec.env || {}).AWS_LAMBDA_LOG_STREAM_NAME || '',
+    identity: undefined,
+    clientContext: undefined,
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: () => Math.max(0, Math.floor(deadlineMs - Date.now())),
+  };
+}
+
+// Lambda's event: the payload JSON-decoded ({} when empty; a payload that is not JSON, from
+// a trigger, as its text).
+function lambdaEvent(body) {
+  const text = body.toString('utf8');
+  if (!text.trim()) return {};
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    return text;
+  }
+}
+
 function toBody(value) {
   if (value === undefined || value === null) return Buffer.alloc(0);
   if (Buffer.isBuffer(value)) return value;
@@ -256,6 +288,7 @@ async function main() {
     if (spec.optDir) require('module').Module._initPaths(); // NODE_PATH: its layers
     process.chdir(spec.codeDir); // the code is mounted now: enter it again
   }
+  if (spec.semantics === 'lambda') process.env.LAMBDA_TASK_ROOT = spec.codeDir;
   const started = process.hrtime.bigint();
   const initLog = fallback;
   let handler;
@@ -283,27 +316,37 @@ async function main() {
   const initMs = Number(process.hrtime.bigint() - started) / 1e6;
   send({ type: 'ready', initMs, log: initLog.text(), handlerKind: 'event' });
 
+  const lambda = spec.semantics === 'lambda';
+  const version = (spec.versionId || 'LATEST') === 'LATEST' ? '$LATEST' : spec.versionId;
   async function invoke(header, event) {
     const requestId = header.id;
     const log = new Log();
-    log.write(`FC Invoke Start RequestId: ${requestId}\n`);
-    const ctx = makeContext(requestId, spec, header.deadline, header.qualifier);
-    const out = await current.run({ log, requestId }, () => call(handler, [event, ctx]));
+    const end = lambda ? `END RequestId: ${requestId}\n` : `FC Invoke End RequestId: ${requestId}\n`;
+    log.write(lambda ? `START RequestId: ${requestId} Version: ${version}\n`
+      : `FC Invoke Start RequestId: ${requestId}\n`);
+    const ctx = lambda ? makeLambdaContext(requestId, spec, header.deadline, header.qualifier)
+      : makeContext(requestId, spec, header.deadline, header.qualifier);
+    const input = lambda ? lambdaEvent(event) : event;
+    const out = await current.run({ log, requestId }, () => call(handler, [input, ctx]));
     if (out.error !== undefined) {
       const error = userError(out.error);
-      log.write(`FC Invoke End RequestId: ${requestId}\n`);
+      log.write(end);
       send({ type: 'error', id: requestId, error, handled: out.handled, log: log.text() });
       return;
     }
     let body;
     try {
-      body = toBody(out.value);
+      // Lambda's: the result JSON-encoded (undefined is null).
+      body = lambda ? Buffer.from(JSON.stringify(out.value === undefined ? null : out.value), 'utf8')
+        : toBody(out.value);
     } catch (err) {
-      log.write(`FC Invoke End RequestId: ${requestId}\n`);
-      send({ type: 'error', id: requestId, error: userError(err), log: log.text() });
+      log.write(end);
+      const error = lambda ? { errorMessage: `Unable to stringify response body: ${err.message}`,
+        errorType: 'Runtime.MarshalError', stackTrace: [] } : userError(err);
+      send({ type: 'error', id: requestId, error, log: log.text() });
       return;
     }
-    log.write(`FC Invoke End RequestId: ${requestId}\n`);
+    log.write(end);
     send({ type: 'result', id: requestId, log: log.text() }, body);
   }
 
