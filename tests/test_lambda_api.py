@@ -8,8 +8,12 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -422,3 +426,38 @@ def test_a_nodejs_function_runs_as_lambda_runs_it(aws: Any) -> None:
     assert failed["FunctionError"] == "Unhandled"
     error = json.loads(failed["Payload"].read())
     assert error["errorType"] == "TypeError" and error["errorMessage"] == "bad input"
+
+
+def test_the_aws_cli_unchanged(server: Server, tmp_path: Path) -> None:
+    """`aws lambda create-function / invoke / get-function-configuration / list-functions
+    / delete-function --endpoint-url …`, as a Lambda user types them."""
+    name = unique("cli")
+    (tmp_path / "code.zip").write_bytes(_zip({"app.py": APP}))
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "funclet", "AWS_SECRET_ACCESS_KEY": "funclet",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
+           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_MAX_ATTEMPTS": "1"}
+    aws_cli = str(Path(sys.executable).parent / "aws")
+
+    def aws(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([aws_cli, "lambda", *args, "--endpoint-url", server.url],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    made = aws("create-function", "--function-name", name, "--runtime", "python3.11",
+               "--handler", "app.handler", "--role", "arn:aws:iam::123456789012:role/x",
+               "--zip-file", f"fileb://{tmp_path / 'code.zip'}")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["FunctionName"] == name
+    invoked = aws("invoke", "--function-name", name, "--payload", '{"from": "cli"}',
+                  "--log-type", "Tail", str(tmp_path / "out.json"))
+    assert invoked.returncode == 0, invoked.stderr
+    meta = json.loads(invoked.stdout)
+    assert meta["StatusCode"] == 200 and meta["ExecutedVersion"] == "$LATEST"
+    assert "REPORT RequestId:" in base64.b64decode(meta["LogResult"]).decode()
+    assert json.loads((tmp_path / "out.json").read_text())["event"] == {"from": "cli"}
+    config = aws("get-function-configuration", "--function-name", name)
+    assert json.loads(config.stdout)["Runtime"] == "python3.11"
+    listed = aws("list-functions")
+    assert name in {f["FunctionName"] for f in json.loads(listed.stdout)["Functions"]}
+    assert aws("delete-function", "--function-name", name).returncode == 0
+    missing = aws("get-function", "--function-name", name)
+    assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
