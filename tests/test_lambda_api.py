@@ -461,3 +461,81 @@ def test_the_aws_cli_unchanged(server: Server, tmp_path: Path) -> None:
     assert aws("delete-function", "--function-name", name).returncode == 0
     missing = aws("get-function", "--function-name", name)
     assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
+
+
+URL_APP = """
+import base64, json
+
+def handler(event, context):
+    if event["rawPath"] == "/plain":
+        return {"plain": True, "method": event["requestContext"]["http"]["method"]}
+    if event["rawPath"] == "/fail":
+        raise RuntimeError("no")
+    body = event.get("body", "")
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).hex()
+    return {"statusCode": 201, "headers": {"x-seen": event["rawPath"]},
+            "cookies": ["a=1; Path=/", "b=2"],
+            "body": json.dumps({"body": body, "query": event.get("queryStringParameters"),
+                                "raw": event["rawQueryString"],
+                                "cookies": event.get("cookies"),
+                                "version": event["version"],
+                                "agent": event["headers"].get("user-agent")})}
+"""
+
+
+def test_function_urls_serve_lambdas_payload_2_0(aws: Any, secured: Server) -> None:
+    name = unique("url")
+    aws.create_function(FunctionName=name, Runtime="python3.11", Role="arn:aws:iam::1:role/x",
+                        Handler="app.handler", Code={"ZipFile": _zip({"app.py": URL_APP})})
+    made = aws.create_function_url_config(FunctionName=name, AuthType="NONE")
+    assert made["ResponseMetadata"]["HTTPStatusCode"] == 201
+    url = made["FunctionUrl"]
+    assert url.endswith("/") and "/lambda-url/" in url and made["InvokeMode"] == "BUFFERED"
+    with pytest.raises(ClientError) as twice:
+        aws.create_function_url_config(FunctionName=name, AuthType="NONE")
+    assert _code(twice) == "ResourceConflictException"
+
+    r = httpx.post(f"{url}some/path?x=1&x=2&y=3", content=b"hello",
+                   headers={"cookie": "c=3; d=4", "user-agent": "tester"})
+    assert r.status_code == 201 and r.headers["x-seen"] == "/some/path"
+    assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2"]
+    seen = r.json()
+    assert seen == {"body": "hello", "query": {"x": "1,2", "y": "3"}, "raw": "x=1&x=2&y=3",
+                    "cookies": ["c=3", "d=4"], "version": "2.0", "agent": "tester"}
+    binary = httpx.put(f"{url}bin", content=b"\x00\xff",
+                       headers={"content-type": "application/octet-stream"})
+    assert binary.json()["body"] == "00ff"  # base64 in the event
+    plain = httpx.get(f"{url}plain")
+    assert plain.status_code == 200 and plain.headers["content-type"] == "application/json"
+    assert plain.json() == {"plain": True, "method": "GET"}
+    assert httpx.get(f"{url}fail").status_code == 502
+    gone = httpx.get(url.replace("/lambda-url/", "/lambda-url/0") + "x")
+    assert gone.status_code == 404
+
+    assert aws.get_function_url_config(FunctionName=name)["FunctionUrl"] == url
+    assert [u["FunctionUrl"] for u in aws.list_function_url_configs(
+        FunctionName=name)["FunctionUrlConfigs"]] == [url]
+    aws.update_function_url_config(FunctionName=name, AuthType="AWS_IAM")
+    wait_for(lambda: httpx.get(f"{url}plain").status_code == 403)  # (cached 2 s per node)
+    aws.delete_function_url_config(FunctionName=name)
+    with pytest.raises(ClientError) as deleted:
+        aws.get_function_url_config(FunctionName=name)
+    assert _code(deleted) == "ResourceNotFoundException"
+
+    # AWS_IAM: only requests signed with SigV4 by one of funclet's access keys.
+    signed_aws = _client(secured, "AKIDFUNCLET", "sigv4-secret")
+    iam = unique("url")
+    signed_aws.create_function(
+        FunctionName=iam, Runtime="python3.11", Role="arn:aws:iam::1:role/x",
+        Handler="app.handler", Code={"ZipFile": _zip({"app.py": URL_APP})})
+    iam_url = signed_aws.create_function_url_config(FunctionName=iam,
+                                                    AuthType="AWS_IAM")["FunctionUrl"]
+    assert httpx.get(f"{iam_url}plain").status_code == 403
+
+    def signed(secret: str) -> int:
+        request = AWSRequest(method="GET", url=f"{iam_url}plain")
+        SigV4Auth(Credentials("AKIDFUNCLET", secret), "lambda", "eu-west-1").add_auth(
+            request)
+        return httpx.get(f"{iam_url}plain", headers=dict(request.headers.items())).status_code
+    assert signed("sigv4-secret") == 200 and signed("wrong") == 403

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 from starlette.routing import BaseRoute, Host, Route, Router
 
-from funclet.api import build_app, http_triggers
+from funclet.api import build_app, function_urls, http_triggers
 from funclet.api.openapi import document
 from funclet.config import Settings
 from funclet.platform import Platform
@@ -36,7 +36,7 @@ def _routes(routes: list[BaseRoute]) -> set[tuple[str, str]]:
             continue
         assert isinstance(route, Route), f"not a plain route: {route!r}"
         methods = {m.lower() for m in route.methods or ()}
-        if route.endpoint is not http_triggers.http_trigger:
+        if route.endpoint not in (http_triggers.http_trigger, function_urls.serve):
             methods.discard("head")  # Starlette adds HEAD wherever there is GET
         out |= {(_shape(route.path), m) for m in methods}
     return out

@@ -52,7 +52,7 @@ _PEER_UNKNOWN = (
 def is_http_trigger(scope: Scope, http_domain: str | None) -> bool:
     """A request for a function's HTTP trigger (``/http/…``, or ``{function}.{domain}``)."""
     path: str = scope["path"]
-    if path.startswith("/http/"):
+    if path.startswith(("/http/", "/lambda-url/")):  # (FC's triggers, Lambda's URLs)
         return True
     if not http_domain:
         return False
@@ -173,48 +173,7 @@ class Authenticate:
 
     def _sigv4_ok(self, scope: Scope, headers: dict[str, str], params: str,
                   body: bytes) -> bool:
-        """AWS's Signature Version 4 (what boto3, the AWS CLI and the AWS SDKs send),
-        with funclet's access keys: ``Credential=ID/DATE/REGION/SERVICE/aws4_request``,
-        the canonical request (each path segment encoded again, as AWS does for every
-        service but S3), ``x-amz-date`` within 15 minutes."""
-        fields = dict(part.strip().split("=", 1) for part in params.split(",") if "=" in part)
-        key_id, _, scope_text = fields.get("Credential", "").partition("/")
-        secret = self._keys.get(key_id)
-        signed, signature = fields.get("SignedHeaders", ""), fields.get("Signature", "")
-        parts = scope_text.split("/")
-        stamp = headers.get("x-amz-date", "")
-        if secret is None or not signed or not signature or len(parts) != 4 or (
-                parts[3] != "aws4_request") or not stamp.startswith(parts[0]):
-            return False
-        names = signed.split(";")
-        if "host" not in names or any(name not in headers for name in names):
-            return False
-        try:
-            when = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
-        except ValueError:
-            return False
-        if abs(time.time() - when) > MAX_SKEW_SECONDS:
-            return False
-        payload_hash = hashlib.sha256(body).hexdigest()
-        if headers.get("x-amz-content-sha256", payload_hash) not in (
-                payload_hash, "UNSIGNED-PAYLOAD"):
-            return False
-        raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1") or "/"
-        canonical = "\n".join([
-            scope["method"],
-            quote(raw_path, safe="/~"),
-            _canonical_query(scope.get("query_string", b"").decode("latin-1")),
-            "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names),
-            signed,
-            headers.get("x-amz-content-sha256", payload_hash),
-        ])
-        string_to_sign = "\n".join([SIGV4, stamp, scope_text,
-                                    hashlib.sha256(canonical.encode()).hexdigest()])
-        key = f"AWS4{secret}".encode()
-        for part in (*parts[:3], "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, signature)
+        return sigv4_valid(scope, headers, params, body, self._keys)
 
     def _fc2_signature_ok(self, scope: Scope, headers: dict[str, str], credential: str,
                           body: bytes) -> bool:
@@ -309,6 +268,52 @@ class RefuseInstances:
         if uid in self._instance_uids:
             return _INSTANCES_REFUSED
         return None
+
+
+def sigv4_valid(scope: Scope, headers: Mapping[str, str], params: str, body: bytes,
+                keys: Mapping[str, str]) -> bool:
+    """AWS's Signature Version 4 (what boto3, the AWS CLI and the AWS SDKs send),
+    with funclet's access keys: ``Credential=ID/DATE/REGION/SERVICE/aws4_request``,
+    the canonical request (each path segment encoded again, as AWS does for every
+    service but S3), ``x-amz-date`` within 15 minutes."""
+    fields = dict(part.strip().split("=", 1) for part in params.split(",") if "=" in part)
+    key_id, _, scope_text = fields.get("Credential", "").partition("/")
+    secret = keys.get(key_id)
+    signed, signature = fields.get("SignedHeaders", ""), fields.get("Signature", "")
+    parts = scope_text.split("/")
+    stamp = headers.get("x-amz-date", "")
+    if secret is None or not signed or not signature or len(parts) != 4 or (
+            parts[3] != "aws4_request") or not stamp.startswith(parts[0]):
+        return False
+    names = signed.split(";")
+    if "host" not in names or any(name not in headers for name in names):
+        return False
+    try:
+        when = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return False
+    if abs(time.time() - when) > MAX_SKEW_SECONDS:
+        return False
+    payload_hash = hashlib.sha256(body).hexdigest()
+    if headers.get("x-amz-content-sha256", payload_hash) not in (
+            payload_hash, "UNSIGNED-PAYLOAD"):
+        return False
+    raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1") or "/"
+    canonical = "\n".join([
+        scope["method"],
+        quote(raw_path, safe="/~"),
+        _canonical_query(scope.get("query_string", b"").decode("latin-1")),
+        "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names),
+        signed,
+        headers.get("x-amz-content-sha256", payload_hash),
+    ])
+    string_to_sign = "\n".join([SIGV4, stamp, scope_text,
+                                hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{secret}".encode()
+    for part in (*parts[:3], "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
 
 
 def console_cookie(secret: str) -> str:

@@ -118,7 +118,7 @@ async def http_trigger(request: Request) -> Response:
         return Response(orjson.dumps(out.error.body()), 502, headers, "application/json")
     if exchange.mode != EVENT:
         return _bad_shape("the web app ended without a response", headers)
-    return _response(out.body, headers)
+    return response_of(out.body, headers)
 
 
 def _stream(name: str, exchange: HttpExchange, invocation: asyncio.Future[Invocation],
@@ -216,7 +216,7 @@ def _event(request: Request, platform: Platform, name: str, request_id: str,
     query: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
         query[key] = f"{query[key]},{value}" if key in query else value
-    text = _as_text(body, request.headers.get("content-type", ""))
+    text = as_text(body, request.headers.get("content-type", ""))
     now = time.time()
     client = request.client
     return orjson.dumps({
@@ -244,7 +244,7 @@ def _event(request: Request, platform: Platform, name: str, request_id: str,
     })
 
 
-def _as_text(body: bytes, content_type: str) -> str | None:
+def as_text(body: bytes, content_type: str) -> str | None:
     """The body as text when it is text (by its content type, or empty); else None."""
     if not body:
         return ""
@@ -257,8 +257,9 @@ def _as_text(body: bytes, content_type: str) -> str | None:
         return None
 
 
-def _response(result: bytes, headers: dict[str, str]) -> Response:
-    """The handler's return value as the HTTP response (see the module docstring)."""
+def response_of(result: bytes, headers: dict[str, str]) -> Response:
+    """The handler's return value as the HTTP response (see the module docstring; a
+    Function URL's too, api/function_urls.py)."""
     try:
         value: Any = orjson.loads(result) if result[:1] == b"{" else None
     except orjson.JSONDecodeError:
@@ -349,10 +350,10 @@ def _content_type(result: bytes) -> str:
     return "application/json"
 
 
-_METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]
+METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]
 routes = [
-    Route("/http/{name}", http_trigger, methods=_METHODS),
-    Route("/http/{name}/{path:path}", http_trigger, methods=_METHODS),
+    Route("/http/{name}", http_trigger, methods=METHODS),
+    Route("/http/{name}/{path:path}", http_trigger, methods=METHODS),
 ]
 
 
@@ -362,4 +363,4 @@ async def _by_host(request: Request) -> Response:
 
 
 # Under Host("{name}.{domain}"): every path of that host.
-host_routes = [Route("/{path:path}", _by_host, methods=_METHODS)]
+host_routes = [Route("/{path:path}", _by_host, methods=METHODS)]

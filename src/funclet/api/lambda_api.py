@@ -84,7 +84,7 @@ def lambda_arn(platform: Platform, name: str, qualifier: str | None = None) -> s
     return arn if not qualifier or qualifier == LATEST else f"{arn}:{qualifier}"
 
 
-def _target(request: Request) -> tuple[str, str]:
+def function_target(request: Request) -> tuple[str, str]:
     """The function (a name, a partial or a full ARN, maybe with ``:qualifier``) and the
     qualifier (the ARN's, or ``Qualifier``) of the request."""
     raw = unquote(request.path_params["name"])
@@ -102,7 +102,7 @@ def _target(request: Request) -> tuple[str, str]:
     return name, parse_qualifier(None if qualifier in (None, "$LATEST") else qualifier)
 
 
-def _response(data: Any, status: int = 200, request_id: str | None = None) -> Response:
+def lambda_response(data: Any, status: int = 200, request_id: str | None = None) -> Response:
     return Response(orjson.dumps(data), status, {
         "x-amzn-RequestId": request_id or new_request_id()}, "application/json")
 
@@ -123,7 +123,7 @@ def configuration(platform: Platform, row: FunctionRow, version: str = "$LATEST"
         "Description": cfg.description,
         "Timeout": cfg.timeout,
         "MemorySize": cfg.memory_size,
-        "LastModified": _lambda_time(row.modified_ms),
+        "LastModified": lambda_time(row.modified_ms),
         "CodeSha256": base64.b64encode(bytes.fromhex(row.code_checksum)).decode(),
         "Version": version,
         "Environment": {"Variables": dict(cfg.environment)},
@@ -148,7 +148,7 @@ def _runtime_id(runtime: str) -> str:
     return _TO_LAMBDA.get(runtime, runtime)
 
 
-def _lambda_time(ms: int) -> str:
+def lambda_time(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + \
         f".{ms % 1000:03d}+0000"
 
@@ -218,12 +218,12 @@ async def create_function(request: Request) -> Response:
     if body.get("Publish"):
         version = await platform.versions.publish(row.name, {})
         out = configuration(platform, row, str(version.version_id))
-    return _response(out, 201)
+    return lambda_response(out, 201)
 
 
 async def get_function(request: Request) -> Response:
     platform = platform_of(request)
-    name, qualifier = _target(request)
+    name, qualifier = function_target(request)
     row = await row_at(platform, name, qualifier)
     tags = (await platform.store.tags_of("function", [name])).get(name, {})
     reserved = (await platform.store.reserved_concurrency()).get(name)
@@ -235,14 +235,15 @@ async def get_function(request: Request) -> Response:
     }
     if reserved is not None:
         out["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
-    return _response(out)
+    return lambda_response(out)
 
 
 async def get_configuration(request: Request) -> Response:
     platform = platform_of(request)
-    name, qualifier = _target(request)
+    name, qualifier = function_target(request)
     row = await row_at(platform, name, qualifier)
-    return _response(configuration(platform, row, await _version_of(platform, name, qualifier)))
+    version = await _version_of(platform, name, qualifier)
+    return lambda_response(configuration(platform, row, version))
 
 
 async def _version_of(platform: Platform, name: str, qualifier: str) -> str:
@@ -254,26 +255,26 @@ async def _version_of(platform: Platform, name: str, qualifier: str) -> str:
 
 async def update_code(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     body = await json_body(request)
     row = await platform.functions.update(name, _code(body, True))
     out = configuration(platform, row)
     if body.get("Publish"):
         version = await platform.versions.publish(name, {})
         out = configuration(platform, row, str(version.version_id))
-    return _response(out)
+    return lambda_response(out)
 
 
 async def update_configuration(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     row = await platform.functions.update(name, _fc_body(await json_body(request), False))
-    return _response(configuration(platform, row))
+    return lambda_response(configuration(platform, row))
 
 
 async def delete_function(request: Request) -> Response:
     platform = platform_of(request)
-    name, qualifier = _target(request)
+    name, qualifier = function_target(request)
     if qualifier != LATEST:
         await platform.versions.delete(name, qualifier)
     else:
@@ -290,7 +291,7 @@ async def list_functions(request: Request) -> Response:
     out: dict[str, Any] = {"Functions": [configuration(platform, r) for r in rows[:limit]]}
     if len(rows) > limit:
         out["NextMarker"] = rows[limit - 1].name
-    return _response(out)
+    return lambda_response(out)
 
 
 async def account_settings(request: Request) -> Response:
@@ -298,7 +299,7 @@ async def account_settings(request: Request) -> Response:
     s = platform.settings
     reserved = sum((await platform.store.reserved_concurrency()).values())
     count, total = await platform.store.code_usage()
-    return _response({
+    return lambda_response({
         "AccountLimit": {"TotalCodeStorage": 75 * 1024 ** 3,
                          "CodeSizeUnzipped": s.max_unpacked_size,
                          "CodeSizeZipped": s.max_code_size,
@@ -313,18 +314,18 @@ async def account_settings(request: Request) -> Response:
 
 async def publish_version(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     body = await json_body(request)
     version = await platform.versions.publish(name, {"description": body.get("Description")
                                                      or ""})
     row = await row_at(platform, name, str(version.version_id))
-    return _response(configuration(platform, row, str(version.version_id)), 201)
+    return lambda_response(configuration(platform, row, str(version.version_id)), 201)
 
 
 async def list_versions(request: Request) -> Response:
     """$LATEST, then the versions oldest first, as Lambda lists them."""
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     limit = _max_items(request)
     marker = request.query_params.get("Marker") or ""
     out: list[dict[str, Any]] = []
@@ -332,7 +333,7 @@ async def list_versions(request: Request) -> Response:
         out.append(configuration(platform, await platform.functions.get(name)))
     after = marker if marker.isdigit() else ""
     if len(out) == limit:  # (MaxItems=1: $LATEST alone on the first page)
-        return _response({"Versions": out, "NextMarker": "$LATEST"})
+        return lambda_response({"Versions": out, "NextMarker": "$LATEST"})
     rows, more = await platform.versions.page(name, limit - len(out), "FORWARD", after)
     for version in rows:
         row = await row_at(platform, name, str(version.version_id))
@@ -340,7 +341,7 @@ async def list_versions(request: Request) -> Response:
     answer: dict[str, Any] = {"Versions": out}
     if more:
         answer["NextMarker"] = more
-    return _response(answer)
+    return lambda_response(answer)
 
 
 def _max_items(request: Request, most: int = 50) -> int:
@@ -384,36 +385,36 @@ def _alias_body(body: dict[str, Any]) -> dict[str, Any]:
 
 async def create_alias(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     alias = await platform.versions.create_alias(name, _alias_body(await json_body(request)))
-    return _response(alias_json(platform, alias), 201)
+    return lambda_response(alias_json(platform, alias), 201)
 
 
 async def get_alias(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     alias = await platform.versions.get_alias(name, request.path_params["alias"])
-    return _response(alias_json(platform, alias))
+    return lambda_response(alias_json(platform, alias))
 
 
 async def update_alias(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     alias = await platform.versions.update_alias(name, request.path_params["alias"],
                                                  _alias_body(await json_body(request)))
-    return _response(alias_json(platform, alias))
+    return lambda_response(alias_json(platform, alias))
 
 
 async def delete_alias(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     await platform.versions.delete_alias(name, request.path_params["alias"])
     return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
 
 
 async def list_aliases(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     version = request.query_params.get("FunctionVersion")
     rows, more = await platform.versions.list_aliases(
         name, "", _max_items(request), request.query_params.get("Marker") or "")
@@ -421,7 +422,7 @@ async def list_aliases(request: Request) -> Response:
                                        if version is None or str(a.version_id) == version]}
     if more:
         out["NextMarker"] = more
-    return _response(out)
+    return lambda_response(out)
 
 
 # -- concurrency, provisioned concurrency, event invoke configs, tags ----------------
@@ -429,23 +430,23 @@ async def list_aliases(request: Request) -> Response:
 
 async def put_concurrency(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     value = (await json_body(request)).get("ReservedConcurrentExecutions")
     reserved = await platform.functions.set_reserved_concurrency(
         name, {"reservedConcurrency": value})
-    return _response({"ReservedConcurrentExecutions": reserved})
+    return lambda_response({"ReservedConcurrentExecutions": reserved})
 
 
 async def get_concurrency(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     reserved = await platform.functions.reserved_concurrency(name)
-    return _response({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
+    return lambda_response({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
 
 
 async def delete_concurrency(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     await platform.functions.clear_reserved_concurrency(name)
     return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
 
@@ -453,7 +454,7 @@ async def delete_concurrency(request: Request) -> Response:
 async def _published_target(request: Request) -> tuple[Platform, str, str]:
     """Provisioned concurrency's target: a version or an alias (Lambda's rule)."""
     platform = platform_of(request)
-    name, qualifier = _target(request)
+    name, qualifier = function_target(request)
     if qualifier == LATEST:
         raise InvalidArgument("Provisioned concurrency is configured on a published "
                               "version or an alias (Qualifier), not $LATEST")
@@ -472,7 +473,7 @@ def _provisioned_json(platform: Platform, name: str, qualifier: str) -> dict[str
             "Status": "READY" if current >= target else "IN_PROGRESS",
             **({"StatusReason": pool.provision_error} if pool and pool.provision_error
                else {}),
-            "LastModified": _lambda_time(int(time.time() * 1000))}
+            "LastModified": lambda_time(int(time.time() * 1000))}
 
 
 async def put_provisioned(request: Request) -> Response:
@@ -482,7 +483,7 @@ async def put_provisioned(request: Request) -> Response:
         raise InvalidArgument("ProvisionedConcurrentExecutions must be at least 1")
     await platform.versions.set_provision(name, qualifier, platform.functions.target_of(
         {"target": value}))
-    return _response(_provisioned_json(platform, name, qualifier), 202)
+    return lambda_response(_provisioned_json(platform, name, qualifier), 202)
 
 
 async def get_provisioned(request: Request) -> Response:
@@ -490,7 +491,7 @@ async def get_provisioned(request: Request) -> Response:
     if not platform.versions.provisioned.get((name, qualifier)):
         raise ProvisionedNotFound("No Provisioned Concurrency Config found for this "
                                   "function")
-    return _response(_provisioned_json(platform, name, qualifier))
+    return lambda_response(_provisioned_json(platform, name, qualifier))
 
 
 async def delete_provisioned(request: Request) -> Response:
@@ -528,7 +529,7 @@ async def _put_event_config(request: Request, merge: bool) -> Response:
     """Put (the whole config: what is left out is Lambda's default) or Update (merge
     into the current one)."""
     platform = platform_of(request)
-    name, qualifier = _target(request)
+    name, qualifier = function_target(request)
     await platform.functions.get(name)
     body = await json_body(request)
     current = platform.async_configs.get(name, qualifier) if merge else None
@@ -557,7 +558,7 @@ async def _put_event_config(request: Request, merge: bool) -> Response:
             elif key in given:
                 fc["destinationConfig"].pop(fc_key, None)
     entry = await platform.async_configs.put(name, fc, qualifier)
-    return _response(_event_config_json(platform, name, qualifier, entry))
+    return lambda_response(_event_config_json(platform, name, qualifier, entry))
 
 
 async def put_event_config(request: Request) -> Response:
@@ -570,18 +571,18 @@ async def update_event_config(request: Request) -> Response:
 
 async def get_event_config(request: Request) -> Response:
     platform = platform_of(request)
-    name, qualifier = _target(request)
+    name, qualifier = function_target(request)
     await platform.functions.get(name)
     entry = platform.async_configs.get(name, qualifier)
     if entry is None:
         raise EventConfigNotFound(f"The function {lambda_arn(platform, name, qualifier)} "
                                   "doesn't have an EventInvokeConfig")
-    return _response(_event_config_json(platform, name, qualifier, entry))
+    return lambda_response(_event_config_json(platform, name, qualifier, entry))
 
 
 async def delete_event_config(request: Request) -> Response:
     platform = platform_of(request)
-    name, qualifier = _target(request)
+    name, qualifier = function_target(request)
     await platform.functions.get(name)
     if not await platform.async_configs.delete(name, qualifier):
         raise EventConfigNotFound(f"The function {lambda_arn(platform, name, qualifier)} "
@@ -591,12 +592,12 @@ async def delete_event_config(request: Request) -> Response:
 
 async def list_event_configs(request: Request) -> Response:
     platform = platform_of(request)
-    name, _ = _target(request)
+    name, _ = function_target(request)
     await platform.functions.get(name)
     configs = [_event_config_json(platform, name, qualifier, entry)
                for fn, qualifier in sorted(platform.async_configs.keys()) if fn == name
                if (entry := platform.async_configs.get(name, qualifier)) is not None]
-    return _response({"FunctionEventInvokeConfigs": configs[:_max_items(request)]})
+    return lambda_response({"FunctionEventInvokeConfigs": configs[:_max_items(request)]})
 
 
 def _tagged(request: Request) -> str:
@@ -631,7 +632,7 @@ async def list_tags(request: Request) -> Response:
     platform = platform_of(request)
     name = _tagged(request)
     await platform.functions.get(name)
-    return _response({"Tags": (await platform.store.tags_of("function", [name])).get(
+    return lambda_response({"Tags": (await platform.store.tags_of("function", [name])).get(
         name, {})})
 
 
@@ -656,7 +657,7 @@ async def invoke(request: Request) -> Response:
     platform = platform_of(request)
     request_id = new_request_id()
     try:
-        name, qualifier = _target(request)
+        name, qualifier = function_target(request)
         kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
         if kind not in ("RequestResponse", "Event", "DryRun"):
             raise InvalidArgument(f"1 validation error detected: Value '{kind}' at "

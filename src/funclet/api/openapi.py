@@ -27,6 +27,7 @@ from funclet.api.schemas import (
     TASK_ID_PATTERN,
     Schema,
     integer,
+    obj,
     ref,
     string,
 )
@@ -162,6 +163,28 @@ def _http_trigger(method: str, with_path: bool) -> Operation:
                          "headers": {"x-fc-error-type": {"schema": string(), "required": True}},
                          "content": {"application/json": {"schema": ref("FunctionError")}}},
              }, params=params, security=[{}, {"bearer": []}, {"acs3": []}])
+    if method not in ("get", "head", "delete", "options"):
+        op["requestBody"] = {"content": {"*/*": {"schema": {}}}}
+    return op
+
+
+def _function_url(method: str, with_path: bool) -> Operation:
+    """A Lambda Function URL: the request goes to the function as Lambda's payload 2.0
+    event (api/function_urls.py)."""
+    params = [_param("urlId", "path", string(minLength=1))]
+    if with_path:
+        params.append(_param("path", "path", string(), "the rest of the path, passed on"))
+    plain = {"application/json": {"schema": obj({"Message": string()})}}
+    op = _op(f"FunctionUrl{method.capitalize()}{'Path' if with_path else ''}",
+             f"{method.upper()} through a Function URL", "lambda", {
+                 "200": {"description": "The function's answer: any status, headers and "
+                                        "body it chose", "content": {"*/*": {"schema": {}}}},
+                 "403": {"description": "AWS_IAM: not signed with SigV4 by a funclet key",
+                         "content": plain},
+                 "404": {"description": "No such URL", "content": plain},
+                 "502": {"description": "The function failed", "content": plain},
+             }, params=params, security=[{}])
+    op["responses"]["default"] = {"$ref": "#/components/responses/LambdaError"}
     if method not in ("get", "head", "delete", "options"):
         op["requestBody"] = {"content": {"*/*": {"schema": {}}}}
     return op
@@ -723,6 +746,20 @@ def _lambda_paths() -> dict[str, Any]:
                            {"204": {"description": "Untagged"}},
                            params=[resource, _param("tagKeys", "query", string())]),
             "get": _opl("ListTags", "A function's tags", _lj(), params=[resource])},
+        "/2021-10-31/functions/{FunctionName}/url": {
+            "post": _opl("CreateFunctionUrlConfig", "A URL for the function (or an alias)",
+                         _lj("Created", "201"), params=fn, body=any_object),
+            "get": _opl("GetFunctionUrlConfig", "Its URL", _lj(), params=fn),
+            "put": _opl("UpdateFunctionUrlConfig", "Change its AuthType, InvokeMode, Cors",
+                        _lj(), params=fn, body=any_object, body_required=False),
+            "delete": _opl("DeleteFunctionUrlConfig", "No more URL",
+                           {"204": {"description": "Deleted"}}, params=fn)},
+        "/2021-10-31/functions/{FunctionName}/urls": {"get": _opl(
+            "ListFunctionUrlConfigs", "Its URLs (one per qualifier)", _lj(),
+            params=[*fn, *listing])},
+        **{path: {method: _function_url(method, path.endswith("{path}"))
+                  for method in _HTTP_METHODS}
+           for path in ("/lambda-url/{urlId}", "/lambda-url/{urlId}/{path}")},
         **{path: {"get": _opl(op, "The account's limits and usage", _lj())}
            for path, op in (("/2016-08-19/account-settings", "GetAccountSettings"),
                             ("/2016-08-19/account-settings/", "GetAccountSettingsSlash"))},

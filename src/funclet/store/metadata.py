@@ -178,7 +178,8 @@ class Store:
             result = conn.execute(delete(t).where(t.c.name == name))
             for c in (schema.concurrency_configs, schema.provision_targets,
                       schema.function_versions, schema.aliases, schema.function_counters,
-                      schema.function_restrictions, schema.scaling_configs):
+                      schema.function_restrictions, schema.scaling_configs,
+                      schema.function_urls):
                 conn.execute(delete(c).where(c.c.function_name == name))
             g = schema.tags
             conn.execute(delete(g).where(and_(g.c.resource_type == "function",
@@ -248,8 +249,8 @@ class Store:
             if create:  # (two nodes creating it at once: one wins, the other is told)
                 made = conn.execute(self.dialect.insert(d).values(
                     domain_name=name, config=config, created_ms=now_ms, modified_ms=now_ms,
-                ).on_conflict_do_nothing()).rowcount
-                return now_ms if made else None
+                ).on_conflict_do_nothing().returning(d.c.domain_name)).first()
+                return now_ms if made is not None else None  # (rowcount said 1 on PostgreSQL)
             row = conn.execute(select(d.c.created_ms).where(d.c.domain_name == name)
                                .with_for_update()).first()
             if row is None:
@@ -259,6 +260,41 @@ class Store:
             return int(row.created_ms)
 
         return await self.writer.run(write)
+
+    async def put_function_url(self, url_id: str, name: str, qualifier: str,
+                               config: dict[str, Any], now_ms: int, create: bool) -> bool:
+        """Create (``create``; False when the function and qualifier have one) or change
+        a Function URL's config (False when there is none)."""
+        u = schema.function_urls
+
+        def write(conn: Connection) -> bool:
+            if create:
+                return conn.execute(self.dialect.insert(u).values(
+                    url_id=url_id, function_name=name, qualifier=qualifier, config=config,
+                    created_ms=now_ms, modified_ms=now_ms).on_conflict_do_nothing()
+                    .returning(u.c.url_id)).first() is not None
+            return bool(conn.execute(update(u).where(and_(
+                u.c.function_name == name, u.c.qualifier == qualifier)).values(
+                config=config, modified_ms=now_ms)).rowcount)
+
+        return await self.writer.run(write)
+
+    async def function_urls(self, name: str | None = None, url_id: str | None = None
+                            ) -> list[dict[str, Any]]:
+        """Function URLs: a function's (by qualifier), or the one with ``url_id``."""
+        u = schema.function_urls
+        query = select(u).order_by(u.c.function_name, u.c.qualifier)
+        if name is not None:
+            query = query.where(u.c.function_name == name)
+        if url_id is not None:
+            query = query.where(u.c.url_id == url_id)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def delete_function_url(self, name: str, qualifier: str) -> bool:
+        u = schema.function_urls
+        return bool(await self.writer.run(lambda conn: conn.execute(delete(u).where(and_(
+            u.c.function_name == name, u.c.qualifier == qualifier))).rowcount))
 
     async def delete_domain(self, name: str) -> bool:
         d = schema.custom_domains

@@ -153,6 +153,20 @@ custom_domains = Table(
     Column("modified_ms", BigInteger, nullable=False),
 )
 
+# Lambda's Function URLs (api/function_urls.py): ``config`` holds AuthType, InvokeMode
+# and Cors as Lambda names them.
+function_urls = Table(
+    "function_urls",
+    metadata,
+    Column("url_id", String(40), primary_key=True),
+    Column("function_name", String(128), nullable=False),
+    Column("qualifier", String(128), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Index("uq_function_urls_target", "function_name", "qualifier", unique=True),
+)
+
 # FC 2.0's services (its API groups functions under them; their functions are the
 # functions named ``{service}${function}``): ``config`` holds the service's own fields
 # (description, role, logConfig, internetAccess, tracingConfig).
