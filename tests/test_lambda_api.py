@@ -539,3 +539,34 @@ def test_function_urls_serve_lambdas_payload_2_0(aws: Any, secured: Server) -> N
             request)
         return httpx.get(f"{iam_url}plain", headers=dict(request.headers.items())).status_code
     assert signed("sigv4-secret") == 200 and signed("wrong") == 403
+
+
+def test_layers_through_lambdas_paths(aws: Any) -> None:
+    layer = unique("lay")
+    published = aws.publish_layer_version(
+        LayerName=layer, Description="helpers", CompatibleRuntimes=["python3.11"],
+        Content={"ZipFile": _zip({"python/helper.py": "GREETING = 'from a layer'\n"})})
+    assert published["Version"] == 1 and published["LayerVersionArn"].endswith(
+        f":layer:{layer}:1")
+    assert httpx.get(published["Content"]["Location"]).status_code == 200
+    second = aws.publish_layer_version(LayerName=layer, Content={"ZipFile": _zip(
+        {"python/helper.py": "GREETING = 'v2'\n"})})
+    assert second["Version"] == 2
+    assert [v["Version"] for v in aws.list_layer_versions(LayerName=layer)[
+        "LayerVersions"]] == [2, 1]
+    assert layer in {entry["LayerName"] for entry in aws.list_layers()["Layers"]}
+    assert aws.get_layer_version(LayerName=layer, VersionNumber=1)["Description"] == "helpers"
+
+    name = unique("lam")
+    code = "import helper\ndef handler(event, context):\n    return helper.GREETING\n"
+    made = aws.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                               Role="arn:aws:iam::1:role/x", Layers=[published["LayerVersionArn"]],
+                               Code={"ZipFile": _zip({"app.py": code})})
+    assert [entry["Arn"] for entry in made["Layers"]] == [published["LayerVersionArn"]]
+    assert aws.invoke(FunctionName=name)["Payload"].read() == b'"from a layer"'  # at /opt
+    aws.update_function_configuration(FunctionName=name, Layers=[second["LayerVersionArn"]])
+    assert aws.invoke(FunctionName=name)["Payload"].read() == b'"v2"'
+    aws.delete_layer_version(LayerName=layer, VersionNumber=1)
+    with pytest.raises(ClientError) as gone:
+        aws.get_layer_version(LayerName=layer, VersionNumber=1)
+    assert _code(gone) == "ResourceNotFoundException"

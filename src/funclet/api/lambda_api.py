@@ -40,6 +40,7 @@ from funclet.api.responses import (
 from funclet.errors import ApiError, InvalidArgument, ShuttingDown
 from funclet.instances.state import StartKind
 from funclet.invoker.invoker import Invocation
+from funclet.layers import ARN_RE
 from funclet.logs import TAIL_BYTES, clip_lines
 from funclet.models import LAMBDA_SEMANTICS, parse_tags
 from funclet.platform import Platform
@@ -129,7 +130,7 @@ def configuration(platform: Platform, row: FunctionRow, version: str = "$LATEST"
         "Environment": {"Variables": dict(cfg.environment)},
         "TracingConfig": {"Mode": "PassThrough"},
         "RevisionId": f"{row.function_id[:24]}{row.revision:012d}",
-        "Layers": [{"Arn": arn} for arn in cfg.layers],
+        "Layers": [{"Arn": _lambda_layer(platform, arn)} for arn in cfg.layers],
         "State": "Active",
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
@@ -139,6 +140,12 @@ def configuration(platform: Platform, row: FunctionRow, version: str = "$LATEST"
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
     }
     return out
+
+
+def _lambda_layer(platform: Platform, arn: str) -> str:
+    """funclet's layer version ARN as Lambda's."""
+    m = ARN_RE.fullmatch(arn)
+    return lambda_layer_arn(platform, m.group(3), int(m.group(4))) if m else arn
 
 
 def _runtime_id(runtime: str) -> str:
@@ -153,7 +160,7 @@ def lambda_time(ms: int) -> str:
         f".{ms % 1000:03d}+0000"
 
 
-def _fc_body(body: dict[str, Any], create: bool) -> dict[str, Any]:
+def _fc_body(platform: Platform, body: dict[str, Any], create: bool) -> dict[str, Any]:
     """A Lambda CreateFunction / UpdateFunctionConfiguration body as FC's fields."""
     if not isinstance(body, dict):
         raise InvalidArgument("the request body must be a JSON object")
@@ -174,6 +181,8 @@ def _fc_body(body: dict[str, Any], create: bool) -> dict[str, Any]:
         out["environmentVariables"] = env.get("Variables") or {}
     if isinstance(out.get("runtime"), str):
         out["runtime"] = _from_lambda(out["runtime"])
+    if "layers" in out:
+        out["layers"] = _fc_layers(platform, out["layers"])
     if body.get("Tags") is not None and create:
         tags = body["Tags"]
         if not isinstance(tags, dict):
@@ -213,7 +222,7 @@ async def create_function(request: Request) -> Response:
     body = await json_body(request)
     if body.get("PackageType", "Zip") != "Zip":
         raise InvalidArgument("PackageType Image: funclet runs code packages (Zip)")
-    row = await platform.functions.create({**_fc_body(body, True), **_code(body, True)})
+    row = await platform.functions.create({**_fc_body(platform, body, True), **_code(body, True)})
     out = configuration(platform, row)
     if body.get("Publish"):
         version = await platform.versions.publish(row.name, {})
@@ -268,7 +277,7 @@ async def update_code(request: Request) -> Response:
 async def update_configuration(request: Request) -> Response:
     platform = platform_of(request)
     name, _ = function_target(request)
-    row = await platform.functions.update(name, _fc_body(await json_body(request), False))
+    row = await platform.functions.update(name, _fc_body(platform, await json_body(request), False))
     return lambda_response(configuration(platform, row))
 
 
@@ -646,6 +655,114 @@ class EventConfigNotFound(ApiError):
     status = 404
 
 
+# -- layers ---------------------------------------------------------------------------
+
+_LAYER_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]*:\d{1,20}:layer:"
+                        r"([A-Za-z0-9_-]{1,64}):([1-9][0-9]{0,9})$")
+
+
+def lambda_layer_arn(platform: Platform, name: str, version: int | None = None) -> str:
+    s = platform.settings
+    arn = f"arn:aws:lambda:{s.region}:{s.account_id}:layer:{name}"
+    return arn if version is None else f"{arn}:{version}"
+
+
+def _fc_layers(platform: Platform, arns: Any) -> Any:
+    """A function's ``Layers``: Lambda's layer version ARNs as funclet's (FC's ARNs pass
+    as they are)."""
+    if not isinstance(arns, list):
+        return arns  # (FC's check says what is wrong)
+    out = []
+    for arn in arns:
+        m = _LAYER_ARN.fullmatch(arn) if isinstance(arn, str) else None
+        out.append(platform.layers.arn(m.group(1), int(m.group(2))) if m else arn)
+    return out
+
+
+def _layer_json(platform: Platform, request: Request, row: Any) -> dict[str, Any]:
+    return {
+        "Content": {"Location": code_url(request, row.code_checksum),
+                    "CodeSha256": base64.b64encode(bytes.fromhex(row.code_checksum)).decode(),
+                    "CodeSize": row.code_size},
+        "LayerArn": lambda_layer_arn(platform, row.layer_name),
+        "LayerVersionArn": lambda_layer_arn(platform, row.layer_name, row.version),
+        "Description": row.description,
+        "CreatedDate": lambda_time(row.created_ms),
+        "Version": row.version,
+        "CompatibleRuntimes": row.compatible_runtimes,
+        "LicenseInfo": row.license,
+    }
+
+
+async def publish_layer_version(request: Request) -> Response:
+    platform = platform_of(request)
+    body = await json_body(request)
+    content = body.get("Content")
+    if not isinstance(content, dict) or not content.get("ZipFile"):
+        raise InvalidArgument("Content.ZipFile (the layer's zip, base64) is required")
+    row = await platform.layers.create_version(request.path_params["layer"], {
+        "code": {"zipFile": content["ZipFile"]}, "description": body.get("Description"),
+        "license": body.get("LicenseInfo"),
+        "compatibleRuntime": [_from_lambda(r) if isinstance(r, str) else r
+                              for r in body.get("CompatibleRuntimes") or []]})
+    return lambda_response(_layer_json(platform, request, row), 201)
+
+
+async def get_layer_version(request: Request) -> Response:
+    platform = platform_of(request)
+    row = await platform.layers.get(request.path_params["layer"],
+                                    request.path_params["version"])
+    return lambda_response(_layer_json(platform, request, row))
+
+
+async def delete_layer_version(request: Request) -> Response:
+    platform = platform_of(request)
+    try:
+        await platform.layers.delete(request.path_params["layer"],
+                                     request.path_params["version"])
+    except ApiError as exc:
+        if exc.status != 404:  # (Lambda: deleting what is not there is no error)
+            raise
+    return Response(status_code=204, headers={"x-amzn-RequestId": new_request_id()})
+
+
+async def list_layer_versions(request: Request) -> Response:
+    """Newest first, as Lambda lists them; ``Marker`` is the last version seen."""
+    platform = platform_of(request)
+    limit = _max_items(request)
+    marker = request.query_params.get("Marker") or ""
+    try:
+        rows = await platform.layers.versions(request.path_params["layer"], 1, 10_000)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        rows = []
+    rows = sorted(rows, key=lambda r: -r.version)
+    if marker.isdigit():
+        rows = [r for r in rows if r.version < int(marker)]
+    out: dict[str, Any] = {"LayerVersions": [
+        {k: v for k, v in _layer_json(platform, request, r).items() if k != "Content"}
+        for r in rows[:limit]]}
+    if len(rows) > limit:
+        out["NextMarker"] = str(rows[limit - 1].version)
+    return lambda_response(out)
+
+
+async def list_layers(request: Request) -> Response:
+    platform = platform_of(request)
+    limit = _max_items(request)
+    rows = await platform.layers.page("", request.query_params.get("Marker") or "",
+                                      limit + 1, False)
+    out: dict[str, Any] = {"Layers": [{
+        "LayerName": r.layer_name, "LayerArn": lambda_layer_arn(platform, r.layer_name),
+        "LatestMatchingVersion": {k: v for k, v in _layer_json(platform, request, r).items()
+                                  if k not in ("Content", "LayerArn")},
+    } for r in rows[:limit]]}
+    if len(rows) > limit:
+        out["NextMarker"] = rows[limit - 1].layer_name
+    return lambda_response(out)
+
+
 # -- invoke ---------------------------------------------------------------------------
 
 
@@ -751,6 +868,13 @@ routes = [
     Route("/2017-03-31/tags/{arn}", tag_resource, methods=["POST"]),
     Route("/2017-03-31/tags/{arn}", untag_resource, methods=["DELETE"]),
     Route("/2017-03-31/tags/{arn}", list_tags, methods=["GET"]),
+    Route("/2018-10-31/layers", list_layers, methods=["GET"]),
+    Route("/2018-10-31/layers/{layer}/versions", publish_layer_version, methods=["POST"]),
+    Route("/2018-10-31/layers/{layer}/versions", list_layer_versions, methods=["GET"]),
+    Route("/2018-10-31/layers/{layer}/versions/{version}", get_layer_version,
+          methods=["GET"]),
+    Route("/2018-10-31/layers/{layer}/versions/{version}", delete_layer_version,
+          methods=["DELETE"]),
     Route("/2016-08-19/account-settings", account_settings, methods=["GET"]),
     Route("/2016-08-19/account-settings/", account_settings, methods=["GET"]),
 ]

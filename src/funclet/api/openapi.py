@@ -662,6 +662,8 @@ def _lambda_paths() -> dict[str, Any]:
     listing = [_param("Marker", "query", string()), _param("MaxItems", "query", string())]
     alias = _param("Name", "path", string(minLength=1, maxLength=128))
     resource = _param("ARN", "path", string("a function's ARN", minLength=1))
+    layer = _param("LayerName", "path", string(minLength=1, maxLength=140))
+    layer_version = _param("VersionNumber", "path", string(minLength=1))
     v = "/2015-03-31"
     return {
         f"{v}/functions": {
@@ -746,6 +748,19 @@ def _lambda_paths() -> dict[str, Any]:
                            {"204": {"description": "Untagged"}},
                            params=[resource, _param("tagKeys", "query", string())]),
             "get": _opl("ListTags", "A function's tags", _lj(), params=[resource])},
+        "/2018-10-31/layers": {"get": _opl(
+            "ListLayers", "Each layer's newest version", _lj(), params=listing)},
+        "/2018-10-31/layers/{LayerName}/versions": {
+            "post": _opl("PublishLayerVersion", "A layer version (Content.ZipFile)",
+                         _lj("Created", "201"), params=[layer], body=any_object),
+            "get": _opl("ListLayerVersions", "A layer's versions, newest first", _lj(),
+                        params=[layer, *listing])},
+        "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}": {
+            "get": _opl("GetLayerVersion", "One layer version", _lj(),
+                        params=[layer, layer_version]),
+            "delete": _opl("DeleteLayerVersion", "Delete it (functions using it go on)",
+                           {"204": {"description": "Deleted"}},
+                           params=[layer, layer_version])},
         "/2021-10-31/functions/{FunctionName}/url": {
             "post": _opl("CreateFunctionUrlConfig", "A URL for the function (or an alias)",
                          _lj("Created", "201"), params=fn, body=any_object),
