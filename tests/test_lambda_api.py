@@ -50,6 +50,9 @@ def handler(event, context):
         "remaining": 0 < context.get_remaining_time_in_millis() <= 3000,
         "cwd": os.getcwd(),
         "file": __file__,
+        "client": context.client_context and {
+            "custom": context.client_context.custom,
+            "app": context.client_context.client and context.client_context.client.app_title},
         "env": {k: os.environ.get(k) for k in (
             "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_REGION", "AWS_LAMBDA_LOG_GROUP_NAME",
@@ -119,7 +122,15 @@ def test_create_invoke_and_the_log_tail_as_lambda_gives_them(aws: Any) -> None:
     assert json.loads(again["Payload"].read())["calls"] == 2  # warm: module state kept
     assert "Init Duration" not in base64.b64decode(again["LogResult"]).decode()
     empty = json.loads(aws.invoke(FunctionName=name)["Payload"].read())
-    assert empty["event"] == {}
+    assert empty["event"] == {} and empty["client"] is None
+    given = base64.b64encode(json.dumps({"custom": {"k": "v"}, "client": {
+        "app_title": "my app"}}).encode()).decode()
+    with_client = json.loads(aws.invoke(FunctionName=name, ClientContext=given)[
+        "Payload"].read())
+    assert with_client["client"] == {"custom": {"k": "v"}, "app": "my app"}
+    with pytest.raises(ClientError) as bad_context:
+        aws.invoke(FunctionName=name, ClientContext="not base64 json")
+    assert _code(bad_context) == "InvalidParameterValueException"
 
     failed = aws.invoke(FunctionName=name, Payload=b'{"fail": true}')
     assert failed["StatusCode"] == 200 and failed["FunctionError"] == "Unhandled"
@@ -395,6 +406,7 @@ exports.handler = async (event, context) => ({
   cwd: process.cwd(),
   root: process.env.LAMBDA_TASK_ROOT,
   env: process.env.AWS_EXECUTION_ENV,
+  client: context.clientContext,
 });
 exports.callback = (event, context, callback) => callback(null, `hi ${event.who}`);
 exports.nothing = async () => undefined;
@@ -415,7 +427,10 @@ def test_a_nodejs_function_runs_as_lambda_runs_it(aws: Any) -> None:
     assert out["functionName"] == name and out["version"] == "$LATEST"
     assert out["arn"] == created["FunctionArn"] and out["memory"] == "128"
     assert out["remaining"] is True and out["cwd"] == out["root"] == "/var/task"
-    assert out["env"] == "AWS_Lambda_nodejs20.x"
+    assert out["env"] == "AWS_Lambda_nodejs20.x" and "client" not in out
+    given = base64.b64encode(b'{"custom": {"k": 1}}').decode()
+    assert json.loads(aws.invoke(FunctionName=name, ClientContext=given)["Payload"].read())[
+        "client"] == {"custom": {"k": 1}}
     assert base64.b64decode(r["LogResult"]).decode().startswith("START RequestId: ")
     for handler, expected in (("callback", b'"hi node"'), ("nothing", b"null")):
         aws.update_function_configuration(FunctionName=name, Handler=f"index.{handler}")

@@ -791,13 +791,15 @@ async def invoke(request: Request) -> Response:
                 return lambda_error(InvalidArgument(
                     f"Could not parse request body into json: {exc}"), request_id,
                     "InvalidRequestContentException")
+        client_context = _client_context(request.headers.get("x-amz-client-context", ""))
         await platform.invoker.pool(name, qualifier)  # 404 for a function not there
         if kind == "DryRun":
             return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
         if kind == "Event":
             await accept_async(platform, name, payload, request_id, {}, qualifier)
             return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
-        out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier)
+        out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier,
+                                            client_context=client_context)
         memory = (await platform.functions.get(name)).config.memory_size
     except ApiError as exc:
         return lambda_error(exc, request_id)
@@ -813,6 +815,22 @@ async def invoke(request: Request) -> Response:
         return Response(orjson.dumps(_function_error(out.error.body(), request_id)), 200,
                         headers, "application/json")
     return Response(out.body, 200, headers, "application/json")
+
+
+def _client_context(raw: str) -> str:
+    """``X-Amz-Client-Context``: base64 of a JSON object (3,583 bytes at most), given to
+    the handler as its context's ``client_context``; as JSON text, or ""."""
+    if not raw:
+        return ""
+    if len(raw) > 3583:
+        raise InvalidArgument("Client context must be at most 3583 bytes")
+    try:
+        value = orjson.loads(base64.b64decode(raw, validate=True))
+    except (ValueError, orjson.JSONDecodeError):
+        raise InvalidArgument("Client context must be a base64-encoded JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument("Client context must be a base64-encoded JSON object")
+    return orjson.dumps(value).decode()
 
 
 def _function_error(error: dict[str, Any], request_id: str) -> dict[str, Any]:

@@ -375,15 +375,19 @@ class Pool:
         return header  # type: ignore[no-any-return]
 
     async def run(self, lease: Lease, request_id: str, event: bytes,
-                  http: HttpExchange | None = None, qualifier: str = "LATEST") -> Reply:
+                  http: HttpExchange | None = None, qualifier: str = "LATEST",
+                  client_context: str = "") -> Reply:
         """Run one invocation on the leased instance, within the function's timeout.
         With ``http``, a web app gets the request itself, an event handler its event;
-        ``qualifier``: what the caller invoked (the context says it)."""
+        ``qualifier``: what the caller invoked, ``client_context`` Lambda's (JSON): the
+        context says them."""
         timeout = self.version.config.timeout
         channel = lease.process.channel
         head: dict[str, Any] = {"type": protocol.INVOKE, "id": request_id,
                                 "deadline": int((time.time() + timeout) * 1000),
                                 "qualifier": qualifier}
+        if client_context:
+            head["clientContext"] = client_context
         pump: asyncio.Task[None] | None = None
         if http is not None:
             http.mode = lease.process.handler_kind

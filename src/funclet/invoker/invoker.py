@@ -46,6 +46,7 @@ class Invocation:
     affinity: Affinity | None = None  # the function's session affinity, if it has one
     session_id: str = ""  # the session it ran in
     session_made: bool = False  # ...which this invocation started (no id was given)
+    client_context: str = ""  # Lambda's X-Amz-Client-Context (JSON), for the handler
 
 
 class Invoker:
@@ -81,16 +82,18 @@ class Invoker:
     async def invoke(
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
         http: HttpExchange | None = None, qualifier: str = "LATEST",
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, client_context: str = "",
     ) -> Invocation:
         """``headers``: the request's (lower-case names), which name its session when
-        the function has session affinity; without them (async) there is no session."""
+        the function has session affinity; without them (async) there is no session.
+        ``client_context``: Lambda's (JSON), for the handler's context."""
         # 1. The function's version and its pool (raises FunctionNotFound); the store is
         # asked only when this node does not have it (no await on the hot path).
         pool = self._pool_now(function_name, qualifier) or await self.pool(
             function_name, qualifier)
         out = Invocation(request_id, function_name, pool.version.code_crc64,
-                         version_id=pool.version.version_id, qualifier=qualifier)
+                         version_id=pool.version.version_id, qualifier=qualifier,
+                         client_context=client_context)
         started_ms = time.time() * 1000
         session: Session | None = None
         affinity = pool.version.config.affinity
@@ -257,7 +260,8 @@ class Invoker:
         # 4. The run, under the function's deadline.
         run_started = time.perf_counter()
         try:
-            reply = await lease.pool.run(lease, out.request_id, event, http, out.qualifier)
+            reply = await lease.pool.run(lease, out.request_id, event, http, out.qualifier,
+                                         out.client_context)
             out.body, out.log = reply.body, lease.init_log + reply.log
         except InvocationError as exc:
             out.error, out.log = exc, lease.init_log + exc.log

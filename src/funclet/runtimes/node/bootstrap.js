@@ -213,7 +213,7 @@ function call(fn, args) {
 
 // Lambda's context, for a function created through Lambda's API (spec.semantics 'lambda'):
 // the fields Lambda's Node.js runtime gives.
-function makeLambdaContext(requestId, spec, deadlineMs, qualifier = 'LATEST') {
+function makeLambdaContext(requestId, spec, deadlineMs, qualifier = 'LATEST', clientContext = '') {
   const versionId = spec.versionId || 'LATEST';
   const arn = `arn:aws:lambda:${spec.region}:${spec.accountId}:function:${spec.functionName}`;
   return {
@@ -225,7 +225,7 @@ function makeLambdaContext(requestId, spec, deadlineMs, qualifier = 'LATEST') {
     logGroupName: `/aws/lambda/${spec.functionName}`,
     logStreamName: (spec.env || {}).AWS_LAMBDA_LOG_STREAM_NAME || '',
     identity: undefined,
-    clientContext: undefined,
+    clientContext: clientContext ? JSON.parse(clientContext) : undefined,
     callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis: () => Math.max(0, Math.floor(deadlineMs - Date.now())),
   };
@@ -324,7 +324,8 @@ async function main() {
     const end = lambda ? `END RequestId: ${requestId}\n` : `FC Invoke End RequestId: ${requestId}\n`;
     log.write(lambda ? `START RequestId: ${requestId} Version: ${version}\n`
       : `FC Invoke Start RequestId: ${requestId}\n`);
-    const ctx = lambda ? makeLambdaContext(requestId, spec, header.deadline, header.qualifier)
+    const ctx = lambda ? makeLambdaContext(requestId, spec, header.deadline, header.qualifier,
+      header.clientContext)
       : makeContext(requestId, spec, header.deadline, header.qualifier);
     const input = lambda ? lambdaEvent(event) : event;
     const out = await current.run({ log, requestId }, () => call(handler, [input, ctx]));

@@ -449,12 +449,33 @@ class _Identity:
         self.cognito_identity_pool_id = None
 
 
+class _Client:
+    """``context.client_context.client`` (a mobile app's, as the caller said)."""
+
+    def __init__(self, given: dict[str, Any]) -> None:
+        self.installation_id = given.get("installation_id")
+        self.app_title = given.get("app_title")
+        self.app_version_name = given.get("app_version_name")
+        self.app_version_code = given.get("app_version_code")
+        self.app_package_name = given.get("app_package_name")
+
+
+class _ClientContext:
+    """``context.client_context``: what the caller's ``X-Amz-Client-Context`` held."""
+
+    def __init__(self, given: dict[str, Any]) -> None:
+        client = given.get("client")
+        self.client = _Client(client) if isinstance(client, dict) else None
+        self.custom = given.get("custom")
+        self.env = given.get("env")
+
+
 class LambdaContext:
     """Lambda's Python context, for a function created through Lambda's API (the
     fields awslambdaric gives)."""
 
     def __init__(self, request_id: str, spec: dict[str, Any], deadline_ms: float,
-                 qualifier: str = "LATEST") -> None:
+                 qualifier: str = "LATEST", client_context: str = "") -> None:
         version = spec.get("versionId", "LATEST")
         arn = (f"arn:aws:lambda:{spec['region']}:{spec['accountId']}:function:"
                f"{spec['functionName']}")
@@ -467,6 +488,11 @@ class LambdaContext:
         self.log_stream_name = spec["env"].get("AWS_LAMBDA_LOG_STREAM_NAME", "")
         self.identity = _Identity()
         self.client_context = None
+        if client_context:
+            import json
+
+            given = json.loads(client_context)
+            self.client_context = _ClientContext(given) if isinstance(given, dict) else None
         self.tenant_id = None
         self._deadline_ms = deadline_ms
 
@@ -689,7 +715,7 @@ class _Runtime:
         current.request_id = request_id
         _Capture.fallback = log
         ctx = LambdaContext(request_id, self.spec, header["deadline"],
-                            header.get("qualifier", "LATEST"))
+                            header.get("qualifier", "LATEST"), header.get("clientContext", ""))
         try:
             try:
                 decoded = json.loads(event) if event.strip() else {}
