@@ -585,3 +585,24 @@ def test_layers_through_lambdas_paths(aws: Any) -> None:
     with pytest.raises(ClientError) as gone:
         aws.get_layer_version(LayerName=layer, VersionNumber=1)
     assert _code(gone) == "ResourceNotFoundException"
+
+
+def test_invoke_with_response_stream_as_botocore_parses_it(aws: Any) -> None:
+    name = unique("lam")
+    _create(aws, name)
+    r = aws.invoke_with_response_stream(FunctionName=name, Payload=b'{"s": 1}',
+                                        LogType="Tail")
+    assert r["StatusCode"] == 200 and r["ExecutedVersion"] == "$LATEST"
+    events = list(r["EventStream"])
+    chunks = b"".join(e["PayloadChunk"]["Payload"] for e in events if "PayloadChunk" in e)
+    assert json.loads(chunks)["event"] == {"s": 1}
+    complete = events[-1]["InvokeComplete"]
+    assert "ErrorCode" not in complete
+    assert "REPORT RequestId:" in base64.b64decode(complete["LogResult"]).decode()
+    failed = list(aws.invoke_with_response_stream(FunctionName=name,
+                                                  Payload=b'{"fail": true}')["EventStream"])
+    done = failed[-1]["InvokeComplete"]
+    assert done["ErrorCode"] == "Unhandled"
+    assert json.loads(done["ErrorDetails"])["errorMessage"] == "asked to fail"
+    dry = aws.invoke_with_response_stream(FunctionName=name, InvocationType="DryRun")
+    assert dry["StatusCode"] == 204

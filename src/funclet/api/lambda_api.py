@@ -17,7 +17,9 @@ import asyncio
 import base64
 import math
 import re
+import struct
 import time
+import zlib
 from typing import Any
 from urllib.parse import unquote
 
@@ -817,6 +819,69 @@ async def invoke(request: Request) -> Response:
     return Response(out.body, 200, headers, "application/json")
 
 
+async def invoke_streaming(request: Request) -> Response:
+    """InvokeWithResponseStream: the result as AWS's event stream (``PayloadChunk``
+    events, then ``InvokeComplete`` with the error, if any, and the log tail). A handler
+    that does not stream (funclet's runtimes do not yet) sends its whole result as one
+    chunk, as Lambda does for such handlers."""
+    platform = platform_of(request)
+    request_id = new_request_id()
+    try:
+        name, qualifier = function_target(request)
+        kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
+        if kind not in ("RequestResponse", "DryRun"):
+            raise InvalidArgument(f"InvocationType must be RequestResponse or DryRun, got "
+                                  f"'{kind}'")
+        payload = await read_event(request, platform.settings.max_sync_payload,
+                                   "RequestResponse ")
+        if payload.strip():
+            try:
+                orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                return lambda_error(InvalidArgument(
+                    f"Could not parse request body into json: {exc}"), request_id,
+                    "InvalidRequestContentException")
+        client_context = _client_context(request.headers.get("x-amz-client-context", ""))
+        await platform.invoker.pool(name, qualifier)
+        if kind == "DryRun":
+            return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
+        out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier,
+                                            client_context=client_context)
+        memory = (await platform.functions.get(name)).config.memory_size
+    except ApiError as exc:
+        return lambda_error(exc, request_id)
+    except asyncio.CancelledError:
+        return lambda_error(ShuttingDown(), request_id)
+    complete: dict[str, Any] = {}
+    if request.headers.get("x-amz-log-type") == "Tail":
+        complete["LogResult"] = _tail(out, memory)
+    frames = b""
+    if out.error is not None:
+        complete["ErrorCode"] = "Unhandled"
+        complete["ErrorDetails"] = orjson.dumps(_function_error(
+            out.error.body(), request_id)).decode()
+    elif out.body:
+        frames += event_message("PayloadChunk", out.body, "application/octet-stream")
+    frames += event_message("InvokeComplete", orjson.dumps(complete), "application/json")
+    version = "$LATEST" if out.version_id in ("", LATEST) else out.version_id
+    return Response(frames, 200, {
+        "x-amzn-RequestId": request_id, "X-Amz-Executed-Version": version,
+        "Content-Type": "application/vnd.amazon.eventstream"})
+
+
+def event_message(event_type: str, payload: bytes, content_type: str) -> bytes:
+    """One message of AWS's event stream encoding: a prelude (total and headers'
+    lengths, their CRC-32), string headers, the payload, the message's CRC-32."""
+    headers = b""
+    for key, value in ((":event-type", event_type), (":content-type", content_type),
+                       (":message-type", "event")):
+        k, v = key.encode(), value.encode()
+        headers += bytes([len(k)]) + k + b"\x07" + struct.pack(">H", len(v)) + v
+    prelude = struct.pack(">II", 16 + len(headers) + len(payload), len(headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
 def _client_context(raw: str) -> str:
     """``X-Amz-Client-Context``: base64 of a JSON object (3,583 bytes at most), given to
     the handler as its context's ``client_context``; as JSON text, or ""."""
@@ -864,6 +929,8 @@ routes = [
     Route(f"{V}/functions/{{name}}/configuration", update_configuration, methods=["PUT"]),
     Route(f"{V}/functions/{{name}}/code", update_code, methods=["PUT"]),
     Route(f"{V}/functions/{{name}}/invocations", invoke, methods=["POST"]),
+    Route("/2021-11-15/functions/{name}/response-streaming-invocations", invoke_streaming,
+          methods=["POST"]),
     Route(f"{V}/functions/{{name}}/versions", publish_version, methods=["POST"]),
     Route(f"{V}/functions/{{name}}/versions", list_versions, methods=["GET"]),
     Route(f"{V}/functions/{{name}}/aliases", create_alias, methods=["POST"]),

@@ -748,6 +748,14 @@ def _lambda_paths() -> dict[str, Any]:
                            {"204": {"description": "Untagged"}},
                            params=[resource, _param("tagKeys", "query", string())]),
             "get": _opl("ListTags", "A function's tags", _lj(), params=[resource])},
+        "/2021-11-15/functions/{FunctionName}/response-streaming-invocations": {
+            "post": _opl("InvokeWithResponseStream", "Run it; the result as AWS's event "
+                         "stream (PayloadChunk, InvokeComplete)",
+                         {"200": {"description": "The event stream", "content": {
+                             "application/vnd.amazon.eventstream": {"schema": {}}}},
+                          "204": {"description": "DryRun: it could run"}}, params=fn,
+                         requestBody={"required": False, "content": {
+                             "application/json": {"schema": {}}}})},
         "/2018-10-31/layers": {"get": _opl(
             "ListLayers", "Each layer's newest version", _lj(), params=listing)},
         "/2018-10-31/layers/{LayerName}/versions": {
