@@ -606,3 +606,50 @@ def test_invoke_with_response_stream_as_botocore_parses_it(aws: Any) -> None:
     assert json.loads(done["ErrorDetails"])["errorMessage"] == "asked to fail"
     dry = aws.invoke_with_response_stream(FunctionName=name, InvocationType="DryRun")
     assert dry["StatusCode"] == 204
+
+
+POWERTOOLS_APP = """
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser import BaseModel, event_parser
+
+logger = Logger(service="orders")
+
+
+class Order(BaseModel):
+    id: int
+    item: str
+
+
+@logger.inject_lambda_context
+@event_parser(model=Order)
+def handler(event: Order, context):
+    logger.info("got an order", extra={"order_id": event.id})
+    return {"id": event.id, "item": event.item.upper()}
+"""
+
+
+def test_aws_lambda_powertools_runs_unchanged(aws: Any, tmp_path: Path) -> None:
+    """Powertools' Logger (which reads Lambda's context) and event parser (pydantic), from
+    PyPI, in a function created through the Lambda API."""
+    from funclet.packaging import dependency_cache, vendor_requirements, zip_dir
+
+    (tmp_path / "app.py").write_text(POWERTOOLS_APP)
+    (tmp_path / "requirements.txt").write_text("aws-lambda-powertools>=3.0\npydantic>=2.0\n")
+    vendored = vendor_requirements(tmp_path, "python3.11", dependency_cache())
+    name = unique("powertools")
+    aws.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                        Role="arn:aws:iam::1:role/x", Timeout=30, MemorySize=256,
+                        Code={"ZipFile": zip_dir(tmp_path, vendored)})
+    r = aws.invoke(FunctionName=name, Payload=b'{"id": 7, "item": "tea"}', LogType="Tail")
+    assert "FunctionError" not in r, r["Payload"].read()
+    assert json.loads(r["Payload"].read()) == {"id": 7, "item": "TEA"}
+    log = base64.b64decode(r["LogResult"]).decode()
+    record = json.loads(next(line for line in log.splitlines() if '"got an order"' in line))
+    assert record["service"] == "orders" and record["order_id"] == 7
+    assert record["function_name"] == name
+    assert record["function_request_id"] == r["ResponseMetadata"]["RequestId"]
+    assert record["function_memory_size"] == "256"
+    assert record["cold_start"] is True
+    bad = aws.invoke(FunctionName=name, Payload=b'{"id": "not a number"}')
+    assert bad["FunctionError"] == "Unhandled"
+    assert "ValidationError" in json.loads(bad["Payload"].read())["errorType"]
