@@ -653,3 +653,45 @@ def test_aws_lambda_powertools_runs_unchanged(aws: Any, tmp_path: Path) -> None:
     bad = aws.invoke(FunctionName=name, Payload=b'{"id": "not a number"}')
     assert bad["FunctionError"] == "Unhandled"
     assert "ValidationError" in json.loads(bad["Payload"].read())["errorType"]
+
+
+JS_SCRIPT = """
+const { LambdaClient, CreateFunctionCommand, InvokeCommand, GetFunctionCommand } =
+  require('@aws-sdk/client-lambda');
+const client = new LambdaClient({ endpoint: process.env.ENDPOINT, region: 'eu-west-1',
+  credentials: { accessKeyId: 'AKIDFUNCLET', secretAccessKey: 'sigv4-secret' },
+  maxAttempts: 1 });
+(async () => {
+  const name = process.env.NAME;
+  await client.send(new CreateFunctionCommand({ FunctionName: name, Runtime: 'nodejs20.x',
+    Role: 'arn:aws:iam::1:role/x', Handler: 'index.handler',
+    Code: { ZipFile: Buffer.from(process.env.ZIP, 'base64') } }));
+  const out = await client.send(new InvokeCommand({ FunctionName: name,
+    Payload: Buffer.from(JSON.stringify({ who: 'js sdk' })), LogType: 'Tail' }));
+  let missing;
+  try { await client.send(new GetFunctionCommand({ FunctionName: name + '-nope' })); }
+  catch (e) { missing = e.name; }
+  console.log(JSON.stringify({ status: out.StatusCode, version: out.ExecutedVersion,
+    payload: JSON.parse(Buffer.from(out.Payload).toString()),
+    log: Buffer.from(out.LogResult, 'base64').toString(), missing }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+def test_the_js_sdk_creates_and_invokes(secured: Server, tmp_path_factory: Any) -> None:
+    """@aws-sdk/client-lambda from npm, signing with SigV4, against funclet."""
+    folder = tmp_path_factory.mktemp("aws-sdk-js")
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund",
+                    "@aws-sdk/client-lambda@3"], cwd=folder, check=True, timeout=300,
+                   capture_output=True)
+    (folder / "try.js").write_text(JS_SCRIPT)
+    name = unique("jssdk")
+    env = {**os.environ, "ENDPOINT": secured.url, "NAME": name,
+           "ZIP": base64.b64encode(_zip({"index.js": NODE_APP})).decode()}
+    done = subprocess.run(["node", "try.js"], cwd=folder, env=env, timeout=120,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["status"], out["version"]) == (200, "$LATEST")
+    assert out["payload"]["event"] == {"who": "js sdk"} and out["payload"]["functionName"] == name
+    assert "REPORT RequestId:" in out["log"] and out["missing"] == "ResourceNotFoundException"
