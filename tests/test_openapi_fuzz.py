@@ -130,7 +130,11 @@ schema = schemathesis.openapi.from_dict(document(), config=schemathesis.Config.f
     "seed": 20230330,
     "request-timeout": 30,
     "generation": {"mode": "all", "deterministic": True},
-})).exclude(path="/console/logs/stream")  # (a stream that never ends: test_console's)
+})).exclude(path="/console/logs/stream").exclude(  # (a stream that never ends)
+    # Lambda's Function URLs answer a made-up id with 404 whatever else the request holds
+    # (test_lambda_api drives real ones); the two "…Slash" operations are the same as
+    # the ones they stand beside.
+    path_regex="^/lambda-url/").exclude(operation_id_regex="Slash$")
 
 
 @schema.hook
@@ -146,9 +150,9 @@ def map_path_parameters(context: schemathesis.HookContext,
 
 
 @schema.parametrize()
-# 40 cases for each of the ~140 operations (FC 3.0's, 2.0's, Lambda's, the console's): the
+# 30 cases for each of the ~170 operations (FC 3.0's, 2.0's, Lambda's, the console's): the
 # suite's time is bounded (15 min on 2 cores).
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_the_api_answers_as_documented_and_never_with_a_server_error(
         case: schemathesis.Case, fuzz_server: Server, fuzz_client: httpx.Client) -> None:
