@@ -26,6 +26,10 @@ Runs, on this machine and in one go:
   on another;
 - versions: warm invocations through an alias with a 90/10 weight against LATEST (req/s
   and p50 at 32 connections), cold starts of a function with two layers against none;
+- lambda: the Lambda API beside FC's (warm Invoke p50 @1 and req/s @32, cold starts, a
+  Function URL against an HTTP trigger), and serverless-offline's Lambda Invoke API for
+  the same Node.js hello (serverless 3 + serverless-offline from npm, cached in
+  bench/.cache);
 - console: the load time of the console's pages (functions, a function's page, the
   invocation lists, charts) with 1,000 functions and 100,000 invocation records (made
   by real invocations), against an API read of one function.
@@ -33,7 +37,7 @@ Runs, on this machine and in one go:
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
        [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev
-               |console ...]
+               |console|lambda ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -340,7 +344,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
 
 
 SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions", "metrics", "dev", "console")
+            "versions", "metrics", "dev", "console", "lambda")
 
 
 def main() -> None:
@@ -1245,6 +1249,147 @@ def bench_console(args: argparse.Namespace, env: dict[str, str]) -> None:
     print(f"|{'-' * 32}|{'-' * 9}|{'-' * 9}|")
     for label, times in rows.items():
         print(f"| {label:<30} | {pct(times, 50):>7.1f} | {pct(times, 99):>7.1f} |")
+
+
+NODE_HELLO = b"exports.handler = async (event) => ({ hello: event.name || 'bench' });\n"
+LAMBDA = "/2015-03-31/functions"
+
+
+def _lambda_function(client: httpx.Client, name: str, runtime: str, handler: str,
+                     files: dict[str, bytes]) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    client.post(LAMBDA, json={"FunctionName": name, "Runtime": runtime, "Handler": handler,
+                              "Role": "arn:aws:iam::1:role/bench", "Code": {
+                                  "ZipFile": base64.b64encode(buf.getvalue()).decode()}},
+                ).raise_for_status()
+
+
+def _lambda_cold(url: str, n: int) -> list[float]:
+    """The first Invoke of each of ``n`` hello functions just created through the Lambda
+    API (Python), as the client sees it."""
+    times = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(n):
+            name = f"bench-lcold-{i}-{os.getpid()}"
+            _lambda_function(client, name, f"python{sys.version_info[0]}."
+                             f"{sys.version_info[1]}", "index.handler", {"index.py": HELLO})
+            client.get("/healthz")
+            t0 = time.perf_counter()
+            r = client.post(f"{LAMBDA}/{name}/invocations", content=b"{}")
+            times.append((time.perf_counter() - t0) * 1000)
+            assert r.headers["x-funclet-start-kind"] == "cold", r.headers
+    return times
+
+
+def _serverless_offline(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str] | None:
+    """serverless 3 with serverless-offline (npm, installed once into bench/.cache) serving
+    the Node.js hello; its Lambda Invoke API's URL (None without Node.js or npm)."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        return None
+    cache = ROOT / "bench" / ".cache" / "serverless-offline"
+    if not (cache / "node_modules" / ".bin" / "serverless").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        print("lambda: installing serverless@3 and serverless-offline@13 (once) ...",
+              file=sys.stderr)
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund",
+                        "serverless@3", "serverless-offline@13"], cwd=cache, check=True,
+                       timeout=900, capture_output=True)
+    service = Path(tempfile.mkdtemp(prefix="bench-sls-"))
+    (service / "handler.js").write_bytes(NODE_HELLO)
+    (service / "serverless.yml").write_text(
+        "service: bench\nframeworkVersion: '3'\nprovider:\n  name: aws\n"
+        "  runtime: nodejs20.x\nplugins:\n  - serverless-offline\nfunctions:\n"
+        "  hello:\n    handler: handler.handler\n")
+    port, lambda_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(cache / "node_modules" / ".bin" / "serverless"), "offline", "start",
+         "--httpPort", str(port), "--lambdaPort", str(lambda_port), "--noPrependStageInUrl"],
+        cwd=service, env={**env, "SLS_TELEMETRY_DISABLED": "1", "SLS_NOTIFICATIONS_MODE": "off"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = f"http://127.0.0.1:{lambda_port}{LAMBDA}/bench-dev-hello/invocations"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(target, content=b"{}", timeout=5).status_code == 200:
+                return proc, target
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("serverless-offline did not answer its Lambda Invoke API in 60 s")
+
+
+def bench_lambda(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """The Lambda API beside FC's, on the same funclet: warm Invoke p50 @1 and req/s @32,
+    cold starts, a Function URL against an HTTP trigger; and serverless-offline's Lambda
+    Invoke API for the same Node.js hello, in the same run."""
+    wrk_bin = ensure_wrk()
+    proc, url, data = start_funclet(env)
+    rows: dict[str, dict[str, float]] = {}
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            deploy(client, "bench-fc", HELLO)
+            _lambda_function(client, "bench-lambda", f"python{sys.version_info[0]}."
+                             f"{sys.version_info[1]}", "index.handler", {"index.py": HELLO})
+            _lambda_function(client, "bench-lambda-node", "nodejs20.x", "handler.handler",
+                             {"handler.js": NODE_HELLO})
+            deploy(client, "bench-trigger", HTTP_HELLO)
+            client.post("/2023-03-30/functions/bench-trigger/triggers", json={
+                "triggerName": "web", "triggerType": "http", "triggerConfig": {
+                    "authType": "anonymous", "methods": ["POST"]}}).raise_for_status()
+            _lambda_function(client, "bench-url", f"python{sys.version_info[0]}."
+                             f"{sys.version_info[1]}", "index.handler",
+                             {"index.py": HTTP_HELLO})
+            function_url = client.post("/2021-10-31/functions/bench-url/url", json={
+                "AuthType": "NONE"}).json()["FunctionUrl"]
+        targets = {
+            "FC InvokeFunction (Python)": f"{url}/2023-03-30/functions/bench-fc/invocations",
+            "Lambda Invoke (Python)": f"{url}{LAMBDA}/bench-lambda/invocations",
+            "Lambda Invoke (Node.js)": f"{url}{LAMBDA}/bench-lambda-node/invocations",
+            "FC HTTP trigger": f"{url}/http/bench-trigger/",
+            "Lambda Function URL": function_url,
+        }
+        for label, target in targets.items():
+            httpx.post(target, content=b"{}").raise_for_status()
+            for conns in (1, 32):
+                print(f"lambda: {label} @{conns} ...", file=sys.stderr)
+                rows[f"{label} @{conns}"] = wrk(wrk_bin, target, conns, args.duration)
+        print("lambda: cold starts ...", file=sys.stderr)
+        lambda_cold = _lambda_cold(url, args.functions)
+        fc_cold = measure_cold(url, args.functions, tag="-fc")
+    finally:
+        stop_funclet(proc, data)
+    offline = _serverless_offline(env)
+    if offline is not None:
+        sls, target = offline
+        try:
+            for conns in (1, 32):
+                print(f"lambda: serverless-offline @{conns} ...", file=sys.stderr)
+                rows[f"serverless-offline Invoke (Node.js) @{conns}"] = wrk(
+                    wrk_bin, target, conns, args.duration)
+        finally:
+            sls.terminate()
+            sls.wait(30)
+    print(f"\nlambda: wrk {args.duration} s per row, the same hello functions; cold starts "
+          f"of {args.functions} just-created functions\n")
+    print(f"| {'path':<44} | {'p50 ms @1':>9} | {'req/s @32':>9} |")
+    print(f"|{'-' * 46}|{'-' * 11}|{'-' * 11}|")
+    for label in dict.fromkeys(k.rsplit(" @", 1)[0] for k in rows):
+        print(f"| {label:<44} | {rows[label + ' @1'].get('p50', 0):>9.3f} | "
+              f"{rows[label + ' @32']['rps']:>9,.0f} |")
+    print(f"\n| cold start | p50 ms | p99 ms |\n|---|---|---|\n"
+          f"| Lambda CreateFunction + first Invoke (Python) | {pct(lambda_cold, 50):.2f} | "
+          f"{pct(lambda_cold, 99):.2f} |\n"
+          f"| FC CreateFunction + first InvokeFunction (Python) | {pct(fc_cold, 50):.2f} | "
+          f"{pct(fc_cold, 99):.2f} |")
+    sls_row = rows.get("serverless-offline Invoke (Node.js) @32")
+    if sls_row:
+        ratio = rows["Lambda Invoke (Node.js) @32"]["rps"] / sls_row["rps"]
+        print(f"\nfunclet's Lambda Invoke (Node.js, sandbox on) / serverless-offline's, "
+              f"req/s @32: {ratio:.2f} (target >= 1.5)")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def test_malformed_code_packages_are_refused_never_a_server_error(
     failures: dict[str, list[str]] = {}  # what went wrong (ids and names left out) -> inputs
     deployed: list[str] = []
 
-    @settings(max_examples=4000, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=2500, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(_archives())
     def deploy(archive: tuple[str, bytes]) -> None:

@@ -150,9 +150,9 @@ def map_path_parameters(context: schemathesis.HookContext,
 
 
 @schema.parametrize()
-# 30 cases for each of the ~170 operations (FC 3.0's, 2.0's, Lambda's, the console's): the
+# 20 cases for each of the ~170 operations (FC 3.0's, 2.0's, Lambda's, the console's): the
 # suite's time is bounded (15 min on 2 cores).
-@settings(max_examples=30, deadline=None, derandomize=True,
+@settings(max_examples=20, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_the_api_answers_as_documented_and_never_with_a_server_error(
         case: schemathesis.Case, fuzz_server: Server, fuzz_client: httpx.Client) -> None:

@@ -802,7 +802,9 @@ async def invoke(request: Request) -> Response:
             return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
         out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier,
                                             client_context=client_context)
-        memory = (await platform.functions.get(name)).config.memory_size
+        tail = request.headers.get("x-amz-log-type") == "Tail"
+        memory = (await platform.invoker.pool(name, out.version_id or LATEST)
+                  ).version.config.memory_size if tail else 0  # (the version that ran)
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
@@ -810,7 +812,7 @@ async def invoke(request: Request) -> Response:
     version = "$LATEST" if out.version_id in ("", LATEST) else out.version_id
     headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": version,
                "x-funclet-start-kind": out.start_kind.value if out.start_kind else ""}
-    if request.headers.get("x-amz-log-type") == "Tail":
+    if tail:
         headers["X-Amz-Log-Result"] = _tail(out, memory)
     if out.error is not None:
         headers["X-Amz-Function-Error"] = "Unhandled"
@@ -847,13 +849,15 @@ async def invoke_streaming(request: Request) -> Response:
             return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
         out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier,
                                             client_context=client_context)
-        memory = (await platform.functions.get(name)).config.memory_size
+        tail = request.headers.get("x-amz-log-type") == "Tail"
+        memory = (await platform.invoker.pool(name, out.version_id or LATEST)
+                  ).version.config.memory_size if tail else 0  # (the version that ran)
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
         return lambda_error(ShuttingDown(), request_id)
     complete: dict[str, Any] = {}
-    if request.headers.get("x-amz-log-type") == "Tail":
+    if tail:
         complete["LogResult"] = _tail(out, memory)
     frames = b""
     if out.error is not None:
