@@ -1252,6 +1252,8 @@ def bench_console(args: argparse.Namespace, env: dict[str, str]) -> None:
 
 
 NODE_HELLO = b"exports.handler = async (event) => ({ hello: event.name || 'bench' });\n"
+# Lambda's semantics encode the result as JSON: a str (bytes are not JSON).
+LAMBDA_HELLO = b"def handler(event, context):\n    return 'hello, bench!'\n"
 LAMBDA = "/2015-03-31/functions"
 
 
@@ -1275,7 +1277,8 @@ def _lambda_cold(url: str, n: int) -> list[float]:
         for i in range(n):
             name = f"bench-lcold-{i}-{os.getpid()}"
             _lambda_function(client, name, f"python{sys.version_info[0]}."
-                             f"{sys.version_info[1]}", "index.handler", {"index.py": HELLO})
+                             f"{sys.version_info[1]}", "index.handler",
+                             {"index.py": LAMBDA_HELLO})
             client.get("/healthz")
             t0 = time.perf_counter()
             r = client.post(f"{LAMBDA}/{name}/invocations", content=b"{}")
@@ -1333,7 +1336,8 @@ def bench_lambda(args: argparse.Namespace, env: dict[str, str]) -> None:
         with httpx.Client(base_url=url, timeout=60) as client:
             deploy(client, "bench-fc", HELLO)
             _lambda_function(client, "bench-lambda", f"python{sys.version_info[0]}."
-                             f"{sys.version_info[1]}", "index.handler", {"index.py": HELLO})
+                             f"{sys.version_info[1]}", "index.handler",
+                             {"index.py": LAMBDA_HELLO})
             _lambda_function(client, "bench-lambda-node", "nodejs20.x", "handler.handler",
                              {"handler.js": NODE_HELLO})
             deploy(client, "bench-trigger", HTTP_HELLO)
@@ -1342,7 +1346,7 @@ def bench_lambda(args: argparse.Namespace, env: dict[str, str]) -> None:
                     "authType": "anonymous", "methods": ["POST"]}}).raise_for_status()
             _lambda_function(client, "bench-url", f"python{sys.version_info[0]}."
                              f"{sys.version_info[1]}", "index.handler",
-                             {"index.py": HTTP_HELLO})
+                             {"index.py": LAMBDA_HELLO})
             function_url = client.post("/2021-10-31/functions/bench-url/url", json={
                 "AuthType": "NONE"}).json()["FunctionUrl"]
         targets = {
@@ -1353,7 +1357,9 @@ def bench_lambda(args: argparse.Namespace, env: dict[str, str]) -> None:
             "Lambda Function URL": function_url,
         }
         for label, target in targets.items():
-            httpx.post(target, content=b"{}").raise_for_status()
+            first = httpx.post(target, content=b"{}")
+            first.raise_for_status()
+            assert "x-amz-function-error" not in first.headers, (label, first.text)
             for conns in (1, 32):
                 print(f"lambda: {label} @{conns} ...", file=sys.stderr)
                 rows[f"{label} @{conns}"] = wrk(wrk_bin, target, conns, args.duration)

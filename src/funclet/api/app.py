@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Host, Route, Router
 
@@ -58,6 +58,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"{request.method} is not allowed on {request.url.path}"
         return error_response(MethodNotAllowed(message))
     return error_response(RouteNotFound(f"no such API: {request.method} {request.url.path}"))
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before its request was read: nobody to answer, nothing to
+    log (a load tester stopping mid-request does this)."""
+    return Response(status_code=499)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -156,6 +162,7 @@ def build_app(platform: Platform) -> Starlette:
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _internal_error,
         },
         lifespan=lifespan,
