@@ -768,21 +768,21 @@ async def list_layers(request: Request) -> Response:
 # -- invoke ---------------------------------------------------------------------------
 
 
-async def invoke(request: Request) -> Response:
-    """Invoke: ``RequestResponse`` (the result, or the function's error with
-    ``X-Amz-Function-Error: Unhandled``), ``Event`` (202: into the durable async queue),
-    ``DryRun`` (204); ``X-Amz-Log-Type: Tail`` gives the log's last 4 KB with Lambda's
-    REPORT line."""
+async def _call(request: Request, request_id: str,
+                streaming: bool) -> Response | tuple[Invocation, str | None]:
+    """What Invoke and InvokeWithResponseStream share: the target, the payload (JSON,
+    within the limit), the client context; ``DryRun`` (204) and ``Event`` (202, Invoke
+    only) answered here; else the invocation, and its log tail with ``LogType: Tail``."""
     platform = platform_of(request)
-    request_id = new_request_id()
+    kinds = ("RequestResponse", "DryRun") if streaming else (
+        "RequestResponse", "Event", "DryRun")
     try:
         name, qualifier = function_target(request)
         kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
-        if kind not in ("RequestResponse", "Event", "DryRun"):
+        if kind not in kinds:
             raise InvalidArgument(f"1 validation error detected: Value '{kind}' at "
                                   "'invocationType' failed to satisfy constraint: Member "
-                                  "must satisfy enum value set: [Event, RequestResponse, "
-                                  "DryRun]")
+                                  f"must satisfy enum value set: [{', '.join(kinds)}]")
         limit = platform.settings.max_async_payload if kind == "Event" else \
             platform.settings.max_sync_payload
         payload = await read_event(request, limit, f"{kind} ")
@@ -802,18 +802,35 @@ async def invoke(request: Request) -> Response:
             return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
         out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier,
                                             client_context=client_context)
-        tail = request.headers.get("x-amz-log-type") == "Tail"
-        memory = (await platform.invoker.pool(name, out.version_id or LATEST)
-                  ).version.config.memory_size if tail else 0  # (the version that ran)
+        tail = None
+        if request.headers.get("x-amz-log-type") == "Tail":  # (the version that ran)
+            pool = await platform.invoker.pool(name, out.version_id or LATEST)
+            tail = _tail(out, pool.version.config.memory_size)
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
         return lambda_error(ShuttingDown(), request_id)
-    version = "$LATEST" if out.version_id in ("", LATEST) else out.version_id
-    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": version,
+    return out, tail
+
+
+def _executed(out: Invocation) -> str:
+    return "$LATEST" if out.version_id in ("", LATEST) else out.version_id
+
+
+async def invoke(request: Request) -> Response:
+    """Invoke: ``RequestResponse`` (the result, or the function's error with
+    ``X-Amz-Function-Error: Unhandled``), ``Event`` (202: into the durable async queue),
+    ``DryRun`` (204); ``X-Amz-Log-Type: Tail`` gives the log's last 4 KB with Lambda's
+    REPORT line."""
+    request_id = new_request_id()
+    called = await _call(request, request_id, streaming=False)
+    if isinstance(called, Response):
+        return called
+    out, tail = called
+    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": _executed(out),
                "x-funclet-start-kind": out.start_kind.value if out.start_kind else ""}
-    if tail:
-        headers["X-Amz-Log-Result"] = _tail(out, memory)
+    if tail is not None:
+        headers["X-Amz-Log-Result"] = tail
     if out.error is not None:
         headers["X-Amz-Function-Error"] = "Unhandled"
         return Response(orjson.dumps(_function_error(out.error.body(), request_id)), 200,
@@ -826,39 +843,12 @@ async def invoke_streaming(request: Request) -> Response:
     events, then ``InvokeComplete`` with the error, if any, and the log tail). A handler
     that does not stream (funclet's runtimes do not yet) sends its whole result as one
     chunk, as Lambda does for such handlers."""
-    platform = platform_of(request)
     request_id = new_request_id()
-    try:
-        name, qualifier = function_target(request)
-        kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
-        if kind not in ("RequestResponse", "DryRun"):
-            raise InvalidArgument(f"InvocationType must be RequestResponse or DryRun, got "
-                                  f"'{kind}'")
-        payload = await read_event(request, platform.settings.max_sync_payload,
-                                   "RequestResponse ")
-        if payload.strip():
-            try:
-                orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                return lambda_error(InvalidArgument(
-                    f"Could not parse request body into json: {exc}"), request_id,
-                    "InvalidRequestContentException")
-        client_context = _client_context(request.headers.get("x-amz-client-context", ""))
-        await platform.invoker.pool(name, qualifier)
-        if kind == "DryRun":
-            return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
-        out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier,
-                                            client_context=client_context)
-        tail = request.headers.get("x-amz-log-type") == "Tail"
-        memory = (await platform.invoker.pool(name, out.version_id or LATEST)
-                  ).version.config.memory_size if tail else 0  # (the version that ran)
-    except ApiError as exc:
-        return lambda_error(exc, request_id)
-    except asyncio.CancelledError:
-        return lambda_error(ShuttingDown(), request_id)
-    complete: dict[str, Any] = {}
-    if tail:
-        complete["LogResult"] = _tail(out, memory)
+    called = await _call(request, request_id, streaming=True)
+    if isinstance(called, Response):
+        return called
+    out, tail = called
+    complete: dict[str, Any] = {} if tail is None else {"LogResult": tail}
     frames = b""
     if out.error is not None:
         complete["ErrorCode"] = "Unhandled"
@@ -867,9 +857,8 @@ async def invoke_streaming(request: Request) -> Response:
     elif out.body:
         frames += event_message("PayloadChunk", out.body, "application/octet-stream")
     frames += event_message("InvokeComplete", orjson.dumps(complete), "application/json")
-    version = "$LATEST" if out.version_id in ("", LATEST) else out.version_id
     return Response(frames, 200, {
-        "x-amzn-RequestId": request_id, "X-Amz-Executed-Version": version,
+        "x-amzn-RequestId": request_id, "X-Amz-Executed-Version": _executed(out),
         "Content-Type": "application/vnd.amazon.eventstream"})
 
 
