@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -695,3 +696,28 @@ def test_the_js_sdk_creates_and_invokes(secured: Server, tmp_path_factory: Any) 
     assert (out["status"], out["version"]) == (200, "$LATEST")
     assert out["payload"]["event"] == {"who": "js sdk"} and out["payload"]["functionName"] == name
     assert "REPORT RequestId:" in out["log"] and out["missing"] == "ResourceNotFoundException"
+
+
+def test_past_the_account_limit_and_its_queue_boto3_gets_too_many_requests(
+        tmp_path: Path) -> None:
+    server = start_server(tmp_path, FUNCLET_MAX_INSTANCES="1", FUNCLET_MAX_QUEUE_LENGTH="0")
+    try:
+        aws = _client(server, "funclet", "funclet")
+        name = unique("busy")
+        aws.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                            Role="arn:aws:iam::1:role/x", Code={"ZipFile": _zip({
+                                "app.py": "import time\ndef handler(event, context):\n"
+                                          "    time.sleep(1)\n    return 'done'\n"})})
+        first: list[Any] = []
+        runner = threading.Thread(target=lambda: first.append(aws.invoke(FunctionName=name)))
+        runner.start()
+        wait_for(lambda: httpx.get(f"{server.url}{API}/functions/{name}/instances").json()[
+            "instances"])  # the one instance is up and busy
+        with pytest.raises(ClientError) as throttled:
+            aws.invoke(FunctionName=name)
+        runner.join()
+        assert _code(throttled) == "TooManyRequestsException"
+        assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert first[0]["Payload"].read() == b'"done"'
+    finally:
+        stop_server(server)
