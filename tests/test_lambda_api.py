@@ -721,3 +721,27 @@ def test_past_the_account_limit_and_its_queue_boto3_gets_too_many_requests(
         assert first[0]["Payload"].read() == b'"done"'
     finally:
         stop_server(server)
+
+
+def test_a_function_urls_cors_is_applied_as_lambda_applies_it(aws: Any) -> None:
+    name = unique("cors")
+    aws.create_function(FunctionName=name, Runtime="python3.11", Role="arn:aws:iam::1:role/x",
+                        Handler="app.handler", Code={"ZipFile": _zip({"app.py": URL_APP})})
+    url = aws.create_function_url_config(FunctionName=name, AuthType="NONE", Cors={
+        "AllowOrigins": ["https://app.example"], "AllowMethods": ["POST", "GET"],
+        "AllowHeaders": ["content-type"], "ExposeHeaders": ["x-seen"], "MaxAge": 60,
+        "AllowCredentials": True})["FunctionUrl"]
+    preflight = httpx.options(f"{url}x", headers={
+        "origin": "https://app.example", "access-control-request-method": "POST"})
+    assert preflight.status_code == 200 and "x-seen" not in preflight.headers  # not run
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert preflight.headers["access-control-allow-methods"] == "POST, GET"
+    assert preflight.headers["access-control-allow-headers"] == "content-type"
+    assert preflight.headers["access-control-max-age"] == "60"
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    answered = httpx.post(f"{url}x", content=b"hi", headers={"origin": "https://app.example"})
+    assert answered.status_code == 201 and answered.headers["x-seen"] == "/x"
+    assert answered.headers["access-control-allow-origin"] == "https://app.example"
+    assert answered.headers["access-control-expose-headers"] == "x-seen"
+    other = httpx.post(f"{url}x", content=b"hi", headers={"origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers

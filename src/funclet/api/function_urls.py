@@ -6,7 +6,9 @@ payload format 2.0 event; the result maps back as Lambda maps it: a JSON object 
 ``statusCode`` gives the status, ``headers``, ``cookies`` (``Set-Cookie`` each),
 ``body`` and ``isBase64Encoded``; any other JSON is a 200 ``application/json`` body.
 ``AuthType: AWS_IAM`` takes only requests signed with SigV4 by one of funclet's access
-keys; ``NONE``, everyone. Which URL is whose is read from the store and kept a couple
+keys; ``NONE``, everyone. ``Cors`` is applied as Lambda applies it: preflights are
+answered from it (the function does not run), answers to an allowed origin carry its
+headers. Which URL is whose is read from the store and kept a couple
 of seconds per node (so that every node of a cluster serves every URL).
 """
 
@@ -169,6 +171,11 @@ async def serve(request: Request) -> Response:
         row = await _lookup(platform, url_id)
         if row is None:
             return _plain(404, "Not Found", request_id)
+        cors = row["config"].get("Cors") or {}
+        origin = request.headers.get("origin")
+        if (cors and origin is not None and request.method == "OPTIONS"
+                and "access-control-request-method" in request.headers):
+            return _preflight(cors, origin, request, request_id)  # (the function not run)
         body = await read_event(request, platform.settings.max_sync_payload)
         if row["config"]["AuthType"] == "AWS_IAM" and not _signed(request, platform, body):
             return _plain(403, "Forbidden", request_id)
@@ -183,7 +190,56 @@ async def serve(request: Request) -> Response:
     headers = {"x-amzn-RequestId": request_id}
     if out.error is not None:  # as Lambda answers a function error on a URL
         return _plain(502, "Internal Server Error", request_id)
-    return _result(out.body, headers)
+    response = _result(out.body, headers)
+    if cors and origin is not None:
+        _cors_headers(response, cors, origin, preflight=False)
+    return response
+
+
+def _allowed(values: Any, value: str) -> str | None:
+    """``value`` if the config's list allows it (``*`` allows all), else None."""
+    if not isinstance(values, list):
+        return None
+    if "*" in values:
+        return "*" if value != "*" else value
+    return value if value.lower() in {str(v).lower() for v in values} else None
+
+
+def _cors_headers(response: Response, cors: dict[str, Any], origin: str,
+                  preflight: bool) -> None:
+    """The config's CORS headers, for an allowed origin (none for another: the browser
+    then refuses the answer, as with Lambda)."""
+    allowed = _allowed(cors.get("AllowOrigins"), origin)
+    if allowed is None:
+        return
+    credentials = cors.get("AllowCredentials") is True
+    response.headers["access-control-allow-origin"] = origin if (
+        allowed == "*" and credentials) else allowed
+    response.headers.append("vary", "Origin")
+    if credentials:
+        response.headers["access-control-allow-credentials"] = "true"
+    if not preflight and isinstance(cors.get("ExposeHeaders"), list):
+        response.headers["access-control-expose-headers"] = ", ".join(
+            str(h) for h in cors["ExposeHeaders"])
+
+
+def _preflight(cors: dict[str, Any], origin: str, request: Request,
+               request_id: str) -> Response:
+    """A browser's CORS preflight, answered from the URL's config, as Lambda does."""
+    response = Response(status_code=200, headers={"x-amzn-RequestId": request_id})
+    _cors_headers(response, cors, origin, preflight=True)
+    if "access-control-allow-origin" not in response.headers:
+        return response
+    method = request.headers.get("access-control-request-method", "")
+    if _allowed(cors.get("AllowMethods"), method) is not None:
+        response.headers["access-control-allow-methods"] = ", ".join(
+            str(m) for m in cors["AllowMethods"])
+    if isinstance(cors.get("AllowHeaders"), list):
+        response.headers["access-control-allow-headers"] = ", ".join(
+            str(h) for h in cors["AllowHeaders"])
+    if isinstance(cors.get("MaxAge"), int) and not isinstance(cors["MaxAge"], bool):
+        response.headers["access-control-max-age"] = str(cors["MaxAge"])
+    return response
 
 
 def _signed(request: Request, platform: Platform, body: bytes) -> bool:
