@@ -226,12 +226,15 @@ def test_pause_stops_the_sessions_processes_and_resume_lets_them_go_on(
     paused = sdk.pause_session(name, "p1", fc.PauseSessionRequest()).body
     assert paused.session_status == "Paused"
     pids = instance_pids(s.container_id)
-    assert pids and all(_state(pid) == "T" for pid in pids)  # stopped, every one
+    # Stopped, every one: SIGSTOP is sent to each before PauseSession answers; the kernel
+    # stops a process when it next runs (a sleeping one is woken for it), a moment later.
+    assert pids and wait_for(lambda: all(_state(pid) == "T" for pid in pids), timeout=5)
     r = invoke(client, name, **{"x-chat-id": "p1"})
     assert r.status_code == 409 and "paused" in r.json()["Message"]
     assert sdk.resume_session(name, "p1", fc.ResumeSessionRequest()).body.session_status \
         == "Active"
-    assert all(_state(pid) != "T" for pid in instance_pids(s.container_id))
+    assert wait_for(lambda: all(_state(pid) != "T" for pid in instance_pids(
+        s.container_id)), timeout=5)
     assert _run(client, name, "p1")[0] == {"instance": s.container_id, "seen": 2}
 
     sdk.pause_session(name, "p1", fc.PauseSessionRequest())
