@@ -794,7 +794,8 @@ async def _call(request: Request, request_id: str,
                     f"Could not parse request body into json: {exc}"), request_id,
                     "InvalidRequestContentException")
         client_context = _client_context(request.headers.get("x-amz-client-context", ""))
-        await platform.invoker.pool(name, qualifier)  # 404 for a function not there
+        if kind != "RequestResponse":  # (invoke finds the pool, or says 404, itself)
+            await platform.invoker.pool(name, qualifier)  # 404 for a function not there
         if kind == "DryRun":
             return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
         if kind == "Event":
