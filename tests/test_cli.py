@@ -418,7 +418,11 @@ def test_a_sam_nodejs_function_runs_under_aws_node_runtime_client(
     (code / "app.mjs").write_text(
         "import ms from 'ms';\n"
         "export const handler = async (event, context) =>\n"
-        "  ({ hi: event.who, fn: context.functionName, ms: ms('2 minutes') });\n")
+        "  ({ hi: event.who, fn: context.functionName, ms: ms('2 minutes') });\n"
+        "export const stream = awslambda.streamifyResponse(async (event, out) => {\n"
+        "  out.setContentType('text/plain'); out.write('one;');\n"
+        "  if (event.fail) throw new Error('failed mid-stream');\n"
+        "  out.end('two'); });\n")
     (tmp_path / "template.yaml").write_text(f"""
 Transform: AWS::Serverless-2016-10-31
 Resources:
@@ -429,6 +433,13 @@ Resources:
       CodeUri: src/
       Handler: app.handler
       Runtime: nodejs20.x
+  Streams:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: {name}-stream
+      CodeUri: src/
+      Handler: app.stream
+      Runtime: nodejs20.x
 """)
     r = subprocess.run(
         [sys.executable, "-m", "funclet", "deploy", "-f", str(tmp_path / "template.yaml"),
@@ -437,6 +448,24 @@ Resources:
     out = cli(server.url, "invoke", name, "--payload", '{"who": "node"}')
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"hi": "node", "fn": name, "ms": 120000}
+    # A streaming handler: the ric streams its response to the Runtime API (chunked, an
+    # error in its trailers), and InvokeWithResponseStream passes it on.
+    import boto3
+    from botocore.config import Config
+
+    aws = boto3.client("lambda", endpoint_url=server.url, region_name="us-east-1",
+                       aws_access_key_id="x", aws_secret_access_key="x",
+                       config=Config(retries={"max_attempts": 0}))
+    events = list(aws.invoke_with_response_stream(FunctionName=f"{name}-stream")[
+        "EventStream"])
+    assert b"".join(e["PayloadChunk"]["Payload"] for e in events
+                    if "PayloadChunk" in e) == b"one;two"
+    assert "ErrorCode" not in events[-1]["InvokeComplete"]
+    failed = list(aws.invoke_with_response_stream(FunctionName=f"{name}-stream",
+                                                  Payload=b'{"fail": true}')["EventStream"])
+    assert failed[-1]["InvokeComplete"]["ErrorCode"] == "Unhandled"
+    assert "failed mid-stream" in failed[-1]["InvokeComplete"]["ErrorDetails"]
+    assert aws.invoke(FunctionName=f"{name}-stream")["Payload"].read() == b"one;two"
     (tmp_path / "template.yaml").write_text((tmp_path / "template.yaml").read_text()
                                             .replace("nodejs20.x", "java21"))
     refused = cli(server.url, "deploy", "-f", str(tmp_path / "template.yaml"))

@@ -745,3 +745,94 @@ def test_a_function_urls_cors_is_applied_as_lambda_applies_it(aws: Any) -> None:
     assert answered.headers["access-control-expose-headers"] == "x-seen"
     other = httpx.post(f"{url}x", content=b"hi", headers={"origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+STREAM_APP = """
+exports.stream = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  responseStream.setContentType('text/plain');
+  responseStream.write('first;');
+  await new Promise((resolve) => setTimeout(resolve, event.pause || 0));
+  responseStream.write(`second:${context.awsRequestId};`);
+  if (event.fail) throw new Error('failed mid-stream');
+  responseStream.end('last');
+});
+exports.http = awslambda.streamifyResponse(async (event, responseStream) => {
+  const out = awslambda.HttpResponseStream.from(responseStream, {
+    statusCode: 201, headers: { 'x-kind': 'streamed', 'content-type': 'text/plain' },
+    cookies: ['a=1', 'b=2'] });
+  out.write('hello ');
+  out.end(event.rawPath);
+});
+exports.big = awslambda.streamifyResponse(async (event, responseStream) => {
+  const chunk = Buffer.alloc(1024 * 1024, 120);
+  for (let i = 0; i < 21; i++) {
+    if (!responseStream.write(chunk)) await new Promise((r) => responseStream.once('drain', r));
+  }
+  responseStream.end();
+});
+"""
+
+
+def _streaming_function(aws: Any, handler: str) -> str:
+    name = unique("lamstream")
+    aws.create_function(FunctionName=name, Runtime="nodejs20.x", Role="arn:aws:iam::1:role/x",
+                        Handler=f"index.{handler}", Timeout=30,
+                        Code={"ZipFile": _zip({"index.js": STREAM_APP})})
+    return name
+
+
+def test_a_streaming_handler_streams_through_invoke_with_response_stream(
+        aws: Any, client: httpx.Client) -> None:
+    name = _streaming_function(aws, "stream")
+    r = aws.invoke_with_response_stream(FunctionName=name, Payload=b'{"pause": 4000}',
+                                        LogType="Tail")
+    request_id = r["ResponseMetadata"]["RequestId"]
+    events = iter(r["EventStream"])
+    # The first write arrives while the handler still runs (it waits 4 s before the next).
+    assert next(events)["PayloadChunk"]["Payload"] == b"first;"
+    states = [i["state"] for i in client.get(f"{API}/functions/{name}/instances").json()[
+        "instances"]]
+    assert states == ["busy"]
+    rest = list(events)
+    assert b"".join(e["PayloadChunk"]["Payload"] for e in rest if "PayloadChunk" in e) == \
+        f"second:{request_id};last".encode()
+    complete = rest[-1]["InvokeComplete"]
+    assert "ErrorCode" not in complete
+    assert "REPORT RequestId:" in base64.b64decode(complete["LogResult"]).decode()
+
+    # An error after the first write: what was written, then InvokeComplete says it.
+    failed = list(aws.invoke_with_response_stream(FunctionName=name,
+                                                  Payload=b'{"fail": true}')["EventStream"])
+    assert failed[0]["PayloadChunk"]["Payload"] == b"first;"
+    done = failed[-1]["InvokeComplete"]
+    assert done["ErrorCode"] == "Unhandled"
+    assert json.loads(done["ErrorDetails"])["errorMessage"] == "failed mid-stream"
+
+    # Invoke (not streamed): the whole stream, buffered, as Lambda answers it.
+    whole = aws.invoke(FunctionName=name, Payload=b"{}")
+    rid = whole["ResponseMetadata"]["RequestId"]
+    assert whole["Payload"].read() == f"first;second:{rid};last".encode()
+
+    # Past 20 MiB the stream is cut and InvokeComplete says why.
+    big = _streaming_function(aws, "big")
+    cut = list(aws.invoke_with_response_stream(FunctionName=big)["EventStream"])
+    got = sum(len(e["PayloadChunk"]["Payload"]) for e in cut if "PayloadChunk" in e)
+    assert got <= 20 * 1024 * 1024
+    assert cut[-1]["InvokeComplete"]["ErrorCode"] == "Function.ResponseSizeTooLarge"
+
+
+def test_a_function_url_in_response_stream_mode_streams(aws: Any) -> None:
+    name = _streaming_function(aws, "http")
+    url = aws.create_function_url_config(FunctionName=name, AuthType="NONE",
+                                         InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
+    with httpx.stream("GET", f"{url}a/path") as r:
+        assert r.status_code == 201 and r.headers["x-kind"] == "streamed"
+        assert r.headers["content-type"] == "text/plain"
+        assert r.headers.get_list("set-cookie") == ["a=1", "b=2"]
+        assert r.read() == b"hello /a/path"
+    # Without the prelude: a 200 of the content type the handler set.
+    aws.update_function_configuration(FunctionName=name, Handler="index.stream")
+    aws.get_waiter("function_updated_v2").wait(FunctionName=name)
+    plain = httpx.get(url)
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("text/plain")
+    assert plain.text.startswith("first;second:") and plain.text.endswith(";last")

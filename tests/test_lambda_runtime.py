@@ -30,6 +30,29 @@ while True:
     with urllib.request.urlopen(api + "/invocation/next") as r:
         event, headers = r.read(), dict(r.headers.items())
     request_id = headers["Lambda-Runtime-Aws-Request-Id"]
+    if event == b'"exit"':
+        print("leaving mid-invocation", flush=True)
+        os._exit(3)
+    if event in (b'"stream"', b'"stream-fail"'):  # as AWS's runtime clients stream
+        import base64, http.client
+        conn = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+        conn.putrequest("POST", f"/2018-06-01/runtime/invocation/{request_id}/response")
+        for k, v in (("Lambda-Runtime-Function-Response-Mode", "streaming"),
+                     ("Transfer-Encoding", "chunked"), ("Content-Type", "text/plain")):
+            conn.putheader(k, v)
+        conn.endheaders()
+        for chunk in (b"one;", b"two"):
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        trailer = b""
+        if event == b'"stream-fail"':
+            error = json.dumps({"errorMessage": "broke mid-stream", "errorType": "IOError"})
+            trailer = (b"Lambda-Runtime-Function-Error-Type: IOError\r\n"
+                       b"Lambda-Runtime-Function-Error-Body: " +
+                       base64.b64encode(error.encode()) + b"\r\n")
+        conn.send(b"0\r\n" + trailer + b"\r\n")
+        assert conn.getresponse().status == 202
+        conn.close()
+        continue
     if event == b'"fail"':
         body = json.dumps({"errorMessage": "bad event", "errorType": "ValueError",
                            "stackTrace": ["  File app.py, line 1"]}).encode()
@@ -76,6 +99,17 @@ def test_errors_and_init_errors(client: httpx.Client) -> None:
     assert failed.headers["x-fc-error-type"] == "UnhandledInvocationError"
     assert failed.json()["errorType"] == "ValueError"
     assert failed.json()["errorMessage"] == "bad event"
+    # A response streamed in chunks (buffered for a caller that takes no stream), and an
+    # error in its trailers.
+    assert invoke(client, name, b'"stream"').content == b"one;two"
+    broke = invoke(client, name, b'"stream-fail"').json()
+    assert broke["errorType"] == "IOError" and broke["errorMessage"] == "broke mid-stream"
+    assert invoke(client, name).json()["event"] == {}  # no payload: Lambda's {}
+    # The bootstrap exits mid-invocation: that invocation fails at once, with its output.
+    gone = invoke(client, name, b'"exit"')
+    assert gone.json()["errorType"] == "Runtime.ExitError"
+    assert "exit code 3" in gone.json()["errorMessage"]
+    assert invoke(client, name, b'{"k": 3}').json()["event"] == {"k": 3}  # a new instance
     broken = _lambda(client, {"bootstrap": BOOTSTRAP},
                      environmentVariables={"FAIL_INIT": "1"})
     body = invoke(client, broken).json()

@@ -10,14 +10,22 @@ keys; ``NONE``, everyone. ``Cors`` is applied as Lambda applies it: preflights a
 answered from it (the function does not run), answers to an allowed origin carry its
 headers. Which URL is whose is read from the store and kept a couple
 of seconds per node (so that every node of a cluster serves every URL).
+
+``InvokeMode: RESPONSE_STREAM``: a handler that streams (``awslambda.streamifyResponse``)
+is answered as it writes. A stream begun with ``awslambda.HttpResponseStream.from``
+opens with a prelude (``statusCode``, ``headers``, ``cookies`` as JSON, then eight NUL
+bytes) that becomes the status and headers; any other stream is a 200 of the content
+type it set. A handler that does not stream is answered as in ``BUFFERED`` mode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -30,8 +38,10 @@ from funclet.api.auth import SIGV4, sigv4_valid
 from funclet.api.functions import platform_of
 from funclet.api.invoke import read_event
 from funclet.api.lambda_api import function_target, lambda_arn, lambda_response, lambda_time
-from funclet.api.responses import json_body, lambda_error, new_request_id
+from funclet.api.responses import StreamedResponse, json_body, lambda_error, new_request_id
 from funclet.errors import ApiError, InvalidArgument, ShuttingDown
+from funclet.instances.exchange import STREAM_LIMIT, ResponseStream
+from funclet.invoker import Invocation
 from funclet.platform import Platform
 from funclet.versions import LATEST, VERSION_RE
 
@@ -41,6 +51,11 @@ _AUTH = ("NONE", "AWS_IAM")
 _MODES = ("BUFFERED", "RESPONSE_STREAM")
 _CACHE_S = 2.0
 _CACHE_MAX = 4096  # (made-up ids cannot grow it past this)
+HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response"
+_DELIMITER = b"\0" * 8
+_PRELUDE_MAX = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class UrlNotFound(ApiError):
@@ -181,19 +196,94 @@ async def serve(request: Request) -> Response:
             return _plain(403, "Forbidden", request_id)
         platform.metrics.trigger_fired("function-url")
         event = _event(request, platform, url_id, request_id, body)
-        out = await platform.invoker.invoke(row["function_name"], event, request_id,
-                                            qualifier=row["qualifier"])
+        stream = ResponseStream(limit=STREAM_LIMIT) if row["config"].get(
+            "InvokeMode") == "RESPONSE_STREAM" else None
+        invocation = asyncio.ensure_future(platform.invoker.invoke(
+            row["function_name"], event, request_id, qualifier=row["qualifier"],
+            stream=stream))
+        if stream is not None:
+            waits: set[asyncio.Future[Any]] = {invocation, stream.started}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not stream.started.done():
+                stream.started.cancel()
+        out = None if stream is not None and not stream.started.cancelled() else \
+            await invocation
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
         return lambda_error(ShuttingDown(), request_id)
     headers = {"x-amzn-RequestId": request_id}
-    if out.error is not None:  # as Lambda answers a function error on a URL
+    if out is None:
+        assert stream is not None
+        response = await _streamed(stream, invocation, headers)
+    elif out.error is not None:  # as Lambda answers a function error on a URL
         return _plain(502, "Internal Server Error", request_id)
-    response = _result(out.body, headers)
+    else:
+        response = _result(out.body, headers)
     if cors and origin is not None:
         _cors_headers(response, cors, origin, preflight=False)
     return response
+
+
+async def _streamed(stream: ResponseStream, invocation: asyncio.Future[Invocation],
+                    headers: dict[str, str]) -> Response:
+    """A streaming handler's answer, passed on as it writes (the module docstring)."""
+    _, started = stream.started.result()
+    kind = dict(started).get("content-type", "application/octet-stream")
+    chunks = stream.response_body()
+    first = b""
+    shaped = Response(b"", 200, headers, kind)
+    if kind == HTTP_INTEGRATION:
+        prelude, first = await _prelude(chunks)
+        if prelude is None:
+            stream.abandon()
+            log.warning("The function of request %s streamed no valid prelude (JSON "
+                        "object, then eight NUL bytes, within %d bytes) ahead of its "
+                        "answer.", headers["x-amzn-RequestId"], _PRELUDE_MAX)
+            return _plain(502, "Internal Server Error", headers["x-amzn-RequestId"])
+        shaped = _result(orjson.dumps({
+            "statusCode": prelude.get("statusCode", 200),
+            "headers": prelude.get("headers") or {},
+            "cookies": prelude.get("cookies") or []}), headers)
+        if shaped.status_code == 502:
+            stream.abandon()
+            return shaped
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+        out = await invocation
+        if stream.overflowed or out.error is not None:  # too late for a status: logged
+            log.warning("The streamed answer of %s to request %s was cut: %s",
+                        out.function_name, out.request_id,
+                        f"over {STREAM_LIMIT} bytes" if stream.overflowed else
+                        f"{out.error.error_type}: {out.error.message}" if out.error else "")
+
+    response = StreamedResponse(body(), shaped.status_code)
+    response.raw_headers = [(k, v) for k, v in shaped.raw_headers if k != b"content-length"]
+    response.on_end = stream.abandon
+    return response
+
+
+async def _prelude(chunks: AsyncIterator[bytes]) -> tuple[dict[str, Any] | None, bytes]:
+    """An http-integration-response's prelude (a JSON object, then eight NUL bytes) and
+    what follows it in the chunk that ended it; (None, b"") when there is none."""
+    buf = b""
+    async for chunk in chunks:
+        buf += chunk
+        at = buf.find(_DELIMITER)
+        if at >= 0:
+            try:
+                value = orjson.loads(buf[:at])
+            except orjson.JSONDecodeError:
+                return None, b""
+            return (value, buf[at + len(_DELIMITER):]) if isinstance(value, dict) else (
+                None, b"")
+        if len(buf) > _PRELUDE_MAX:
+            break
+    return None, b""
 
 
 def _allowed(values: Any, value: str) -> str | None:

@@ -18,18 +18,17 @@ import binascii
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from funclet.api.invoke import accept_async, read_event
-from funclet.api.responses import error_response, fc_time, new_request_id
+from funclet.api.responses import StreamedResponse, error_response, fc_time, new_request_id
 from funclet.errors import (
     AccessDenied,
     ApiError,
@@ -95,7 +94,8 @@ async def http_trigger(request: Request) -> Response:
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"the request body is {declared} bytes, over the limit of "
                                   f"{limit} bytes")
-        exchange = HttpExchange(_head(request, name), request.stream(), event, limit)
+        exchange = HttpExchange(head=_head(request, name), request_body=request.stream(),
+                                event=event, max_body=limit)
         invocation = asyncio.ensure_future(platform.invoker.invoke(
             name, b"", request_id, http=exchange, qualifier=qualifier,
             headers=request.headers))
@@ -139,7 +139,7 @@ def _stream(name: str, exchange: HttpExchange, invocation: asyncio.Future[Invoca
             log.warning("The web app of %s failed while it answered request %s: %s",
                         out.function_name, out.request_id, out.error.message)
 
-    response = _AppResponse(body(), status)
+    response = StreamedResponse(body(), status)
     response.on_end = exchange.abandon
     response.raw_headers = [
         *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in app_headers
@@ -147,19 +147,6 @@ def _stream(name: str, exchange: HttpExchange, invocation: asyncio.Future[Invoca
         *((k.encode(), v.encode()) for k, v in headers.items()),
     ]
     return response
-
-
-class _AppResponse(StreamingResponse):
-    """A web app's streamed response; ``on_end`` is told when it is over for the client,
-    however it ended (complete, the client gone, cancelled)."""
-
-    on_end: Callable[[], None] = staticmethod(lambda: None)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.on_end()
 
 
 def _head(request: Request, name: str) -> dict[str, Any]:

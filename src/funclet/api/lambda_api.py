@@ -20,6 +20,8 @@ import re
 import struct
 import time
 import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,11 +37,13 @@ from funclet.api.invoke import accept_async, read_event
 from funclet.api.responses import (
     ERROR_SHAPE,
     LAMBDA,
+    StreamedResponse,
     json_body,
     lambda_error,
     new_request_id,
 )
 from funclet.errors import ApiError, InvalidArgument, ShuttingDown
+from funclet.instances.exchange import STREAM_LIMIT, ResponseStream
 from funclet.instances.state import StartKind
 from funclet.invoker.invoker import Invocation
 from funclet.layers import ARN_RE
@@ -768,11 +772,20 @@ async def list_layers(request: Request) -> Response:
 # -- invoke ---------------------------------------------------------------------------
 
 
-async def _call(request: Request, request_id: str,
-                streaming: bool) -> Response | tuple[Invocation, str | None]:
+@dataclass
+class _Call:
+    """A RequestResponse call, checked: what to invoke, with what."""
+
+    name: str
+    qualifier: str
+    payload: bytes
+    client_context: str
+
+
+async def _call(request: Request, request_id: str, streaming: bool) -> Response | _Call:
     """What Invoke and InvokeWithResponseStream share: the target, the payload (JSON,
     within the limit), the client context; ``DryRun`` (204) and ``Event`` (202, Invoke
-    only) answered here; else the invocation, and its log tail with ``LogType: Tail``."""
+    only) answered here; else the call to make."""
     platform = platform_of(request)
     kinds = ("RequestResponse", "DryRun") if streaming else (
         "RequestResponse", "Event", "DryRun")
@@ -801,35 +814,46 @@ async def _call(request: Request, request_id: str,
         if kind == "Event":
             await accept_async(platform, name, payload, request_id, {}, qualifier)
             return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
-        out = await platform.invoker.invoke(name, payload, request_id, qualifier=qualifier,
-                                            client_context=client_context)
-        tail = None
-        if request.headers.get("x-amz-log-type") == "Tail":  # (the version that ran)
-            pool = await platform.invoker.pool(name, out.version_id or LATEST)
-            tail = _tail(out, pool.version.config.memory_size)
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
         return lambda_error(ShuttingDown(), request_id)
-    return out, tail
+    return _Call(name, qualifier, payload, client_context)
 
 
-def _executed(out: Invocation) -> str:
-    return "$LATEST" if out.version_id in ("", LATEST) else out.version_id
+async def _log_tail(request: Request, out: Invocation) -> str | None:
+    """With ``LogType: Tail``, the log's tail (of the version that ran)."""
+    if request.headers.get("x-amz-log-type") != "Tail":
+        return None
+    pool = await platform_of(request).invoker.pool(out.function_name,
+                                                   out.version_id or LATEST)
+    return _tail(out, pool.version.config.memory_size)
+
+
+def _executed(version_id: str) -> str:
+    return "$LATEST" if version_id in ("", LATEST) else version_id
 
 
 async def invoke(request: Request) -> Response:
     """Invoke: ``RequestResponse`` (the result, or the function's error with
     ``X-Amz-Function-Error: Unhandled``), ``Event`` (202: into the durable async queue),
     ``DryRun`` (204); ``X-Amz-Log-Type: Tail`` gives the log's last 4 KB with Lambda's
-    REPORT line."""
+    REPORT line. A handler that streams answers here with its whole stream."""
     request_id = new_request_id()
-    called = await _call(request, request_id, streaming=False)
-    if isinstance(called, Response):
-        return called
-    out, tail = called
-    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": _executed(out),
-               "x-funclet-start-kind": out.start_kind.value if out.start_kind else ""}
+    call = await _call(request, request_id, streaming=False)
+    if isinstance(call, Response):
+        return call
+    try:
+        out = await platform_of(request).invoker.invoke(
+            call.name, call.payload, request_id, qualifier=call.qualifier,
+            client_context=call.client_context)
+        tail = await _log_tail(request, out)
+    except ApiError as exc:
+        return lambda_error(exc, request_id)
+    except asyncio.CancelledError:
+        return lambda_error(ShuttingDown(), request_id)
+    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": _executed(
+        out.version_id), "x-funclet-start-kind": out.start_kind.value if out.start_kind else ""}
     if tail is not None:
         headers["X-Amz-Log-Result"] = tail
     if out.error is not None:
@@ -840,27 +864,62 @@ async def invoke(request: Request) -> Response:
 
 
 async def invoke_streaming(request: Request) -> Response:
-    """InvokeWithResponseStream: the result as AWS's event stream (``PayloadChunk``
-    events, then ``InvokeComplete`` with the error, if any, and the log tail). A handler
-    that does not stream (funclet's runtimes do not yet) sends its whole result as one
-    chunk, as Lambda does for such handlers."""
+    """InvokeWithResponseStream: the result as AWS's event stream, ``PayloadChunk``
+    events as a streaming handler writes (``awslambda.streamifyResponse``; past 20 MiB
+    the stream is cut, as Lambda's), then ``InvokeComplete`` with the error, if any, and
+    the log tail. A handler that does not stream sends its whole result as one chunk, as
+    Lambda does for such handlers."""
     request_id = new_request_id()
-    called = await _call(request, request_id, streaming=True)
-    if isinstance(called, Response):
-        return called
-    out, tail = called
-    complete: dict[str, Any] = {} if tail is None else {"LogResult": tail}
-    frames = b""
-    if out.error is not None:
-        complete["ErrorCode"] = "Unhandled"
-        complete["ErrorDetails"] = orjson.dumps(_function_error(
-            out.error.body(), request_id)).decode()
-    elif out.body:
-        frames += event_message("PayloadChunk", out.body, "application/octet-stream")
-    frames += event_message("InvokeComplete", orjson.dumps(complete), "application/json")
-    return Response(frames, 200, {
-        "x-amzn-RequestId": request_id, "X-Amz-Executed-Version": _executed(out),
+    call = await _call(request, request_id, streaming=True)
+    if isinstance(call, Response):
+        return call
+    stream = ResponseStream(limit=STREAM_LIMIT)
+    invocation = asyncio.ensure_future(platform_of(request).invoker.invoke(
+        call.name, call.payload, request_id, qualifier=call.qualifier,
+        client_context=call.client_context, stream=stream))
+    try:
+        waits: set[asyncio.Future[Any]] = {invocation, stream.started}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        streamed = stream.started.done()
+        if not streamed:  # it ended without streaming
+            stream.started.cancel()
+            invocation.result()  # (an ApiError: no function, too many requests)
+    except ApiError as exc:
+        return lambda_error(exc, request_id)
+    except asyncio.CancelledError:
+        return lambda_error(ShuttingDown(), request_id)
+
+    async def events() -> AsyncIterator[bytes]:
+        if streamed:
+            async for chunk in stream.response_body():
+                yield event_message("PayloadChunk", chunk, "application/octet-stream")
+        try:
+            out = await invocation
+            complete: dict[str, Any] = {}
+            if (tail := await _log_tail(request, out)) is not None:
+                complete["LogResult"] = tail
+        except ApiError as exc:  # (the version went while it ran)
+            complete = {"ErrorCode": exc.code, "ErrorDetails": exc.message}
+        else:
+            if stream.overflowed:
+                complete["ErrorCode"] = "Function.ResponseSizeTooLarge"
+                complete["ErrorDetails"] = ("Response payload size exceeded maximum allowed "
+                                            f"payload size ({STREAM_LIMIT} bytes).")
+            elif out.error is not None:
+                complete["ErrorCode"] = "Unhandled"
+                complete["ErrorDetails"] = orjson.dumps(_function_error(
+                    out.error.body(), request_id)).decode()
+            elif not streamed and out.body:
+                yield event_message("PayloadChunk", out.body, "application/octet-stream")
+        yield event_message("InvokeComplete", orjson.dumps(complete), "application/json")
+
+    response = StreamedResponse(events(), 200, {
+        "x-amzn-RequestId": request_id, "X-Amz-Executed-Version": _executed(
+            stream.version_id or (invocation.result().version_id if invocation.done()
+                                  else "")),
         "Content-Type": "application/vnd.amazon.eventstream"})
+    response.on_end = stream.abandon
+    return response
 
 
 def event_message(event_type: str, payload: bytes, content_type: str) -> bytes:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from funclet.errors import ApiError, InvalidArgument, PayloadTooLarge
 from funclet.ids import new_request_id
 
-__all__ = ["error_response", "fc_time", "int_param", "json_body", "json_response",
-           "new_request_id"]
+__all__ = ["StreamedResponse", "error_response", "fc_time", "int_param", "json_body",
+           "json_response", "new_request_id"]
 
 
 def fc_time(ms: int | float | None) -> str | None:
@@ -107,3 +109,17 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     if not low <= value <= high:
         raise InvalidArgument(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+class StreamedResponse(StreamingResponse):
+    """A response streamed from an instance (a web app's, a Lambda stream's); ``on_end``
+    is told when it is over for the client, however it ended (complete, the client gone,
+    cancelled), so that the stream lets go of the instance."""
+
+    on_end: Callable[[], None] = staticmethod(lambda: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_end()

@@ -30,7 +30,7 @@ from funclet.errors import (
     Throttled,
 )
 from funclet.ids import new_instance_id
-from funclet.instances.exchange import EVENT, HttpExchange
+from funclet.instances.exchange import EVENT, HttpExchange, ResponseStream
 from funclet.instances.instance import Instance
 from funclet.instances.state import InstanceState, StartKind, StopReason
 from funclet.models import (
@@ -376,11 +376,12 @@ class Pool:
 
     async def run(self, lease: Lease, request_id: str, event: bytes,
                   http: HttpExchange | None = None, qualifier: str = "LATEST",
-                  client_context: str = "") -> Reply:
+                  client_context: str = "", stream: ResponseStream | None = None) -> Reply:
         """Run one invocation on the leased instance, within the function's timeout.
         With ``http``, a web app gets the request itself, an event handler its event;
-        ``qualifier``: what the caller invoked, ``client_context`` Lambda's (JSON): the
-        context says them."""
+        with ``stream``, a handler that streams sends its response there as it goes (one
+        that does not answers as always); ``qualifier``: what the caller invoked,
+        ``client_context`` Lambda's (JSON): the context says them."""
         timeout = self.version.config.timeout
         channel = lease.process.channel
         head: dict[str, Any] = {"type": protocol.INVOKE, "id": request_id,
@@ -395,8 +396,13 @@ class Pool:
                 event = await http.event()
             else:
                 head["http"] = http.head
-                channel.streams[request_id] = http.on_frame
-                http.flow = functools.partial(_flow, channel, request_id)
+                stream = http
+        if stream is not None:
+            if http is None:
+                head["stream"] = True
+            channel.streams[request_id] = stream.on_frame
+            stream.flow = functools.partial(_flow, channel, request_id)
+            stream.version_id = self.version.version_id
         reply = channel.expect(request_id)
         try:
             channel.send(head, event)
@@ -432,10 +438,14 @@ class Pool:
         finally:
             if pump is not None:
                 pump.cancel()
-            if http is not None:
+            if stream is not None:
                 channel.streams.pop(request_id, None)
+                stream.end()
+            elif http is not None:
                 http.end()
         if header["type"] == protocol.ERROR:
+            if header.get("exiting"):  # the runtime ended with it: the instance is gone
+                self._kill(lease.instance, StopReason.CRASHED)
             err = header["error"]
             kind = HandledError if header.get("handled") else HandlerError
             error = kind(err["errorMessage"], err["errorType"], err["stackTrace"])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from funclet.errors import ApiError, FunctionDisabled, InvocationError, VersionNotFound
-from funclet.instances.exchange import HttpExchange
+from funclet.instances.exchange import HttpExchange, ResponseStream
 from funclet.instances.pool import Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
@@ -83,10 +83,12 @@ class Invoker:
         self, function_name: str, event: bytes, request_id: str, mode: str = "sync",
         http: HttpExchange | None = None, qualifier: str = "LATEST",
         headers: Mapping[str, str] | None = None, client_context: str = "",
+        stream: ResponseStream | None = None,
     ) -> Invocation:
         """``headers``: the request's (lower-case names), which name its session when
         the function has session affinity; without them (async) there is no session.
-        ``client_context``: Lambda's (JSON), for the handler's context."""
+        ``client_context``: Lambda's (JSON), for the handler's context; ``stream``: where
+        a handler that streams sends its response."""
         # 1. The function's version and its pool (raises FunctionNotFound); the store is
         # asked only when this node does not have it (no await on the hot path).
         pool = self._pool_now(function_name, qualifier) or await self.pool(
@@ -114,7 +116,7 @@ class Invoker:
                 out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
                 out.instance_id = exc.instance_id
             else:
-                await self._run(lease, out, event, http)
+                await self._run(lease, out, event, http, stream)
         finally:
             if session is not None:
                 self.sessions.left(session)
@@ -252,7 +254,7 @@ class Invoker:
 
     @staticmethod
     async def _run(lease: Lease, out: Invocation, event: bytes,
-                   http: HttpExchange | None) -> None:
+                   http: HttpExchange | None, stream: ResponseStream | None) -> None:
         out.start_kind, out.instance_id = lease.start_kind, lease.instance.instance_id
         out.init_ms = lease.init_ms
         out.code_checksum = lease.pool.version.code_crc64
@@ -261,7 +263,7 @@ class Invoker:
         run_started = time.perf_counter()
         try:
             reply = await lease.pool.run(lease, out.request_id, event, http, out.qualifier,
-                                         out.client_context)
+                                         out.client_context, stream)
             out.body, out.log = reply.body, lease.init_log + reply.log
         except InvocationError as exc:
             out.error, out.log = exc, lease.init_log + exc.log

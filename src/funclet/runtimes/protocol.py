@@ -10,7 +10,8 @@ behind an HTTP trigger, ``invoke`` {id, deadline, http} and then the request bod
 ``body`` {id, more} + bytes.
 Instance → platform: ``initializing`` {} (the initializer starts now),
 ``ready`` {initMs, log, handlerKind}, ``init_error`` {error, log},
-``result`` {id, log} + body, ``error`` {id, error, log}, ``pre_stop_done`` {log};
+``result`` {id, log} + body, ``error`` {id, error, log[, exiting]} (``exiting``: the
+instance ends with it), ``pre_stop_done`` {log};
 for a web app, ``http_start`` {id, status, headers} and ``body`` {id} + bytes before
 the ``result`` that ends the response. A pre-started instance (started before it
 has a function) says ``prestarted`` {} and waits for ``specialize`` {spec}.

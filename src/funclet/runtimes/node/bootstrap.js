@@ -12,9 +12,11 @@ const net = require('net');
 const path = require('path');
 const { AsyncLocalStorage } = require('async_hooks');
 const { pathToFileURL } = require('url');
+const { Writable } = require('stream');
 const util = require('util');
 
 const LOG_LIMIT = 1024 * 1024;
+const MAX_BODY_CHUNK = 1024 * 1024; // a streamed body frame's most (protocol.MAX_BODY_CHUNK)
 const HERE = __filename;
 
 // -- frames -----------------------------------------------------------------------------
@@ -243,6 +245,83 @@ function lambdaEvent(body) {
   }
 }
 
+// -- Lambda's response streaming: the `awslambda` global of Lambda's Node.js runtime ----------
+
+const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HTTP_INTEGRATION = 'application/vnd.awslambda.http-integration-response';
+
+// The stream a streaming handler writes to. With `live` (the caller takes a stream) the
+// first write says `http_start` {status 200, its content type} and every write leaves as
+// `body` frames, a write's callback waiting while the socket is full (the platform holds
+// a reader that falls behind: back-pressure reaches the handler); else the writes are
+// kept and make the invocation's result.
+class ResponseStream extends Writable {
+  constructor(send, socket, requestId, live, highWaterMark) {
+    super(highWaterMark ? { highWaterMark } : {});
+    this.send = send; this.socket = socket; this.requestId = requestId; this.live = live;
+    this.contentType = 'application/octet-stream';
+    this.begun = false; this.parts = []; this._onBeforeFirstWrite = null;
+  }
+  setContentType(type) {
+    if (this.begun) throw new Error('The content type cannot be set after the first write');
+    this.contentType = String(type);
+  }
+  _begin() {
+    if (this.begun) return;
+    this.begun = true;
+    if (this.live) {
+      this.send({ type: 'http_start', id: this.requestId, status: 200,
+        headers: [['content-type', this.contentType]] });
+    }
+    const before = this._onBeforeFirstWrite;
+    this._onBeforeFirstWrite = null;
+    if (before) before((chunk) => this._out(Buffer.from(chunk)));
+  }
+  _out(chunk) {
+    if (!this.live) { this.parts.push(chunk); return true; }
+    let room = true;
+    for (let at = 0; at < chunk.length; at += MAX_BODY_CHUNK) {
+      room = this.send({ type: 'body', id: this.requestId }, chunk.subarray(at, at + MAX_BODY_CHUNK));
+    }
+    return room;
+  }
+  _write(chunk, encoding, done) {
+    this._begin();
+    if (!chunk.length || this._out(chunk)) done();
+    else this.socket.once('drain', () => done());
+  }
+  _final(done) { this._begin(); done(); }
+  body() { return Buffer.concat(this.parts); }
+}
+
+class HttpResponseStream {
+  // The status, headers and cookies of a Function URL's answer, ahead of its body: the
+  // prelude as JSON, then eight NUL bytes (Lambda's http-integration-response).
+  static from(stream, prelude) {
+    stream.setContentType(HTTP_INTEGRATION);
+    const text = JSON.stringify(prelude || {});
+    stream._onBeforeFirstWrite = (write) => { write(text); write(new Uint8Array(8)); };
+    return stream;
+  }
+}
+
+const awslambda = {
+  streamifyResponse(handler, options) {
+    const wrapped = handler;
+    wrapped[STREAMING] = 'response';
+    if (options && options.highWaterMark) wrapped.highWaterMark = options.highWaterMark;
+    return wrapped;
+  },
+  HttpResponseStream,
+};
+
+function finished(stream) {
+  return new Promise((resolve) => {
+    if (stream.writableFinished || stream.destroyed) resolve();
+    else { stream.once('finish', resolve); stream.once('close', resolve); }
+  });
+}
+
 function toBody(value) {
   if (value === undefined || value === null) return Buffer.alloc(0);
   if (Buffer.isBuffer(value)) return value;
@@ -273,6 +352,7 @@ async function main() {
   let spec = JSON.parse(fs.readFileSync(4, 'utf8'));
   fs.closeSync(4);
   const socket = new net.Socket({ fd: 3, readable: true, writable: true });
+  socket.setMaxListeners(0); // (streams waiting for 'drain', one each)
   const send = (header, body) => socket.write(encode(header, body));
   let reader = null;
   if (spec.prestarted) {
@@ -288,7 +368,10 @@ async function main() {
     if (spec.optDir) require('module').Module._initPaths(); // NODE_PATH: its layers
     process.chdir(spec.codeDir); // the code is mounted now: enter it again
   }
-  if (spec.semantics === 'lambda') process.env.LAMBDA_TASK_ROOT = spec.codeDir;
+  if (spec.semantics === 'lambda') {
+    process.env.LAMBDA_TASK_ROOT = spec.codeDir;
+    globalThis.awslambda = awslambda; // before the handler's module runs
+  }
   const started = process.hrtime.bigint();
   const initLog = fallback;
   let handler;
@@ -328,6 +411,10 @@ async function main() {
       header.clientContext)
       : makeContext(requestId, spec, header.deadline, header.qualifier);
     const input = lambda ? lambdaEvent(event) : event;
+    if (lambda && handler[STREAMING] === 'response') {
+      await invokeStreaming(header, input, ctx, log, end);
+      return;
+    }
     const out = await current.run({ log, requestId }, () => call(handler, [input, ctx]));
     if (out.error !== undefined) {
       const error = userError(out.error);
@@ -349,6 +436,38 @@ async function main() {
     }
     log.write(end);
     send({ type: 'result', id: requestId, log: log.text() }, body);
+  }
+
+  // A streaming handler `(event, responseStream, context)`, as Lambda's runtime runs it:
+  // it must be async; done once its promise resolved and its stream finished (a stream
+  // never ended runs into the timeout); an error after the first write still fails the
+  // invocation (InvokeComplete says it).
+  async function invokeStreaming(header, input, ctx, log, end) {
+    const requestId = header.id;
+    const stream = new ResponseStream(send, socket, requestId, Boolean(header.stream),
+      handler.highWaterMark);
+    let failure;
+    stream.on('error', (err) => { if (failure === undefined) failure = err; });
+    await current.run({ log, requestId }, async () => {
+      try {
+        const out = handler(input, stream, ctx);
+        if (!out || typeof out.then !== 'function') {
+          throw new Error('Streaming does not support non-async handlers.');
+        }
+        const value = await out;
+        if (value !== undefined) console.warn('Streaming handlers ignore return values.');
+        if (failure === undefined) await finished(stream);
+      } catch (err) {
+        if (failure === undefined) failure = err;
+      }
+    });
+    log.write(end);
+    if (failure !== undefined) {
+      stream.destroy();
+      send({ type: 'error', id: requestId, error: userError(failure), log: log.text() });
+    } else {
+      send({ type: 'result', id: requestId, log: log.text() }, stream.live ? undefined : stream.body());
+    }
   }
 
   async function runPreStop(header) {

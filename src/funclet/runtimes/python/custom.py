@@ -14,6 +14,7 @@ Runs inside instances: the standard library only, loaded by file path.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -378,6 +379,7 @@ class LambdaRuntime(_Adapter):
 
         self.pending: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue()
         self.running: dict[str, threading.Event] = {}
+        self.live: set[str] = set()  # invocations whose caller takes a stream
         self.ready = threading.Event()
         self.failed: dict[str, Any] | None = None
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -420,17 +422,51 @@ class LambdaRuntime(_Adapter):
         log = self.output.tail() if self.output else ""
         self.send({"type": self.protocol.READY, "initMs": 0, "log": log,
                    "handlerKind": "event"})
+        threading.Thread(target=self._watch, daemon=True).start()
         _serve(self)
+
+    def _watch(self) -> None:
+        """The bootstrap ended (crashed, exited): the invocation it ran fails now, with
+        what it printed, and the instance goes (not a wait for the timeout)."""
+        assert self.process is not None
+        self.process.wait()
+        for request_id in list(self.running):
+            self.answer(request_id, {"type": self.protocol.ERROR, "exiting": True, "error": {
+                "errorMessage": "The bootstrap exited during the invocation "
+                                f"(exit code {self.process.returncode})",
+                "errorType": "Runtime.ExitError", "stackTrace": []}})
+        os._exit(0)
 
     def invoke(self, header: dict[str, Any], event: bytes, body: Any) -> None:
         """Queue it for ``next``; one at a time, as a Lambda runtime works."""
         assert self.output is not None
         done = threading.Event()
         self.running[header["id"]] = done
+        if header.get("stream"):
+            self.live.add(header["id"])
         self.pending.put((header, event))
         done.wait()
 
+    def stream(self, request_id: str, content_type: str, chunks: Any) -> dict[str, Any]:
+        """A response the bootstrap streams (``Lambda-Runtime-Function-Response-Mode:
+        streaming``): passed on as ``http_start`` and ``body`` frames when the caller
+        takes a stream, else kept for the result. The header that answers it."""
+        live = request_id in self.live
+        kept: list[bytes] = []
+        if live:
+            self.send({"type": self.protocol.HTTP_START, "id": request_id, "status": 200,
+                       "headers": [["content-type", content_type]]})
+        for chunk in chunks:
+            if not live:
+                kept.append(chunk)
+                continue
+            for at in range(0, len(chunk), self.protocol.MAX_BODY_CHUNK):
+                self.send({"type": self.protocol.BODY, "id": request_id},
+                          chunk[at:at + self.protocol.MAX_BODY_CHUNK])
+        return {"kept": b"".join(kept)}
+
     def answer(self, request_id: str, header: dict[str, Any], body: bytes = b"") -> bool:
+        self.live.discard(request_id)
         done = self.running.pop(request_id, None)
         if done is None:
             return False
@@ -503,7 +539,8 @@ def _handler_for(runtime: LambdaRuntime) -> Any:
             request_id = header["id"]
             assert runtime.output is not None
             runtime.output.begin(request_id)
-            self._reply(200, raw=event, headers={
+            # (no payload is Lambda's {}: what runtime clients JSON-decode)
+            self._reply(200, raw=event if event.strip() else b"{}", headers={
                 "Lambda-Runtime-Aws-Request-Id": request_id,
                 "Lambda-Runtime-Deadline-Ms": str(header["deadline"]),
                 "Lambda-Runtime-Invoked-Function-Arn": runtime.spec.get("functionArn", ""),
@@ -512,14 +549,59 @@ def _handler_for(runtime: LambdaRuntime) -> Any:
                 "Content-Type": "application/json",
             })
 
+        def _chunks(self, trailers: dict[str, str]) -> Any:
+            """A chunked body's chunks as they come; its trailers into ``trailers``."""
+            while True:
+                size = int(self.rfile.readline(64).split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while (line := self.rfile.readline(65536).strip()):
+                        key, _, value = line.decode("latin-1").partition(":")
+                        trailers[key.strip().lower()] = value.strip()
+                    return
+                yield self.rfile.read(size)
+                self.rfile.readline(8)  # (the chunk's CRLF)
+
+        def _streamed(self, request_id: str) -> None:
+            """``POST …/response`` in streaming mode: chunked, and an error that came
+            after the first write in its trailers (base64 JSON, as the ric sends)."""
+            if request_id not in runtime.running:
+                self._reply(400, {"errorMessage": f"no invocation {request_id} is running",
+                                  "errorType": "InvalidRequestID"})
+                return
+            trailers: dict[str, str] = {}
+            kind = self.headers.get("Content-Type", "application/octet-stream")
+            try:
+                out = runtime.stream(request_id, kind, self._chunks(trailers))
+            except (ValueError, OSError):  # a broken body: what follows is not HTTP
+                trailers.setdefault("lambda-runtime-function-error-type",
+                                    "Runtime.TruncatedResponse")
+                out = {"kept": b""}
+                self.close_connection = True
+            if (error_type := trailers.get("lambda-runtime-function-error-type")):
+                try:
+                    raw = base64.b64decode(trailers.get(
+                        "lambda-runtime-function-error-body", ""))
+                except ValueError:
+                    raw = b""
+                error = _lambda_error(raw, {"Lambda-Runtime-Function-Error-Type":
+                                            error_type}, error_type)
+                runtime.answer(request_id, {"type": protocol.ERROR, "error": error})
+            else:
+                runtime.answer(request_id, {"type": protocol.RESULT}, out["kept"])
+            self._reply(202, {"status": "OK"})
+
         def do_POST(self) -> None:  # noqa: N802
-            body = self._body()
             path = self.path
+            parts = path[len(prefix):].strip("/").split("/")
+            if (len(parts) == 3 and parts[0] == "invocation" and parts[2] == "response"
+                    and "chunked" in self.headers.get("Transfer-Encoding", "").lower()):
+                self._streamed(parts[1])
+                return
+            body = self._body()
             if path == f"{prefix}/init/error":
                 runtime.failed = _lambda_error(body, self.headers, "Runtime.InitError")
                 self._reply(202, {"status": "OK"})
                 return
-            parts = path[len(prefix):].strip("/").split("/")
             if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response",
                                                                              "error"):
                 request_id = parts[1]
