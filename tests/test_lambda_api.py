@@ -118,6 +118,8 @@ def test_create_invoke_and_the_log_tail_as_lambda_gives_them(aws: Any) -> None:
     assert 'got {"who": "boto3"}\n' in log and f"END RequestId: {request_id}\n" in log
     assert f"REPORT RequestId: {request_id}\tDuration: " in log
     assert "Memory Size: 200 MB" in log and "Init Duration: " in log  # a cold start
+    used = int(log.split("Max Memory Used: ", 1)[1].split(" MB", 1)[0])  # its cgroup's peak
+    assert 1 <= used <= 200
 
     again = aws.invoke(FunctionName=name, Payload=b"{\"n\": 2}", LogType="Tail")
     assert json.loads(again["Payload"].read())["calls"] == 2  # warm: module state kept
@@ -172,6 +174,14 @@ def test_lambdas_errors(aws: Any) -> None:
     with pytest.raises(ClientError) as bad:
         aws.update_function_configuration(FunctionName=name, Timeout=100_000)
     assert _code(bad) == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as past_lambdas:  # FC allows 86,400 s; Lambda 900
+        aws.update_function_configuration(FunctionName=name, Timeout=901)
+    assert _code(past_lambdas) == "InvalidParameterValueException"
+    assert "less than or equal to 900" in str(past_lambdas.value)
+    with pytest.raises(ClientError) as large:
+        _create(aws, unique("lam"), MemorySize=10241)
+    assert "less than or equal to 10240" in str(large.value)
+    assert aws.update_function_configuration(FunctionName=name, Timeout=900)["Timeout"] == 900
     with pytest.raises(ClientError) as image:
         aws.create_function(FunctionName=unique("lam"), PackageType="Image",
                             Role="arn:aws:iam::1:role/x", Code={"ImageUri": "x"})

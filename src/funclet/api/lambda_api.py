@@ -61,6 +61,8 @@ PREFIXES = ("/2015-03-31/", "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/20
 _ARN = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]*:)?(?:\d{1,20}:)?(?:function:)?"
                   r"([A-Za-z0-9_$-]{1,140})(?::([A-Za-z0-9_$-]{1,128}))?$")
 _LAMBDA_DEFAULTS = {"Timeout": 3, "MemorySize": 128}  # Lambda's, where a create omits them
+# Lambda's bounds (botocore's model), narrower than FC's: 900 s, not 86,400.
+_LAMBDA_RANGES = {"Timeout": (1, 900), "MemorySize": (128, 10240)}
 # Lambda's ids for funclet's runtimes that have another name in FC (the rest are the same).
 _TO_LAMBDA = {"custom.lambda": "provided.al2023", "custom": "provided.al2023",
               "custom.debian10": "provided.al2", "custom.debian11": "provided.al2023",
@@ -175,6 +177,15 @@ def _fc_body(platform: Platform, body: dict[str, Any], create: bool) -> dict[str
         out["functionName"] = body.get("FunctionName")
         out["semantics"] = LAMBDA_SEMANTICS
         body = {**_LAMBDA_DEFAULTS, **body}
+    for key, (low, high) in _LAMBDA_RANGES.items():
+        value = body.get(key)
+        if value is not None and (isinstance(value, int) and not isinstance(value, bool)
+                                  ) and not low <= value <= high:
+            side = f"greater than or equal to {low}" if value < low else \
+                f"less than or equal to {high}"
+            raise InvalidArgument(f"1 validation error detected: Value '{value}' at "
+                                  f"'{key[0].lower() + key[1:]}' failed to satisfy "
+                                  f"constraint: Member must have value {side}")
     for key, fc in (("Runtime", "runtime"), ("Handler", "handler"), ("Timeout", "timeout"),
                     ("MemorySize", "memorySize"), ("Description", "description"),
                     ("Layers", "layers"), ("Role", "role")):
@@ -827,7 +838,7 @@ async def _log_tail(request: Request, out: Invocation) -> str | None:
         return None
     pool = await platform_of(request).invoker.pool(out.function_name,
                                                    out.version_id or LATEST)
-    return _tail(out, pool.version.config.memory_size)
+    return _tail(out, pool.version.config.memory_size, pool.memory_peak(out.instance_id))
 
 
 def _executed(version_id: str) -> str:
@@ -960,11 +971,14 @@ def _function_error(error: dict[str, Any], request_id: str) -> dict[str, Any]:
     return out
 
 
-def _tail(out: Invocation, memory_mb: int) -> str:
-    """The log's last 4 KB, base64, ending with Lambda's REPORT line."""
+def _tail(out: Invocation, memory_mb: int, peak: int | None) -> str:
+    """The log's last 4 KB, base64, ending with Lambda's REPORT line (``Max Memory
+    Used``: the instance's peak, as its memory cgroup counts it, when it is known)."""
     report = (f"REPORT RequestId: {out.request_id}\tDuration: {out.duration_ms:.2f} ms\t"
               f"Billed Duration: {max(1, math.ceil(out.duration_ms))} ms\t"
               f"Memory Size: {memory_mb} MB\t")
+    if peak is not None:
+        report += f"Max Memory Used: {math.ceil(peak / 2**20)} MB\t"
     if out.start_kind is StartKind.COLD:
         report += f"Init Duration: {out.init_ms:.2f} ms\t"
     text = clip_lines(out.log) + report + "\n"

@@ -453,6 +453,11 @@ class Pool:
             raise error
         return Reply(body, header.get("log", ""))
 
+    def memory_peak(self, instance_id: str) -> int | None:
+        """The most memory a live instance has used, in bytes (None: gone, or unknown)."""
+        process = self._processes.get(instance_id)
+        return process.memory_peak() if process is not None else None
+
     def _lost(self, inst: Instance) -> None:
         """The instance's process went away on its own (killed, crashed) while not running
         an invocation; forget it so that it is never handed out as warm."""

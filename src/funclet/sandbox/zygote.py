@@ -49,7 +49,7 @@ class SandboxProcess:
     exited: asyncio.Future[Exit] = field(repr=False)
     cgroup: str | None = None  # a cgroup folder holding all of the instance's processes
     handler_kind: str = "event"  # what its runtime said the handler is (in ``ready``)
-    limits: dict[str, str] = field(default_factory=dict)  # pre-started: its cgroup folders
+    limits: dict[str, str] = field(default_factory=dict)  # its cgroup folders
     plug: Plug | None = None  # its veth on the platform's bridge, if it has one
 
     def kill(self) -> None:
@@ -71,6 +71,20 @@ class SandboxProcess:
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
+
+    def memory_peak(self) -> int | None:
+        """The most memory the instance has used since it started, in bytes, as its
+        memory cgroup counts it (Lambda's ``Max Memory Used``); None without one."""
+        for controller, name in (("memory", "memory.max_usage_in_bytes"),
+                                 ("unified", "memory.peak")):
+            folder = self.limits.get(controller)
+            if folder:
+                try:
+                    with open(os.path.join(folder, name), "rb") as f:
+                        return int(f.read())
+                except (OSError, ValueError):
+                    return None
+        return None
 
     def _signal(self, sig: int) -> set[int]:
         """Send ``sig`` to the process group, the process, and every process of its
@@ -170,7 +184,7 @@ class Zygote:
         _, channel = await loop.connect_accepted_socket(
             lambda: Channel(self._frame_limits), ours)
         cgroups = (spec.get("sandbox") or {}).get("cgroups") or {}
-        return SandboxProcess(pid, channel, exited, kill_cgroup(cgroups))
+        return SandboxProcess(pid, channel, exited, kill_cgroup(cgroups), limits=cgroups)
 
     def _on_readable(self) -> None:
         assert self._control is not None
