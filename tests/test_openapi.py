@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Host, Route, Router
 
 from funclet.api import build_app, function_urls, http_triggers
 from funclet.api.openapi import document
+from funclet.api.routing import BySegment
 from funclet.config import Settings
 from funclet.platform import Platform
 from tests.helpers import API
@@ -33,6 +34,9 @@ def _routes(routes: list[BaseRoute]) -> set[tuple[str, str]]:
             # describes under /http/{functionName}/ (a host is not an OpenAPI path).
             assert isinstance(route.app, Router)
             assert route.app.routes == http_triggers.host_routes
+            continue
+        if isinstance(route, BySegment):  # (routes found by their first segment)
+            out |= _routes(list(route.routes))
             continue
         assert isinstance(route, Route), f"not a plain route: {route!r}"
         methods = {m.lower() for m in route.methods or ()}

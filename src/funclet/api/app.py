@@ -40,6 +40,7 @@ from funclet.api import (
 )
 from funclet.api.auth import Authenticate, RefuseInstances
 from funclet.api.responses import error_response, json_response, new_request_id
+from funclet.api.routing import by_segment
 from funclet.errors import ApiError, MethodNotAllowed, RouteNotFound
 from funclet.platform import Platform
 
@@ -135,8 +136,7 @@ def build_app(platform: Platform) -> Starlette:
         if domain else []
     app = Starlette(
         middleware=middleware,
-        routes=[
-            *by_host,
+        routes=[*by_host, *by_segment([
             *invoke.routes,
             *functions.routes,
             *versions.routes,
@@ -158,7 +158,7 @@ def build_app(platform: Platform) -> Starlette:
             *nodes.routes,
             *openapi.routes,
             *console.routes,
-        ],
+        ])],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -986,6 +986,7 @@ def _tail(out: Invocation, memory_mb: int, peak: int | None) -> str:
 
 
 routes = [
+    Route(f"{V}/functions/{{name}}/invocations", invoke, methods=["POST"]),  # (tried first)
     Route(f"{V}/functions", create_function, methods=["POST"]),
     # (botocore's model says /functions/; what it sends is /functions)
     Route(f"{V}/functions", list_functions, methods=["GET"]),
@@ -995,7 +996,6 @@ routes = [
     Route(f"{V}/functions/{{name}}/configuration", get_configuration, methods=["GET"]),
     Route(f"{V}/functions/{{name}}/configuration", update_configuration, methods=["PUT"]),
     Route(f"{V}/functions/{{name}}/code", update_code, methods=["PUT"]),
-    Route(f"{V}/functions/{{name}}/invocations", invoke, methods=["POST"]),
     Route("/2021-11-15/functions/{name}/response-streaming-invocations", invoke_streaming,
           methods=["POST"]),
     Route(f"{V}/functions/{{name}}/versions", publish_version, methods=["POST"]),
