@@ -196,18 +196,22 @@ async def serve(request: Request) -> Response:
             return _plain(403, "Forbidden", request_id)
         platform.metrics.trigger_fired("function-url")
         event = _event(request, platform, url_id, request_id, body)
-        stream = ResponseStream(limit=STREAM_LIMIT) if row["config"].get(
-            "InvokeMode") == "RESPONSE_STREAM" else None
-        invocation = asyncio.ensure_future(platform.invoker.invoke(
-            row["function_name"], event, request_id, qualifier=row["qualifier"],
-            stream=stream))
-        if stream is not None:
+        stream: ResponseStream | None = None
+        if row["config"].get("InvokeMode") != "RESPONSE_STREAM":
+            out = await platform.invoker.invoke(row["function_name"], event, request_id,
+                                                qualifier=row["qualifier"])
+        else:
+            stream = ResponseStream(limit=STREAM_LIMIT)
+            invocation = asyncio.ensure_future(platform.invoker.invoke(
+                row["function_name"], event, request_id, qualifier=row["qualifier"],
+                stream=stream))
             waits: set[asyncio.Future[Any]] = {invocation, stream.started}
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if not stream.started.done():
+            if stream.started.done():
+                out = None  # it streams
+            else:
                 stream.started.cancel()
-        out = None if stream is not None and not stream.started.cancelled() else \
-            await invocation
+                out = invocation.result()
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
@@ -215,7 +219,11 @@ async def serve(request: Request) -> Response:
     headers = {"x-amzn-RequestId": request_id}
     if out is None:
         assert stream is not None
-        response = await _streamed(stream, invocation, headers)
+        try:
+            response = await _streamed(stream, invocation, headers)
+        except BaseException:  # (shut down while it read the prelude)
+            stream.abandon()
+            raise
     elif out.error is not None:  # as Lambda answers a function error on a URL
         return _plain(502, "Internal Server Error", request_id)
     else:
