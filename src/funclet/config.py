@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_queue_length: int = Field(10_000, ge=0)
     max_queue_wait_seconds: float | None = Field(None, ge=0)  # None: the function's timeout
     keep_alive_seconds: float = Field(180.0, gt=0)
+    # Per-function keep-alive from each function's idle times, with pre-warming (the
+    # hybrid histogram policy: instances/keepalive.py); off: keep_alive_seconds for all.
+    adaptive_keep_alive: bool = False
+    adaptive_keep_alive_bin_seconds: float = Field(60.0, gt=0)  # its histogram's bins
     # Instances started ahead for runtimes that cannot fork warm (Node.js), per runtime.
     prestarted_instances: int = Field(2, ge=0, le=64)
     sandbox: bool = True  # isolate instances (namespaces, cgroups, uid) where the host can

@@ -117,7 +117,9 @@ class Platform:
             take_slot=self.admission.slot_for_provisioning,
             fetch_layers=lambda arns: self.layers.merged(arns),
         )
-        self.registry = Registry(deps, settings.keep_alive_seconds)
+        self.registry = Registry(deps, settings.keep_alive_seconds,
+                                 settings.adaptive_keep_alive,
+                                 settings.adaptive_keep_alive_bin_seconds)
         self.nodes = Nodes(self.store, self.node_id, f"{settings.host}:{settings.port}",
                            self.registry.live_count)
         self.metrics = Metrics()  # /metrics (api/app.py)

@@ -32,6 +32,7 @@ from funclet.errors import (
 from funclet.ids import new_instance_id
 from funclet.instances.exchange import EVENT, HttpExchange, ResponseStream
 from funclet.instances.instance import Instance
+from funclet.instances.keepalive import IdlePattern
 from funclet.instances.state import InstanceState, StartKind, StopReason
 from funclet.models import (
     LAMBDA_SEMANTICS,
@@ -122,7 +123,8 @@ class PoolDeps:
 class Pool:
     """The instances of one function version (see the module docstring)."""
 
-    def __init__(self, version: FunctionVersion, deps: PoolDeps, provision_target: int = 0):
+    def __init__(self, version: FunctionVersion, deps: PoolDeps, provision_target: int = 0,
+                 pattern: IdlePattern | None = None):
         self.version = version
         self._deps = deps
         self._sandbox = deps.sandbox
@@ -132,6 +134,7 @@ class Pool:
         self._on_room = deps.on_room
         self.provision_target = provision_target
         self.provision_error = ""
+        self.pattern = pattern  # its idle times, with the adaptive keep-alive (keepalive.py)
         self._provision_retry_at = 0.0
         self._instances: dict[str, Instance] = {}
         self._processes: dict[str, SandboxProcess] = {}
@@ -404,6 +407,9 @@ class Pool:
             stream.flow = functools.partial(_flow, channel, request_id)
             stream.version_id = self.version.version_id
         reply = channel.expect(request_id)
+        pattern = self.pattern
+        if pattern is not None:
+            pattern.began(time.monotonic())
         try:
             channel.send(head, event)
             if "http" in head:
@@ -436,6 +442,8 @@ class Pool:
                 "Runtime.ExitError",
             ) from None
         finally:
+            if pattern is not None:
+                pattern.ended(time.monotonic())
             if pump is not None:
                 pump.cancel()
             if stream is not None:
@@ -580,6 +588,26 @@ class Pool:
             task = asyncio.get_running_loop().create_task(self._provision_one())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
+
+    def prewarm(self) -> bool:
+        """Start an on-demand instance ahead of the invocation the adaptive keep-alive
+        expects, with an admission slot (False: none is free, or the pool drains)."""
+        if self.draining or not self._deps.take_slot(self.version.name):
+            return False
+        task = asyncio.get_running_loop().create_task(self._prewarm_one())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        return True
+
+    async def _prewarm_one(self) -> None:
+        inst = self._new_instance(provisioned=False)
+        try:
+            await self._start(inst, f"prewarm-{inst.instance_id}")
+        except InvocationError as exc:
+            log.warning("A pre-warmed instance of %s failed to start: %s: %s",
+                        inst.function_name, exc.error_type, exc.message)
+            return
+        log.debug("Pre-warmed instance %s of %s.", inst.instance_id, inst.function_name)
 
     async def _provision_one(self) -> None:
         inst = self._new_instance(provisioned=True)

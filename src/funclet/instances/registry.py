@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from funclet.instances.instance import Instance
-from funclet.instances.keepalive import expired
+from funclet.instances.keepalive import IdlePattern, IdleTimes, adaptive, expired
 from funclet.instances.pool import Pool, PoolDeps
 from funclet.instances.state import InstanceState, StopReason
 from funclet.models import FunctionVersion, function_not_found
@@ -23,9 +23,15 @@ class Registry:
     background (idle instances stop now, busy ones when their invocation ends).
     """
 
-    def __init__(self, deps: PoolDeps, keep_alive: float) -> None:
+    def __init__(self, deps: PoolDeps, keep_alive: float, adaptive: bool = False,
+                 bin_s: float = 60.0) -> None:
         self._deps = deps
         self._keep_alive = keep_alive
+        # With the adaptive keep-alive: each pool's idle pattern, by (function, version),
+        # kept across deploys of LATEST (``keepalive.IdlePattern``).
+        self._adaptive = adaptive
+        self._patterns: dict[tuple[str, str], IdlePattern] = {}
+        self._bin_s = bin_s
         self._provision: dict[str, int] = {}  # provisioned-instance targets by function
         self._pools: dict[str, Pool] = {}  # each function's LATEST
         # Published versions that ran here, by (function, version id): immutable, each
@@ -44,7 +50,8 @@ class Registry:
         old = self._pools.get(version.name)
         if old is not None and old.version == version:
             return
-        pool = Pool(version, self._deps, self._provision.get(version.name, 0))
+        pool = Pool(version, self._deps, self._provision.get(version.name, 0),
+                    self._pattern(version))
         self._pools[version.name] = pool
         if old is not None:
             self._retire(old)
@@ -58,8 +65,17 @@ class Registry:
         key = (version.name, version.version_id)
         pool = self._published.get(key)
         if pool is None:
-            pool = self._published[key] = Pool(version, self._deps, 0)
+            pool = self._published[key] = Pool(version, self._deps, 0, self._pattern(version))
         return pool
+
+    def _pattern(self, version: FunctionVersion) -> IdlePattern | None:
+        if not self._adaptive:
+            return None
+        key = (version.name, version.version_id)
+        pattern = self._patterns.get(key)
+        if pattern is None:
+            pattern = self._patterns[key] = IdlePattern(IdleTimes(self._bin_s))
+        return pattern
 
     def published(self, name: str, version_id: str) -> Pool | None:
         return self._published.get((name, version_id))
@@ -67,6 +83,7 @@ class Registry:
     def retire_version(self, name: str, version_id: str) -> None:
         """A deleted version: its instances stop (busy ones when their run ends)."""
         pool = self._published.pop((name, version_id), None)
+        self._patterns.pop((name, version_id), None)
         if pool is not None:
             self._retire(pool)
 
@@ -113,6 +130,8 @@ class Registry:
             self._retire(old)
         for key in [k for k in self._published if k[0] == name]:
             self._retire(self._published.pop(key))
+        for key in [k for k in self._patterns if k[0] == name]:
+            del self._patterns[key]
 
     def instances(self, name: str) -> list[Instance]:
         """Live instances of every version of the function, draining ones included."""
@@ -150,8 +169,15 @@ class Registry:
     def reclaim(self, now: float) -> None:
         """The periodic tick: reclaim idle instances, top up provisioned ones."""
         for pool in [*self._pools.values(), *self._published.values()]:
-            keep_alive = pool.version.config.keep_alive_seconds or self._keep_alive
-            pool.reclaim(expired(pool.instances, now, keep_alive))
+            own = pool.version.config.keep_alive_seconds  # (a function's own wins)
+            if pool.pattern is None or own:
+                pool.reclaim(expired(pool.instances, now, own or self._keep_alive))
+            else:
+                victims, prewarm = adaptive(pool.instances, now, pool.pattern,
+                                            self._keep_alive)
+                pool.reclaim(victims)
+                if prewarm and pool.prewarm():
+                    pool.pattern.prewarmed = True
             pool.reconcile(now)
 
     async def reclaim_forever(self, interval: float,
