@@ -32,12 +32,14 @@ Runs, on this machine and in one go:
   bench/.cache);
 - console: the load time of the console's pages (functions, a function's page, the
   invocation lists, charts) with 1,000 functions and 100,000 invocation records (made
-  by real invocations), against an API read of one function.
+  by real invocations), against an API read of one function;
+- keepalive: the adaptive keep-alive against fixed ones on a generated day of
+  invocations (bench/keepalive_sim.py, which also takes a trace of your own).
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
        [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev
-               |console|lambda ...]
+               |console|lambda|keepalive ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -344,7 +346,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
 
 
 SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions", "metrics", "dev", "console", "lambda")
+            "versions", "metrics", "dev", "console", "lambda", "keepalive")
 
 
 def main() -> None:
@@ -1396,6 +1398,13 @@ def bench_lambda(args: argparse.Namespace, env: dict[str, str]) -> None:
         ratio = rows["Lambda Invoke (Node.js) @32"]["rps"] / sls_row["rps"]
         print(f"\nfunclet's Lambda Invoke (Node.js, sandbox on) / serverless-offline's, "
               f"req/s @32: {ratio:.2f} (target >= 1.5)")
+
+
+def bench_keepalive(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """The keep-alive policies on a generated trace (a simulation of funclet's own
+    policy code: no platform runs)."""
+    subprocess.run([sys.executable, str(ROOT / "bench" / "keepalive_sim.py")], env=env,
+                   check=True)
 
 
 if __name__ == "__main__":
