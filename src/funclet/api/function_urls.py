@@ -182,6 +182,7 @@ async def serve(request: Request) -> Response:
     platform = platform_of(request)
     request_id = new_request_id()
     url_id = request.path_params["url_id"]
+    stream: ResponseStream | None = None
     try:
         row = await _lookup(platform, url_id)
         if row is None:
@@ -196,7 +197,6 @@ async def serve(request: Request) -> Response:
             return _plain(403, "Forbidden", request_id)
         platform.metrics.trigger_fired("function-url")
         event = _event(request, platform, url_id, request_id, body)
-        stream: ResponseStream | None = None
         if row["config"].get("InvokeMode") != "RESPONSE_STREAM":
             out = await platform.invoker.invoke(row["function_name"], event, request_id,
                                                 qualifier=row["qualifier"])
@@ -215,6 +215,8 @@ async def serve(request: Request) -> Response:
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
+        if stream is not None:
+            stream.abandon()  # (nobody will read what it streams)
         return lambda_error(ShuttingDown(), request_id)
     headers = {"x-amzn-RequestId": request_id}
     if out is None:

@@ -898,6 +898,7 @@ async def invoke_streaming(request: Request) -> Response:
     except ApiError as exc:
         return lambda_error(exc, request_id)
     except asyncio.CancelledError:
+        stream.abandon()  # (nobody will read what it streams)
         return lambda_error(ShuttingDown(), request_id)
 
     async def events() -> AsyncIterator[bytes]:
