@@ -469,7 +469,7 @@ def test_async_tasks_survive_a_node_killed_and_restarted(nodes: Cluster) -> None
 
 
 def test_timers_fire_once_per_time_while_a_node_is_killed(nodes: Cluster) -> None:
-    """100 timers every second for 30 s, node 1 killed 10 s in: no scheduled time fires
+    """100 timers every second for 25 s, node 1 killed 5 s in: no scheduled time fires
     twice, and none is missed (two nodes go on firing every timer)."""
     two = nodes.clients[1]
     name = deploy(two, {"index.py": """
@@ -483,7 +483,7 @@ def test_timers_fire_once_per_time_while_a_node_is_killed(nodes: Cluster) -> Non
             "triggerName": f"every-{i}", "triggerType": "timer",
             "triggerConfig": {"cronExpression": "@every 1s", "enable": True}})
         assert r.status_code == 200, r.text
-    time.sleep(10)
+    time.sleep(5)
     killed = nodes.servers[0]
     killed.process.send_signal(signal.SIGKILL)
     killed.process.wait()
@@ -504,5 +504,5 @@ def test_timers_fire_once_per_time_while_a_node_is_killed(nodes: Cluster) -> Non
     for seconds in fires.values():
         assert len(seconds) == len(set(seconds))  # never twice
         assert sorted(seconds) == list(range(min(seconds), max(seconds) + 1))  # none missed
-        assert len(seconds) >= 28
+        assert len(seconds) >= 23
     assert two.delete(f"{API}/functions/{name}").status_code == 204
