@@ -927,8 +927,7 @@ async def invoke_streaming(request: Request) -> Response:
 
     response = StreamedResponse(events(), 200, {
         "x-amzn-RequestId": request_id, "X-Amz-Executed-Version": _executed(
-            stream.version_id or (invocation.result().version_id if invocation.done()
-                                  else "")),
+            stream.version_id if streamed else invocation.result().version_id),
         "Content-Type": "application/vnd.amazon.eventstream"})
     response.on_end = stream.abandon
     return response
