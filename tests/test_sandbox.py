@@ -404,3 +404,59 @@ def test_an_api_exposed_to_functions_always_requires_credentials(tmp_path: Path)
             assert client.get(f"{API}/functions/{victim}").status_code == 200
     finally:
         stop_server(server)
+
+
+def _ahead(client: httpx.Client) -> tuple[int, int]:
+    """The Python instances started ahead (waiting, target), from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {"funclet_instances_started_ahead": 0.0,
+             "funclet_instances_started_ahead_target": 0.0}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name in found and sample.labels["runtime"].startswith("python"):
+                found[sample.name] += sample.value
+    return (int(found["funclet_instances_started_ahead"]),
+            int(found["funclet_instances_started_ahead_target"]))
+
+
+def test_instances_started_ahead_follow_the_rate_of_cold_starts(tmp_path: Path) -> None:
+    # At least 1 waits; a burst of cold starts raises the number kept to what comes in
+    # one start-up; after 2 s without a cold start the surplus goes, back to 1.
+    server = start_server(tmp_path, FUNCLET_PRESTARTED_INSTANCES="1",
+                          FUNCLET_PRESTARTED_INSTANCES_MAX="5",
+                          FUNCLET_PRESTARTED_IDLE_SECONDS="2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            if not client.get("/healthz").json()["sandbox"]["namespaces"]:
+                need({}, "namespaces")
+            names = [deploy(client, {"index.py": "def handler(e, c):\n    return 'hi'\n"})
+                     for _ in range(12)]
+            wait_for(lambda: _ahead(client) == (1, 1), timeout=20)
+            for name in names:  # back to back: faster than one instance starts
+                r = invoke(client, name)
+                assert (r.text, r.headers["x-funclet-start-kind"]) == ("hi", "cold")
+            assert _ahead(client)[1] > 1
+            wait_for(lambda: _ahead(client)[0] > 1, timeout=20)  # refilled to the target
+            wait_for(lambda: _ahead(client) == (1, 1), timeout=20)  # trimmed after 2 s
+    finally:
+        stop_server(server)
+
+
+def test_an_instance_started_ahead_keeps_nothing_of_its_rehearsal(
+    client: httpx.Client, protections: dict[str, bool]
+) -> None:
+    # Instances started ahead rehearse a cold start and an invocation while they wait;
+    # the function sees none of it: no module, no path, no file in its /tmp.
+    need(protections, "namespaces")
+    name = deploy(client, {"index.py": """
+        import os, sys
+
+        def handler(event, context):
+            return {"modules": [m for m in sys.modules if "rehearsal" in m],
+                    "path": [p for p in sys.path if "rehearsal" in p],
+                    "cache": [p for p in sys.path_importer_cache if "rehearsal" in str(p)],
+                    "tmp": os.listdir("/tmp"), "cwd": os.getcwd()}
+    """})
+    out = invoke(client, name).json()
+    assert out == {"modules": [], "path": [], "cache": [], "tmp": [], "cwd": "/code"}

@@ -61,8 +61,11 @@ class Settings(BaseSettings):
     # hybrid histogram policy: instances/keepalive.py); off: keep_alive_seconds for all.
     adaptive_keep_alive: bool = False
     adaptive_keep_alive_bin_seconds: float = Field(60.0, gt=0)  # its histogram's bins
-    # Instances started ahead for runtimes that cannot fork warm (Node.js), per runtime.
+    # Instances started ahead (isolated, no function yet), per runtime: at least this
+    # many, up to the max as the rate of cold starts needs (sandbox/ahead.py); 0: none.
     prestarted_instances: int = Field(2, ge=0, le=64)
+    prestarted_instances_max: int = Field(16, ge=0, le=256)
+    prestarted_idle_seconds: float = Field(60.0, gt=0)  # then the surplus over the least goes
     sandbox: bool = True  # isolate instances (namespaces, cgroups, uid) where the host can
     tmp_size_mb: int = Field(512, ge=1)  # each instance's private /tmp
     # Instances' network: a /22 of this range per platform on the host (bridge + NAT).

@@ -61,6 +61,8 @@ class Gauges:
     waiting: int = 0
     async_tasks: dict[str, int] = field(default_factory=dict)  # status -> tasks
     outbox_pending: int = 0
+    # instances started ahead, per kind of runtime: (waiting, the size it is kept at)
+    ahead: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Metrics(Collector):
@@ -134,6 +136,17 @@ class Metrics(Collector):
         yield tasks
         yield _gauge("funclet_outbox_pending", "Destination records not delivered yet",
                      now.outbox_pending)
+        ahead = GaugeMetricFamily("funclet_instances_started_ahead",
+                                  "Instances started ahead, waiting for a function",
+                                  labels=["runtime"])
+        size = GaugeMetricFamily("funclet_instances_started_ahead_target",
+                                 "How many instances started ahead the rate of cold starts "
+                                 "needs", labels=["runtime"])
+        for kind, (waiting, target) in sorted(now.ahead.items()):
+            ahead.add_metric([kind], waiting)
+            size.add_metric([kind], target)
+        yield ahead
+        yield size
 
 
 def _gauge(name: str, doc: str, value: Any) -> GaugeMetricFamily:

@@ -87,7 +87,8 @@ class Platform:
             # What an instance may send back: a sync response (a streamed body comes in
             # frames of at most MAX_BODY_CHUNK).
             body=max(settings.max_sync_payload, protocol.MAX_BODY_CHUNK),
-        ))
+        ), prestart_max=settings.prestarted_instances_max,
+            prestart_idle=settings.prestarted_idle_seconds)
         base_env = {
             "FC_REGION": settings.region,
             "FC_ACCOUNT_ID": settings.account_id,
@@ -265,7 +266,7 @@ class Platform:
                 instances[key] = instances.get(key, 0) + 1
         by_status, pending = await self.tasks.counts()
         return Gauges(instances, self.settings.max_instances, self.admission.waiting,
-                      by_status, pending)
+                      by_status, pending, self.sandbox.ahead())
 
     async def _forget_function(self, name: str) -> None:
         self.metrics.forget(name)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from funclet.runtimes import Runtime, protocol
+from funclet.sandbox import isolate
+from funclet.sandbox.ahead import REFILL_DELAY, TRIM_AFTER, AheadSize
 from funclet.sandbox.channel import INIT, Channel, ChannelClosed, FrameLimits, OversizedFrame
 from funclet.sandbox.network import Network, NetworkUnavailable
 from funclet.sandbox.slots import MAX_SLOTS, HostSlot
@@ -254,12 +256,15 @@ class Sandbox:
     cold-start path: fork, cgroups, namespaces, mounts, its network plugged in), then
     specialised on a cold start: the function's code mounted into its namespace, its
     hostname and cgroup limits set, its spec sent; the instance takes the function's
-    uid and loads the handler. ``prestart`` instances wait per runtime; a cold start
-    that finds none takes the next one to finish starting.
+    uid and loads the handler. Between ``prestart`` and ``prestart_max`` instances wait
+    per runtime, as many as the rate of cold starts needs, refilled just after the cold
+    start that took one (``ahead.py``); a cold start that finds none takes the next one
+    to finish starting.
     """
 
     def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig,
-                 prestart: int = 2, frame_limits: FrameLimits | None = None) -> None:
+                 prestart: int = 2, frame_limits: FrameLimits | None = None,
+                 prestart_max: int = 16, prestart_idle: float = TRIM_AFTER) -> None:
         self._runtimes = runtimes
         self._frame_limits = frame_limits or FrameLimits()
         self._run_dir = run_dir
@@ -269,11 +274,15 @@ class Sandbox:
         self._zygotes: dict[str, Zygote] = {}
         self._lock = asyncio.Lock()
         self._probed = False
-        self.prestart = prestart  # instances started ahead, per runtime that needs them
+        self._prestart_least, self._prestart_most = prestart, prestart_max
+        self._sizes: dict[str, AheadSize] = {}  # per kind: how many to keep started ahead
+        self._trims: dict[str, asyncio.TimerHandle] = {}
+        self._trim_after = prestart_idle  # without a cold start: the surplus goes
         self._prestarted: dict[str, list[SandboxProcess]] = {}
         self._prestarting: dict[str, set[asyncio.Task[None]]] = {}
         self._takers: dict[str, list[asyncio.Future[SandboxProcess]]] = {}
         self._closing = False
+        self._empty_made = False
         self._slot: HostSlot | None = None
 
     def _kind(self, runtime: str) -> str:
@@ -364,13 +373,26 @@ class Sandbox:
 
     # -- instances started ahead ------------------------------------------------------
 
+    def _size(self, kind: str) -> AheadSize:
+        size = self._sizes.get(kind)
+        if size is None:
+            size = self._sizes[kind] = AheadSize(self._prestart_least, self._prestart_most)
+        return size
+
     async def _take(self, kind: str) -> SandboxProcess:
         """A waiting instance of ``kind``, or the next one to finish starting."""
+        loop = asyncio.get_running_loop()
+        self._size(kind).taken(loop.time())
+        trim = self._trims.pop(kind, None)
+        if trim is not None:
+            trim.cancel()
+        self._trims[kind] = loop.call_later(self._trim_after, self._trim, kind)
         waiting = self._prestarted.setdefault(kind, [])
         while waiting:
             process = waiting.pop(0)
             if not process.channel.is_closed and not process.exited.done():
-                self._refill(kind)
+                # Not beside this cold start: after it (see ahead.py).
+                loop.call_later(REFILL_DELAY, self._refill, kind)
                 return process
         taker: asyncio.Future[SandboxProcess] = asyncio.get_running_loop().create_future()
         takers = self._takers.setdefault(kind, [])
@@ -387,19 +409,37 @@ class Sandbox:
                 takers.remove(taker)
 
     def _refill(self, kind: str) -> None:
-        """Start instances ahead until ``kind`` has ``prestart`` of them (plus one per
-        cold start waiting for one)."""
+        """Start instances ahead until ``kind`` has as many as its size says (plus one
+        per cold start waiting for one)."""
         if self._closing:
             return
         waiting = self._prestarted.setdefault(kind, [])
         starting = self._prestarting.setdefault(kind, set())
         takers = self._takers.get(kind, [])
-        for _ in range(self.prestart + len(takers) - len(waiting) - len(starting)):
+        target = self._size(kind).target(asyncio.get_running_loop().time())
+        for _ in range(target + len(takers) - len(waiting) - len(starting)):
             task = asyncio.get_running_loop().create_task(self._prestart(kind))
             starting.add(task)
             task.add_done_callback(starting.discard)
 
+    def ahead(self) -> dict[str, tuple[int, int]]:
+        """Per kind of runtime: the instances started ahead that wait, and the number
+        the rate of cold starts keeps (``ahead.py``)."""
+        now = asyncio.get_running_loop().time()
+        return {kind: (len(waiting), self._size(kind).target(now))
+                for kind, waiting in self._prestarted.items()}
+
+    def _trim(self, kind: str) -> None:
+        """A spell without cold starts: surplus instances started ahead go."""
+        self._trims.pop(kind, None)
+        waiting = self._prestarted.get(kind, [])
+        surplus = len(waiting) - self._size(kind).target(asyncio.get_running_loop().time())
+        for process in waiting[:max(0, surplus)]:
+            process.kill()
+        del waiting[:max(0, surplus)]
+
     async def _prestart(self, kind: str) -> None:
+        began = time.perf_counter()
         try:
             process = await self._start_ahead(kind)
         except Exception as exc:
@@ -411,6 +451,7 @@ class Sandbox:
                         f"runtime {kind} could not start an instance: {exc}"))
                     break
             return
+        self._size(kind).started(time.perf_counter() - began)
         for taker in self._takers.get(kind, []):
             if not taker.done():
                 taker.set_result(process)
@@ -472,18 +513,61 @@ class Sandbox:
                                        uid)
         assert box is not None
         zygote = await self._zygote(rt.zygote or rt.name)
-        unplug = process.plug.ifname if process.plug and not spec.get("internetAccess", True) \
-            else None  # no internet access: loopback only
+        # No internet access: loopback only (its veth goes).
+        offline = process.plug is not None and not spec.get("internetAccess", True)
         # Its layers at /opt; none: an empty /opt (the host's stays out of sight).
         mount = code_mount(spec)
         mounts = [(spec["codeDir"], mount),
                   (spec.get("optDir") or str(self._empty_code_dir()), OPT_MOUNT)]
-        renamed = await zygote.specialize(process.pid, mounts, box["hostname"], instance_id,
-                                          unplug)
-        if renamed:  # its cgroups are named after the instance now (cgroup v1 renames)
+        # A Python instance mounts its code itself (trees cloned here, sent with its spec):
+        # no trip through the zygote on the cold start's path. Node.js cannot make those
+        # syscalls: the zygote enters its namespaces for it.
+        trees = isolate.clone_trees([folder for folder, _ in mounts]) \
+            if rt.language != "nodejs" else None
+        try:
+            if trees is None:
+                unplug = process.plug.ifname if offline and process.plug is not None else None
+                await zygote.specialize(process.pid, mounts, box["hostname"], unplug)
+            _set_limits(process.limits, box["cgroupLimits"])  # before any of its code runs
+            full = self._full_spec(rt, spec, uid, mount)
+            if trees is None:
+                process.channel.send({"type": protocol.SPECIALIZE, "spec": full})
+            else:
+                process.channel.send_fds({"type": protocol.SPECIALIZE, "spec": full,
+                                          "mounts": [target for _, target in mounts],
+                                          "hostname": box["hostname"], "offline": offline},
+                                         trees)
+        finally:
+            for tree in trees or []:
+                os.close(tree)
+        # While it loads its handler: its cgroups named after it (cgroup v1 renames).
+        if self._rename_cgroups(zygote, process, instance_id):
             process.limits = box["cgroups"]
             process.cgroup = kill_cgroup(box["cgroups"])
-        _set_limits(process.limits, box["cgroupLimits"])
+
+    def _rename_cgroups(self, zygote: Zygote, process: SandboxProcess, name: str) -> bool:
+        """Name an instance's cgroups after it (cgroup v1; v2 refuses renames) and tell
+        the zygote, which removes them once the instance is reaped. False: they keep
+        the names they were started under."""
+        if self.config.cgroup_version != 1 or not process.limits:
+            return False
+        renamed: dict[str, str] = {}
+        try:
+            for controller, path in process.limits.items():
+                target = os.path.join(os.path.dirname(path), name)
+                os.rename(path, target)
+                renamed[controller] = target
+        except OSError:
+            for controller, target in renamed.items():  # half way: put back the ones done
+                with contextlib.suppress(OSError):
+                    os.rename(target, process.limits[controller])
+            return False
+        zygote.renamed(process.pid, list(renamed.values()))
+        return True
+
+    def _full_spec(self, rt: Runtime, spec: dict[str, Any], uid: int | None,
+                   mount: str) -> dict[str, Any]:
+        """The spec a specialised instance runs with: its code at ``mount``, layers at /opt."""
         env = dict(spec["env"], FC_FUNC_CODE_PATH=mount)
         full = dict(spec, env=env, codeDir=mount, uid=uid, gid=uid)
         if spec.get("optDir"):
@@ -493,12 +577,14 @@ class Sandbox:
             full["adapter"] = rt.adapter
         if rt.language == "custom" and self.network is None:
             full["serverPort"] = _free_port()  # the host's network: never clash
-        process.channel.send({"type": protocol.SPECIALIZE, "spec": full})
+        return full
 
     def _empty_code_dir(self) -> Path:
         path = self._run_dir / "empty-code"
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o755)
+        if not self._empty_made:
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o755)
+            self._empty_made = True
         return path
 
     async def _zygote(self, runtime: str) -> Zygote:
@@ -544,6 +630,8 @@ class Sandbox:
 
     async def close(self) -> None:
         self._closing = True
+        for trim in self._trims.values():
+            trim.cancel()
         for tasks in self._prestarting.values():
             for task in list(tasks):
                 task.cancel()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,10 @@ class Channel(asyncio.Protocol):
     be in flight on one instance.
     """
 
-    def __init__(self, limits: FrameLimits | None = None) -> None:
+    def __init__(self, limits: FrameLimits | None = None,
+                 sock: socket.socket | None = None) -> None:
         self._limits = limits or FrameLimits()
+        self._sock = sock  # the transport's socket, for frames that carry descriptors
         self._buf = bytearray()
         self._waiters: dict[str, asyncio.Future[Frame]] = {}
         self._early: dict[str, list[Frame]] = {}  # init/pre_stop frames that beat expect()
@@ -114,6 +117,19 @@ class Channel(asyncio.Protocol):
             raise self._closed()
         raw = orjson.dumps(header)
         self._transport.write(_PREFIX.pack(len(raw), len(body)) + raw + body)
+
+    def send_fds(self, header: dict[str, Any], fds: list[int]) -> None:
+        """One frame (no body) with file descriptors attached (SCM_RIGHTS), sent now:
+        only while nothing else is queued, so that it cannot overtake a frame."""
+        if self._transport is None or self.is_closed:
+            raise self._closed()
+        if self._sock is None or self._transport.get_write_buffer_size():
+            raise OSError("the instance's socket cannot carry descriptors now")
+        raw = orjson.dumps(header)
+        frame = _PREFIX.pack(len(raw), 0) + raw
+        sent = socket.send_fds(self._sock, [frame], fds)
+        if sent < len(frame):  # the rest, in order, without descriptors
+            self._transport.write(frame[sent:])
 
     def hold(self, key: str) -> None:
         """Stop reading from the instance until every holder lets go (back-pressure: the

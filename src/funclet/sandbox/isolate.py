@@ -464,29 +464,71 @@ def specialize(pid: int, mounts: list[tuple[str, str]], hostname: str) -> None:
             os.close(fd)
 
 
-def mount_trees(pid: int, mounts: list[tuple[str, str]]) -> None:
-    """Mount each (folder, target) read-only inside the mount namespace of ``pid``,
-    leaving the caller in that namespace. Every tree is cloned before entering it (the
-    folders are hidden in there)."""
-    trees: list[tuple[int, str]] = []
+def clone_trees(folders: list[str]) -> list[int]:
+    """A detached, read-only (nosuid, nodev) copy of each folder's mount tree, as a file
+    descriptor (open_tree): what a process in another mount namespace can mount where
+    the folder itself is out of its sight. Needs CAP_SYS_ADMIN; the caller closes them."""
+    trees: list[int] = []
     try:
-        for folder, target in mounts:
+        for folder in folders:
             tree = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, folder.encode(),
                                  _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC)
-            _check(0 if tree >= 0 else -1, "open_tree")  # a file descriptor on success
-            trees.append((tree, target))
+            _check(0 if tree >= 0 else -1, f"open_tree {folder}")  # a descriptor on success
+            trees.append(tree)
             attr = _MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV,
                               0, 0, 0)
             _check(_libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
                                  ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+    except OSError:
+        for tree in trees:
+            os.close(tree)
+        raise
+    return trees
+
+
+def move_trees(trees: list[tuple[int, str]]) -> None:
+    """Mount each detached tree (``clone_trees``) at its target, in the caller's mount
+    namespace."""
+    for tree, target in trees:
+        _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, target.encode(),
+                             _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {target}")
+
+
+def mount_trees(pid: int, mounts: list[tuple[str, str]]) -> None:
+    """Mount each (folder, target) read-only inside the mount namespace of ``pid``,
+    leaving the caller in that namespace. Every tree is cloned before entering it (the
+    folders are hidden in there)."""
+    trees = clone_trees([folder for folder, _ in mounts])
+    try:
         namespace = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
             _check(_libc.setns(namespace, CLONE_NEWNS), "setns")
-            for tree, target in trees:
-                _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, target.encode(),
-                                     _MOVE_MOUNT_F_EMPTY_PATH), "move_mount")
+            move_trees([(tree, mounts[i][1]) for i, tree in enumerate(trees)])
         finally:
             os.close(namespace)
     finally:
+        for tree in trees:
+            os.close(tree)
+
+
+def settle(trees: list[tuple[int, str]], hostname: str, offline: bool) -> None:
+    """Run in an instance started ahead, still root, when its function is known: mount
+    its code and layers (trees the platform cloned, ``clone_trees``), take its hostname,
+    and, for a function without internet access, delete its veth (loopback is left).
+    The same as ``specialize`` from the zygote, without a trip through the zygote."""
+    try:
+        move_trees(trees)
+    finally:
         for tree, _ in trees:
             os.close(tree)
+    socket.sethostname(hostname)
+    if offline:
+        inside = _Netlink()
+        try:
+            inside.request(_RTM_DELLINK, 0, struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0)
+                           + _attr(_IFLA_IFNAME, _name("eth0")), "delete eth0")
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise
+        finally:
+            inside.close()

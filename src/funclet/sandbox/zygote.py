@@ -182,7 +182,7 @@ class Zygote:
             ours.close()
             raise ZygoteFailed(f"runtime {self.name} could not fork an instance: {exc}") from exc
         _, channel = await loop.connect_accepted_socket(
-            lambda: Channel(self._frame_limits), ours)
+            lambda: Channel(self._frame_limits, ours), ours)
         cgroups = (spec.get("sandbox") or {}).get("cgroups") or {}
         return SandboxProcess(pid, channel, exited, kill_cgroup(cgroups), limits=cgroups)
 
@@ -218,33 +218,38 @@ class Zygote:
             elif kind == "specialized":
                 fut = self._mounts.pop(msg["sid"], None)
                 if fut is not None and not fut.done():
-                    fut.set_result((msg.get("error"), msg.get("renamed", False)))
+                    fut.set_result(msg.get("error"))
 
     async def specialize(self, pid: int, mounts: list[tuple[str, str]], hostname: str,
-                         cgroup_name: str, unplug: str | None = None) -> bool:
+                         unplug: str | None = None) -> None:
         """Mount a function's code (and layers), each (folder, target) of ``mounts``,
-        into a pre-started instance, give it its hostname and rename its cgroups;
-        ``unplug``: delete its veth, by the host end's name
-        (``OSError`` if any of it fails). False: the cgroups keep their names (cgroup v2
-        renames nothing)."""
+        into a pre-started instance and give it its hostname (for a runtime that cannot
+        do it itself: Node.js); ``unplug``: delete its veth, by the host end's name
+        (``OSError`` if any of it fails)."""
         if self._control is None:
             raise ZygoteFailed(f"runtime {self.name} is not running")
         self._next_sid += 1
         sid = self._next_sid
-        fut: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._mounts[sid] = fut
         self._control.send(orjson.dumps({"type": "specialize", "sid": sid, "pid": pid,
-                                         "mounts": mounts,
-                                         "hostname": hostname, "cgroupName": cgroup_name,
+                                         "mounts": mounts, "hostname": hostname,
                                          "unplug": unplug}))
         try:
             async with asyncio.timeout(10):
-                error, renamed = await fut
+                error = await fut
         finally:
             self._mounts.pop(sid, None)
         if error:
             raise OSError(f"the code could not be mounted into instance pid {pid}: {error}")
-        return bool(renamed)
+
+    def renamed(self, pid: int, paths: list[str]) -> None:
+        """The platform renamed instance ``pid``'s cgroup folders to ``paths``: the
+        zygote removes those once it reaps it (no answer: nothing waits for it)."""
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.send(orjson.dumps({"type": "renamed", "pid": pid,
+                                                 "paths": paths}))
 
     async def probe(self, box: dict[str, Any]) -> dict[str, Any]:
         """Ask the zygote which protections work on this host (it tries, in a child)."""
