@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import httpx
 
@@ -228,6 +229,42 @@ def test_context_carries_fc_fields(client: httpx.Client) -> None:
     assert ctx["region"] and ctx["account_id"]
     assert ctx["ak"] == ""
     assert 25_000 < ctx["remaining"] <= 30_000
+
+
+def test_the_invocation_that_starts_an_instance_gets_its_whole_timeout_after_its_imports(
+    client: httpx.Client,
+) -> None:
+    # It is sent to the instance with its spec (no round trip once the instance is
+    # ready), yet its deadline counts from when it starts, not from when it was sent:
+    # slow imports (1.5 s) take nothing of its 3 s; an initializer neither. A handler
+    # that outlives the timeout is still stopped at it.
+    name = deploy(client, {"index.py": """
+        import time
+        time.sleep(1.5)
+
+        def init(context):
+            time.sleep(0.5)
+
+        def handler(event, context):
+            if event == b"slow":
+                time.sleep(5)
+            return str(context.get_remaining_time_in_millis())
+    """}, timeout=3, instanceLifecycleConfig={"initializer": {"handler": "index.init",
+                                                             "timeout": 3}})
+    r = invoke(client, name)
+    assert r.headers["x-funclet-start-kind"] == "cold"
+    assert 2_500 < int(r.text) <= 3_000
+    slow = deploy(client, {"index.py": """
+        import time
+        time.sleep(1.5)
+
+        def handler(event, context):
+            time.sleep(5)
+    """}, timeout=2)
+    started = time.monotonic()
+    r = invoke(client, slow)
+    assert r.json()["errorType"] == "FunctionTimeoutError", r.text
+    assert 3.4 < time.monotonic() - started < 5  # imports, then the 2 s of its timeout
 
 
 def test_environment_has_fc_variables_and_the_functions_own_but_not_the_platforms(

@@ -52,7 +52,7 @@ from funclet.sandbox import (
     SandboxProcess,
     ZygoteFailed,
 )
-from funclet.sandbox.channel import INIT, Channel
+from funclet.sandbox.channel import INIT, Channel, Frame
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,20 @@ class Lease:
     pool: Pool
     init_ms: float = 0.0
     init_log: str = ""
+    # The first invocation, sent behind the spec (``First``): its id, its reply.
+    sent: tuple[str, asyncio.Future[Frame]] | None = None
+
+
+@dataclass(frozen=True)
+class First:
+    """The invocation that causes a cold start (an event, no stream): where the runtime
+    takes it early (``Runtime.invoke_ahead``) it is sent right behind the spec, and the
+    instance starts it as soon as it is ready, without a round trip through here."""
+
+    request_id: str
+    event: bytes
+    qualifier: str = "LATEST"
+    client_context: str = ""
 
 
 @dataclass
@@ -270,11 +284,12 @@ class Pool:
         kind = StartKind.PROVISIONED if inst.provisioned else StartKind.WARM
         return Lease(inst, self._processes[inst.instance_id], kind, self)
 
-    async def cold_start(self, request_id: str) -> Lease:
-        """Start a new instance for this invocation. The caller holds its admission slot."""
+    async def cold_start(self, request_id: str, first: First | None = None) -> Lease:
+        """Start a new instance for this invocation (``first``: it, when it may be sent
+        ahead). The caller holds its admission slot."""
         inst = self._new_instance(provisioned=False)
         inst.begin()
-        return await self._start(inst, request_id)
+        return await self._start(inst, request_id, first)
 
     def _new_instance(self, provisioned: bool) -> Instance:
         cfg = self.version.config
@@ -282,14 +297,15 @@ class Pool:
                         cfg.instance_concurrency, provisioned=provisioned,
                         version_id=self.version.version_id)
 
-    async def _start(self, inst: Instance, request_id: str) -> Lease:
+    async def _start(self, inst: Instance, request_id: str, first: First | None = None
+                     ) -> Lease:
         self._instances[inst.instance_id] = inst
         started = asyncio.get_running_loop().create_future()
         started.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unused
         self._starting[inst.instance_id] = started
         self._on_change(inst)
         try:
-            lease = await self._initialise(inst, request_id)
+            lease = await self._initialise(inst, request_id, first)
         except InvocationError as exc:
             exc.instance_id = inst.instance_id
             started.set_exception(exc)
@@ -304,8 +320,10 @@ class Pool:
         started.set_result(lease.process)
         return lease
 
-    async def _initialise(self, inst: Instance, request_id: str) -> Lease:
-        """The cold start: fetch the code, fork the process, wait for the runtime's ``ready``."""
+    async def _initialise(self, inst: Instance, request_id: str, first: First | None = None
+                          ) -> Lease:
+        """The cold start: fetch the code, fork the process, wait for the runtime's ``ready``
+        (with ``first`` sent behind the spec, where the runtime takes it early)."""
         cfg = self.version.config
         started = time.perf_counter()
         try:
@@ -319,13 +337,26 @@ class Pool:
             raise InitializationError(str(exc), "Runtime.StartFailed") from exc
         self._processes[inst.instance_id] = process
         process.channel.on_close = functools.partial(self._lost, inst)
-        # Imports and module code get the function's timeout; the initializer its own.
-        header = await self._init_step(inst, process, cfg.timeout,
-                                       "Instance initialization (imports and module code)")
-        if header["type"] == protocol.INITIALIZING:
-            assert cfg.initializer is not None
-            header = await self._init_step(inst, process, cfg.initializer.timeout,
-                                           "Initializer")
+        sent = None
+        if first is not None and self._sandbox.invoke_ahead(cfg.runtime):
+            reply = process.channel.expect(first.request_id)
+            reply.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unused
+            process.channel.send(self._invoke_head(first.request_id, first.qualifier,
+                                                   first.client_context, ahead=True),
+                                 first.event)
+            sent = (first.request_id, reply)
+        try:
+            # Imports and module code get the function's timeout; the initializer its own.
+            header = await self._init_step(inst, process, cfg.timeout,
+                                           "Instance initialization (imports and module code)")
+            if header["type"] == protocol.INITIALIZING:
+                assert cfg.initializer is not None
+                header = await self._init_step(inst, process, cfg.initializer.timeout,
+                                               "Initializer")
+        except BaseException:
+            if sent is not None:
+                process.channel.forget(sent[0])
+            raise
         if header["type"] == protocol.INIT_ERROR:
             self._kill(inst, StopReason.START_FAILED)
             err = header["error"]
@@ -345,7 +376,8 @@ class Pool:
             self._stop_later(inst, StopReason.UNDEPLOYED)
         else:
             self._offer_room(inst)
-        return Lease(inst, process, StartKind.COLD, self, init_ms, header.get("log", ""))
+        return Lease(inst, process, StartKind.COLD, self, init_ms, header.get("log", ""),
+                     sent)
 
     async def _init_step(
         self, inst: Instance, process: SandboxProcess, timeout: float, what: str
@@ -387,11 +419,11 @@ class Pool:
         ``client_context`` Lambda's (JSON): the context says them."""
         timeout = self.version.config.timeout
         channel = lease.process.channel
-        head: dict[str, Any] = {"type": protocol.INVOKE, "id": request_id,
-                                "deadline": int((time.time() + timeout) * 1000),
-                                "qualifier": qualifier}
-        if client_context:
-            head["clientContext"] = client_context
+        sent, lease.sent = lease.sent, None
+        if sent is not None and (sent[0] != request_id or http is not None
+                                 or stream is not None):
+            raise RuntimeError("the invocation sent ahead is not the one run")
+        head = self._invoke_head(request_id, qualifier, client_context)
         pump: asyncio.Task[None] | None = None
         if http is not None:
             http.mode = lease.process.handler_kind
@@ -406,12 +438,13 @@ class Pool:
             channel.streams[request_id] = stream.on_frame
             stream.flow = functools.partial(_flow, channel, request_id)
             stream.version_id = self.version.version_id
-        reply = channel.expect(request_id)
+        reply = channel.expect(request_id) if sent is None else sent[1]
         pattern = self.pattern
         if pattern is not None:
             pattern.began(time.monotonic())
         try:
-            channel.send(head, event)
+            if sent is None:
+                channel.send(head, event)
             if "http" in head:
                 assert http is not None
                 pump = asyncio.get_running_loop().create_task(
@@ -460,6 +493,21 @@ class Pool:
             error.log = header.get("log", "")
             raise error
         return Reply(body, header.get("log", ""))
+
+    def _invoke_head(self, request_id: str, qualifier: str, client_context: str,
+                     ahead: bool = False) -> dict[str, Any]:
+        """An ``invoke`` frame's header: its deadline the function's timeout from now, or,
+        sent ahead of the instance being ready, from when the instance starts it."""
+        timeout = self.version.config.timeout
+        head: dict[str, Any] = {"type": protocol.INVOKE, "id": request_id,
+                                "qualifier": qualifier}
+        if ahead:
+            head["deadlineIn"] = int(timeout * 1000)
+        else:
+            head["deadline"] = int((time.time() + timeout) * 1000)
+        if client_context:
+            head["clientContext"] = client_context
+        return head
 
     def memory_peak(self, instance_id: str) -> int | None:
         """The most memory a live instance has used, in bytes (None: gone, or unknown)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from funclet.errors import ApiError, FunctionDisabled, InvocationError, VersionNotFound
 from funclet.instances.exchange import HttpExchange, ResponseStream
-from funclet.instances.pool import Lease, Pool
+from funclet.instances.pool import First, Lease, Pool
 from funclet.instances.registry import Registry
 from funclet.instances.state import StartKind
 from funclet.invoker.admission import SLOT, Admission
@@ -109,9 +109,12 @@ class Invoker:
         try:
             # 2-3. Admission and placement: a warm instance, a new one, or a wait (or
             # 429); a session's request goes to its instance.
+            # A plain event goes with the spec on a cold start (pool.First).
+            first = First(request_id, event, qualifier, client_context) \
+                if http is None and stream is None else None
             try:
                 lease = await (self._admit_session(session, out) if session is not None
-                               else self._admit(pool, out))
+                               else self._admit(pool, out, first=first))
             except InvocationError as exc:  # the cold start failed
                 out.error, out.start_kind, out.log = exc, StartKind.COLD, exc.log
                 out.instance_id = exc.instance_id
@@ -200,7 +203,8 @@ class Invoker:
     def _wait_limit(self, pool: Pool) -> float:
         return self._max_wait if self._max_wait is not None else pool.version.config.timeout
 
-    async def _admit(self, pool: Pool, out: Invocation, new_session: bool = False) -> Lease:
+    async def _admit(self, pool: Pool, out: Invocation, new_session: bool = False,
+                     first: First | None = None) -> Lease:
         fn = pool.version.name
         admission = self._admission
         if not admission.has_waiters(fn):
@@ -230,7 +234,7 @@ class Invoker:
                 admission.release_slot(fn)
                 return lease
         # The slot is ours; the new instance holds it until it stops.
-        return await pool.cold_start(out.request_id)
+        return await pool.cold_start(out.request_id, first)
 
     def _pool_now(self, function_name: str, qualifier: str) -> Pool | None:
         """The pool when memory has all it takes (the usual case), else None."""

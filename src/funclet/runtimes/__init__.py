@@ -52,6 +52,13 @@ class Runtime:
         return None
 
     @property
+    def invoke_ahead(self) -> bool:
+        """The invocation that causes a cold start may be sent right behind the spec:
+        the runtime reads it only once it is ready (Python's bootstrap), and takes its
+        deadline from when it starts it (``deadlineIn``)."""
+        return self.language == "python"
+
+    @property
     def adapter(self) -> str | None:
         """For a custom runtime, how the instance drives the user's program."""
         return {"custom": "http", "lambda": "lambda"}.get(self.language)

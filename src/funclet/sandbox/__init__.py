@@ -366,6 +366,12 @@ class Sandbox:
             spec["serverPort"] = _free_port()  # the host's network: never clash
         return await zygote.spawn(spec)
 
+    def invoke_ahead(self, runtime: str) -> bool:
+        """Whether ``runtime``'s instances take their first invocation before they are
+        ready (``Runtime.invoke_ahead``)."""
+        rt = self._runtimes.get(runtime)
+        return rt is not None and rt.invoke_ahead
+
     def forget(self, function: str) -> None:
         """A function is gone: its uid may go to another."""
         if self.uids is not None:

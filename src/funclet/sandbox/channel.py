@@ -209,6 +209,8 @@ class Channel(asyncio.Protocol):
         return ChannelClosed("instance is gone")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self._sock is not None:
+            self._read_what_is_left()
         self.is_closed = True
         self.resume_writing()
         waiters, self._waiters = self._waiters, {}
@@ -217,6 +219,21 @@ class Channel(asyncio.Protocol):
                 fut.set_exception(self._closed())
         if self.on_close is not None:
             self.on_close()
+
+    def _read_what_is_left(self) -> None:
+        """A write failed (the instance went away as it was written to): the transport
+        stops reading and drops what it had not read, but the instance may have said
+        something first (its init error, its result): read that, frame by frame, within
+        the same limits, before the channel closes."""
+        assert self._sock is not None
+        try:
+            while self.oversized is None:
+                data = self._sock.recv(256 * 1024)
+                if not data:
+                    return
+                self.data_received(data)
+        except OSError:  # nothing more (EAGAIN), or the reset after it
+            return
 
     def close(self) -> None:
         if self._transport is not None:

@@ -103,7 +103,10 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 os.read(wake_r, 4096)
                 _reap(control, cgroups)
                 continue
-            data, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
+            except ConnectionResetError:  # closed with our messages unread: stopping too
+                data, fds = b"", []
             if not data:  # the platform is stopping: end every instance, leave nothing
                 _end_all(cgroups)
                 os._exit(0)
@@ -716,6 +719,8 @@ class _Runtime:
         With instance concurrency above 1, handlers run on a thread pool of that size,
         each thread with its own captured log; otherwise inline, on this thread.
         """
+        import time
+
         run: Callable[..., Any] = lambda fn, *args: fn(*args)  # noqa: E731
         concurrency = self.spec.get("instanceConcurrency", 1)
         # A web app reads its request body while this thread receives it: never inline.
@@ -731,6 +736,8 @@ class _Runtime:
             header, body = frame
             kind = header["type"]
             if kind == protocol.INVOKE:
+                if "deadlineIn" in header:  # sent ahead, behind the spec: from now
+                    header["deadline"] = time.time() * 1000 + header.pop("deadlineIn")
                 if "http" in header:
                     self.bodies[header["id"]] = webapp.Body()
                 run(self.invoke, header, body)
