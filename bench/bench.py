@@ -34,12 +34,15 @@ Runs, on this machine and in one go:
   invocation lists, charts) with 1,000 functions and 100,000 invocation records (made
   by real invocations), against an API read of one function;
 - keepalive: the adaptive keep-alive against fixed ones on a generated day of
-  invocations (bench/keepalive_sim.py, which also takes a trace of your own).
+  invocations (bench/keepalive_sim.py, which also takes a trace of your own);
+- versus: one table, last: funclet (sandbox on) against the bare floor and against
+  serverless-offline for the same Node.js hello (and funclet's Python hello): cold
+  start, warm p50 @1, req/s @1 and @32, with the targets' ratios.
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
        [--async-duration 5] [--timers 100] [--messages 5000]
        [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev
-               |console|lambda|keepalive ...]
+               |console|lambda|keepalive|versus ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
 
@@ -63,6 +66,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -348,7 +352,7 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
 
 
 SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions", "metrics", "dev", "console", "lambda", "keepalive")
+            "versions", "metrics", "dev", "console", "lambda", "keepalive", "versus")
 
 
 def main() -> None:
@@ -1292,16 +1296,17 @@ def _lambda_function(client: httpx.Client, name: str, runtime: str, handler: str
                 ).raise_for_status()
 
 
-def _lambda_cold(url: str, n: int) -> list[float]:
+def _lambda_cold(url: str, n: int, runtime: str = "", handler: str = "index.handler",
+                 files: dict[str, bytes] | None = None, tag: str = "") -> list[float]:
     """The first Invoke of each of ``n`` hello functions just created through the Lambda
-    API (Python), as the client sees it."""
+    API (Python unless ``runtime`` says), as the client sees it."""
+    runtime = runtime or f"python{sys.version_info[0]}.{sys.version_info[1]}"
     times = []
     with httpx.Client(base_url=url, timeout=30) as client:
         for i in range(n):
-            name = f"bench-lcold-{i}-{os.getpid()}"
-            _lambda_function(client, name, f"python{sys.version_info[0]}."
-                             f"{sys.version_info[1]}", "index.handler",
-                             {"index.py": LAMBDA_HELLO})
+            name = f"bench-lcold{tag}-{i}-{os.getpid()}"
+            _lambda_function(client, name, runtime, handler,
+                             files or {"index.py": LAMBDA_HELLO})
             client.get("/healthz")
             t0 = time.perf_counter()
             r = client.post(f"{LAMBDA}/{name}/invocations", content=b"{}")
@@ -1310,9 +1315,11 @@ def _lambda_cold(url: str, n: int) -> list[float]:
     return times
 
 
-def _serverless_offline(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str] | None:
+def _serverless_offline(env: dict[str, str], cold: int = 0
+                        ) -> tuple[subprocess.Popen[bytes], str] | None:
     """serverless 3 with serverless-offline (npm, installed once into bench/.cache) serving
-    the Node.js hello; its Lambda Invoke API's URL (None without Node.js or npm)."""
+    the Node.js hello (and ``cold`` more of it, ``cold0``..., never invoked yet); its
+    Lambda Invoke API's URL for the hello (None without Node.js or npm)."""
     if not shutil.which("node") or not shutil.which("npm"):
         return None
     cache = ROOT / "bench" / ".cache" / "serverless-offline"
@@ -1328,7 +1335,8 @@ def _serverless_offline(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], s
     (service / "serverless.yml").write_text(
         "service: bench\nframeworkVersion: '3'\nprovider:\n  name: aws\n"
         "  runtime: nodejs20.x\nplugins:\n  - serverless-offline\nfunctions:\n"
-        "  hello:\n    handler: handler.handler\n")
+        "  hello:\n    handler: handler.handler\n"
+        + "".join(f"  cold{i}:\n    handler: handler.handler\n" for i in range(cold)))
     port, lambda_port = free_port(), free_port()
     proc = subprocess.Popen(
         [str(cache / "node_modules" / ".bin" / "serverless"), "offline", "start",
@@ -1419,6 +1427,96 @@ def bench_lambda(args: argparse.Namespace, env: dict[str, str]) -> None:
         ratio = rows["Lambda Invoke (Node.js) @32"]["rps"] / sls_row["rps"]
         print(f"\nfunclet's Lambda Invoke (Node.js, sandbox on) / serverless-offline's, "
               f"req/s @32: {ratio:.2f} (target >= 1.5)")
+
+
+def _first_invokes(urls: list[str]) -> list[float]:
+    """One invocation of each URL (a function never invoked before), client-side ms."""
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for target in urls:
+            t0 = time.perf_counter()
+            r = client.post(target, content=b"{}")
+            times.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+    return times
+
+
+def bench_versus(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """One table: funclet (sandbox on) against the bare floor and against
+    serverless-offline, for the same Node.js hello (and funclet's Python hello): cold
+    start p50, warm p50 @1, req/s @1 and @32, in this run."""
+    wrk_bin = ensure_wrk()
+    rows: dict[str, dict[str, Any]] = {}
+
+    def warm(label: str, target: str) -> None:
+        for conns in (1, 32):
+            print(f"versus: {label} @{conns} ...", file=sys.stderr)
+            rows[label][f"@{conns}"] = wrk(wrk_bin, target, conns, args.duration)
+
+    floor, floor_url = start_floor(env)
+    try:
+        rows["floor: bare uvicorn hello"] = {
+            "cold": pct(measure_floor_request(floor_url, args.functions), 50)}
+        warm("floor: bare uvicorn hello", floor_url)
+    finally:
+        floor.terminate()
+        floor.wait(10)
+    proc, url, data = start_funclet(env)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            _lambda_function(client, "bench-node", "nodejs20.x", "handler.handler",
+                             {"handler.js": NODE_HELLO})
+            deploy(client, "bench-py", HELLO)
+        for label, target, cold in (
+            ("funclet: Lambda Invoke, Node.js hello", f"{url}{LAMBDA}/bench-node/invocations",
+             lambda: _lambda_cold(url, args.functions, "nodejs20.x", "handler.handler",
+                                  {"handler.js": NODE_HELLO}, tag="-node")),
+            ("funclet: FC InvokeFunction, Python hello",
+             f"{url}/2023-03-30/functions/bench-py/invocations",
+             lambda: measure_cold(url, args.functions, tag="-versus")),
+        ):
+            print(f"versus: {label}, cold starts ...", file=sys.stderr)
+            rows[label] = {"cold": pct(cold(), 50)}
+            httpx.post(target, content=b"{}").raise_for_status()
+            warm(label, target)
+    finally:
+        stop_funclet(proc, data)
+    offline = _serverless_offline(env, cold=args.functions)
+    sls_label = "serverless-offline: Lambda Invoke, Node.js hello"
+    if offline is not None:
+        sls, target = offline
+        try:
+            print(f"versus: {sls_label}, cold starts ...", file=sys.stderr)
+            base = target.rsplit("/bench-dev-hello/", 1)[0]
+            rows[sls_label] = {"cold": pct(_first_invokes(
+                [f"{base}/bench-dev-cold{i}/invocations" for i in range(args.functions)]), 50)}
+            warm(sls_label, target)
+        finally:
+            sls.terminate()
+            sls.wait(30)
+    print(f"\nversus: the same hello, side by side in this run (wrk {args.duration} s per "
+          f"cell; cold start: p50 of {args.functions} first invocations of never-invoked "
+          "functions, the floor's a keep-alive request); funclet with its full sandbox\n")
+    print(f"| {'':<50} | {'cold p50 ms':>11} | {'warm p50 @1':>11} | {'req/s @1':>9} "
+          f"| {'req/s @32':>9} |")
+    print(f"|{'-' * 52}|{'-' * 13}|{'-' * 13}|{'-' * 11}|{'-' * 11}|")
+    for label, row in rows.items():
+        one, many = row["@1"], row["@32"]
+        print(f"| {label:<50} | {row['cold']:>11.2f} | {one.get('p50', 0):>11.3f} "
+              f"| {one['rps']:>9,.0f} | {many['rps']:>9,.0f} |")
+    node = rows["funclet: Lambda Invoke, Node.js hello"]
+    py = rows["funclet: FC InvokeFunction, Python hello"]
+    base_row = rows["floor: bare uvicorn hello"]
+    print(f"\nfunclet (Python) / floor: req/s @32 "
+          f"{py['@32']['rps'] / base_row['@32']['rps']:.2f} (target >= 0.35), "
+          f"p50 @1 {py['@1']['p50'] / base_row['@1']['p50']:.2f}x (target <= 2.5)")
+    if sls_label in rows:
+        sls_row = rows[sls_label]
+        print(f"funclet (Node.js) / serverless-offline: req/s @32 "
+              f"{node['@32']['rps'] / sls_row['@32']['rps']:.2f}x (target >= 2), "
+              f"cold start {sls_row['cold'] / node['cold']:.1f}x faster (target >= 10)")
+    else:
+        print("serverless-offline: not run (needs node and npm)")
 
 
 def bench_keepalive(args: argparse.Namespace, env: dict[str, str]) -> None:
