@@ -170,6 +170,27 @@ def test_a_slow_handler_times_out(client: httpx.Client) -> None:
     assert r.json()["errorType"] == "FunctionTimeoutError", r.text
 
 
+def test_the_invocation_that_starts_an_instance_gets_its_whole_timeout_after_its_module(
+    client: httpx.Client,
+) -> None:
+    # Sent with the spec, started once the module is loaded: its 3 s count from then,
+    # not from before 1.5 s of module code. Nothing of the instance's rehearsal shows.
+    name = _node(client, {"index.js": """
+        const until = Date.now() + 1500;
+        while (Date.now() < until) {}
+        exports.handler = async (event, context) => ({
+          remaining: context.getRemainingTimeInMillis(),
+          tmp: require('fs').readdirSync('/tmp'),
+          cached: Object.keys(require.cache).filter((k) => k.includes('rehearsal')),
+        });
+    """}, "index.handler", timeout=3)
+    r = invoke(client, name)
+    assert r.headers["x-funclet-start-kind"] == "cold"
+    out = r.json()
+    assert 2_500 < out["remaining"] <= 3_000, out
+    assert out["tmp"] == [] and out["cached"] == [], out
+
+
 PRESTART_PROBE = """
 const fs = require('fs');
 exports.handler = async () => {

@@ -54,9 +54,9 @@ class Runtime:
     @property
     def invoke_ahead(self) -> bool:
         """The invocation that causes a cold start may be sent right behind the spec:
-        the runtime reads it only once it is ready (Python's bootstrap), and takes its
-        deadline from when it starts it (``deadlineIn``)."""
-        return self.language == "python"
+        the runtime reads it only once it is ready (Python's and Node.js's bootstraps),
+        and takes its deadline from when it starts it (``deadlineIn``)."""
+        return self.language in ("python", "nodejs")
 
     @property
     def adapter(self) -> str | None:

@@ -9,8 +9,10 @@
 
 const fs = require('fs');
 const net = require('net');
+const os = require('os');
 const path = require('path');
 const { AsyncLocalStorage } = require('async_hooks');
+const { EventEmitter } = require('events');
 const { pathToFileURL } = require('url');
 const { Writable } = require('stream');
 const util = require('util');
@@ -332,8 +334,41 @@ function toBody(value) {
 
 // -- the instance ------------------------------------------------------------------------------
 
-// A pre-started instance: say so, wait for `specialize` {spec}, become that function's.
-function specialization(socket, send) {
+// While a pre-started instance waits: a cold start and an invocation of each kind (FC's,
+// Lambda's) of a hello handler of its own, then forgotten (its module, its file in /tmp),
+// so that V8 compiles the cold start's code paths now rather than during the function's.
+async function rehearse() {
+  let dir;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), '.funclet-rehearsal-'));
+    const file = path.join(dir, 'rehearsal.js');
+    fs.writeFileSync(file, "exports.handler = async (event) => 'hello';\n");
+    const fn = await load('rehearsal.handler', 'Handler', dir);
+    const spec = { functionName: 'rehearsal', region: '', accountId: '', env: {} };
+    for (const lambda of [false, true]) {
+      const ctx = lambda ? makeLambdaContext('rehearsal', spec, Date.now() + 1000)
+        : makeContext('rehearsal', spec, Date.now() + 1000);
+      const log = new Log();
+      const input = lambda ? lambdaEvent(Buffer.from('{}')) : Buffer.from('{}');
+      const out = await current.run({ log, requestId: 'rehearsal' }, () => call(fn, [input, ctx]));
+      const body = lambda ? Buffer.from(JSON.stringify(out.value), 'utf8') : toBody(out.value);
+      encode({ type: 'result', id: 'rehearsal', log: log.text() }, body);
+      const wire = new EventEmitter(); // the frame reader, on a socket of its own
+      new Frames(wire, () => {});
+      wire.emit('data', encode({ type: 'invoke', id: 'rehearsal' }, body));
+    }
+    delete require.cache[file];
+  } catch (err) {
+    // A rehearsal that fails costs the real cold start its first time, nothing else.
+  } finally {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// A pre-started instance: rehearse, say so, wait for `specialize` {spec}, become that
+// function's.
+async function specialization(socket, send) {
+  await rehearse();
   return new Promise((resolve) => {
     const early = [];
     const frames = new Frames(socket, (header, body) => {
@@ -403,13 +438,16 @@ async function main() {
   const version = (spec.versionId || 'LATEST') === 'LATEST' ? '$LATEST' : spec.versionId;
   async function invoke(header, event) {
     const requestId = header.id;
+    // Sent ahead, behind the spec: its timeout counts from now.
+    const deadline = header.deadlineIn !== undefined ? Date.now() + header.deadlineIn
+      : header.deadline;
     const log = new Log();
     const end = lambda ? `END RequestId: ${requestId}\n` : `FC Invoke End RequestId: ${requestId}\n`;
     log.write(lambda ? `START RequestId: ${requestId} Version: ${version}\n`
       : `FC Invoke Start RequestId: ${requestId}\n`);
-    const ctx = lambda ? makeLambdaContext(requestId, spec, header.deadline, header.qualifier,
+    const ctx = lambda ? makeLambdaContext(requestId, spec, deadline, header.qualifier,
       header.clientContext)
-      : makeContext(requestId, spec, header.deadline, header.qualifier);
+      : makeContext(requestId, spec, deadline, header.qualifier);
     const input = lambda ? lambdaEvent(event) : event;
     if (lambda && handler[STREAMING] === 'response') {
       await invokeStreaming(header, input, ctx, log, end);
