@@ -457,7 +457,8 @@ def test_an_instance_started_ahead_keeps_nothing_of_its_rehearsal(
             return {"modules": [m for m in sys.modules if "rehearsal" in m],
                     "path": [p for p in sys.path if "rehearsal" in p],
                     "cache": [p for p in sys.path_importer_cache if "rehearsal" in str(p)],
-                    "tmp": os.listdir("/tmp"), "cwd": os.getcwd()}
+                    "tmp": [f for f in os.listdir("/tmp") if "rehearsal" in f],
+                    "cwd": os.getcwd()}
     """})
     out = invoke(client, name).json()
     assert out == {"modules": [], "path": [], "cache": [], "tmp": [], "cwd": "/code"}
