@@ -38,6 +38,7 @@ class AheadSize:
         self._interval: float | None = None  # between cold starts, averaged
         self._last: float | None = None  # the last cold start
         self._start = _FIRST_START  # one start-up, averaged
+        self._measured = False
 
     def taken(self, now: float) -> None:
         """A cold start took an instance at ``now``."""
@@ -48,8 +49,11 @@ class AheadSize:
         self._last = now
 
     def started(self, seconds: float) -> None:
-        """An instance took ``seconds`` to start ahead."""
-        self._start = _ALPHA * seconds + (1 - _ALPHA) * self._start
+        """An instance took ``seconds`` to start ahead (the first measure replaces the
+        assumed time: Node.js's take twice Python's)."""
+        self._start = seconds if not self._measured else (
+            _ALPHA * seconds + (1 - _ALPHA) * self._start)
+        self._measured = True
 
     def target(self, now: float) -> int:
         """How many instances should be waiting at ``now``."""
