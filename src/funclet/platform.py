@@ -69,6 +69,12 @@ class Platform:
             open_blobs(settings.code_store, settings.resolved_code_dir),
         )
         self.node_id = settings.resolved_node_id
+        # When another node's running tasks and instance records are nobody's: past the
+        # heartbeat bound on a shared database; at once on SQLite, where the data lock
+        # lets one node at a time hold the database (a restart after kill -9 is another
+        # node id: its tasks run again now, not 10 s later).
+        clustered = settings.resolved_database_url.startswith("postgresql")
+        self._gone_after_ms = int(DEAD_AFTER_S * 1000) if clustered else 0
         self.live_logs = LiveLogs()  # the console's live logs: what this node records
         self.recorder = Recorder(self.store, self.node_id, live=self.live_logs)
         data_dir = str(settings.data_dir.resolve())
@@ -145,7 +151,7 @@ class Platform:
         self.domains = Domains(self.store, settings.http_domain)
         self.url_key = b""  # (read from the store at start)
         self.invoker.disabled = self.functions.disabled  # one dict: Functions changes it
-        self.tasks = TaskStore(self.store, self.node_id, int(DEAD_AFTER_S * 1000))
+        self.tasks = TaskStore(self.store, self.node_id, self._gone_after_ms)
         self.async_configs = AsyncConfigs(self.tasks)
         if self.slots is not None:  # provisioned instances: each live node its share
             self.functions.share = self.nodes.share
@@ -294,7 +300,7 @@ class Platform:
                                 s.uid_range_start, s.uid_range_size)
         await self.store.open()
         await self.code.open()
-        await self.store.close_stale_instances(self.node_id, int(DEAD_AFTER_S * 1000))
+        await self.store.close_stale_instances(self.node_id, self._gone_after_ms)
         if swept := await asyncio.to_thread(self.sandbox.config.sweep):
             log.warning("Removed %d instance cgroups left by an earlier run.", swept)
         self.recorder.start()
