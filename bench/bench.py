@@ -1278,7 +1278,7 @@ def bench_console(args: argparse.Namespace, env: dict[str, str]) -> None:
         print(f"| {label:<30} | {pct(times, 50):>7.1f} | {pct(times, 99):>7.1f} |")
 
 
-NODE_HELLO = b"exports.handler = async (event) => ({ hello: event.name || 'bench' });\n"
+LAMBDA_NODE_HELLO = b"exports.handler = async (event) => ({ hello: event.name || 'bench' });\n"
 # Lambda's semantics encode the result as JSON: a str (bytes are not JSON).
 LAMBDA_HELLO = b"def handler(event, context):\n    return 'hello, bench!'\n"
 LAMBDA = "/2015-03-31/functions"
@@ -1331,7 +1331,7 @@ def _serverless_offline(env: dict[str, str], cold: int = 0
                         "serverless@3", "serverless-offline@13"], cwd=cache, check=True,
                        timeout=900, capture_output=True)
     service = Path(tempfile.mkdtemp(prefix="bench-sls-"))
-    (service / "handler.js").write_bytes(NODE_HELLO)
+    (service / "handler.js").write_bytes(LAMBDA_NODE_HELLO)
     (service / "serverless.yml").write_text(
         "service: bench\nframeworkVersion: '3'\nprovider:\n  name: aws\n"
         "  runtime: nodejs20.x\nplugins:\n  - serverless-offline\nfunctions:\n"
@@ -1370,7 +1370,7 @@ def bench_lambda(args: argparse.Namespace, env: dict[str, str]) -> None:
                              f"{sys.version_info[1]}", "index.handler",
                              {"index.py": LAMBDA_HELLO})
             _lambda_function(client, "bench-lambda-node", "nodejs20.x", "handler.handler",
-                             {"handler.js": NODE_HELLO})
+                             {"handler.js": LAMBDA_NODE_HELLO})
             deploy(client, "bench-trigger", HTTP_HELLO)
             client.post("/2023-03-30/functions/bench-trigger/triggers", json={
                 "triggerName": "web", "triggerType": "http", "triggerConfig": {
@@ -1465,12 +1465,12 @@ def bench_versus(args: argparse.Namespace, env: dict[str, str]) -> None:
     try:
         with httpx.Client(base_url=url, timeout=60) as client:
             _lambda_function(client, "bench-node", "nodejs20.x", "handler.handler",
-                             {"handler.js": NODE_HELLO})
+                             {"handler.js": LAMBDA_NODE_HELLO})
             deploy(client, "bench-py", HELLO)
         for label, target, cold in (
             ("funclet: Lambda Invoke, Node.js hello", f"{url}{LAMBDA}/bench-node/invocations",
              lambda: _lambda_cold(url, args.functions, "nodejs20.x", "handler.handler",
-                                  {"handler.js": NODE_HELLO}, tag="-node")),
+                                  {"handler.js": LAMBDA_NODE_HELLO}, tag="-node")),
             ("funclet: FC InvokeFunction, Python hello",
              f"{url}/2023-03-30/functions/bench-py/invocations",
              lambda: measure_cold(url, args.functions, tag="-versus")),
