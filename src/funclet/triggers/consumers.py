@@ -119,6 +119,15 @@ class Consumers:
             await asyncio.gather(*self._stopping.values(), return_exceptions=True)
 
 
+def _honour_cancel() -> None:
+    """Raise CancelledError if this task was asked to stop: a broker's client may have
+    swallowed the cancel (nats-py's flush does), which would leave a stopping consumer
+    retrying, or a delivery asleep in its backoff, past any stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class _Consumer:
     """One trigger's loop: connect, batch, enqueue, acknowledge (see the module
     docstring). Only this object changes its ``state``."""
@@ -172,6 +181,7 @@ class _Consumer:
                             self._label, verb, broker.url, why, delay)
             finally:
                 await self._finish(broker)
+            _honour_cancel()
             await asyncio.sleep(delay)
 
     async def _consume(self, broker: Broker) -> None:
@@ -189,6 +199,7 @@ class _Consumer:
 
         while True:
             await slots.acquire()
+            _honour_cancel()
             if failed:  # an acknowledgement failed: the connection is not to be trusted
                 raise failed[0]
             try:
@@ -239,6 +250,7 @@ class _Consumer:
                                 "(%d batches wait).", self._label, tid, reason(exc),
                                 len(batch), delay, self._failing)
                 await broker.keep(batch)
+                _honour_cancel()
                 await asyncio.sleep(delay)
         if attempt:
             self._failing -= 1
