@@ -224,13 +224,16 @@ class Channel(asyncio.Protocol):
         """A write failed (the instance went away as it was written to): the transport
         stops reading and drops what it had not read, but the instance may have said
         something first (its init error, its result): read that, frame by frame, within
-        the same limits, before the channel closes."""
+        the same limits, before the channel closes — at most one largest frame's worth,
+        so that an instance that keeps writing cannot hold the platform here."""
         assert self._sock is not None
+        left = _PREFIX_SIZE + self._limits.header + self._limits.body
         try:
-            while self.oversized is None:
-                data = self._sock.recv(256 * 1024)
+            while self.oversized is None and left > 0:
+                data = self._sock.recv(min(256 * 1024, left))
                 if not data:
                     return
+                left -= len(data)
                 self.data_received(data)
         except OSError:  # nothing more (EAGAIN), or the reset after it
             return

@@ -358,17 +358,18 @@ def _address(plug: dict[str, Any]) -> None:
 
 
 def unplug(ifname: str) -> None:
-    """Delete an instance's veth by its host end's name (both ends go; a gone one is
-    fine): the instance keeps only loopback. Run in the host's network namespace."""
-    host = _Netlink()
+    """Delete an instance's veth by the name of an end in the caller's network
+    namespace (the host's end from the host, ``eth0`` from inside; both ends go, a gone
+    one is fine): the instance keeps only loopback."""
+    netlink = _Netlink()
     try:
-        host.request(_RTM_DELLINK, 0, struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0)
-                     + _attr(_IFLA_IFNAME, _name(ifname)), f"delete the veth {ifname}")
+        netlink.request(_RTM_DELLINK, 0, struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0)
+                        + _attr(_IFLA_IFNAME, _name(ifname)), f"delete the veth {ifname}")
     except OSError as exc:
         if exc.errno != errno.ENODEV:  # gone with its instance already
             raise
     finally:
-        host.close()
+        netlink.close()
 
 
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)
@@ -523,12 +524,4 @@ def settle(trees: list[tuple[int, str]], hostname: str, offline: bool) -> None:
             os.close(tree)
     socket.sethostname(hostname)
     if offline:
-        inside = _Netlink()
-        try:
-            inside.request(_RTM_DELLINK, 0, struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0)
-                           + _attr(_IFLA_IFNAME, _name("eth0")), "delete eth0")
-        except OSError as exc:
-            if exc.errno != errno.ENODEV:
-                raise
-        finally:
-            inside.close()
+        unplug("eth0")  # its own end: the pair goes
