@@ -23,6 +23,7 @@ from funclet.errors import (
 from funclet.instances.registry import Registry
 from funclet.invoker.admission import Admission
 from funclet.models import (
+    SNAP_NONE,
     FunctionConfig,
     FunctionVersion,
     function_not_found,
@@ -369,6 +370,10 @@ class Functions:
             raise InvalidArgument(
                 f"runtime '{config.runtime}' runs one invocation at a time per instance (the "
                 "Lambda Runtime API): instanceConcurrency must be 1")
+        if config.snap_start != SNAP_NONE and self._runtimes[config.runtime].language != "python":
+            raise InvalidArgument(
+                f"snapStart is offered for Python runtimes only, not for '{config.runtime}' "
+                "(an instance of another language cannot be forked warm)")
 
     def _package(
         self, body: dict[str, Any], *, required: bool

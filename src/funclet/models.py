@@ -52,6 +52,9 @@ SHARE, REQUEST_EXCLUSIVE, SESSION_EXCLUSIVE = "SHARE", "REQUEST_EXCLUSIVE", "SES
 # code at /code), or Lambda's (the event JSON-decoded, Lambda's context and environment,
 # the result JSON-encoded, the code at /var/task): what it was created through.
 FC_SEMANTICS, LAMBDA_SEMANTICS = "fc", "lambda"
+# snapStart.applyOn (Lambda's SnapStart.ApplyOn, plus All: $LATEST too)
+SNAP_NONE, SNAP_PUBLISHED, SNAP_ALL = "None", "PublishedVersions", "All"
+SNAP_APPLY_ON = (SNAP_NONE, SNAP_PUBLISHED, SNAP_ALL)
 HEADER_FIELD, GENERATED_COOKIE = "HEADER_FIELD", "GENERATED_COOKIE"
 SESSION_COOKIE = "x-fc-cookie-session-id"  # FC's cookie for GENERATED_COOKIE affinity
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -107,6 +110,12 @@ class FunctionConfig:
     affinity: Affinity | None = None  # sessionAffinity (None: NONE)
     isolation: str = SHARE  # instanceIsolationMode
     semantics: str = FC_SEMANTICS  # FC_SEMANTICS or LAMBDA_SEMANTICS
+    snap_start: str = SNAP_NONE  # snapStart.applyOn: which versions start from a snapshot
+
+    def snapshots(self, version_id: str) -> bool:
+        """Whether instances of ``version_id`` are forked from a snapshot."""
+        return self.snap_start == SNAP_ALL or (
+            self.snap_start == SNAP_PUBLISHED and version_id != "LATEST")
 
     @property
     def sessions_per_instance(self) -> int:
@@ -142,6 +151,8 @@ class FunctionConfig:
         out["instanceIsolationMode"] = self.isolation
         if self.semantics != FC_SEMANTICS:
             out["semantics"] = self.semantics
+        if self.snap_start != SNAP_NONE:
+            out["snapStart"] = {"applyOn": self.snap_start}
         return out
 
 
@@ -215,6 +226,8 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
         changes["semantics"] = body["semantics"]
     if body.get("keepAliveSeconds") is not None:
         changes["keep_alive_seconds"] = float(_int(body, "keepAliveSeconds", 1, 86_400))
+    if body.get("snapStart") is not None:
+        changes["snap_start"] = _snap_start(body["snapStart"])
     _refuse_cloud_only(body)
     if body.get("layers") is not None:
         changes["layers"] = _layers(body["layers"])
@@ -232,6 +245,16 @@ def parse_config(body: dict[str, Any], base: FunctionConfig | None = None) -> Fu
             "e.g. 'index.handler'"
         )
     return config
+
+
+def _snap_start(raw: Any) -> str:
+    apply_on = raw.get("applyOn") if isinstance(raw, dict) else None
+    if apply_on not in SNAP_APPLY_ON:
+        raise InvalidArgument(
+            "snapStart must be an object whose applyOn is one of " + ", ".join(SNAP_APPLY_ON)
+            + f" (PublishedVersions: published versions start from a snapshot of their "
+            f"initialised instance; All: $LATEST too), got {raw!r}")
+    return str(apply_on)
 
 
 # Kept as given (see FunctionConfig.kept), each with the JSON type FC gives it.

@@ -48,7 +48,7 @@ from funclet.instances.state import StartKind
 from funclet.invoker.invoker import Invocation
 from funclet.layers import ARN_RE
 from funclet.logs import TAIL_BYTES, clip_lines
-from funclet.models import LAMBDA_SEMANTICS, parse_tags
+from funclet.models import LAMBDA_SEMANTICS, SNAP_NONE, SNAP_PUBLISHED, parse_tags
 from funclet.platform import Platform
 from funclet.store import FunctionRow
 from funclet.store.versions import AliasRow
@@ -145,7 +145,10 @@ def configuration(platform: Platform, row: FunctionRow, version: str = "$LATEST"
         "Architectures": ["x86_64"],
         "EphemeralStorage": {"Size": 512},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{row.name}"},
-        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "SnapStart": {
+            "ApplyOn": SNAP_NONE if cfg.snap_start == SNAP_NONE else SNAP_PUBLISHED,
+            "OptimizationStatus": "On" if cfg.snapshots(
+                "LATEST" if version == "$LATEST" else version) else "Off"},
     }
     return out
 
@@ -196,6 +199,14 @@ def _fc_body(platform: Platform, body: dict[str, Any], create: bool) -> dict[str
         if not isinstance(env, dict):
             raise InvalidArgument("Environment must be an object with Variables")
         out["environmentVariables"] = env.get("Variables") or {}
+    if body.get("SnapStart") is not None:
+        snap = body["SnapStart"]
+        apply_on = snap.get("ApplyOn") if isinstance(snap, dict) else None
+        if apply_on not in (SNAP_NONE, SNAP_PUBLISHED):
+            raise InvalidArgument(f"1 validation error detected: Value '{apply_on}' at "
+                                  "'snapStart.applyOn' failed to satisfy constraint: Member "
+                                  "must satisfy enum value set: [PublishedVersions, None]")
+        out["snapStart"] = {"applyOn": apply_on}
     if isinstance(out.get("runtime"), str):
         out["runtime"] = _from_lambda(out["runtime"])
     if "layers" in out:

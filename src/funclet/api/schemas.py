@@ -110,6 +110,11 @@ _FUNCTION_FIELDS: dict[str, Schema] = {
         "description": "at most 4 KB of names and values in all"},
     "instanceLifecycleConfig": obj({"initializer": _HOOK, "preStop": _HOOK}),
     "internetAccess": boolean("network access for its instances; true by default"),
+    "snapStart": obj({"applyOn": string(
+        "funclet's: which versions start their instances from a snapshot (their imports "
+        "and initializer run once, in a template; new instances are forked from it): "
+        "PublishedVersions (as Lambda's SnapStart), All ($LATEST too), or None",
+        enum=["None", "PublishedVersions", "All"])}),
     "keepAliveSeconds": integer(1, 86_400, "funclet's own: how long an idle instance stays "
                                 "warm (the server's setting by default)"),
     "customRuntimeConfig": ref("CustomRuntimeConfig"),
@@ -243,6 +248,7 @@ SCHEMAS: dict[str, Schema] = {
         "instanceIsolationMode": string(enum=["SHARE", "REQUEST_EXCLUSIVE",
                                               "SESSION_EXCLUSIVE"]),
         "semantics": _FUNCTION_FIELDS["semantics"],
+        "snapStart": _FUNCTION_FIELDS["snapStart"],
         "invocationRestriction": obj({"disable": boolean(), "reason": string(),
                                       "lastModifiedTime": _time("disabled")},
                                      description="while DisableFunctionInvocation holds"),

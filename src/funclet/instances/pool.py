@@ -50,6 +50,7 @@ from funclet.sandbox import (
     OversizedFrame,
     Sandbox,
     SandboxProcess,
+    SnapshotFailed,
     ZygoteFailed,
 )
 from funclet.sandbox.channel import INIT, Channel, Frame
@@ -155,6 +156,9 @@ class Pool:
         self._starting: dict[str, asyncio.Future[SandboxProcess]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.draining = False
+        # Its instances are forked from a snapshot of its version (``sandbox/snapshots.py``).
+        self.snapshot_key = (f"{version.name}@{version.version_id}#{version.revision}"
+                             if version.config.snapshots(version.version_id) else "")
         # Invocations of a session waiting for room on the session's own instance.
         self._room_waiters: dict[str, deque[asyncio.Future[Lease | None]]] = {}
         # Placement looks at sessions and isolation only when the function has them.
@@ -332,6 +336,13 @@ class Pool:
             if cfg.layers and self._deps.fetch_layers is not None:
                 spec["optDir"] = await self._deps.fetch_layers(cfg.layers)
             process = await self._sandbox.create(cfg.runtime, spec)
+        except SnapshotFailed as exc:  # the template's imports or initializer failed
+            self._forget(inst, StopReason.START_FAILED)
+            error = InitializationError(exc.error.get("errorMessage", str(exc)),
+                                        exc.error.get("errorType", "Runtime.SnapshotError"),
+                                        exc.error.get("stackTrace", []))
+            error.log = exc.log
+            raise error from None
         except (ZygoteFailed, OSError, LayerNotFound) as exc:
             self._forget(inst, StopReason.START_FAILED)
             raise InitializationError(str(exc), "Runtime.StartFailed") from exc
@@ -586,8 +597,11 @@ class Pool:
             self._stop_later(inst, StopReason.RECLAIMED)
 
     async def drain(self, reason: StopReason) -> None:
-        """Stop every instance: idle ones now, busy ones when their invocations end."""
+        """Stop every instance: idle ones now, busy ones when their invocations end (and
+        its snapshot with the last of them)."""
         self.draining = True
+        if self.snapshot_key:
+            self._sandbox.snapshots.retire(self.snapshot_key)
         for inst in list(self._instances.values()):
             if inst.state is InstanceState.IDLE:
                 self._stop_later(inst, reason)
@@ -772,6 +786,7 @@ class Pool:
             "customRuntime": (cfg.custom_runtime or CustomRuntimeConfig()).to_fc(),
             "serverPort": (cfg.custom_runtime or CustomRuntimeConfig()).port,
             "semantics": cfg.semantics,
+            **({"snapshot": self.snapshot_key} if self.snapshot_key else {}),
             **hooks,
         }
 
@@ -790,7 +805,7 @@ class Pool:
             "AWS_DEFAULT_REGION": region,
             "AWS_EXECUTION_ENV": "AWS_Lambda_" + (f"{cfg.runtime}.x" if cfg.runtime.startswith(
                 "nodejs") else cfg.runtime),
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if self.snapshot_key else "on-demand",
             "LAMBDA_RUNTIME_DIR": "/var/runtime",
             "_HANDLER": cfg.handler,
             "TZ": ":UTC",

@@ -14,7 +14,10 @@ Instance → platform: ``initializing`` {} (the initializer starts now),
 instance ends with it), ``pre_stop_done`` {log};
 for a web app, ``http_start`` {id, status, headers} and ``body`` {id} + bytes before
 the ``result`` that ends the response. A pre-started instance (started before it
-has a function) says ``prestarted`` {} and waits for ``specialize`` {spec}.
+has a function) says ``prestarted`` {} and waits for ``specialize`` {spec}. A template
+(a snapshot's instance: spec ``template``) says ``ready`` once its imports, initializer
+and before-snapshot hooks ran, then forks a new instance for each ``fork`` {spec, box}
+(its socket and control socket as SCM_RIGHTS); see ``sandbox/snapshots.py``.
 
 The zygote's control socket is a SEQPACKET socket: one JSON object a packet,
 ``spawn`` packets carrying the instance's socket as SCM_RIGHTS.
@@ -44,6 +47,7 @@ HTTP_START = "http_start"
 BODY = "body"
 PRESTARTED = "prestarted"  # instance → platform: started without a function, waiting
 SPECIALIZE = "specialize"  # platform → instance: {spec}: become this function's instance
+FORK = "fork"  # platform → template: {spec, box} + 2 fds: fork an instance of its snapshot
 
 
 def encode(header: dict[str, Any], body: bytes = b"") -> bytes:

@@ -23,11 +23,12 @@ from funclet.sandbox.ahead import REFILL_DELAY, TRIM_AFTER, AheadSize
 from funclet.sandbox.channel import INIT, Channel, ChannelClosed, FrameLimits, OversizedFrame
 from funclet.sandbox.network import Network, NetworkUnavailable
 from funclet.sandbox.slots import MAX_SLOTS, HostSlot
+from funclet.sandbox.snapshots import SnapshotFailed, Snapshots
 from funclet.sandbox.zygote import Exit, SandboxProcess, Zygote, ZygoteFailed, kill_cgroup
 
 __all__ = [
     "Channel", "ChannelClosed", "Exit", "FrameLimits", "OversizedFrame", "Sandbox",
-    "SandboxConfig", "SandboxProcess", "ZygoteFailed",
+    "SandboxConfig", "SandboxProcess", "SnapshotFailed", "ZygoteFailed",
 ]
 
 log = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ class Sandbox:
                  prestart: int = 2, frame_limits: FrameLimits | None = None,
                  prestart_max: int = 16, prestart_idle: float = TRIM_AFTER) -> None:
         self._runtimes = runtimes
-        self._frame_limits = frame_limits or FrameLimits()
+        self.frame_limits = frame_limits or FrameLimits()
         self._run_dir = run_dir
         self.config = config
         self.network: Network | None = None  # set by ``open``, as are the uids
@@ -284,6 +285,7 @@ class Sandbox:
         self._closing = False
         self._empty_made = False
         self._slot: HostSlot | None = None
+        self.snapshots = Snapshots(self)
 
     def _kind(self, runtime: str) -> str:
         """Which instances started ahead serve ``runtime``: Python's serve custom
@@ -327,7 +329,12 @@ class Sandbox:
             self._refill(self._kind(runtime))
 
     async def create(self, runtime: str, spec: dict[str, Any]) -> SandboxProcess:
+        """A new instance process for ``spec``: specialised from one started ahead, forked
+        from its version's snapshot (``spec["snapshot"]``, Python: ``snapshots.py``;
+        ``SnapshotFailed`` when the snapshot cannot be made), or started afresh."""
         rt = self._runtimes[runtime]
+        if spec.get("snapshot") and rt.language == "python":
+            return await self.snapshots.create(rt, spec)
         internet = spec.get("internetAccess", True)
         uid = self.uids.of(spec["functionName"]) if self.uids is not None else None
         if self._ahead(runtime, internet):
@@ -593,6 +600,10 @@ class Sandbox:
             self._empty_made = True
         return path
 
+    async def zygote_for(self, rt: Runtime) -> Zygote:
+        """The zygote that forks ``rt``'s instances."""
+        return await self._zygote(rt.zygote or rt.name)
+
     async def _zygote(self, runtime: str) -> Zygote:
         zygote = self._zygotes.get(runtime)
         if zygote is not None and zygote.alive:
@@ -602,7 +613,7 @@ class Sandbox:
             if zygote is None or not zygote.alive:
                 rt = self._runtimes[runtime]
                 zygote = Zygote(rt.name, rt.zygote_argv(), self._run_dir / f"{rt.name}.log",
-                                self._frame_limits)
+                                self.frame_limits)
                 await zygote.start()
                 if not self._probed:
                     await self._probe(zygote)
@@ -636,6 +647,7 @@ class Sandbox:
 
     async def close(self) -> None:
         self._closing = True
+        self.snapshots.close()
         for trim in self._trims.values():
             trim.cancel()
         for tasks in self._prestarting.values():

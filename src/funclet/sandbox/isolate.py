@@ -45,6 +45,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -54,6 +55,9 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _PR_SET_NO_NEW_PRIVS = 38
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -143,7 +147,7 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _stand_outside(child: int, close: list[int]) -> None:
+def _stand_outside(child: int, close: list[int], report: socket.socket | None = None) -> None:
     """The parent left outside the namespace: wait for PID 1 and exit as it did.
 
     When the zygote dies this process is told (SIGTERM, its parent-death signal) and
@@ -169,6 +173,11 @@ def _stand_outside(child: int, close: list[int]) -> None:
             break
         except InterruptedError:
             continue
+    if report is not None:  # an instance forked from a snapshot: the platform is told
+        try:
+            report.send(json.dumps({"code": os.waitstatus_to_exitcode(status)}).encode())
+        except OSError:
+            pass
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         signal.signal(sig, signal.SIG_DFL)
@@ -314,12 +323,14 @@ class _Netlink:
                 offset += max(16, (length + 3) & ~3)
 
 
-def _plug(host: _Netlink, plug: dict[str, Any]) -> None:
+def _plug(host: _Netlink, plug: dict[str, Any], netns: int | None = None) -> None:
     """Make the veth: its host end ``plug["ifname"]`` a port of the bridge (isolated from
     the other ports, so instances reach only the gateway), its other end ``eth0`` in this
-    process's new network namespace. ``host`` talks to the host's namespace."""
+    process's new network namespace (or in ``netns``, a descriptor of one). ``host``
+    talks to the host's namespace."""
     ifname = plug["ifname"]
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC) \
+        if netns is None else os.dup(netns)
     try:
         peer = struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, _name("eth0")) \
             + _attr(_IFLA_NET_NS_FD, struct.pack("=I", own))
@@ -355,6 +366,17 @@ def _address(plug: dict[str, Any]) -> None:
                        f"route through the gateway {plug['gateway']}")
     finally:
         inside.close()
+
+
+def plug_into(netns: int, plug: dict[str, Any]) -> None:
+    """Plug the network namespace ``netns`` (a descriptor) into the bridge as ``_plug``
+    does, from the caller's namespace (the host's): for an instance forked from a
+    snapshot, which cannot make the host's end itself. It sets up ``eth0`` inside."""
+    host = _Netlink()
+    try:
+        _plug(host, plug, netns)
+    finally:
+        host.close()
 
 
 def unplug(ifname: str) -> None:
@@ -525,3 +547,104 @@ def settle(trees: list[tuple[int, str]], hostname: str, offline: bool) -> None:
     socket.sethostname(hostname)
     if offline:
         unplug("eth0")  # its own end: the pair goes
+
+
+# -- instances forked from a snapshot -----------------------------------------------------
+
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(os.uname().machine, 126)
+_CAP_VERSION_3 = 0x20080522
+_CAP_LAST = 63
+
+
+def restore(box: dict[str, Any], control: socket.socket, close_in_parent: list[int]) -> None:
+    """Run in a child just forked from a template (an instance whose imports and
+    initializer have run: ``bootstrap``'s snapshots), as the function's unprivileged
+    user: give it every namespace of a normal instance, of its own. Returns in the
+    isolated child.
+
+    1. a user namespace of its own (its uid and gid mapped to themselves): the only
+       place it holds capabilities, for the next steps, and only over namespaces it
+       owns;
+    2. unshares mount, PID, IPC, UTS (and network) namespaces, and forks: PID 1 of the
+       new PID namespace; the parent stays outside, waits, tells the platform how PID 1
+       ended (on ``control``) and exits as it did;
+    3. PID 1 says hello on ``control`` (the kernel attaches its pid as the platform sees
+       it, SCM_CREDENTIALS, which nobody can forge outside its own PID namespace; its
+       network namespace goes with it) and waits while the platform moves it into
+       cgroups of its own and plugs the namespace into the bridge;
+    4. mounts its own /tmp, /dev/shm, /proc (and /sys), takes its hostname, brings up
+       loopback and its veth, joins a session keyring of its own, then drops every
+       capability (bounding and ambient sets too) and becomes non-dumpable: the
+       template, which runs as the same user, cannot trace it or read its memory.
+    """
+    if not box.get("namespaces"):
+        _hello(control, None)
+        return
+    uid, gid = os.getuid(), os.getgid()
+    # Dumpable for a moment: /proc/self's files are root's otherwise (since the uid
+    # change), and it must write its own maps. Non-dumpable again at the end.
+    _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    _check(_libc.unshare(CLONE_NEWUSER), "unshare user")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    netns = box.get("netns", True)
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+                         | (CLONE_NEWNET if netns else 0)), "unshare")
+    child = os.fork()
+    if child:
+        _stand_outside(child, close_in_parent, control)
+    os.setsid()  # its process group: the platform signals it by its pid
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC) if netns else None
+    try:
+        _hello(control, own)
+    finally:
+        if own is not None:
+            os.close(own)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={box['tmpBytes']},mode=1777")
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+               "size=64m,mode=1777")
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if netns and os.path.isdir("/sys"):
+        _mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    socket.sethostname(box["hostname"])
+    if netns:
+        _link_up("lo")
+        if box.get("plug"):
+            _address(box["plug"])
+    _new_session_keyring()
+    drop_capabilities()
+    _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _die_with(0)
+
+
+def _hello(control: socket.socket, netns: int | None) -> None:
+    """Tell the platform this process's pid (attached by the kernel) and hand it the
+    network namespace; wait for its go (anything else: it gave up, so do we)."""
+    control.sendmsg([b"h"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                              struct.pack("i", netns))] if netns is not None else [])
+    if control.recv(1) != b"g":
+        os._exit(1)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """No capability left, ever: the bounding and ambient sets emptied, then the
+    effective, permitted and inheritable ones."""
+    for cap in range(_CAP_LAST + 1):
+        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
+            _check(-1, f"drop capability {cap} from the bounding set")
+    _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(header), data), "capset")

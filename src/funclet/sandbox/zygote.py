@@ -121,7 +121,7 @@ class Zygote:
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
         self._spawns: dict[int, asyncio.Future[tuple[int, asyncio.Future[Exit]]]] = {}
-        self._mounts: dict[int, asyncio.Future[Any]] = {}  # specialize requests by sid
+        self._mounts: dict[int, asyncio.Future[Any]] = {}  # specialize/plug requests by sid
         self._exits: dict[int, asyncio.Future[Exit]] = {}
         self._next_sid = 0
         self._stopping = False
@@ -215,7 +215,7 @@ class Zygote:
                 self._ready.set_result(None)
             elif kind == "probed" and self._probe is not None and not self._probe.done():
                 self._probe.set_result(msg["found"])
-            elif kind == "specialized":
+            elif kind in ("specialized", "plugged"):
                 fut = self._mounts.pop(msg["sid"], None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg.get("error"))
@@ -242,6 +242,26 @@ class Zygote:
             self._mounts.pop(sid, None)
         if error:
             raise OSError(f"the code could not be mounted into instance pid {pid}: {error}")
+
+    async def plug(self, netns: int, plug: dict[str, Any]) -> None:
+        """Plug the network namespace ``netns`` (a descriptor) into the bridge: a veth
+        whose other end is ``eth0`` in there (for an instance forked from a snapshot,
+        which cannot make the host's end itself; ``OSError`` if it fails)."""
+        if self._control is None:
+            raise ZygoteFailed(f"runtime {self.name} is not running")
+        self._next_sid += 1
+        sid = self._next_sid
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._mounts[sid] = fut
+        socket.send_fds(self._control, [orjson.dumps({"type": "plug", "sid": sid,
+                                                      "plug": plug})], [netns])
+        try:
+            async with asyncio.timeout(10):
+                error = await fut
+        finally:
+            self._mounts.pop(sid, None)
+        if error:
+            raise OSError(f"the instance's network could not be plugged in: {error}")
 
     def renamed(self, pid: int, paths: list[str]) -> None:
         """The platform renamed instance ``pid``'s cgroup folders to ``paths``: the

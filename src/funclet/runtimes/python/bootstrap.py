@@ -46,6 +46,10 @@ webapp = _load_module("_funclet_webapp", os.path.join(_HERE, "webapp.py"))
 # Loaded now, in the zygote: inside the sandbox the platform's files may be out of sight.
 custom = _load_module("_funclet_custom", os.path.join(_HERE, "custom.py"))
 
+# Lambda's hooks around snapshots, importable by every function (``import snapshot_restore_py``).
+hooks = sys.modules["snapshot_restore_py"] = _load_module(
+    "snapshot_restore_py", os.path.join(_HERE, "snapshot_restore_py.py"))
+
 # Preloaded once in the zygote so that an instance's imports of them are free.
 _PRELOAD = (
     "json logging traceback threading datetime time base64 hashlib hmac re random uuid "
@@ -120,6 +124,20 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                     cgroups[msg["pid"]] = msg["paths"]
                 else:  # reaped already: its folders go with the others'
                     cgroups.setdefault(0, []).extend(msg["paths"])
+                continue
+            if msg["type"] == "plug":  # an instance forked from a snapshot: its network
+                error = None
+                try:
+                    if len(fds) != 1:
+                        raise OSError("no network namespace came with it")
+                    isolate.plug_into(fds[0], msg["plug"])
+                except OSError as exc:
+                    error = str(exc)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                control.send(json.dumps({"type": "plugged", "sid": msg["sid"],
+                                         "error": error}).encode())
                 continue
             if msg["type"] == "specialize":
                 error = _specialize(cgroups, msg["pid"], msg["mounts"], msg["hostname"],
@@ -442,7 +460,82 @@ def _instance(spec: dict[str, Any], sock: socket.socket) -> None:
         os.environ["LAMBDA_TASK_ROOT"] = code_dir
     runtime = _Runtime(spec, sock)
     runtime.initialise(started)
+    if spec.get("template"):
+        _serve_template(runtime)
     runtime.serve()
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def _serve_template(runtime: _Runtime) -> None:
+    """A template: the function's imports and initializer have run (and its
+    before-snapshot hooks); each ``fork`` frame, with the new instance's socket and
+    control socket, forks an instance of this memory (``_restored``). Forked instances
+    are reaped by the kernel (SIGCHLD ignored); the template ends at end of stream."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        header, fds = _read_frame_with_fds(runtime.sock)
+        if header["type"] != protocol.FORK or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if os.fork() == 0:
+            try:
+                _restored(runtime, header, fds)
+            finally:
+                os._exit(70)
+        for fd in fds:
+            os.close(fd)
+
+
+def _restored(runtime: _Runtime, header: dict[str, Any], fds: list[int]) -> None:
+    """A new instance forked from the template: isolated afresh (``isolate.restore``),
+    given its own identity (instance id, environment), random state reseeded, its
+    after-restore hooks run; then it serves like any instance."""
+    import random
+    import tempfile
+    import time
+
+    started = time.monotonic()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    runtime.sock.close()
+    for fd in fds:
+        os.set_inheritable(fd, False)
+    channel, control = socket.socket(fileno=fds[0]), socket.socket(fileno=fds[1])
+    runtime.sock = channel
+    try:
+        isolate.restore(header["box"], control, [channel.fileno()])
+    except OSError as exc:  # said where the platform listens: before or after the hello
+        with contextlib.suppress(OSError):
+            control.send(b"e" + str(exc).encode()[:1000])
+        with contextlib.suppress(OSError):
+            runtime.send({"type": protocol.INIT_ERROR, "log": "", "error": {
+                "errorMessage": f"The instance could not be isolated: {exc}",
+                "errorType": "Runtime.SandboxError", "stackTrace": []}})
+        os._exit(1)
+    control.close()
+    spec = runtime.spec = dict(runtime.spec, **header["spec"])
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    if spec.get("semantics") == "lambda":
+        os.environ["LAMBDA_TASK_ROOT"] = spec["codeDir"]
+    # What funclet knows to carry state that a copy must not share: reseeded.
+    random.seed()
+    tempfile._name_sequence = None  # type: ignore[attr-defined]
+    log = _Capture.fallback = _Log()
+    for func, args, kwargs in hooks.get_after_restore():
+        try:
+            func(*args, **kwargs)
+        except Exception as exc:
+            runtime.send({"type": protocol.INIT_ERROR, "log": log.text(),
+                          "error": _user_error(exc, "After-restore hook failed: ")})
+            os._exit(0)
+    _Capture.fallback = _Log()
+    runtime.send({"type": protocol.READY, "initMs": (time.monotonic() - started) * 1000,
+                  "log": log.text(), "handlerKind": runtime.kind})
+    runtime.serve()
+    os._exit(0)
 
 
 class _Credentials:
@@ -703,6 +796,13 @@ class _Runtime:
                     raise _Failure(_user_error(exc, "Initializer failed: ")) from None
                 finally:
                     log.write(f"FC Initialize End RequestId: {request_id}\n")
+            if spec.get("template"):  # the state a snapshot keeps is there: its hooks
+                for func, args, kwargs in hooks.get_before_snapshot():
+                    try:
+                        func(*args, **kwargs)
+                    except Exception as exc:
+                        raise _Failure(_user_error(exc, "Before-snapshot hook failed: ")) \
+                            from None
         except _Failure as failure:
             self.send({"type": protocol.INIT_ERROR, "error": failure.error, "log": log.text()})
             os._exit(0)

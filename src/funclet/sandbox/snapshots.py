@@ -1,0 +1,338 @@
+"""Snapshots: a function version's imports and initializer run once, in a template;
+every new instance of the version is forked from it.
+
+A template is an instance like any other (started ahead, specialised, in its cgroups,
+as its function's uid) whose spec says ``template``: once its handler, initializer and
+before-snapshot hooks have run, it says ``ready`` and then forks an instance for each
+``fork`` frame (``bootstrap._serve_template``). Each forked instance isolates itself
+afresh (``isolate.restore``): a user namespace of its own, then mount, PID, IPC, UTS and
+network namespaces owned by it, PID 1 in there, its own /tmp, /dev/shm and /proc; it
+says hello on its control socket, where the kernel attaches its pid as the platform
+sees it (SCM_CREDENTIALS) and its network namespace rides along; the platform moves it
+into cgroups of its own (the function's memory limit, CPU weight, process limit), has
+the zygote plug its namespace into the bridge, and lets it go. It then drops every
+capability, reseeds ``random``, runs its after-restore hooks and serves.
+
+Everything that runs in a template after the function's code is the function's, so
+what a forked instance sends is taken as hostile: its pid can only name a process of
+its own PID namespace (the kernel checks it), its network namespace can only be one of
+its own sandbox's, its exit report speaks only of itself. The bridge pins each port to
+its address (``network.py``): an instance that kept its capabilities cannot spoof
+another's.
+
+A template lives while its version is deployed and ends once the version is retired
+and its last forked instance is gone (its instances are in its PID namespace: they end
+with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from funclet.runtimes import Runtime, protocol
+from funclet.sandbox.channel import INIT, Channel, ChannelClosed
+from funclet.sandbox.zygote import Exit, SandboxProcess, ZygoteFailed, kill_cgroup
+
+if TYPE_CHECKING:
+    from funclet.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+_HELLO_TIMEOUT = 10.0
+_UCRED = struct.Struct("iII")  # pid, uid, gid
+
+
+class SnapshotFailed(Exception):
+    """The template could not be made: the function's imports, initializer or
+    before-snapshot hooks failed (``error``: as the runtime reported it)."""
+
+    def __init__(self, error: dict[str, Any], log_text: str = "") -> None:
+        super().__init__(error.get("errorMessage", "the snapshot failed"))
+        self.error = error
+        self.log = log_text
+
+
+@dataclass
+class Template:
+    process: SandboxProcess
+    children: set[int] = field(default_factory=set)  # pids of its forked instances
+    retired: bool = False
+
+    def retire(self) -> None:
+        """Its version is gone: it ends with its last forked instance."""
+        self.retired = True
+        if not self.children:
+            self.process.kill()
+
+    def child_gone(self, pid: int) -> None:
+        self.children.discard(pid)
+        if self.retired and not self.children:
+            self.process.kill()
+
+
+class Snapshots:
+    """The templates of one sandbox, by snapshot key (a function version's revision)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+        self._templates: dict[str, asyncio.Future[Template]] = {}
+
+    async def create(self, rt: Runtime, spec: dict[str, Any]) -> SandboxProcess:
+        """A new instance of ``spec``'s version, forked from its template (made first
+        if there is none: the cold start that makes it waits for its initialisation)."""
+        template = await self._template(rt, spec)
+        return await self._fork(rt, template, spec)
+
+    def retire(self, key: str) -> None:
+        made = self._templates.pop(key, None)
+        if made is None:
+            return
+        def retire(made: asyncio.Future[Template]) -> None:
+            if not made.cancelled() and made.exception() is None:
+                made.result().retire()
+
+        if made.done():
+            retire(made)
+        else:
+            made.add_done_callback(retire)
+
+    def close(self) -> None:
+        for made in self._templates.values():
+            if made.done() and not made.cancelled() and made.exception() is None:
+                made.result().process.kill()
+            else:
+                made.cancel()
+        self._templates.clear()
+
+    def count(self) -> int:
+        return sum(1 for f in self._templates.values() if f.done() and not f.cancelled()
+                   and f.exception() is None)
+
+    async def _template(self, rt: Runtime, spec: dict[str, Any]) -> Template:
+        key = spec["snapshot"]
+        made = self._templates.get(key)
+        if made is not None and made.done() and (
+                made.cancelled() or made.exception() is not None
+                or made.result().process.exited.done()):
+            made = None  # it failed or died: made again
+        if made is None:
+            made = self._templates[key] = asyncio.ensure_future(self._make(rt, spec))
+            made.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unused
+        return await asyncio.shield(made)
+
+    async def _make(self, rt: Runtime, spec: dict[str, Any]) -> Template:
+        instance_id = "t" + spec["env"]["FC_INSTANCE_ID"][1:]
+        tspec = {k: v for k, v in spec.items() if k != "snapshot"}
+        tspec.update(template=True, env=dict(spec["env"], FC_INSTANCE_ID=instance_id))
+        process = await self._sandbox.create(rt.name, tspec)
+        timeout = spec["timeout"] + (spec.get("initializer") or {}).get("timeout", 0)
+        try:
+            async with asyncio.timeout(timeout):
+                header, _ = await process.channel.expect(INIT)
+                while header["type"] == protocol.INITIALIZING:
+                    header, _ = await process.channel.expect(INIT)
+        except TimeoutError:
+            process.kill()
+            raise SnapshotFailed({
+                "errorMessage": f"The snapshot's initialization (imports, module code, "
+                                f"initializer) timed out after {timeout:g} seconds",
+                "errorType": "InitializationTimeout", "stackTrace": []}) from None
+        except ChannelClosed:
+            ended = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    ended = await asyncio.shield(process.exited)
+            process.kill()
+            if ended is not None and ended.oom:
+                raise SnapshotFailed({
+                    "errorMessage": "The snapshot ran out of memory during initialization: "
+                                    f"it exceeded its memorySize of {spec['memorySize']} MB",
+                    "errorType": "Runtime.OutOfMemory", "stackTrace": []}) from None
+            raise SnapshotFailed({
+                "errorMessage": "Process exited unexpectedly during the snapshot's "
+                                f"initialization (exit code {ended.code if ended else None})",
+                "errorType": "Runtime.ExitError", "stackTrace": []}) from None
+        if header["type"] != protocol.READY:
+            process.kill()
+            raise SnapshotFailed(header.get("error") or {}, header.get("log", ""))
+        log.info("Snapshot %s is ready (instance %s, %.0f ms of initialization).",
+                 spec["snapshot"], instance_id, header.get("initMs", 0))
+        return Template(process)
+
+    async def _fork(self, rt: Runtime, template: Template, spec: dict[str, Any]
+                    ) -> SandboxProcess:
+        sandbox, config = self._sandbox, self._sandbox.config
+        instance_id = spec["env"]["FC_INSTANCE_ID"]
+        network = sandbox.network
+        online = config.namespaces and network is not None and spec.get("internetAccess", True)
+        netns = config.namespaces and (network is not None or not spec.get("internetAccess",
+                                                                             True))
+        plug = network.allocate() if online and network is not None else None
+        box: dict[str, Any] = {"namespaces": config.namespaces, "netns": netns,
+                               "tmpBytes": config.tmp_bytes, "hostname": instance_id[:63],
+                               "plug": network.plug_spec(plug) if network and plug else None}
+        limits = config.for_instance(instance_id, "/", spec["memorySize"], netns, None) or {}
+        cgroups: dict[str, str] = limits.get("cgroups") or {}
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        control, control_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        control.setblocking(False)
+        pid = 0
+        try:
+            try:
+                template.process.channel.send_fds(
+                    {"type": protocol.FORK, "box": box,
+                     "spec": {"env": spec["env"], "requestId": spec["requestId"]}},
+                    [theirs.fileno(), control_theirs.fileno()])
+            finally:
+                theirs.close()
+                control_theirs.close()
+            async with asyncio.timeout(_HELLO_TIMEOUT):
+                pid, namespace = await _hello(control)
+            try:
+                _join_cgroups(cgroups, limits.get("cgroupLimits") or {}, pid)
+                if plug is not None and network is not None:
+                    if namespace is None:
+                        raise OSError("the instance sent no network namespace")
+                    zygote = await sandbox.zygote_for(rt)
+                    await zygote.plug(namespace, network.plug_spec(plug))
+            finally:
+                if namespace is not None:
+                    os.close(namespace)
+            control.send(b"g")
+        except (OSError, TimeoutError, ChannelClosed, ZygoteFailed) as exc:
+            if pid:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            _remove_cgroups(cgroups)
+            if plug is not None and network is not None:
+                network.release(plug)
+            control.close()
+            ours.close()
+            raise ZygoteFailed(f"an instance could not be forked from the snapshot: "
+                               f"{exc or type(exc).__name__}") from exc
+        loop = asyncio.get_running_loop()
+        _, channel = await loop.connect_accepted_socket(
+            lambda: Channel(sandbox.frame_limits, ours), ours)
+        exited: asyncio.Future[Exit] = loop.create_future()
+        child = SandboxProcess(pid, channel, exited, kill_cgroup(cgroups), limits=cgroups,
+                               plug=plug)
+        template.children.add(pid)
+        loop.add_reader(control.fileno(), _on_report, control, exited, cgroups)
+
+        def gone(_: asyncio.Future[Exit]) -> None:
+            loop.remove_reader(control.fileno())
+            control.close()
+            if plug is not None and network is not None:
+                network.release(plug)
+            _remove_cgroups(cgroups)
+            template.child_gone(pid)
+
+        exited.add_done_callback(gone)
+        return child
+
+
+async def _hello(control: socket.socket) -> tuple[int, int | None]:
+    """The forked instance's hello: its pid as this process sees it (attached by the
+    kernel) and its network namespace, if it sent one."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[tuple[int, int | None]] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            data, ancillary, _, _ = control.recvmsg(
+                1024, socket.CMSG_SPACE(_UCRED.size) + socket.CMSG_SPACE(4 * 4))
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            got.set_exception(exc)
+            return
+        pid, fds = 0, []
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = _UCRED.unpack_from(value)[0]
+            elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += list(struct.unpack(f"{len(value) // 4}i", value[:len(value) // 4 * 4]))
+        if data != b"h" or pid <= 0 or len(fds) > 1:
+            for fd in fds:
+                os.close(fd)
+            said = data[1:].decode("utf-8", "replace") if data[:1] == b"e" else \
+                f"its hello was malformed ({data[:16]!r})" if data else "it exited"
+            got.set_exception(OSError(said))
+            return
+        got.set_result((pid, fds[0] if fds else None))
+
+    loop.add_reader(control.fileno(), readable)
+    try:
+        return await got
+    except asyncio.CancelledError:  # given up on just as it came: its descriptor goes
+        if got.done() and not got.cancelled() and got.exception() is None:
+            namespace = got.result()[1]
+            if namespace is not None:
+                os.close(namespace)
+        raise
+    finally:
+        loop.remove_reader(control.fileno())
+
+
+def _on_report(control: socket.socket, exited: asyncio.Future[Exit],
+               cgroups: dict[str, str]) -> None:
+    """The forked instance ended: its outer process reports PID 1's exit code, then
+    the socket closes (no report: it was killed with its template)."""
+    try:
+        data = control.recv(256)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    code = -signal.SIGKILL
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        code = int(json.loads(data)["code"]) if data else code
+    if not exited.done():
+        exited.set_result(Exit(code, any(_oom_kills(path) for path in cgroups.values())))
+
+
+def _join_cgroups(cgroups: dict[str, str], limits: dict[str, dict[str, int]],
+                  pid: int) -> None:
+    """Make the instance's cgroups, set its function's limits, move ``pid`` in."""
+    for controller, path in cgroups.items():
+        os.makedirs(path, exist_ok=True)
+        for name, value in limits.get(controller, {}).items():
+            with open(os.path.join(path, name), "w") as f:
+                f.write(str(value))
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+
+def _remove_cgroups(cgroups: dict[str, str], tries: int = 50) -> None:
+    """Remove an ended instance's cgroup folders; busy ones are tried again shortly."""
+    left = {}
+    for controller, path in cgroups.items():
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left[controller] = path
+    if left and tries:
+        asyncio.get_running_loop().call_later(0.05, _remove_cgroups, left, tries - 1)
+
+
+def _oom_kills(path: str) -> int:
+    """How often the kernel's OOM killer struck in this cgroup (v1 or v2)."""
+    for name in ("memory.oom_control", "memory.events"):
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(path, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+    return 0
