@@ -8,6 +8,7 @@ sockets, and other functions' keys are not.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from funclet.sandbox.network import port_of
 from tests.conftest import Server, start_server, stop_server
 from tests.helpers import deploy, invoke, wait_for
 
@@ -212,6 +214,52 @@ def test_instances_reach_neither_each_other_nor_each_others_sockets(
     assert out["tcp"].startswith("refused") and out["loopback"].startswith("refused")
     assert ":2328 " not in out["sockets"]  # it sees only its own sockets
     assert out["interfaces"] == ["eth0", "lo"]
+
+
+def test_a_bridge_port_passes_only_its_own_address_and_mac(client: httpx.Client) -> None:
+    """What an instance that kept CAP_NET_ADMIN over its namespace (one forked from a
+    snapshot whose function tampered with its set-up) could try: taking another
+    instance's address or MAC. The port is played by a namespace this test plugs in
+    as funclet would, at the far end of the subnet (given to no instance yet)."""
+    net = client.get("/healthz").json()["network"]
+    bridge, subnet = net["bridge"], ipaddress.ip_network(net["subnet"])
+    own, other = (str(h) for h in list(subnet.hosts())[-1:-3:-1])
+    port = port_of(int(bridge.removeprefix("fcb")), subnet, own)
+    ns = f"fclt-spoof-{os.getpid()}"
+
+    def ip(*args: str) -> str:
+        return subprocess.run(["ip", *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def learned(address: str, mac: str) -> bool:
+        """Whether the host takes ``address`` to be at ``mac`` after the port asks it
+        for the gateway's MAC (an ARP request names its sender)."""
+        subprocess.run(["ip", "neigh", "flush", "dev", bridge], capture_output=True)
+        ip("-n", ns, "addr", "flush", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "down")
+        ip("-n", ns, "link", "set", "eth0", "address", mac)
+        ip("-n", ns, "link", "set", "eth0", "up")
+        ip("-n", ns, "addr", "add", f"{address}/{subnet.prefixlen}", "dev", "eth0")
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                        "import socket, time\n"
+                        "for _ in range(5):\n"
+                        "    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto("
+                        f"b'x', ('{net['gateway']}', 9))\n"
+                        "    time.sleep(0.1)"], check=True, capture_output=True)
+        return f"{address} lladdr {mac}" in ip("neigh", "show", "dev", bridge)
+
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", port.ifname, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip("link", "set", port.ifname, "master", bridge)
+        Path(f"/sys/class/net/{port.ifname}/brport/isolated").write_text("1")
+        ip("link", "set", port.ifname, "up")
+        assert learned(own, port.mac)  # its own address and MAC: the host answers
+        assert not learned(other, port.mac)  # another's address
+        assert not learned(own, "02:fc:de:ad:be:ef")  # another MAC
+    finally:
+        subprocess.run(["ip", "link", "delete", port.ifname], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
 
 KEYS = {"index.py": """

@@ -271,7 +271,7 @@ def _link_up(name: str) -> None:
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_NEWADDR, _RTM_NEWROUTE = 16, 17, 20, 24
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_EXCL, _NLM_F_CREATE = 1, 4, 0x200, 0x400
 _NLMSG_ERROR = 2
-_IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_FD = 3, 10, 18, 28
+_IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_FD = 1, 3, 10, 18, 28
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
 _RTA_OIF, _RTA_GATEWAY = 4, 5
@@ -334,6 +334,8 @@ def _plug(host: _Netlink, plug: dict[str, Any], netns: int | None = None) -> Non
     try:
         peer = struct.pack(_IFINFOMSG, 0, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, _name("eth0")) \
             + _attr(_IFLA_NET_NS_FD, struct.pack("=I", own))
+        if plug.get("mac"):  # the MAC its port is pinned to (network.py)
+            peer += _attr(_IFLA_ADDRESS, bytes.fromhex(plug["mac"].replace(":", "")))
         info = _attr(_IFLA_INFO_KIND, b"veth") + _attr(
             _IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer))
         host.request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL,

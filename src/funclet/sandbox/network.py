@@ -9,14 +9,20 @@ gateway address of a subnet of its own, and one nftables table ``funclet_<slot>`
   ``127.0.0.1:PORT``; ``route_localnet`` is set on the bridge alone) and DNS when the
   host's resolver is on loopback;
 - they never reach each other: bridge ports are isolated (no frame from one instance
-  to another), and forwarding from a funclet bridge into any other is dropped.
+  to another), and forwarding from a funclet bridge into any other is dropped;
+- they cannot pass for each other: each port of the bridge is pinned to its address
+  and MAC (a static set of every port's name . MAC . address in the ``bridge`` table),
+  so a frame or ARP answer from a port with any other source is dropped — an instance
+  forked from a snapshot holds CAP_NET_ADMIN over its own namespace while it sets it
+  up, and one whose function tampered with that code could keep it.
 
 Nothing else of the host changes. IPv4 forwarding is needed for NAT: when it was off,
 funclet turns it on and adds a rule that forwards nothing but its bridges' traffic,
 so the host's other traffic flows as before; the last funclet to stop turns it off
 again. At start, a slot's leftovers from a killed funclet (bridge, table) are removed.
 
-Per instance: ``allocate()`` gives it an address and the name of its veth's host end;
+Per instance: ``allocate()`` gives it an address and the name of its veth's host end
+(both follow from the address's place in the subnet, as does its MAC: ``port_of``);
 its process unshares a network namespace and plugs itself in (``isolate.py``: a veth
 pair, the host end an isolated port of the bridge, the other end ``eth0`` inside with
 the address and a default route via the gateway), so the platform's process does no
@@ -51,10 +57,19 @@ class NetworkUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Plug:
-    """One instance's connection: the host end of its veth and its address."""
+    """One instance's connection: the host end of its veth, its address and its MAC."""
 
     ifname: str
     address: str
+    mac: str
+
+
+def port_of(slot: int, subnet: ipaddress.IPv4Network, address: str) -> Plug:
+    """The port an address of ``subnet`` is plugged in by: its veth's host end is named
+    after the address's place in the subnet, its MAC is 02:fc and the address's bytes."""
+    index = int(ipaddress.IPv4Address(address)) - int(subnet.network_address)
+    mac = "02:fc:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+    return Plug(f"{_VETH_PREFIX}{slot}-{index}", address, mac)
 
 
 class Network:
@@ -72,7 +87,6 @@ class Network:
         self.gateway = str(hosts[0])
         # Oldest freed first: an address is reused as late as possible (neighbour caches).
         self._free = collections.deque(str(h) for h in hosts[1:])
-        self._counter = 0
         self._bridge_index = 0
         self.hosts_file = files / "hosts"
         self.resolv_file = files / "resolv.conf" if dns is not None else None
@@ -172,6 +186,29 @@ class Network:
             "  }",
             "}",
         ]
+        ports = ",\n    ".join(
+            f'"{p.ifname}" . {p.mac} . {p.address}'
+            for p in (port_of(self.slot.number, self.subnet, str(h))
+                      for h in list(self.subnet.hosts())[1:]))
+        veths = f"{_VETH_PREFIX}{self.slot.number}-*"
+        lines += [
+            f"table bridge {self.table} {{",
+            "  set ports {",
+            "    type ifname . ether_addr . ipv4_addr",
+            f"    elements = {{ {ports} }}",
+            "  }",
+            "  chain prerouting {",
+            "    type filter hook prerouting priority filter; policy accept;",
+            f'    iifname "{veths}" ether type ip iifname . ether saddr . ip saddr != @ports '
+            "counter drop",
+            f'    iifname "{veths}" ether type arp iifname . ether saddr . arp saddr ip != '
+            "@ports counter drop",
+            f'    iifname "{veths}" ether type arp iifname . arp saddr ether . arp saddr ip != '
+            "@ports counter drop",
+            f'    iifname "{veths}" ether type != {{ ip, arp }} counter drop',
+            "  }",
+            "}",
+        ]
         return "\n".join(lines) + "\n"
 
     def close(self) -> None:
@@ -187,12 +224,11 @@ class Network:
         """An address and a veth name for one more instance (``OSError`` if none is left)."""
         if not self._free:
             raise OSError(f"no free address left in {self.subnet} for another instance")
-        self._counter += 1
-        return Plug(f"{_VETH_PREFIX}{self.slot.number}-{self._counter}", self._free.popleft())
+        return port_of(self.slot.number, self.subnet, self._free.popleft())
 
     def plug_spec(self, plug: Plug) -> dict[str, object]:
         """What the instance needs to plug itself in (the ``plug`` of its sandbox spec)."""
-        return {"ifname": plug.ifname, "address": plug.address,
+        return {"ifname": plug.ifname, "address": plug.address, "mac": plug.mac,
                 "prefixlen": self.subnet.prefixlen, "gateway": self.gateway,
                 "bridgeIndex": self._bridge_index}
 
@@ -223,7 +259,9 @@ def _sysctl(name: str, value: str) -> None:
 
 def _remove_leftovers(bridge: str, table: str) -> None:
     """A slot's bridge and table, from this run or one that was killed."""
-    subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, timeout=30)
+    for family in ("inet", "bridge"):
+        subprocess.run(["nft", "delete", "table", family, table], capture_output=True,
+                       timeout=30)
     subprocess.run(["ip", "link", "delete", bridge, "type", "bridge"], capture_output=True,
                    timeout=30)
 
