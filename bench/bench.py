@@ -55,6 +55,7 @@ import calendar
 import io
 import json
 import os
+import py_compile
 import re
 import shutil
 import socket
@@ -352,7 +353,8 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
 
 
 SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions", "metrics", "dev", "console", "lambda", "keepalive", "versus")
+            "versions", "metrics", "dev", "console", "lambda", "keepalive", "snapshot",
+            "versus")
 
 
 def main() -> None:
@@ -1517,6 +1519,113 @@ def bench_versus(args: argparse.Namespace, env: dict[str, str]) -> None:
               f"cold start {sls_row['cold'] / node['cold']:.1f}x faster (target >= 10)")
     else:
         print("serverless-offline: not run (needs node and npm)")
+
+
+HEAVY = b"""import json, time
+import sympy
+
+def handler(event, context):
+    until = json.loads(event or b"{}").get("until")  # a hold: busy until then
+    if until:
+        time.sleep(max(0, until - time.time()))
+    return str(sympy.sqrt(8))
+"""
+
+
+def _heavy_package() -> str:
+    """A function that vendors SymPy (and mpmath), compiled (unchecked-hash .pyc: valid
+    wherever the zip is unpacked): its imports take some 200 ms here."""
+    import compileall
+
+    from funclet.packaging import vendor_requirements
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-heavy-"))
+    (folder / "requirements.txt").write_text("sympy\n")
+    python = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    vendored = vendor_requirements(folder, python, Path.home() / ".cache/funclet/deps")
+    assert vendored is not None
+    compileall.compile_dir(vendored, quiet=1, workers=2,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("index.py", HEAVY)
+        for path in vendored.rglob("*"):
+            rel = path.relative_to(vendored).as_posix()
+            if path.is_file() and not rel.startswith("bin/"):
+                zf.write(path, rel)
+    shutil.rmtree(folder, ignore_errors=True)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def measure_fresh_instances(url: str, name: str, n: int,
+                            durations: list[float] | None = None) -> list[float]:
+    """``n`` cold starts of one function version: each measured invocation finds every
+    instance busy (the one before is held by a sleeping invocation), so it gets a new
+    instance; the first instance (and a snapshot's template) is made before measuring.
+    ``durations``: the handler's own time of each (x-funclet-duration-ms)."""
+    times: list[float] = []
+    holds: list[threading.Thread] = []
+    path = f"/2023-03-30/functions/{name}/invocations"
+    with httpx.Client(base_url=url, timeout=120) as client:
+        client.post(path, content=b"{}").raise_for_status()  # code unpacked, template made
+        hold_until = time.time() + 5 + n * 0.6
+
+        def hold() -> None:
+            with httpx.Client(base_url=url, timeout=120) as own:
+                own.post(path, content=json.dumps({"until": hold_until}).encode())
+
+        for i in range(n + 1):
+            if i:  # (the first: the instance made before measuring, to be held)
+                t0 = time.perf_counter()
+                r = client.post(path, content=b"{}")
+                times.append((time.perf_counter() - t0) * 1000)
+                assert r.headers["x-funclet-start-kind"] == "cold", r.headers
+                assert r.content == b"2*sqrt(2)", r.content
+                if durations is not None:
+                    durations.append(float(r.headers["x-funclet-duration-ms"]))
+            holds.append(threading.Thread(target=hold))
+            holds[-1].start()
+            time.sleep(0.2)  # the hold has taken the instance
+    for thread in holds:
+        thread.join()
+    return times
+
+
+def bench_snapshot(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Cold starts of a function whose imports are heavy (SymPy), each a new instance of
+    the same version, with and without a snapshot (snapStart)."""
+    print("snapshots: vendoring SymPy ...", file=sys.stderr)
+    code = _heavy_package()
+    n = min(args.functions, 20)
+    results: dict[str, list[float]] = {}
+    durations: dict[str, list[float]] = {}
+    proc, url, data = start_funclet(env)
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for label, extra in (("without a snapshot", {}),
+                                 ("from its snapshot", {"snapStart": {"applyOn": "All"}})):
+                name = f"bench-heavy-{len(results)}-{os.getpid()}"
+                r = client.post("/2023-03-30/functions", json={
+                    "functionName": name, "handler": "index.handler", "timeout": 120,
+                    "runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                    "code": {"zipFile": code}, **extra})
+                r.raise_for_status()
+                print(f"snapshots: {n} new instances {label} ...", file=sys.stderr)
+                durations[label] = []
+                results[label] = measure_fresh_instances(url, name, n, durations[label])
+    finally:
+        stop_funclet(proc, data)
+    print(f"\nsnapshots: a function importing SymPy, {n} new instances of one version, "
+          "client-side ms (target: <= 10 ms p50 from its snapshot)\n")
+    print(f"| {'cold start':<20} | {'p50':>8} | {'p99':>8} | {'handler p50':>11} | "
+          f"{'p50 - handler':>13} |")
+    print(f"|{'-' * 22}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 15}|")
+    for label, times in results.items():
+        spent = [t - d for t, d in zip(times, durations[label], strict=True)]
+        print(f"| {label:<20} | {pct(times, 50):>8.2f} | {pct(times, 99):>8.2f} | "
+              f"{pct(durations[label], 50):>11.2f} | {pct(spent, 50):>13.2f} |")
+    print("\n(handler: its first run in the new instance, SymPy's own first-call work; "
+          "p50 - handler: the cold start itself)")
 
 
 def bench_keepalive(args: argparse.Namespace, env: dict[str, str]) -> None:

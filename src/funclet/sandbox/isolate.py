@@ -574,10 +574,10 @@ def restore(box: dict[str, Any], control: socket.socket, close_in_parent: list[i
        it, SCM_CREDENTIALS, which nobody can forge outside its own PID namespace; its
        network namespace goes with it) and waits while the platform moves it into
        cgroups of its own and plugs the namespace into the bridge;
-    4. mounts its own /tmp, /dev/shm, /proc (and /sys), takes its hostname, brings up
-       loopback and its veth, joins a session keyring of its own, then drops every
-       capability (bounding and ambient sets too) and becomes non-dumpable: the
-       template, which runs as the same user, cannot trace it or read its memory.
+    4. mounts its own /tmp, /dev/shm, /proc (and /sys), brings up loopback and its
+       veth, joins a session keyring of its own. It is forked ahead of the cold start
+       that takes it; ``seal`` then gives it its hostname and drops every capability
+       (bounding and ambient sets too).
     """
     if not box.get("namespaces"):
         _hello(control, None)
@@ -611,15 +611,21 @@ def restore(box: dict[str, Any], control: socket.socket, close_in_parent: list[i
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if netns and os.path.isdir("/sys"):
         _mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    socket.sethostname(box["hostname"])
     if netns:
         _link_up("lo")
         if box.get("plug"):
             _address(box["plug"])
     _new_session_keyring()
+    _die_with(0)
+
+
+def seal(hostname: str) -> None:
+    """A forked instance (``restore``) given to its invocation: its hostname, then no
+    capability left and non-dumpable (the template, the same user, can neither trace
+    it nor read its memory)."""
+    socket.sethostname(hostname)
     drop_capabilities()
     _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    _die_with(0)
 
 
 def _hello(control: socket.socket, netns: int | None) -> None:

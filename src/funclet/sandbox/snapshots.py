@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import struct
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from funclet.runtimes import Runtime, protocol
+from funclet.sandbox.ahead import REFILL_DELAY
 from funclet.sandbox.channel import INIT, Channel, ChannelClosed
 from funclet.sandbox.zygote import Exit, SandboxProcess, ZygoteFailed, kill_cgroup
 
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _HELLO_TIMEOUT = 10.0
+_AHEAD = 1  # instances kept forked ahead per template
 _UCRED = struct.Struct("iII")  # pid, uid, gid
 
 
@@ -63,12 +66,19 @@ class SnapshotFailed(Exception):
 @dataclass
 class Template:
     process: SandboxProcess
+    spec: dict[str, Any]  # its version's (what every instance forked from it shares)
     children: set[int] = field(default_factory=set)  # pids of its forked instances
+    ahead: list[SandboxProcess] = field(default_factory=list)  # forked, not taken yet
+    forking: int = 0  # forks ahead under way
     retired: bool = False
 
     def retire(self) -> None:
-        """Its version is gone: it ends with its last forked instance."""
+        """Its version is gone: it ends with its last forked instance (those forked
+        ahead go now)."""
         self.retired = True
+        for child in self.ahead:
+            child.kill()
+        self.ahead.clear()
         if not self.children:
             self.process.kill()
 
@@ -84,12 +94,65 @@ class Snapshots:
     def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
         self._templates: dict[str, asyncio.Future[Template]] = {}
+        self._forks: set[asyncio.Task[None]] = set()
 
     async def create(self, rt: Runtime, spec: dict[str, Any]) -> SandboxProcess:
         """A new instance of ``spec``'s version, forked from its template (made first
         if there is none: the cold start that makes it waits for its initialisation)."""
         template = await self._template(rt, spec)
-        return await self._fork(rt, template, spec)
+        child = None
+        while template.ahead and child is None:
+            child = template.ahead.pop(0)
+            if child.channel.is_closed or child.exited.done():
+                child = None
+        if child is None:
+            child = await self._fork(rt, template)
+        asyncio.get_running_loop().call_later(REFILL_DELAY, self._refill, rt, template)
+        instance_id = spec["env"]["FC_INSTANCE_ID"]
+        try:
+            if self._sandbox.config.cgroup_version == 1:  # named after it (v1 renames)
+                renamed = {c: os.path.join(os.path.dirname(p), instance_id)
+                           for c, p in child.limits.items()}
+                for controller, path in child.limits.items():
+                    os.rename(path, renamed[controller])
+                    child.limits[controller] = renamed[controller]
+                child.cgroup = kill_cgroup(child.limits)
+            child.channel.send({"type": protocol.SPECIALIZE,
+                                "hostname": instance_id[:63] if self._sandbox.config.namespaces
+                                else None,
+                                "spec": {"env": spec["env"], "requestId": spec["requestId"]}})
+        except (OSError, ChannelClosed) as exc:
+            child.kill()
+            raise ZygoteFailed(f"an instance forked from the snapshot could not be "
+                               f"started: {exc}") from exc
+        return child
+
+    def _refill(self, rt: Runtime, template: Template) -> None:
+        """Keep one instance forked ahead (off the cold start's path: the fork, its
+        namespaces, its cgroups — moving a process into a v1 cgroup costs milliseconds —
+        and its veth)."""
+        if template.retired or template.process.exited.done() or \
+                len(template.ahead) + template.forking >= _AHEAD:
+            return
+        template.forking += 1
+
+        async def fork() -> None:
+            try:
+                child = await self._fork(rt, template)
+            except ZygoteFailed as exc:
+                log.warning("Could not fork an instance ahead from snapshot %s: %s",
+                            template.spec["snapshot"], exc)
+                return
+            finally:
+                template.forking -= 1
+            if template.retired:
+                child.kill()
+            else:
+                template.ahead.append(child)
+
+        task = asyncio.get_running_loop().create_task(fork())
+        self._forks.add(task)
+        task.add_done_callback(self._forks.discard)
 
     def retire(self, key: str) -> None:
         made = self._templates.pop(key, None)
@@ -105,6 +168,8 @@ class Snapshots:
             made.add_done_callback(retire)
 
     def close(self) -> None:
+        for task in self._forks:
+            task.cancel()
         for made in self._templates.values():
             if made.done() and not made.cancelled() and made.exception() is None:
                 made.result().process.kill()
@@ -165,19 +230,20 @@ class Snapshots:
             raise SnapshotFailed(header.get("error") or {}, header.get("log", ""))
         log.info("Snapshot %s is ready (instance %s, %.0f ms of initialization).",
                  spec["snapshot"], instance_id, header.get("initMs", 0))
-        return Template(process)
+        return Template(process, spec)
 
-    async def _fork(self, rt: Runtime, template: Template, spec: dict[str, Any]
-                    ) -> SandboxProcess:
-        sandbox, config = self._sandbox, self._sandbox.config
-        instance_id = spec["env"]["FC_INSTANCE_ID"]
+    async def _fork(self, rt: Runtime, template: Template) -> SandboxProcess:
+        """One more instance of the template's memory, isolated, in cgroups of its own,
+        plugged in; waiting for its identity (``create``)."""
+        sandbox, config, spec = self._sandbox, self._sandbox.config, template.spec
+        instance_id = f"f-{secrets.token_hex(8)}"
         network = sandbox.network
         online = config.namespaces and network is not None and spec.get("internetAccess", True)
         netns = config.namespaces and (network is not None or not spec.get("internetAccess",
                                                                              True))
         plug = network.allocate() if online and network is not None else None
         box: dict[str, Any] = {"namespaces": config.namespaces, "netns": netns,
-                               "tmpBytes": config.tmp_bytes, "hostname": instance_id[:63],
+                               "tmpBytes": config.tmp_bytes,
                                "plug": network.plug_spec(plug) if network and plug else None}
         limits = config.for_instance(instance_id, "/", spec["memorySize"], netns, None) or {}
         cgroups: dict[str, str] = limits.get("cgroups") or {}
@@ -188,10 +254,8 @@ class Snapshots:
         pid = 0
         try:
             try:
-                template.process.channel.send_fds(
-                    {"type": protocol.FORK, "box": box,
-                     "spec": {"env": spec["env"], "requestId": spec["requestId"]}},
-                    [theirs.fileno(), control_theirs.fileno()])
+                template.process.channel.send_fds({"type": protocol.FORK, "box": box},
+                                                  [theirs.fileno(), control_theirs.fileno()])
             finally:
                 theirs.close()
                 control_theirs.close()

@@ -473,7 +473,13 @@ def _serve_template(runtime: _Runtime) -> None:
     before-snapshot hooks); each ``fork`` frame, with the new instance's socket and
     control socket, forks an instance of this memory (``_restored``). Forked instances
     are reaped by the kernel (SIGCHLD ignored); the template ends at end of stream."""
+    import gc
+
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # The initialised heap out of the collector's sight: a forked instance's collections
+    # neither scan it nor copy its pages (copy-on-write).
+    gc.collect()
+    gc.freeze()
     while True:
         header, fds = _read_frame_with_fds(runtime.sock)
         if header["type"] != protocol.FORK or len(fds) != 2:
@@ -490,9 +496,10 @@ def _serve_template(runtime: _Runtime) -> None:
 
 
 def _restored(runtime: _Runtime, header: dict[str, Any], fds: list[int]) -> None:
-    """A new instance forked from the template: isolated afresh (``isolate.restore``),
-    given its own identity (instance id, environment), random state reseeded, its
-    after-restore hooks run; then it serves like any instance."""
+    """A new instance forked from the template, ahead of the cold start that takes it:
+    isolated afresh (``isolate.restore``); once taken (``specialize``), given its own
+    identity (hostname, instance id, environment), its capabilities dropped, random state
+    reseeded, its after-restore hooks run; then it serves like any instance."""
     import random
     import tempfile
     import time
@@ -515,6 +522,12 @@ def _restored(runtime: _Runtime, header: dict[str, Any], fds: list[int]) -> None
                 "errorType": "Runtime.SandboxError", "stackTrace": []}})
         os._exit(1)
     control.close()
+    while True:  # forked ahead: until a cold start takes it
+        header, _ = _read_frame_with_fds(channel)
+        if header["type"] == protocol.SPECIALIZE:
+            break
+    if header.get("hostname"):
+        isolate.seal(header["hostname"])
     spec = runtime.spec = dict(runtime.spec, **header["spec"])
     os.environ.clear()
     os.environ.update(spec["env"])
