@@ -31,7 +31,8 @@ FUNCTION_FIELDS = frozenset({
     "tracingConfig", "tags", "sessionAffinity", "sessionAffinityConfig",
     "instanceIsolationMode", "resourceGroupId", "disableOndemand", "enableLongLiving",
     "disableInjectCredentials", "idleTimeout", "keepAliveSeconds", "juiceFsConfig",
-    "polarFsConfig", "microSandboxConfig"})
+    "polarFsConfig", "microSandboxConfig",
+    "snapStart"})  # (funclet's own: snapshots)
 # The fc3 component's props beside the function's own.
 _EXTRAS = frozenset({"code", "triggers", "asyncInvokeConfig", "customDomain",
                      "concurrencyConfig", "provisionConfig", "region"})

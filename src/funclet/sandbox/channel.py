@@ -34,6 +34,9 @@ _KEY_OF_TYPE = {
 }
 
 _STREAMED = frozenset({protocol.HTTP_START, protocol.BODY})
+# Frames matched by kind that may come before they are expected (``initializing`` then
+# ``ready``): more than this, unasked, and the instance is ended (each may hold a body).
+_EARLY_MOST = 4
 
 Frame = tuple[dict[str, Any], bytes]
 log = logging.getLogger(__name__)
@@ -194,7 +197,13 @@ class Channel(asyncio.Protocol):
                 if not fut.done():
                     fut.set_result((header, body))
             elif kind is not None:
-                self._early.setdefault(key, []).append((header, body))
+                early = self._early.setdefault(key, [])
+                if len(early) >= _EARLY_MOST:  # never in the protocol: it floods us
+                    log.error("An instance sent %d %s frames nobody asked for; closing it.",
+                              len(early) + 1, header["type"])
+                    self.close()
+                    return
+                early.append((header, body))
 
     def _refuse(self, part: str, size: int, limit: int) -> None:
         """End the channel over a frame that is too large, before buffering it."""

@@ -177,10 +177,6 @@ class Snapshots:
                 made.cancel()
         self._templates.clear()
 
-    def count(self) -> int:
-        return sum(1 for f in self._templates.values() if f.done() and not f.cancelled()
-                   and f.exception() is None)
-
     async def _template(self, rt: Runtime, spec: dict[str, Any]) -> Template:
         key = spec["snapshot"]
         made = self._templates.get(key)
@@ -313,7 +309,8 @@ async def _hello(control: socket.socket) -> tuple[int, int | None]:
     def readable() -> None:
         try:
             data, ancillary, _, _ = control.recvmsg(
-                1024, socket.CMSG_SPACE(_UCRED.size) + socket.CMSG_SPACE(4 * 4))
+                1024, socket.CMSG_SPACE(_UCRED.size) + socket.CMSG_SPACE(4 * 4),
+                socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             return
         except OSError as exc:
