@@ -87,11 +87,7 @@ def _write(path: str, value: str) -> None:
 
 def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
     """Isolate this process (see the module docstring); returns in the isolated child."""
-    for controller, path in box.get("cgroups", {}).items():
-        os.makedirs(path, exist_ok=True)
-        for name, value in box.get("cgroupLimits", {}).get(controller, {}).items():
-            _write(os.path.join(path, name), str(value))
-        _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+    join_cgroups(box.get("cgroups", {}), box.get("cgroupLimits", {}), os.getpid())
     resource.setrlimit(resource.RLIMIT_NOFILE, (box["maxOpenFiles"], box["maxOpenFiles"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if "pids" not in box.get("cgroups", {}) and box.get("maxProcesses"):
@@ -129,6 +125,30 @@ def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
     # Again after the uid change: the kernel clears the parent-death signal on setuid.
     # The parent is outside the new PID namespace, so getppid() says 0.
     _die_with(0)
+
+
+def join_cgroups(cgroups: dict[str, str], limits: dict[str, dict[str, int]],
+                 pid: int) -> None:
+    """Make an instance's cgroup folders, set its limits there, move ``pid`` in."""
+    for controller, path in cgroups.items():
+        os.makedirs(path, exist_ok=True)
+        for name, value in limits.get(controller, {}).items():
+            _write(os.path.join(path, name), str(value))
+        _write(os.path.join(path, "cgroup.procs"), str(pid))
+
+
+def oom_kills(path: str) -> int:
+    """How often the kernel's OOM killer struck in this cgroup (v1 or v2)."""
+    for name in ("memory.oom_control", "memory.events"):
+        try:
+            with open(os.path.join(path, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
 
 
 def become(uid: int | None, gid: int | None) -> None:

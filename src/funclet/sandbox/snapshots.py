@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from funclet.runtimes import Runtime, protocol
+from funclet.sandbox import isolate
 from funclet.sandbox.ahead import REFILL_DELAY
 from funclet.sandbox.channel import INIT, Channel, ChannelClosed
 from funclet.sandbox.zygote import Exit, SandboxProcess, ZygoteFailed, kill_cgroup
@@ -258,7 +259,7 @@ class Snapshots:
             async with asyncio.timeout(_HELLO_TIMEOUT):
                 pid, namespace = await _hello(control)
             try:
-                _join_cgroups(cgroups, limits.get("cgroupLimits") or {}, pid)
+                isolate.join_cgroups(cgroups, limits.get("cgroupLimits") or {}, pid)
                 if plug is not None and network is not None:
                     if namespace is None:
                         raise OSError("the instance sent no network namespace")
@@ -358,19 +359,7 @@ def _on_report(control: socket.socket, exited: asyncio.Future[Exit],
     with contextlib.suppress(ValueError, TypeError, AttributeError):
         code = int(json.loads(data)["code"]) if data else code
     if not exited.done():
-        exited.set_result(Exit(code, any(_oom_kills(path) for path in cgroups.values())))
-
-
-def _join_cgroups(cgroups: dict[str, str], limits: dict[str, dict[str, int]],
-                  pid: int) -> None:
-    """Make the instance's cgroups, set its function's limits, move ``pid`` in."""
-    for controller, path in cgroups.items():
-        os.makedirs(path, exist_ok=True)
-        for name, value in limits.get(controller, {}).items():
-            with open(os.path.join(path, name), "w") as f:
-                f.write(str(value))
-        with open(os.path.join(path, "cgroup.procs"), "w") as f:
-            f.write(str(pid))
+        exited.set_result(Exit(code, any(isolate.oom_kills(path) for path in cgroups.values())))
 
 
 def _remove_cgroups(cgroups: dict[str, str], tries: int = 50) -> None:
@@ -385,15 +374,3 @@ def _remove_cgroups(cgroups: dict[str, str], tries: int = 50) -> None:
             left[controller] = path
     if left and tries:
         asyncio.get_running_loop().call_later(0.05, _remove_cgroups, left, tries - 1)
-
-
-def _oom_kills(path: str) -> int:
-    """How often the kernel's OOM killer struck in this cgroup (v1 or v2)."""
-    for name in ("memory.oom_control", "memory.events"):
-        with contextlib.suppress(OSError, ValueError):
-            with open(os.path.join(path, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-    return 0

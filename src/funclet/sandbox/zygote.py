@@ -121,7 +121,7 @@ class Zygote:
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
         self._spawns: dict[int, asyncio.Future[tuple[int, asyncio.Future[Exit]]]] = {}
-        self._mounts: dict[int, asyncio.Future[Any]] = {}  # specialize/plug requests by sid
+        self._requests: dict[int, asyncio.Future[Any]] = {}  # specialize/plug requests by sid
         self._exits: dict[int, asyncio.Future[Exit]] = {}
         self._next_sid = 0
         self._stopping = False
@@ -216,7 +216,7 @@ class Zygote:
             elif kind == "probed" and self._probe is not None and not self._probe.done():
                 self._probe.set_result(msg["found"])
             elif kind in ("specialized", "plugged"):
-                fut = self._mounts.pop(msg["sid"], None)
+                fut = self._requests.pop(msg["sid"], None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg.get("error"))
 
@@ -226,20 +226,8 @@ class Zygote:
         into a pre-started instance and give it its hostname (for a runtime that cannot
         do it itself: Node.js); ``unplug``: delete its veth, by the host end's name
         (``OSError`` if any of it fails)."""
-        if self._control is None:
-            raise ZygoteFailed(f"runtime {self.name} is not running")
-        self._next_sid += 1
-        sid = self._next_sid
-        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._mounts[sid] = fut
-        self._control.send(orjson.dumps({"type": "specialize", "sid": sid, "pid": pid,
-                                         "mounts": mounts, "hostname": hostname,
-                                         "unplug": unplug}))
-        try:
-            async with asyncio.timeout(10):
-                error = await fut
-        finally:
-            self._mounts.pop(sid, None)
+        error = await self._request({"type": "specialize", "pid": pid, "mounts": mounts,
+                                     "hostname": hostname, "unplug": unplug})
         if error:
             raise OSError(f"the code could not be mounted into instance pid {pid}: {error}")
 
@@ -247,21 +235,30 @@ class Zygote:
         """Plug the network namespace ``netns`` (a descriptor) into the bridge: a veth
         whose other end is ``eth0`` in there (for an instance forked from a snapshot,
         which cannot make the host's end itself; ``OSError`` if it fails)."""
+        error = await self._request({"type": "plug", "plug": plug}, [netns])
+        if error:
+            raise OSError(f"the instance's network could not be plugged in: {error}")
+
+    async def _request(self, message: dict[str, Any], fds: list[int] | None = None
+                       ) -> str | None:
+        """Send ``message`` (with ``fds``) and wait for the zygote's answer to it: the
+        error it reports, or None."""
         if self._control is None:
             raise ZygoteFailed(f"runtime {self.name} is not running")
         self._next_sid += 1
         sid = self._next_sid
         fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._mounts[sid] = fut
-        socket.send_fds(self._control, [orjson.dumps({"type": "plug", "sid": sid,
-                                                      "plug": plug})], [netns])
+        self._requests[sid] = fut
+        data = orjson.dumps({**message, "sid": sid})
+        if fds:
+            socket.send_fds(self._control, [data], fds)
+        else:
+            self._control.send(data)
         try:
             async with asyncio.timeout(10):
-                error = await fut
+                return await fut
         finally:
-            self._mounts.pop(sid, None)
-        if error:
-            raise OSError(f"the instance's network could not be plugged in: {error}")
+            self._requests.pop(sid, None)
 
     def renamed(self, pid: int, paths: list[str]) -> None:
         """The platform renamed instance ``pid``'s cgroup folders to ``paths``: the
@@ -288,14 +285,14 @@ class Zygote:
             if not self._stopping:
                 log.warning("The %s zygote exited; it restarts on the next cold start.", self.name)
         error = ZygoteFailed(f"runtime {self.name} exited")
-        for fut in [*self._spawns.values(), *self._mounts.values(), self._ready]:
+        for fut in [*self._spawns.values(), *self._requests.values(), self._ready]:
             if fut is not None and not fut.done():
                 fut.set_exception(error)
         for exit_fut in self._exits.values():
             if not exit_fut.done():
                 exit_fut.set_result(Exit(-signal.SIGKILL))
         self._spawns.clear()
-        self._mounts.clear()
+        self._requests.clear()
         self._exits.clear()
 
     async def stop(self) -> None:

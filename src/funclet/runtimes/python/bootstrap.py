@@ -211,7 +211,7 @@ def _reap(control: socket.socket, cgroups: dict[int, list[str]]) -> None:
             continue  # an orphan of an instance, reparented to us: reaped, nothing to say
         code = os.waitstatus_to_exitcode(status)
         paths = cgroups.pop(pid, [])
-        oom = any(_oom_kills(path) for path in paths)
+        oom = any(isolate.oom_kills(path) for path in paths)
         cgroups.setdefault(0, []).extend(paths)  # 0: folders waiting to be removed
         try:
             control.send(json.dumps({"type": "exited", "pid": pid, "code": code,
@@ -244,20 +244,6 @@ def _end_all(cgroups: dict[int, list[str]]) -> None:
         if not cgroups.get(0) and not [p for p in cgroups if p]:
             return
         time.sleep(0.02)
-
-
-def _oom_kills(path: str) -> int:
-    """How often the kernel's OOM killer struck in this cgroup (v1 or v2)."""
-    for name in ("memory.oom_control", "memory.events"):
-        try:
-            with open(os.path.join(path, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except OSError:
-            continue
-    return 0
 
 
 def _remove_cgroups(cgroups: dict[int, list[str]]) -> None:
