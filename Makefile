@@ -23,9 +23,18 @@ POSTGRES_TESTS := tests/test_functions_api.py tests/test_records.py tests/test_a
 	tests/test_async_crash.py tests/test_destinations.py tests/test_triggers.py \
 	tests/test_limits.py tests/test_provisioned.py tests/test_console.py
 
+# Two workers, a test file each at a time: most of the suite's time is spent waiting on
+# instances, timers and brokers, and every test's funclet has its own port, data folder,
+# database and host slot (bridge, subnet, nftables table). The OpenAPI fuzz runs on its
+# own after them: under xdist schemathesis would not run its cases.
+WORKERS ?= -n 2 --dist loadfile
+FUZZ := tests/test_openapi_fuzz.py
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 tests
-	FUNCLET_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider \
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(WORKERS) --durations=20 \
+		--ignore=$(FUZZ) tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(FUZZ)
+	FUNCLET_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider $(WORKERS) \
 		$(POSTGRES_TESTS)
 
 bench: $(STAMP)

@@ -356,12 +356,19 @@ def test_exposed_host_ports_and_dns_reach_the_host(tmp_path: Path, remote: Remot
             sock.close()
 
 
-def _links() -> str:
-    return subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+def _links() -> dict[str, int]:
+    """The host's links by name, with their index: a name that another platform (a
+    parallel test's) takes again is another link."""
+    out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True)
+    return {link["ifname"]: link["ifindex"] for link in json.loads(out.stdout)}
 
 
-def _tables() -> str:
-    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+def _tables() -> set[tuple[str, str, int]]:
+    """The host's nftables tables: family, name, handle (new for a table made again)."""
+    out = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True,
+                         check=True)
+    return {(t["family"], t["name"], t["handle"]) for t in
+            (entry["table"] for entry in json.loads(out.stdout)["nftables"] if "table" in entry)}
 
 
 def test_each_platform_has_its_own_bridge_and_removes_it(tmp_path: Path,
@@ -374,15 +381,18 @@ def test_each_platform_has_its_own_bridge_and_removes_it(tmp_path: Path,
         with httpx.Client(base_url=server.url, timeout=30) as other:
             theirs = other.get("/healthz").json()["network"]
             assert theirs["bridge"] != ours["bridge"] and theirs["subnet"] != ours["subnet"]
-            assert theirs["bridge"] in _links() and f"funclet_{theirs['bridge'][3:]}" in _tables()
+            table = f"funclet_{theirs['bridge'][3:]}"
+            tables = {t for t in _tables() if t[1] == table}
+            assert theirs["bridge"] in _links() and tables
         os.kill(server.process.pid, signal.SIGKILL)  # a killed funclet leaves them behind…
         server.process.wait(10)
-        assert theirs["bridge"] in _links()
+        bridge = _links()[theirs["bridge"]]
+        assert tables <= _tables()
     finally:
         if server.process.poll() is None:
             server.process.kill()
     server = start_server(tmp_path)  # … and the next one in its slot removes them
     stop_server(server)
-    wait_for(lambda: theirs["bridge"] not in _links(), timeout=5)
-    assert f"funclet_{theirs['bridge'][3:]}" not in _tables()
+    wait_for(lambda: _links().get(theirs["bridge"]) != bridge, timeout=5)
+    assert not tables & _tables()
     assert ours["bridge"] in _links()  # the other platform's is untouched
