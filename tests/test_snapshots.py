@@ -4,9 +4,11 @@ inside them), with the hooks of Lambda's ``snapshot_restore_py``."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import boto3
 import httpx
@@ -14,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, cgroups_of
+from tests.conftest import Server, cgroups_of, start_server, stop_server
 from tests.helpers import (
     API,
     create_body,
@@ -220,3 +222,52 @@ def test_a_template_ends_with_its_version(client: httpx.Client) -> None:
     assert newer != template and instance_pids(newer)
     assert client.delete(f"{API}/functions/{name}").status_code == 204
     wait_for(lambda: not instance_pids(newer))
+
+
+LOUD = {"index.py": """
+    import os
+    print("imported in", os.environ["FC_INSTANCE_ID"])
+
+    def handler(event, context):
+        return os.environ["FC_INSTANCE_ID"]
+"""}
+
+
+def _template_of(client: httpx.Client, name: str) -> tuple[str, str]:
+    """The first invocation's instance and its log (where the template's init log is)."""
+    r = invoke(client, name, b"", **{"x-fc-log-type": "Tail"})
+    assert r.status_code == 200 and "x-fc-error-type" not in r.headers, r.text
+    return r.text, base64.b64decode(r.headers["x-fc-log-result"]).decode()
+
+
+def test_the_template_is_reclaimed_when_its_version_has_no_instance_for_its_keep_alive(
+        client: httpx.Client) -> None:
+    name = deploy(client, LOUD, keepAliveSeconds=1, **SNAP)
+    instance, logged = _template_of(client, name)
+    # The template's initialisation logged in it; the cold start that made it shows it.
+    (line,) = [x for x in logged.splitlines() if "imported in" in x]
+    template = line.split()[-1]
+    assert template.startswith("t-") and instance != template
+    assert instance_pids(template)
+    # The instance is reclaimed after 1 s idle, the template a second later.
+    wait_for(lambda: not instance_pids(instance) and not instance_pids(template), timeout=15)
+    again, logged = _template_of(client, name)
+    assert again != instance and "imported in t-" in logged and template not in logged
+
+
+def test_a_node_holds_at_most_its_instance_limit_of_templates(tmp_path: Path) -> None:
+    server = start_server(tmp_path, FUNCLET_MAX_INSTANCES="1")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            first, second = (deploy(client, LOUD, **SNAP) for _ in range(2))
+            _, logged = _template_of(client, first)
+            template = logged.split("imported in ")[1].split()[0]
+            assert instance_pids(template)
+            # The second function's cold start evicts the first's instance (the account
+            # runs one) and retires its template (the node holds one).
+            _template_of(client, second)
+            wait_for(lambda: not instance_pids(template), timeout=15)
+            _, logged = _template_of(client, first)
+            assert "imported in t-" in logged and template not in logged
+    finally:
+        stop_server(server)

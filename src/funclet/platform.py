@@ -94,7 +94,7 @@ class Platform:
             # frames of at most MAX_BODY_CHUNK).
             body=max(settings.max_sync_payload, protocol.MAX_BODY_CHUNK),
         ), prestart_max=settings.prestarted_instances_max,
-            prestart_idle=settings.prestarted_idle_seconds)
+            prestart_idle=settings.prestarted_idle_seconds, max_templates=settings.max_instances)
         base_env = {
             "FC_REGION": settings.region,
             "FC_ACCOUNT_ID": settings.account_id,

@@ -159,6 +159,7 @@ class Pool:
         # Its instances are forked from a snapshot of its version (``sandbox/snapshots.py``).
         self.snapshot_key = (f"{version.name}@{version.version_id}#{version.revision}"
                              if version.config.snapshots(version.version_id) else "")
+        self._empty_since: float | None = None  # since when it has had no instance
         # Invocations of a session waiting for room on the session's own instance.
         self._room_waiters: dict[str, deque[asyncio.Future[Lease | None]]] = {}
         # Placement looks at sessions and isolation only when the function has them.
@@ -296,6 +297,7 @@ class Pool:
         return await self._start(inst, request_id, first)
 
     def _new_instance(self, provisioned: bool) -> Instance:
+        self._empty_since = None
         cfg = self.version.config
         return Instance(new_instance_id(), cfg.name, self.version.revision,
                         cfg.instance_concurrency, provisioned=provisioned,
@@ -387,8 +389,8 @@ class Pool:
             self._stop_later(inst, StopReason.UNDEPLOYED)
         else:
             self._offer_room(inst)
-        return Lease(inst, process, StartKind.COLD, self, init_ms, header.get("log", ""),
-                     sent)
+        return Lease(inst, process, StartKind.COLD, self, init_ms,
+                     process.init_log + header.get("log", ""), sent)
 
     async def _init_step(
         self, inst: Instance, process: SandboxProcess, timeout: float, what: str
@@ -596,6 +598,14 @@ class Pool:
         for inst in victims:
             self._stop_later(inst, StopReason.RECLAIMED)
 
+    def reclaim_snapshot(self, now: float, keep_alive: float) -> None:
+        """Its snapshot's template goes once the version has had no instance for
+        ``keep_alive`` seconds (the next cold start makes it again)."""
+        if self.snapshot_key and self._empty_since is not None and \
+                now - self._empty_since >= keep_alive:
+            self._empty_since = None
+            self._sandbox.snapshots.retire(self.snapshot_key)
+
     async def drain(self, reason: StopReason) -> None:
         """Stop every instance: idle ones now, busy ones when their invocations end (and
         its snapshot with the last of them)."""
@@ -722,6 +732,8 @@ class Pool:
 
     def _forget(self, inst: Instance, reason: StopReason) -> None:
         self._instances.pop(inst.instance_id, None)
+        if not self._instances:
+            self._empty_since = time.monotonic()
         for waiter in self._room_waiters.pop(inst.instance_id, ()):
             if not waiter.done():
                 waiter.set_result(None)  # its session is bound anew

@@ -170,6 +170,7 @@ class Registry:
         """The periodic tick: reclaim idle instances, top up provisioned ones."""
         for pool in [*self._pools.values(), *self._published.values()]:
             own = pool.version.config.keep_alive_seconds  # (a function's own wins)
+            pool.reclaim_snapshot(now, own or self._keep_alive)
             if pool.pattern is None or own:
                 pool.reclaim(expired(pool.instances, now, own or self._keep_alive))
             else:

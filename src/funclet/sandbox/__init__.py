@@ -265,7 +265,8 @@ class Sandbox:
 
     def __init__(self, runtimes: dict[str, Runtime], run_dir: Path, config: SandboxConfig,
                  prestart: int = 2, frame_limits: FrameLimits | None = None,
-                 prestart_max: int = 16, prestart_idle: float = TRIM_AFTER) -> None:
+                 prestart_max: int = 16, prestart_idle: float = TRIM_AFTER,
+                 max_templates: int = 100) -> None:
         self._runtimes = runtimes
         self.frame_limits = frame_limits or FrameLimits()
         self._run_dir = run_dir
@@ -285,7 +286,7 @@ class Sandbox:
         self._closing = False
         self._empty_made = False
         self._slot: HostSlot | None = None
-        self.snapshots = Snapshots(self)
+        self.snapshots = Snapshots(self, max_templates)  # (the account's instance limit)
 
     def _kind(self, runtime: str) -> str:
         """Which instances started ahead serve ``runtime``: Python's serve custom

@@ -20,9 +20,13 @@ its own sandbox's, its exit report speaks only of itself. The bridge pins each p
 its address (``network.py``): an instance that kept its capabilities cannot spoof
 another's.
 
-A template lives while its version is deployed and ends once the version is retired
-and its last forked instance is gone (its instances are in its PID namespace: they end
-with it).
+A template is retired — no more forks; it ends with its last forked instance, which
+lives in its PID namespace — when its version goes, when its version has had no instance
+for its keep-alive (``Pool.reclaim_snapshot``; the next cold start makes it again), and
+when a sandbox that holds ``limit`` templates (the account's instance limit) needs room
+for another: the least recently used one goes, one without instances first. So the
+templates alive are at most the limit plus those whose instances still run (each of
+them counted in the limit), and each is held to its function's memory in its cgroups.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import secrets
 import signal
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +77,8 @@ class Template:
     ahead: list[SandboxProcess] = field(default_factory=list)  # forked, not taken yet
     forking: int = 0  # forks ahead under way
     retired: bool = False
+    used: float = 0.0  # when an instance was last taken from it (monotonic)
+    log: str = ""  # what its initialisation logged: the first instance's first log
 
     def retire(self) -> None:
         """Its version is gone: it ends with its last forked instance (those forked
@@ -92,15 +99,17 @@ class Template:
 class Snapshots:
     """The templates of one sandbox, by snapshot key (a function version's revision)."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, limit: int = 100) -> None:
         self._sandbox = sandbox
+        self._limit = limit
         self._templates: dict[str, asyncio.Future[Template]] = {}
         self._forks: set[asyncio.Task[None]] = set()
 
     async def create(self, rt: Runtime, spec: dict[str, Any]) -> SandboxProcess:
         """A new instance of ``spec``'s version, forked from its template (made first
         if there is none: the cold start that makes it waits for its initialisation)."""
-        template = await self._template(rt, spec)
+        template, made = await self._template(rt, spec)
+        template.used = time.monotonic()
         child = None
         while template.ahead and child is None:
             child = template.ahead.pop(0)
@@ -126,6 +135,8 @@ class Snapshots:
             child.kill()
             raise ZygoteFailed(f"an instance forked from the snapshot could not be "
                                f"started: {exc}") from exc
+        if made:
+            child.init_log = template.log
         return child
 
     def _refill(self, rt: Runtime, template: Template) -> None:
@@ -156,6 +167,7 @@ class Snapshots:
         task.add_done_callback(self._forks.discard)
 
     def retire(self, key: str) -> None:
+        """The template of ``key`` forks no more (see the module docstring)."""
         made = self._templates.pop(key, None)
         if made is None:
             return
@@ -178,17 +190,33 @@ class Snapshots:
                 made.cancel()
         self._templates.clear()
 
-    async def _template(self, rt: Runtime, spec: dict[str, Any]) -> Template:
+    async def _template(self, rt: Runtime, spec: dict[str, Any]) -> tuple[Template, bool]:
+        """The template of ``spec``'s version, and whether this call made it."""
         key = spec["snapshot"]
         made = self._templates.get(key)
         if made is not None and made.done() and (
                 made.cancelled() or made.exception() is not None
                 or made.result().process.exited.done()):
-            made = None  # it failed or died: made again
-        if made is None:
-            made = self._templates[key] = asyncio.ensure_future(self._make(rt, spec))
-            made.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unused
-        return await asyncio.shield(made)
+            del self._templates[key]  # it failed or died: made again
+            made = None
+        if made is not None:
+            return await asyncio.shield(made), False
+        if len(self._templates) >= self._limit:
+            self._make_room()
+        made = self._templates[key] = asyncio.ensure_future(self._make(rt, spec))
+        made.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen if unused
+        return await asyncio.shield(made), True
+
+    def _make_room(self) -> None:
+        """Retire the least recently used template, one without instances first (those
+        still being made are left alone)."""
+        ready = [(key, made.result()) for key, made in self._templates.items()
+                 if made.done() and not made.cancelled() and made.exception() is None]
+        if ready:
+            key, _ = min(ready, key=lambda kt: (bool(kt[1].children), kt[1].used))
+            log.info("Retiring snapshot %s to make room: this node holds %d templates, "
+                     "its limit.", key, self._limit)
+            self.retire(key)
 
     async def _make(self, rt: Runtime, spec: dict[str, Any]) -> Template:
         instance_id = "t" + spec["env"]["FC_INSTANCE_ID"][1:]
@@ -227,7 +255,7 @@ class Snapshots:
             raise SnapshotFailed(header.get("error") or {}, header.get("log", ""))
         log.info("Snapshot %s is ready (instance %s, %.0f ms of initialization).",
                  spec["snapshot"], instance_id, header.get("initMs", 0))
-        return Template(process, spec)
+        return Template(process, spec, log=header.get("log", ""))
 
     async def _fork(self, rt: Runtime, template: Template) -> SandboxProcess:
         """One more instance of the template's memory, isolated, in cgroups of its own,

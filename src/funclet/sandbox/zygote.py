@@ -51,6 +51,7 @@ class SandboxProcess:
     handler_kind: str = "event"  # what its runtime said the handler is (in ``ready``)
     limits: dict[str, str] = field(default_factory=dict)  # its cgroup folders
     plug: Plug | None = None  # its veth on the platform's bridge, if it has one
+    init_log: str = ""  # logged before its own start (its snapshot's initialisation)
 
     def kill(self) -> None:
         """SIGKILL the instance and everything it started: its process group and, since
