@@ -553,6 +553,9 @@ class Pool:
         if inst.state is InstanceState.STOPPED:
             return
         inst.end()
+        if lease.start_kind is StartKind.COLD and lease.process.after_first is not None:
+            after, lease.process.after_first = lease.process.after_first, None
+            after()
         if inst.in_flight == 0 and (self.draining or inst.state is InstanceState.DRAINING):
             self._stop_later(inst, StopReason.UNDEPLOYED)
         elif inst.in_flight == 0 and self._picky and self._done_with(inst):

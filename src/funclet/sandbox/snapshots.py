@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -79,6 +81,10 @@ class Template:
     retired: bool = False
     used: float = 0.0  # when an instance was last taken from it (monotonic)
     log: str = ""  # what its initialisation logged: the first instance's first log
+    # The pages its first instance wrote by the end of its first invocation, [start,
+    # length]: every later one copies them ahead (``isolate.prefault``).
+    warm: list[list[int]] | None = None
+    learning: bool = False
 
     def retire(self) -> None:
         """Its version is gone: it ends with its last forked instance (those forked
@@ -137,7 +143,28 @@ class Snapshots:
                                f"started: {exc}") from exc
         if made:
             child.init_log = template.log
+        if template.warm is None and not template.learning:
+            template.learning = True
+            child.after_first = functools.partial(self._learn, template, child.pid)
         return child
+
+    def _learn(self, template: Template, pid: int) -> None:
+        """An instance's first invocation is over: which of its template's pages it
+        copied on write (and which it added), read from outside (the platform is root)."""
+        async def learn() -> None:
+            try:
+                template.warm = await asyncio.to_thread(written_pages, pid)
+            except OSError as exc:  # it is gone: the next one tells
+                log.debug("Could not read the pages of instance pid %d: %s", pid, exc)
+                template.learning = False
+                return
+            log.debug("Snapshot %s: each instance copies %d KB ahead (%d ranges).",
+                      template.spec["snapshot"], sum(n for _, n in template.warm) >> 10,
+                      len(template.warm))
+
+        task = asyncio.get_running_loop().create_task(learn())
+        self._forks.add(task)
+        task.add_done_callback(self._forks.discard)
 
     def _refill(self, rt: Runtime, template: Template) -> None:
         """Keep one instance forked ahead (off the cold start's path: the fork, its
@@ -268,7 +295,7 @@ class Snapshots:
                                                                              True))
         plug = network.allocate() if online and network is not None else None
         box: dict[str, Any] = {"namespaces": config.namespaces, "netns": netns,
-                               "tmpBytes": config.tmp_bytes,
+                               "tmpBytes": config.tmp_bytes, "warm": template.warm or [],
                                "plug": network.plug_spec(plug) if network and plug else None}
         limits = config.for_instance(instance_id, "/", spec["memorySize"], netns, None) or {}
         cgroups: dict[str, str] = limits.get("cgroups") or {}
@@ -388,6 +415,46 @@ def _on_report(control: socket.socket, exited: asyncio.Future[Exit],
         code = int(json.loads(data)["code"]) if data else code
     if not exited.done():
         exited.set_result(Exit(code, any(isolate.oom_kills(path) for path in cgroups.values())))
+
+
+_WRITTEN = bytes(0x31 if b & 0x81 == 0x81 else 0x30 for b in range(256))  # see below
+_MAX_RANGES = 2048
+_MAX_SCAN = 4 << 30  # bytes of address space looked at, at most (sparse mappings may be vast)
+_CHUNK = 1 << 15  # pages read from pagemap at a time (256 KB)
+
+
+def written_pages(pid: int) -> list[list[int]]:
+    """The pages process ``pid`` holds as its own (present and mapped by it alone: copied
+    on write from its template, or new) in its anonymous memory, as [start, length]
+    ranges (at most ``_MAX_RANGES``, from the first ``_MAX_SCAN`` bytes of it).
+    /proc/<pid>/pagemap has 8 bytes per page, whose top byte holds "present" (bit 63)
+    and "exclusively mapped" (bit 56)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    ranges: list[list[int]] = []
+    left = _MAX_SCAN // page
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in maps:
+            fields = line.split()
+            if fields[1][:2] != "rw" or fields[1][3] != "p" or (
+                    len(fields) > 5 and fields[5] not in ("[heap]", "[stack]")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            for first in range(start // page, end // page, _CHUNK):
+                count = min(_CHUNK, end // page - first, left)
+                if count <= 0:
+                    return ranges
+                left -= count
+                pagemap.seek(first * 8)
+                flags = pagemap.read(count * 8)[7::8].translate(_WRITTEN)
+                for run in re.finditer(b"1+", flags):
+                    at, size = (first + run.start()) * page, (run.end() - run.start()) * page
+                    if ranges and sum(ranges[-1]) == at:  # (across two reads)
+                        ranges[-1][1] += size
+                    elif len(ranges) == _MAX_RANGES:
+                        return ranges
+                    else:
+                        ranges.append([at, size])
+    return ranges
 
 
 def _remove_cgroups(cgroups: dict[str, str], tries: int = 50) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class SandboxProcess:
     limits: dict[str, str] = field(default_factory=dict)  # its cgroup folders
     plug: Plug | None = None  # its veth on the platform's bridge, if it has one
     init_log: str = ""  # logged before its own start (its snapshot's initialisation)
+    # Called once its first invocation is over (its snapshot learns what it wrote).
+    after_first: Callable[[], None] | None = field(default=None, repr=False)
 
     def kill(self) -> None:
         """SIGKILL the instance and everything it started: its process group and, since

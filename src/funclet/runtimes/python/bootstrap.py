@@ -508,6 +508,7 @@ def _restored(runtime: _Runtime, header: dict[str, Any], fds: list[int]) -> None
                 "errorType": "Runtime.SandboxError", "stackTrace": []}})
         os._exit(1)
     control.close()
+    isolate.prefault(header["box"].get("warm") or [])  # in its own cgroup by now
     while True:  # forked ahead: until a cold start takes it
         header, _ = _read_frame_with_fds(channel)
         if header["type"] == protocol.SPECIALIZE:
