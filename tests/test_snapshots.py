@@ -301,3 +301,25 @@ def test_later_instances_copy_ahead_the_pages_the_first_one_wrote(
                if r["instance"] != first["instance"]]
     assert len(replies) == 2
     assert min(r["faults"] for r in replies) < first["faults"] // 10, (first, replies)
+
+
+def test_without_the_sandbox_a_forked_instance_still_says_how_it_ended(
+        tmp_path: Path) -> None:
+    server = start_server(tmp_path, FUNCLET_SANDBOX="false")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            name = deploy(client, {"index.py": """
+                import os
+
+                def handler(event, context):
+                    if event == b"exit":
+                        os._exit(3)
+                    return "fine"
+            """}, **SNAP)
+            assert invoke(client, name, b"").text == "fine"
+            crashed = invoke(client, name, b"exit")
+            assert crashed.headers.get("x-fc-error-type") == "UnhandledInvocationError"
+            assert "exit code 3" in crashed.text, crashed.text
+            assert invoke(client, name, b"").text == "fine"
+    finally:
+        stop_server(server)

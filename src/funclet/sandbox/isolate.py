@@ -611,7 +611,11 @@ def restore(box: dict[str, Any], control: socket.socket, close_in_parent: list[i
        that takes it; ``seal`` then gives it its hostname and drops every capability
        (bounding and ambient sets too).
     """
-    if not box.get("namespaces"):
+    if not box.get("namespaces"):  # still a process outside, that tells how it ended
+        child = os.fork()
+        if child:
+            _stand_outside(child, close_in_parent, control)
+        os.setsid()
         _hello(control, None)
         return
     uid, gid = os.getuid(), os.getgid()
