@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from funclet.api.auth import RefuseInstances
-from funclet.api.peers import PeerUids
+from funclet.api.peers import CONNECTION, PeerUids
 
 Addr = tuple[str, int]
 
@@ -111,3 +111,21 @@ def test_a_closed_but_lingering_socket_has_no_owner() -> None:
             assert peers.uid(client, server) is None
         finally:
             accepted.close()
+
+
+def test_the_owner_is_asked_once_per_connection_and_kept_with_it_alone(
+    connection: tuple[socket.socket, Addr, Addr],
+) -> None:
+    sock, client, server = connection
+    peers = PeerUids()
+    kept: dict[str, int] = {}  # what the server's protocol gives one connection
+    first = dict(_scope("/2023-03-30/functions", client, server), **{CONNECTION: kept})
+    assert peers.of(first) == os.geteuid() and kept == {"uid": os.geteuid()}
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # the kernel forgets it: only what was kept answers now
+    again = dict(_scope("/2023-03-30/functions", client, server), **{CONNECTION: kept})
+    assert peers.of(again) == os.geteuid()
+    # Another connection from the same address (a port bound again) is asked afresh.
+    other = dict(_scope("/2023-03-30/functions", client, server), **{CONNECTION: {}})
+    assert peers.of(other) is None
+    assert peers.of(_scope("/2023-03-30/functions", client, server)) is None

@@ -260,9 +260,7 @@ class RefuseInstances:
         if scope["method"] not in _SAFE and cross_site(scope) and not is_http_trigger(
                 scope, self._domain):
             return _CROSS_SITE  # (a GET changes nothing, and its answer is not theirs)
-        client, server = scope.get("client"), scope.get("server")
-        uid = self._peers.uid((client[0], client[1]), (server[0], server[1])) if (
-            client and server) else None
+        uid = self._peers.of(scope)
         if uid is None:
             return _PEER_UNKNOWN
         if uid in self._instance_uids:

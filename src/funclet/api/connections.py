@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from funclet.api.peers import CONNECTION
 from funclet.errors import ApiError, HeaderFieldsTooLarge, Overloaded, UriTooLong
 from funclet.ids import new_request_id
 
@@ -64,6 +65,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._header_bytes = 0
         self._refusal: ApiError | None = None
         self._turned_away = False
+        self._peer: dict[str, int] = {}  # who owns the client's socket (``peers.of``)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
@@ -92,6 +94,7 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[CONNECTION] = self._peer  # type: ignore[literal-required]
         self._header_count = 0
         self._header_bytes = 0
         self._stop_header_timer()

@@ -1,13 +1,16 @@
 """Who is on the other end of a loopback TCP connection: its owner's uid, from the
-kernel's socket table (sock_diag over netlink), asked afresh for every request.
+kernel's socket table (sock_diag over netlink), asked once per connection.
 
 Instances run as their own uids; this is how the API tells their requests apart from
 the operator's when it listens on loopback without authentication. An answer is only
 given for a live socket that some process owns: a connection that was reset (no entry)
 or closed right after its request (an orphan, or ``TIME_WAIT``: the kernel reports
-inode 0 and uid 0 for those) has no owner, and ``uid`` says ``None``. One lookup takes
-about 5 µs, so nothing is cached: a cache keyed by address would hand a closed
-connection's answer to the next socket that binds the same port.
+inode 0 and uid 0 for those) has no owner, and ``uid`` says ``None``. An answer is kept
+with the connection it is about (``of``: the server's protocol gives each connection a
+dict of its own, at ``scope[CONNECTION]``), since a socket's owner is set when it is
+made and never changes, and every request of a keep-alive connection comes from that
+socket; never by address, which would hand a closed connection's answer to the next
+socket that binds the same port.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+from collections.abc import Mapping
+from typing import Any
 
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
@@ -22,6 +27,7 @@ _NLM_F_REQUEST = 1
 _NO_COOKIE = 0xFFFFFFFF
 _UID_OFFSET = 16 + 4 + 48 + 12  # nlmsghdr, inet_diag_msg's head, its sockid, 3 counters
 _INODE_OFFSET = _UID_OFFSET + 4
+CONNECTION = "funclet.peer"  # the scope's key for its connection's own dict
 
 
 class PeerUids:
@@ -30,6 +36,19 @@ class PeerUids:
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
+
+    def of(self, scope: Mapping[str, Any]) -> int | None:
+        """The uid owning the client end of a request's connection (see the module
+        docstring): asked on its first request, kept for the rest."""
+        kept = scope.get(CONNECTION)
+        if kept is not None and "uid" in kept:
+            return int(kept["uid"])
+        client, server = scope.get("client"), scope.get("server")
+        uid = self.uid((client[0], client[1]), (server[0], server[1])) if (
+            client and server) else None
+        if kept is not None and uid is not None:
+            kept["uid"] = uid
+        return uid
 
     def uid(self, client: tuple[str, int], server: tuple[str, int]) -> int | None:
         family = socket.AF_INET6 if ":" in client[0] else socket.AF_INET
