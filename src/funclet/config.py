@@ -58,8 +58,9 @@ class Settings(BaseSettings):
     max_queue_wait_seconds: float | None = Field(None, ge=0)  # None: the function's timeout
     keep_alive_seconds: float = Field(180.0, gt=0)
     # Per-function keep-alive from each function's idle times, with pre-warming (the
-    # hybrid histogram policy: instances/keepalive.py); off: keep_alive_seconds for all.
-    adaptive_keep_alive: bool = False
+    # hybrid histogram policy: instances/keepalive.py; on since the simulator showed it
+    # beats the fixed 180 s on both counts); off: keep_alive_seconds for all.
+    adaptive_keep_alive: bool = True
     adaptive_keep_alive_bin_seconds: float = Field(60.0, gt=0)  # its histogram's bins
     # Instances started ahead (isolated, no function yet), per runtime: at least this
     # many, up to the max as the rate of cold starts needs (sandbox/ahead.py); 0: none.
