@@ -44,6 +44,9 @@ def test_invocations_instances_and_tasks_are_counted(client: httpx.Client) -> No
     r = client.post(f"{API}/functions/{name}/invocations",
                     headers={"x-fc-invocation-type": "Async"})
     assert r.status_code == 202
+    # Its run over (on the one instance), the trigger's request finds that one warm.
+    wait_for(lambda: _value(_samples(client), "funclet_invocations_total", function=name,
+                            mode="async") == 1)
     r = client.post(f"{API}/functions/{name}/triggers", json={
         "triggerName": "web", "triggerType": "http",
         "triggerConfig": {"authType": "anonymous", "methods": ["GET"]}})
