@@ -280,6 +280,8 @@ TOUCHY = {"index.py": """
 
     def handler(event, context):
         args = json.loads(event or b"{}")
+        if args.get("crash"):
+            os._exit(3)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for i in range(0, len(DATA), 4096):  # as reference counts are: written to
             DATA[i] = 2
@@ -289,9 +291,13 @@ TOUCHY = {"index.py": """
 """}
 
 
+@pytest.mark.parametrize("first_crashes", [False, True])
 def test_later_instances_copy_ahead_the_pages_the_first_one_wrote(
-        client: httpx.Client) -> None:
+        client: httpx.Client, first_crashes: bool) -> None:
     name = deploy(client, TOUCHY, **SNAP)
+    if first_crashes:  # it never ends a first invocation: the next instance is read
+        crashed = invoke(client, name, b'{"crash": true}')
+        assert crashed.headers.get("x-fc-error-type") == "UnhandledInvocationError"
     first = invoke(client, name, b"{}").json()
     assert first["faults"] >= 4000  # 16 MB of the template's pages, copied one by one
     time.sleep(0.5)  # (its pages are read once its first invocation is over)

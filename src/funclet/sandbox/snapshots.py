@@ -351,6 +351,9 @@ class Snapshots:
                 network.release(plug)
             _remove_cgroups(cgroups)
             template.child_gone(pid)
+            if child.after_first is not None:  # gone before its first invocation ended
+                child.after_first = None
+                template.learning = False  # (the next instance forked tells instead)
 
         exited.add_done_callback(gone)
         return child
