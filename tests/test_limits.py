@@ -111,9 +111,12 @@ def test_idle_instances_are_evicted_to_make_room_for_another_function(tmp_path: 
             b = deploy(client, SLEEPY, timeout=30)
             first = _parallel(client, a, [b"0.3", b"0.3"])  # two instances of a, now idle
             assert len({r.headers["x-funclet-instance-id"] for r in first}) == 2
-            second = _parallel(client, b, [b"0.3", b"0.3"])  # both must be evicted
+            # Two of b at once (long enough that the second cannot wait for the first's
+            # instance, however slow the evictions): both of a's must be evicted.
+            second = _parallel(client, b, [b"1.0", b"1.0"])
             assert all("x-fc-error-type" not in r.headers for r in second)
             assert all(r.status_code == 200 for r in second)
+            assert len({r.headers["x-funclet-instance-id"] for r in second}) == 2
             items = client.get(f"{API}/functions/{a}/instances").json()["instances"]
             assert [i["stopReason"] for i in items] == ["evicted", "evicted"]
     finally:
