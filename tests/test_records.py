@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
-from tests.helpers import API, deploy, invoke
+from tests.conftest import start_server, stop_server
+from tests.helpers import API, deploy, invoke, wait_for
 
 FLAKY = {"index.py": """
     def handler(event, context):
@@ -84,3 +87,41 @@ def test_failed_cold_starts_are_recorded_too(client: httpx.Client) -> None:
     assert rec["status"] == "failed"
     assert rec["errorType"] == "Runtime.ImportModuleError"
     assert rec["startKind"] == "cold"
+
+
+def test_records_are_pruned_past_the_newest_kept_and_past_their_retention(
+        tmp_path: Path) -> None:
+    """At most FUNCLET_MAX_INVOCATION_RECORDS invocation records stay (the newest); after
+    the retention, none, nor the records of instances that stopped (the disk they take
+    is bounded, and so is the cost of writing the next record)."""
+    server = start_server(tmp_path, FUNCLET_MAX_INVOCATION_RECORDS="20",
+                          FUNCLET_RECORDS_RETENTION_DAYS=str(4 / 86400),
+                          FUNCLET_RECORDS_PRUNE_INTERVAL_SECONDS="0.3")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            name = deploy(client, FLAKY, keepAliveSeconds=1)
+            ids = [invoke(client, name, b"x").headers["x-fc-request-id"] for _ in range(60)]
+            instance = invoke(client, name, b"x").headers["x-funclet-instance-id"]
+
+            def kept() -> list[str]:
+                page = client.get(f"{API}/functions/{name}/invocations",
+                                  params={"limit": 100}).json()
+                return [r["requestId"] for r in page["invocations"]]
+
+            newest = wait_for(lambda: (k := kept()) and len(k) <= 20 and k, timeout=5)
+            # The newest ones (those of the cut's millisecond may go with it; records of
+            # one millisecond list in their ids' order, not in the order they ran).
+            assert 14 <= len(newest) <= 20, newest
+            assert set(newest[1:]) == set(ids[::-1][:len(newest) - 1]), (newest, ids)
+
+            def stopped() -> list[str]:
+                items = client.get(f"{API}/functions/{name}/instances").json()["instances"]
+                return [i["instanceId"] for i in items if i.get("stopReason")]
+
+            # Its instance stops after 1 s idle (its record: a stopped instance's) ...
+            assert instance in wait_for(lambda: (i := stopped()) and i, timeout=4)
+            # ... and 4 s after, nothing of it or of its invocations is left.
+            wait_for(lambda: not kept() and instance not in stopped(), timeout=15)
+            assert "Pruned" in server.log()
+    finally:
+        stop_server(server)

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     uid_range_start: int = Field(100_000, ge=1000)
     uid_range_size: int = Field(160_000, ge=16)
     reclaim_interval_seconds: float = Field(1.0, gt=0)
+    # Invocation and instance records (and their logs): kept this many days, and at most
+    # this many invocation records (the newest; each log is at most 1 MiB), pruned every
+    # records_prune_interval_seconds.
+    records_retention_days: float = Field(7.0, gt=0)
+    max_invocation_records: int = Field(1_000_000, ge=1)
+    records_prune_interval_seconds: float = Field(60.0, gt=0)
     shutdown_grace_seconds: int = Field(30, ge=0)
     # HTTP connections (api/connections.py): an idle one (no request under way) closes
     # after http_idle_timeout_seconds; a request's headers must be in within

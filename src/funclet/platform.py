@@ -76,7 +76,10 @@ class Platform:
         clustered = settings.resolved_database_url.startswith("postgresql")
         self._gone_after_ms = int(DEAD_AFTER_S * 1000) if clustered else 0
         self.live_logs = LiveLogs()  # the console's live logs: what this node records
-        self.recorder = Recorder(self.store, self.node_id, live=self.live_logs)
+        self.recorder = Recorder(self.store, self.node_id, live=self.live_logs,
+                                 retention_s=settings.records_retention_days * 86400,
+                                 keep=settings.max_invocation_records,
+                                 prune_every=settings.records_prune_interval_seconds)
         data_dir = str(settings.data_dir.resolve())
         # What instances must never see: the data folder, and each part of it that may
         # be configured to live elsewhere (code packages, the database, run files).

@@ -90,3 +90,28 @@ def _in_database_file(db: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
         except sqlite3.OperationalError:  # not even the table has been copied yet
             return 0
+
+
+async def test_a_wal_grown_by_a_burst_shrinks_back_to_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of writes with no checkpoint grows the WAL past the limit; once a
+    checkpoint has copied it and writing restarts it, the file is cut back."""
+    monkeypatch.setattr(writer_module, "WAL_SIZE_LIMIT", 256 * 1024)
+    writer = Writer(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    await writer.run(lambda conn: conn.execute(text("CREATE TABLE t (n)")))
+    wal = tmp_path / "w.db-wal"
+    blob = "x" * 4000
+    for _ in range(600):  # ~2.4 MB of pages, no checkpoint
+        await writer.run(lambda conn: conn.execute(text("INSERT INTO t VALUES (:b)"),
+                                                   {"b": blob}))
+    assert wal.stat().st_size > 2_000_000
+    monkeypatch.setattr(writer_module, "_CHECKPOINT_EVERY_S", 0.05)
+    checkpoints = asyncio.ensure_future(writer.checkpoints())
+    try:
+        await asyncio.sleep(0.3)
+    finally:
+        checkpoints.cancel()
+    await writer.run(functools.partial(insert, n=1))  # restarts the WAL from its start
+    assert wal.stat().st_size <= 256 * 1024
+    await asyncio.to_thread(writer.close)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import secrets
 import time
@@ -41,6 +42,7 @@ START_CODES = {"cold": 1, "warm": 2, "provisioned": 3}  # invocation_histograms'
 # The most rows invocation_histograms returns (what a window's counts can take in memory;
 # real windows have a few thousand: durations and waits fall in few classes at once).
 HISTOGRAM_ROWS = 200_000
+PRUNE_BATCH = 1000  # records deleted per transaction (prune_records)
 
 
 def histogram_key(key: int) -> tuple[int, bool, str | None, int]:
@@ -428,6 +430,31 @@ class Store:
 
         await self.writer.run(write)
 
+    async def prune_records(self, before_ms: int, keep: int, batch: int = PRUNE_BATCH) -> int:
+        """Delete invocation records older than ``before_ms`` or past the ``keep`` newest,
+        and records of instances stopped before ``before_ms`` (never a live one's); how
+        many went. In transactions of at most ``batch`` rows, each a short write, so that
+        the writer (on SQLite, the event loop itself) serves invocations in between."""
+        t, i = schema.invocations, schema.instances
+        async with self.engine.connect() as conn:  # the keep-th newest's time, if any
+            nth = (await conn.execute(select(t.c.started_ms).order_by(
+                t.c.started_ms.desc()).offset(keep).limit(1))).scalar()
+        cut = max(before_ms, int(nth) + 1) if nth is not None else before_ms
+        old_invocations = select(t.c.request_id).where(t.c.started_ms < cut).order_by(
+            t.c.started_ms).limit(batch)
+        old_instances = select(i.c.instance_id).where(
+            i.c.state == "stopped", i.c.destroyed_ms < before_ms).limit(batch)
+        gone = 0
+        for statement in (delete(t).where(t.c.request_id.in_(old_invocations)),
+                          delete(i).where(i.c.instance_id.in_(old_instances))):
+            while True:
+                deleted = await self.writer.run(functools.partial(_rows_deleted, statement))
+                gone += deleted
+                if deleted < batch:
+                    break
+                await asyncio.sleep(0)  # the loop's other work between two batches
+        return gone
+
     def _upsert_instance(self, values: dict[str, Any]) -> Any:
         t = schema.instances
         stmt = self.dialect.insert(t).values(**values)
@@ -600,6 +627,10 @@ class Store:
         )
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+def _rows_deleted(statement: Any, conn: Connection) -> int:
+    return int(conn.execute(statement).rowcount)
 
 
 def _record_attempts(dialect: Any) -> Any:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +41,14 @@ class Recorder:
 
     ``invocation`` and ``instance`` only append to a list: nothing on the hot path
     waits for the database. ``flush`` (also called on shutdown) writes what is queued.
+    Every ``prune_every`` seconds, records older than ``retention_s`` and invocation
+    records past the ``keep`` newest are deleted: without it the tables (and the disk)
+    grew with every invocation, and so did the cost of writing each record.
     """
 
     def __init__(self, store: Store, node_id: str = "", interval: float = 0.05,
-                 live: LiveLogs | None = None) -> None:
+                 live: LiveLogs | None = None, retention_s: float = 7 * 86400,
+                 keep: int = 1_000_000, prune_every: float = 60.0) -> None:
         self._store = store
         self._live = live
         self._node_id = node_id or None  # which node ran them, in every record
@@ -53,6 +59,8 @@ class Recorder:
         self._lock = asyncio.Lock()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._retention_s, self._keep, self._prune_every = retention_s, keep, prune_every
+        self._pruner: asyncio.Task[None] | None = None
 
     def invocation(self, record: InvocationRecord) -> None:
         flat = dict(vars(record), node_id=self._node_id)
@@ -76,7 +84,24 @@ class Recorder:
         self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        self._pruner = loop.create_task(self._prune_forever())
+
+    async def prune(self) -> int:
+        """Delete the records past their retention now; how many went."""
+        before_ms = int((time.time() - self._retention_s) * 1000)
+        return await self._store.prune_records(before_ms, self._keep)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                if gone := await self.prune():
+                    log.info("Pruned %d invocation and instance records past their "
+                             "retention.", gone)
+            except Exception as exc:  # (the next round tries again)
+                log.warning("Pruning old invocation records failed: %s", exc)
+            await asyncio.sleep(self._prune_every)
 
     async def _run(self) -> None:
         while not self._closing:
@@ -111,6 +136,10 @@ class Recorder:
         """Let the writer finish its batch (never cancel it mid-write), then flush the rest."""
         self._closing = True
         self._wake.set()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         if self._task is not None:
             await self._task
         await self.flush()

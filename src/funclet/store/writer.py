@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # The writer's driver for the async engine's URL (psycopg, for PostgreSQL, is both).
 _SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite"}
 _CHECKPOINT_EVERY_S = 1.0
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 def json_dumps(value: Any) -> str:
@@ -42,6 +43,9 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # A WAL that grew under a burst (a checkpoint cannot restart it while writes keep
+    # coming) goes back to this size once it restarts, not kept at its largest.
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cursor.close()
 
 
