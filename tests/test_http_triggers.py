@@ -156,6 +156,10 @@ def test_each_function_answers_at_its_own_host_name(secured: Server) -> None:
     r = httpx.get(f"{secured.url}/http/x/y", headers={"host": f"{name}.fn.localhost"})
     assert r.status_code == 200
     assert r.json()["rawPath"] == "/http/x/y"  # under its own host, the whole path is its
+    # ... InvokeFunction's too (api/invoke.InvokeRoute leaves it to the trigger)
+    path = f"{API}/functions/{name}/invocations"
+    r = httpx.post(f"{secured.url}{path}", headers={"host": f"{name}.fn.localhost"})
+    assert r.status_code == 200 and r.json()["rawPath"] == path, r.text
 
 
 def test_a_trigger_answers_as_long_as_it_exists(tmp_path: Path, client: httpx.Client) -> None:

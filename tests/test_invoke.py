@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 
 import httpx
 
+from tests.conftest import Server
 from tests.helpers import API, deploy, invoke, kill_instance, wait_for
 
 ECHO = {
@@ -399,3 +401,18 @@ def test_undecodable_output_does_not_break_the_instance(client: httpx.Client) ->
     assert first.text == "still fine"
     assert "bad ? bytes" in base64.b64decode(first.headers["x-fc-log-result"]).decode()
     assert invoke(client, name).headers["x-funclet-start-kind"] == "warm"
+
+
+def test_a_client_gone_before_its_event_is_in_runs_nothing_and_logs_no_error(
+        server: Server, client: httpx.Client) -> None:
+    """The event announced but cut short (the client closed): nothing is invoked, no
+    answer is owed, and the platform's log has no internal error for it."""
+    name = deploy(client, {"index.py": "def handler(event, context):\n    return 'ran'\n"})
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(f"POST {API}/functions/{name}/invocations HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: 1000\r\n\r\n{'x' * 10}".encode())
+        time.sleep(0.2)
+    assert invoke(client, name).content == b"ran"  # (the platform serves on)
+    records = client.get(f"{API}/functions/{name}/invocations").json()["invocations"]
+    assert len(records) == 1
+    assert "failed inside funclet" not in server.log()

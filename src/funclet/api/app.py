@@ -131,6 +131,7 @@ def build_app(platform: Platform) -> Starlette:
             **credentials))
     if s.auth_required:
         middleware.append(Middleware(Authenticate, **credentials))
+    middleware.append(Middleware(invoke.InvokeRoute, platform=platform))  # (innermost)
     domain = s.http_domain
     by_host: list[BaseRoute] = [Host(f"{{name}}.{domain}", Router(http_triggers.host_routes))] \
         if domain else []
