@@ -17,6 +17,8 @@ Runs, on this machine and in one go:
 - async: durable accepts/s at 32 connections, against a bare app that commits each
   request to SQLite (bench/floor_durable.py); accepted -> succeeded tasks/s; the time
   from accept to handler start at idle;
+- outbox: N async tasks with an onSuccess destination (a webhook, a Redis stream):
+  tasks/s against records delivered/s, and each record's delivery after its task;
 - triggers (timer lag, HTTP trigger, Redis stream) and runtimes (Python, Node.js,
   custom, awslambdaric);
 - cluster: async accepts/s and accepted -> succeeded tasks/s on one node with SQLite,
@@ -40,8 +42,8 @@ Runs, on this machine and in one go:
   start, warm p50 @1, req/s @1 and @32, with the targets' ratios.
 
 Usage: python bench/bench.py [--functions 60] [--duration 10] [--limit-invocations 1000]
-       [--async-duration 5] [--timers 100] [--messages 5000]
-       [--only sync|cold|frames|limits|async|triggers|runtimes|cluster|versions|metrics|dev
+       [--async-duration 5] [--timers 100] [--messages 5000] [--outbox-tasks 5000]
+       [--only sync|cold|frames|limits|async|outbox|triggers|runtimes|cluster|versions|metrics|dev
                |console|lambda|keepalive|versus ...]
 Needs wrk (Debian package 'wrk'); installs it with apt-get when run as root.
 """
@@ -352,9 +354,9 @@ def measure_idle_memory(url: str) -> tuple[float, float]:
     return instance, floor
 
 
-SECTIONS = ("sync", "cold", "frames", "limits", "async", "triggers", "runtimes", "cluster",
-            "versions", "metrics", "dev", "console", "lambda", "keepalive", "snapshot",
-            "versus")
+SECTIONS = ("sync", "cold", "frames", "limits", "async", "outbox", "triggers", "runtimes",
+            "cluster", "versions", "metrics", "dev", "console", "lambda", "keepalive",
+            "snapshot", "versus")
 
 
 def main() -> None:
@@ -368,6 +370,8 @@ def main() -> None:
                         help="timer triggers firing every second, for about 11 s")
     parser.add_argument("--messages", type=int, default=5000,
                         help="messages through a Redis stream trigger")
+    parser.add_argument("--outbox-tasks", type=int, default=5000,
+                        help="async tasks with a destination, per destination kind")
     parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run only this section (repeatable); all by default")
     args = parser.parse_args()
@@ -604,6 +608,131 @@ def bench_async(args: argparse.Namespace, env: dict[str, str]) -> None:
     print("\nfloor: a bare uvicorn app that commits each request's body to SQLite (WAL,\n"
           "synchronous=NORMAL) before it answers 202. funclet's accepts are measured while\n"
           "it runs the tasks on the same two cores.")
+
+
+class _Webhook:
+    """A local webhook destination: answers 200 to each POST and keeps when each record
+    (by its request id) came in."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        arrived = self.arrived = {}  # type: dict[str, float]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                record = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                arrived[record["requestContext"]["requestId"]] = time.time() * 1000
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/records"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _accept_async(url: str, path: str, count: int, connections: int = 32) -> None:
+    """``count`` async invocations over ``connections`` keep-alive connections."""
+    host = url.removeprefix("http://")
+
+    async def run() -> None:
+        left = count
+
+        async def connection() -> None:
+            nonlocal left
+            reader, writer = await asyncio.open_connection(*host.split(":"))
+            while left > 0:
+                left -= 1
+                headers = await _post(reader, writer, host, path,
+                                      "x-fc-invocation-type: Async\r\n")
+                assert headers["status"] == "202", headers
+            writer.close()
+
+        await asyncio.gather(*(connection() for _ in range(connections)))
+
+    asyncio.run(run())
+
+
+def measure_outbox(url: str, kind: str, count: int) -> dict[str, float]:
+    """``count`` async tasks of a no-op function whose onSuccess destination is a webhook
+    or a Redis stream: tasks/s (first accept to last end), records delivered/s (first
+    accept to last delivery) and each record's delivery after its task ended."""
+    import redis
+
+    name = f"bench-outbox-{kind}"
+    webhook = _Webhook() if kind == "webhook" else None
+    stream = f"funclet-bench-outbox-{os.getpid()}"
+    broker = redis.Redis(port=6379)
+    destination = webhook.url if webhook else f"redis://127.0.0.1:6379/0?stream={stream}"
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            deploy(client, name, HELLO)
+            client.put(f"/2023-03-30/functions/{name}/async-invoke-config", json={
+                "destinationConfig": {"onSuccess": {"destination": destination}}},
+            ).raise_for_status()
+            client.post(f"/2023-03-30/functions/{name}/invocations").raise_for_status()
+        t0 = time.time() * 1000
+        _accept_async(url, f"/2023-03-30/functions/{name}/invocations", count)
+        with httpx.Client(timeout=60) as client:
+            rows = _tasks_when_done(client, f"{url}/2023-03-30/functions/{name}/async-tasks",
+                                    count)
+        ended = {str(r["requestId"]): float(r["endTime"]) for r in rows  # type: ignore[arg-type]
+                 if r["status"] == "Succeeded"}
+        assert len(ended) == count, f"{len(ended)} of {count} tasks succeeded"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if webhook is not None:
+                arrived = dict(webhook.arrived)
+            else:
+                arrived = {json.loads(fields[b"record"])["requestContext"]["requestId"]:
+                           float(entry.split(b"-")[0])
+                           for entry, fields in broker.xrange(stream)}
+            if len(arrived) >= count:
+                break
+            time.sleep(0.25)
+        assert set(arrived) >= set(ended), f"{len(arrived)} of {count} records delivered"
+    finally:
+        if webhook is not None:
+            webhook.close()
+        broker.delete(stream)
+    lags = [arrived[rid] - end for rid, end in ended.items()]
+    return {"tasks": count / ((max(ended.values()) - t0) / 1000),
+            "delivered": count / ((max(arrived.values()) - t0) / 1000),
+            "lag_p50": pct(lags, 50), "lag_p99": pct(lags, 99)}
+
+
+def bench_outbox(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Destination records against the tasks they come from (webhook, Redis stream)."""
+    results = {}
+    for kind in ("webhook", "redis"):
+        print(f"outbox: {args.outbox_tasks} async tasks with a {kind} destination ...",
+              file=sys.stderr)
+        proc, url, data = start_funclet(env)
+        try:
+            results[kind] = measure_outbox(url, kind, args.outbox_tasks)
+        finally:
+            stop_funclet(proc, data)
+    print(f"\noutbox: {args.outbox_tasks} async tasks of a hello function accepted over 32 "
+          "connections, each with an onSuccess destination\n")
+    print("| destination | tasks/s | records delivered/s | ratio | delivery after task end "
+          "p50 / p99 ms | target |")
+    print("|---|---|---|---|---|---|")
+    for kind, r in results.items():
+        print(f"| {kind} | {r['tasks']:,.0f} | {r['delivered']:,.0f} | "
+              f"{r['delivered'] / r['tasks']:.2f} | {r['lag_p50']:.1f} / {r['lag_p99']:.1f} "
+              "| ratio >= 0.95 (the backlog does not grow) |")
+    print("\nrates from the first accept: to the last task's end, and to the last record's "
+          "arrival (webhook: a local http.server; Redis: the stream entry's id).")
 
 
 def _all_tasks(client: httpx.Client, url: str) -> list[dict[str, object]]:

@@ -8,7 +8,7 @@ import json
 import socket
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -85,6 +85,89 @@ def test_success_and_failure_go_to_a_webhook(client: httpx.Client) -> None:
         assert received[1]["responseContext"]["functionError"] == "Unhandled"
         assert received[1]["responsePayload"]["errorType"] == "KeyError"
     finally:
+        hook.shutdown()
+
+
+def test_a_webhook_that_does_not_answer_2xx_is_tried_again_and_redirects_are_not_followed(
+    client: httpx.Client,
+) -> None:
+    answers, paths, statuses = [500, 302, 204], [], []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["content-length"]))
+            paths.append(self.path)
+            self.send_response(answers.pop(0))
+            self.send_header("location", "/elsewhere")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{hook.server_port}/results"
+        name = setup(client, on_success=url)
+        r = client.post(f"{API}/functions/{name}/invocations", content=b"x",
+                        headers={"x-fc-invocation-type": "Async"})
+        task = f"{API}/functions/{name}/async-tasks/{r.headers['x-fc-async-task-id']}"
+
+        def status() -> str | None:
+            current = client.get(task).json()["destinationStatus"]
+            if not statuses or statuses[-1] != current:
+                statuses.append(current)
+            return current == "Succeeded" and current
+
+        wait_for(status, timeout=20, interval=0.05)
+        assert paths == ["/results"] * 3
+        assert f"Retrying (attempt 1): WebhookError: {url} answered 500 Internal Server Error" \
+            in statuses
+        assert f"Retrying (attempt 2): WebhookError: {url} answered 302 Found" in statuses
+    finally:
+        hook.shutdown()
+
+
+def test_a_slow_webhook_holds_back_only_its_own_records(client: httpx.Client) -> None:
+    release = threading.Event()
+    fast: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            if self.path == "/slow":
+                release.wait(20)
+            else:
+                fast.append(body)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{hook.server_port}"
+        slow_fn = setup(client, on_success=f"{base}/slow")
+        fast_fn = setup(client, on_success=f"{base}/fast")
+        r = client.post(f"{API}/functions/{slow_fn}/invocations", content=b"slow",
+                        headers={"x-fc-invocation-type": "Async"})
+        slow_task = r.headers["x-fc-async-task-id"]
+        wait_for(lambda: client.get(f"{API}/functions/{slow_fn}/async-tasks/{slow_task}")
+                 .json()["status"] == "Succeeded")
+        r = client.post(f"{API}/functions/{fast_fn}/invocations", content=b"fast",
+                        headers={"x-fc-invocation-type": "Async"})
+        wait_for(lambda: fast, timeout=8)  # (the slow one's 10 s timeout has not passed)
+        assert fast[0]["requestContext"]["requestId"] == r.headers["x-fc-request-id"]
+        held = client.get(f"{API}/functions/{slow_fn}/async-tasks/{slow_task}").json()
+        assert held["destinationStatus"] not in ("Succeeded", None), held
+        assert not held["destinationStatus"].startswith("Retrying"), held
+        release.set()
+        wait_for(lambda: client.get(f"{API}/functions/{slow_fn}/async-tasks/{slow_task}")
+                 .json()["destinationStatus"] == "Succeeded")
+    finally:
+        release.set()
         hook.shutdown()
 
 

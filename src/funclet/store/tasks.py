@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -381,13 +381,14 @@ class TaskStore:
 
         return await self._writer.run(lease)
 
-    async def delivered(self, delivery: dict[str, Any]) -> None:
+    async def delivered(self, deliveries: Sequence[dict[str, Any]]) -> None:
+        """Deliveries that succeeded, marked in one transaction."""
         o, t = schema.outbox, schema.async_tasks
 
         def write(conn: Connection) -> None:
-            conn.execute(update(o).where(o.c.id == delivery["id"])
+            conn.execute(update(o).where(o.c.id.in_([d["id"] for d in deliveries]))
                          .values(status="delivered", delivered_ms=now_ms(), last_error=None))
-            conn.execute(update(t).where(t.c.task_id == delivery["task_id"])
+            conn.execute(update(t).where(t.c.task_id.in_([d["task_id"] for d in deliveries]))
                          .values(destination_status="Succeeded"))
 
         await self._writer.run(write)
