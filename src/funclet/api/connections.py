@@ -14,6 +14,11 @@ httptools buffers a request line and headers of any size. ``BoundedHttpTools`` a
 - at most ``max_connections`` open at once: past it a new connection gets ``503`` and
   is closed at once, so file descriptors remain for instances, the database and
   ``/healthz`` (see ``server.open_files``).
+
+And one write per response: uvicorn writes a response's head and its body apart — two
+``send()`` calls, two TCP segments and two wake-ups of the client for every response;
+``_Coalescing`` holds the head until the body comes (within the same step of the event
+loop, or alone at its end: a streamed response's head is not held back).
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ class BoundedHttpTools(HttpToolsProtocol):
                 "try again later")))
             transport.close()
             return
-        super().connection_made(transport)
+        super().connection_made(_Coalescing(transport, self.loop))  # type: ignore[arg-type]
         # Until the first byte of a request, the connection is idle (uvicorn's keep-alive
         # timer, which it starts only after a response, covers the time between requests).
         self.timeout_keep_alive_task = self.loop.call_later(
@@ -147,6 +152,48 @@ class BoundedHttpTools(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+
+class _Coalescing:
+    """A connection's transport whose writes made in one step of the event loop go out
+    in one ``write`` (the head of a response with its body); the rest is the transport's."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)  # (the end of this step, at the latest)
+        else:
+            self._held += data
+            self.flush()
+
+    def flush(self) -> None:
+        if self._held is not None:
+            data, self._held = self._held, None
+            self._transport.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        self.write(b"".join(chunks))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _response(error: ApiError) -> bytes:
