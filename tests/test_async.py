@@ -392,3 +392,57 @@ def test_every_attempt_runs_and_logs_under_the_accepted_request_id(
     assert f"attempt 1 as {request_id}" in record["log"]
     assert f"attempt 2 as {request_id}" in record["log"]
     assert record["log"].index("attempt 1") < record["log"].index("attempt 2")
+
+
+def test_finished_tasks_are_pruned_past_the_newest_kept_and_past_their_retention(
+        tmp_path: Path) -> None:
+    """At most FUNCLET_MAX_ASYNC_TASKS tasks stay, and no finished one past the retention
+    (the disk they take is bounded); a waiting task, and a finished one whose destination
+    record is not delivered yet, stay; a task id can be used again once its task is gone."""
+    from tests.conftest import free_port
+
+    server = start_server(tmp_path, FUNCLET_MAX_ASYNC_TASKS="5",
+                          FUNCLET_ASYNC_TASK_RETENTION_DAYS=str(4 / 86400),
+                          FUNCLET_RECORDS_PRUNE_INTERVAL_SECONDS="0.3")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            name = deploy(client, COUNTER)
+            undelivered = deploy(client, COUNTER)
+            r = client.put(f"{API}/functions/{undelivered}/async-invoke-config", json={
+                "destinationConfig": {"onSuccess": {
+                    "destination": f"http://127.0.0.1:{free_port()}/nobody-listens"}}})
+            assert r.status_code == 200, r.text
+            held = accept(client, undelivered, b"x").headers["x-fc-async-task-id"]
+            later = accept(client, name, b"x", **{"x-fc-async-delay": "600"}).headers[
+                "x-fc-async-task-id"]
+            ids = [accept(client, name, b"%d" % n).headers["x-fc-async-task-id"]
+                   for n in range(12)]
+            again = accept(client, name, b"mine", **{"x-fc-async-task-id": "mine"})
+            def done(task_id: str) -> bool:  # (finished, or already pruned)
+                r = client.get(f"{API}/functions/{name}/async-tasks/{task_id}")
+                return r.status_code == 404 or r.json()["status"] == "Succeeded"
+
+            wait_for(lambda: all(done(task_id) for task_id in [*ids, "mine"]))
+
+            def kept() -> set[str]:
+                page = client.get(f"{API}/functions/{name}/async-tasks",
+                                  params={"limit": 100}).json()
+                return {t["taskId"] for t in page["tasks"]}
+
+            # The newest five tasks of all (finished ones older than those go) ...
+            newest = wait_for(lambda: (k := kept()) and len(k) <= 5 and k, timeout=5)
+            assert later in newest and newest - {later} <= {*ids[-5:], "mine"}, newest
+            # ... then, 4 s on, no finished one; the waiting task and the undelivered
+            # record's task stay.
+            wait_for(lambda: kept() == {later}, timeout=15)
+            status = task(client, undelivered, held)
+            assert str(status["destinationStatus"]).startswith("Retrying"), status
+            assert task(client, name, later)["status"] == "Enqueued"
+            assert "Pruned" in server.log()
+            # The id is free again: a new task, run again.
+            assert "x-funclet-async-task-duplicate" not in again.headers
+            r = accept(client, name, b"mine again", **{"x-fc-async-task-id": "mine"})
+            assert "x-funclet-async-task-duplicate" not in r.headers
+            assert str(final(client, name, "mine")["returnPayload"]).endswith(": mine again")
+    finally:
+        stop_server(server)

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     records_retention_days: float = Field(7.0, gt=0)
     max_invocation_records: int = Field(1_000_000, ge=1)
     records_prune_interval_seconds: float = Field(60.0, gt=0)
+    # Finished async tasks (and their delivered destination records): kept this many
+    # days, and at most this many tasks (past it the oldest finished ones go; a waiting
+    # task, or one whose destination record is undelivered, always stays). Pruned with
+    # the records. A task id can be used again once its task is gone.
+    async_task_retention_days: float = Field(7.0, gt=0)
+    max_async_tasks: int = Field(1_000_000, ge=1)
     shutdown_grace_seconds: int = Field(30, ge=0)
     # HTTP connections (api/connections.py): an idle one (no request under way) closes
     # after http_idle_timeout_seconds; a request's headers must be in within

@@ -155,6 +155,9 @@ class Platform:
         self.url_key = b""  # (read from the store at start)
         self.invoker.disabled = self.functions.disabled  # one dict: Functions changes it
         self.tasks = TaskStore(self.store, self.node_id, self._gone_after_ms)
+        self.recorder.also_prune(lambda: self.tasks.prune(
+            int((time.time() - settings.async_task_retention_days * 86400) * 1000),
+            settings.max_async_tasks))
         self.async_configs = AsyncConfigs(self.tasks)
         if self.slots is not None:  # provisioned instances: each live node its share
             self.functions.share = self.nodes.share

@@ -444,16 +444,9 @@ class Store:
             t.c.started_ms).limit(batch)
         old_instances = select(i.c.instance_id).where(
             i.c.state == "stopped", i.c.destroyed_ms < before_ms).limit(batch)
-        gone = 0
-        for statement in (delete(t).where(t.c.request_id.in_(old_invocations)),
-                          delete(i).where(i.c.instance_id.in_(old_instances))):
-            while True:
-                deleted = await self.writer.run(functools.partial(_rows_deleted, statement))
-                gone += deleted
-                if deleted < batch:
-                    break
-                await asyncio.sleep(0)  # the loop's other work between two batches
-        return gone
+        return await delete_in_batches(self.writer, batch, [
+            delete(t).where(t.c.request_id.in_(old_invocations)),
+            delete(i).where(i.c.instance_id.in_(old_instances))])
 
     def _upsert_instance(self, values: dict[str, Any]) -> Any:
         t = schema.instances
@@ -627,6 +620,21 @@ class Store:
         )
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def delete_in_batches(writer: Writer, batch: int, statements: list[Any]) -> int:
+    """Run each ``DELETE`` (of at most ``batch`` rows) until it deletes fewer: each a
+    short transaction of its own, so that the writer (on SQLite, the event loop itself)
+    serves invocations in between; how many rows went."""
+    gone = 0
+    for statement in statements:
+        while True:
+            deleted = await writer.run(functools.partial(_rows_deleted, statement))
+            gone += deleted
+            if deleted < batch:
+                break
+            await asyncio.sleep(0)  # the loop's other work between two batches
+    return gone
 
 
 def _rows_deleted(statement: Any, conn: Connection) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,11 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._retention_s, self._keep, self._prune_every = retention_s, keep, prune_every
         self._pruner: asyncio.Task[None] | None = None
+        self._also_pruned: list[Callable[[], Awaitable[int]]] = []
+
+    def also_prune(self, prune: Callable[[], Awaitable[int]]) -> None:
+        """Run ``prune`` (the rows it deleted back) at each round of pruning too."""
+        self._also_pruned.append(prune)
 
     def invocation(self, record: InvocationRecord) -> None:
         flat = dict(vars(record), node_id=self._node_id)
@@ -91,16 +97,19 @@ class Recorder:
     async def prune(self) -> int:
         """Delete the records past their retention now; how many went."""
         before_ms = int((time.time() - self._retention_s) * 1000)
-        return await self._store.prune_records(before_ms, self._keep)
+        gone = await self._store.prune_records(before_ms, self._keep)
+        for prune in self._also_pruned:
+            gone += await prune()
+        return gone
 
     async def _prune_forever(self) -> None:
         while True:
             try:
                 if gone := await self.prune():
-                    log.info("Pruned %d invocation and instance records past their "
-                             "retention.", gone)
+                    log.info("Pruned %d records past their retention (invocations, "
+                             "instances, finished async tasks).", gone)
             except Exception as exc:  # (the next round tries again)
-                log.warning("Pruning old invocation records failed: %s", exc)
+                log.warning("Pruning old records failed: %s", exc)
             await asyncio.sleep(self._prune_every)
 
     async def _run(self) -> None:

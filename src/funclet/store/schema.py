@@ -296,6 +296,7 @@ async_tasks = Table(
     Index("ix_async_tasks_running", "node_id", sqlite_where=_status_in(TASKS_RUNNING),
           postgresql_where=_status_in(TASKS_RUNNING)),
     Index("ix_async_tasks_function_created", "function_name", "created_ms"),
+    Index("ix_async_tasks_created", "created_ms"),  # (pruning past the retention)
 )
 
 # Destination records to deliver, written in the same transaction as the task's final

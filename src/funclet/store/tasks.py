@@ -26,7 +26,7 @@ from sqlalchemy import (
 from funclet.asyncq.policy import FINAL, AsyncConfig, TaskStatus
 from funclet.errors import TaskIdTaken
 from funclet.store import schema
-from funclet.store.metadata import Store, gone_nodes
+from funclet.store.metadata import PRUNE_BATCH, Store, delete_in_batches, gone_nodes
 
 T = TypeVar("T")
 RETURN_PAYLOAD_LIMIT = 32 * 1024
@@ -531,6 +531,26 @@ class TaskStore:
             query = query.where(cmp | and_(t.c.created_ms == ms, tie))
         async with self._engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def prune(self, before_ms: int, keep: int, batch: int = PRUNE_BATCH) -> int:
+        """Delete finished tasks created before ``before_ms`` or past the ``keep`` newest
+        tasks (never a waiting or running one, nor one whose destination record is still
+        to be delivered), and destination records delivered before ``before_ms``; how
+        many rows went (in batches: ``delete_in_batches``)."""
+        t, o = schema.async_tasks, schema.outbox
+        async with self._engine.connect() as conn:  # the keep-th newest's time, if any
+            nth = (await conn.execute(select(t.c.created_ms).order_by(
+                t.c.created_ms.desc()).offset(keep).limit(1))).scalar()
+        cut = max(before_ms, int(nth) + 1) if nth is not None else before_ms
+        finished = select(t.c.task_id).where(
+            t.c.created_ms < cut, t.c.status.in_([s.value for s in FINAL]),
+            t.c.task_id.not_in(select(o.c.task_id).where(o.c.status == "pending")),
+        ).order_by(t.c.created_ms).limit(batch)
+        delivered = select(o.c.id).where(o.c.status == "delivered",
+                                         o.c.next_attempt_ms < before_ms).limit(batch)
+        return await delete_in_batches(self._writer, batch, [
+            delete(o).where(o.c.id.in_(delivered)),
+            delete(t).where(t.c.task_id.in_(finished))])
 
     async def counts(self) -> tuple[dict[str, int], int]:
         """Async tasks by status, and destination records not delivered yet (metrics)."""
