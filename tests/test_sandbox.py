@@ -291,7 +291,10 @@ def test_an_instance_that_leaves_its_process_group_still_dies_with_its_timeout(
         import os, time
 
         def handler(event, context):
-            os.setsid()
+            if os.fork() == 0:  # (the runtime, PID 1, leads its group: a child leaves it)
+                os.setsid()
+                time.sleep(60)
+                os._exit(0)
             time.sleep(60)
     """}, timeout=1)
     r = invoke(client, name)
@@ -313,14 +316,17 @@ def test_a_running_instance_dies_with_a_killed_platform(tmp_path: Path) -> None:
                 import os, time
 
                 def handler(event, context):
-                    os.setsid()
+                    if os.fork() == 0:  # (a process of its own group, and session)
+                        os.setsid()
+                        time.sleep(60)
+                        os._exit(0)
                     time.sleep(60)
             """}, timeout=120)
             threading.Thread(target=lambda: _quietly(client, name), daemon=True).start()
             instance = wait_for(lambda: [i["instanceId"] for i in client.get(
                 f"{API}/functions/{name}/instances").json()["instances"]
                 if i["state"] == "busy"])[0]
-            assert instance_pids(instance)
+            wait_for(lambda: len(instance_pids(instance)) == 2)  # (the runtime, its child)
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait(10)
         wait_for(lambda: not instance_pids(instance), timeout=10)

@@ -7,9 +7,13 @@ Loaded by file path inside the zygote, so it imports only the standard library.
 1. joins the instance's cgroups (memory limit, CPU weight, process count);
 2. sets rlimits (open files, no core dumps; process count when there is no pids
    cgroup) and ``no_new_privs`` (no setuid binary grants anything, ever);
-3. unshares mount, PID, IPC, UTS and network namespaces;
-4. forks: the parent stays outside, waits, and exits as the child did; the child is
-   PID 1 of the new namespace, so killing it ends every process of the instance;
+3. unshares mount, IPC, UTS and network namespaces, and its PID namespace is new:
+   PID 1 of it, so killing it ends every process of the instance. The zygote makes
+   the PID namespace (``new_pid_namespace``) before it forks the instance, which is
+   then the zygote's own child: no other process stands for it. (An instance that will
+   change its own uid — a Node.js one started ahead — loses its parent-death signal
+   then, so it unshares the PID namespace itself and forks: the parent stays outside,
+   waits, kills PID 1 if the zygote dies and exits as the child did.)
 5. mounts: / read-only, the code read-only at /code, a private tmpfs /tmp and
    /dev/shm, the runtime's files kept readable, an empty tmpfs over each hidden path
    (the data folder), the platform's /etc/hosts (and resolv.conf), a fresh /proc;
@@ -86,8 +90,32 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
-def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
-    """Isolate this process (see the module docstring); returns in the isolated child."""
+def new_pid_namespace() -> int:
+    """(The zygote, single-threaded, about to fork an instance.) The next child is PID 1
+    of a new PID namespace. Returns a descriptor of the caller's own: right after the
+    fork the parent gives it to ``back_to_pid_namespace`` (no other child, nor thread,
+    may be made in the new one) and the child closes it."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
+    except OSError:
+        os.close(own)
+        raise
+    return own
+
+
+def back_to_pid_namespace(own: int) -> None:
+    try:
+        if _libc.setns(own, CLONE_NEWPID) != 0:
+            os.write(2, b"funclet: the zygote could not return to its PID namespace\n")
+            os._exit(70)
+    finally:
+        os.close(own)
+
+
+def enter(box: dict[str, Any], close_in_parent: list[int], pid_1: bool = False) -> None:
+    """Isolate this process (see the module docstring); returns in the isolated child.
+    ``pid_1``: this process is PID 1 of a new PID namespace already."""
     join_cgroups(box.get("cgroups", {}), box.get("cgroupLimits", {}), os.getpid())
     resource.setrlimit(resource.RLIMIT_NOFILE, (box["maxOpenFiles"], box["maxOpenFiles"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -100,16 +128,17 @@ def enter(box: dict[str, Any], close_in_parent: list[int]) -> None:
         _drop(box.get("uid"), box.get("gid"))
         _die_with(parent)
         return
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (0 if pid_1 else CLONE_NEWPID)
     if box.get("netns", True):
         flags |= CLONE_NEWNET
     plug = box.get("plug") if box.get("netns", True) else None
     host = _Netlink() if plug else None  # opened before the unshare: the host's namespace
     try:
         _check(_libc.unshare(flags), "unshare")
-        child = os.fork()
-        if child:
-            _stand_outside(child, [*close_in_parent, *([host.fileno()] if host else [])])
+        if not pid_1:
+            child = os.fork()
+            if child:
+                _stand_outside(child, [*close_in_parent, *([host.fileno()] if host else [])])
         if host is not None and plug:
             _plug(host, plug)  # before the mounts: /sys is still the host's here
     finally:

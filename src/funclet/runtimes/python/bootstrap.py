@@ -145,7 +145,27 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 control.send(json.dumps({"type": "specialized", "sid": msg["sid"],
                                          "error": error}).encode())
                 continue
-            pid = os.fork()
+            spec = msg["spec"]
+            # PID 1 of a PID namespace made here: the instance is our own child, and no
+            # process of its own stands outside for it (its memory was a tenth of an idle
+            # instance's). Not for a runtime that changes its uid itself (see isolate).
+            pid_1 = bool((spec.get("sandbox") or {}).get("namespaces")) and not (
+                spec.get("prestarted") and "exec" in spec)
+            own_ns = None
+            if pid_1:
+                try:
+                    own_ns = isolate.new_pid_namespace()
+                except OSError:  # (the instance unshares it itself, and says if that fails)
+                    pid_1 = False
+            pid = -1
+            try:
+                pid = os.fork()
+            finally:
+                if own_ns is not None:
+                    if pid == 0:
+                        os.close(own_ns)
+                    else:
+                        isolate.back_to_pid_namespace(own_ns)
             if pid == 0:
                 sel.close()
                 control.close()
@@ -155,7 +175,7 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.setpgid(0, 0)
-                _die_with_parent(me)
+                _die_with_parent(0 if pid_1 else me)  # (a parent outside shows as 0)
                 # Nothing of the zygote's: its stdout/stderr are the runtime's log, in the
                 # data folder. stderr stays until user code starts (start-up failures).
                 devnull = os.open(os.devnull, os.O_RDWR)
@@ -164,7 +184,7 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 os.close(devnull)
                 try:
                     os.set_inheritable(fds[0], False)  # not into the user's subprocesses
-                    _isolated_instance(msg["spec"], socket.socket(fileno=fds[0]))
+                    _isolated_instance(spec, socket.socket(fileno=fds[0]), pid_1)
                 except BaseException:
                     import traceback
 
@@ -173,7 +193,7 @@ def zygote(control_fd: int, parent_pid: int) -> None:
                 os._exit(0)
             for fd in fds:
                 os.close(fd)
-            box = msg["spec"].get("sandbox") or {}
+            box = spec.get("sandbox") or {}
             cgroups[pid] = list(box.get("cgroups", {}).values())
             control.send(json.dumps({"type": "spawned", "sid": msg["sid"], "pid": pid}).encode())
         if cgroups.get(0):
@@ -263,8 +283,9 @@ def _remove_cgroups(cgroups: dict[int, list[str]]) -> None:
 # ---------------------------------------------------------------- instance
 
 
-def _isolated_instance(spec: dict[str, Any], sock: socket.socket) -> None:
-    """Enter the sandbox (when the spec has one), then become the instance."""
+def _isolated_instance(spec: dict[str, Any], sock: socket.socket, pid_1: bool = False) -> None:
+    """Enter the sandbox (when the spec has one), then become the instance. ``pid_1``: the
+    zygote made its PID namespace."""
     box = spec.get("sandbox")
     if box:
         # The interpreter's files, and the program another language's instance becomes.
@@ -273,7 +294,7 @@ def _isolated_instance(spec: dict[str, Any], sock: socket.socket) -> None:
         box = dict(box, expose=sorted({sys.base_prefix, sys.base_exec_prefix,
                                        *runtime_dirs}))
         try:
-            isolate.enter(box, [sock.fileno()])
+            isolate.enter(box, [sock.fileno()], pid_1)
         except OSError as exc:
             sock.sendall(protocol.encode({"type": protocol.INIT_ERROR, "log": "", "error": {
                 "errorMessage": f"The instance's sandbox could not be set up: {exc}",
