@@ -391,8 +391,14 @@ def test_haproxy_keeps_a_function_on_one_node_and_moves_it_when_the_node_dies(
         killed.process.send_signal(signal.SIGKILL)
         killed.process.wait()
         try:
-            after = [invoke(client, name) for _ in range(300)]
-            assert [a.status_code for a in after] == [200] * 300, after[0].text
+            # Until its health check fails twice (1 s apart) HAProxy still hashes to the
+            # dead node and sends each request on to another (redispatch); then the ring
+            # holds two nodes and the function settles on one of them.
+            after, down = [], time.monotonic() + 3.5
+            while time.monotonic() < down or len(after) < 200:
+                after.append(invoke(client, name))
+            after += [invoke(client, name) for _ in range(100)]
+            assert {a.status_code for a in after} == {200}, after[0].text
             served = [a.headers["x-funclet-node-id"] for a in after]
             assert home not in served
             kinds = [a.headers["x-funclet-start-kind"] for a in after]
