@@ -3,6 +3,7 @@ instance concurrency, eviction to make room."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,5 +190,33 @@ def test_a_hot_function_cannot_starve_another_functions_waiter(tmp_path: Path) -
                 t.join()
             assert r.status_code == 200, r.text
             assert float(r.headers["x-funclet-queue-ms"]) < 2500
+    finally:
+        stop_server(server)
+
+
+def test_a_burst_of_cold_starts_longer_than_the_zygotes_socket_queue_all_start(
+        tmp_path: Path) -> None:
+    """200 invocations at once ask for 100 instances (the account limit) at once: the
+    kernel holds only 10 unread packets on the zygote's socket; the rest of the spawns
+    wait their turn instead of failing."""
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            name = deploy(client, SLEEPY, timeout=30)
+
+        async def burst() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=200)
+            async with httpx.AsyncClient(base_url=server.url, timeout=60,
+                                         limits=limits) as c:
+                return await asyncio.gather(*(
+                    c.post(f"{API}/functions/{name}/invocations", content=b"1")
+                    for _ in range(200)))
+
+        responses = asyncio.run(burst())
+        assert [r.status_code for r in responses] == [200] * 200
+        failed = [r.text for r in responses if "x-fc-error-type" in r.headers]
+        assert failed == []
+        assert len({r.headers["x-funclet-instance-id"] for r in responses}) == 100
+        assert "could not fork" not in server.log()
     finally:
         stop_server(server)

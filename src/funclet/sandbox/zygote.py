@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,9 @@ class Zygote:
     The control socket is SEQPACKET: a ``spawn`` packet carries the new instance's
     socket as SCM_RIGHTS; the zygote answers ``spawned`` with the pid and, when the
     instance ends, ``exited`` with its exit code (negative: killed by that signal).
+    The kernel holds only ``net.unix.max_dgram_qlen`` (10) packets the zygote has not
+    read yet: past them, packets wait in order in a backlog sent as the socket drains
+    (a burst of cold starts is longer than that).
     """
 
     def __init__(self, name: str, argv: list[str], log_path: Path,
@@ -130,6 +134,9 @@ class Zygote:
         self._next_sid = 0
         self._stopping = False
         self._probe: asyncio.Future[dict[str, Any]] | None = None
+        # Packets the socket would not take yet: (packet, descriptors, run once sent).
+        self._backlog: deque[tuple[bytes, list[int], Callable[[], None] | None]] = deque()
+        self._draining = False  # waiting for the socket to take more
 
     @property
     def alive(self) -> bool:
@@ -174,17 +181,20 @@ class Zygote:
         sid = self._next_sid
         spawned: asyncio.Future[tuple[int, asyncio.Future[Exit]]] = loop.create_future()
         self._spawns[sid] = spawned
+        packet = orjson.dumps({"type": "spawn", "sid": sid, "spec": spec})
         try:
-            packet = orjson.dumps({"type": "spawn", "sid": sid, "spec": spec})
-            socket.send_fds(self._control, [packet], [theirs.fileno()])
-            theirs.close()
+            self._post(packet, [theirs.fileno()], theirs.close)
             async with asyncio.timeout(_SPAWN_TIMEOUT):
                 pid, exited = await spawned
-        except (OSError, TimeoutError, ZygoteFailed) as exc:
+        except BaseException as exc:
             self._spawns.pop(sid, None)
+            self._withdraw(packet)  # (its descriptor number must not go out once reused)
             theirs.close()
             ours.close()
-            raise ZygoteFailed(f"runtime {self.name} could not fork an instance: {exc}") from exc
+            if isinstance(exc, (OSError, TimeoutError, ZygoteFailed)):
+                raise ZygoteFailed(
+                    f"runtime {self.name} could not fork an instance: {exc}") from exc
+            raise
         _, channel = await loop.connect_accepted_socket(
             lambda: Channel(self._frame_limits, ours), ours)
         cgroups = (spec.get("sandbox") or {}).get("cgroups") or {}
@@ -253,36 +263,77 @@ class Zygote:
         sid = self._next_sid
         fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._requests[sid] = fut
-        data = orjson.dumps({**message, "sid": sid})
-        if fds:
-            socket.send_fds(self._control, [data], fds)
-        else:
-            self._control.send(data)
+        packet = orjson.dumps({**message, "sid": sid})
+        self._post(packet, fds)
         try:
             async with asyncio.timeout(10):
                 return await fut
         finally:
             self._requests.pop(sid, None)
+            self._withdraw(packet)  # (``fds`` are the caller's to close once this returns)
 
     def renamed(self, pid: int, paths: list[str]) -> None:
         """The platform renamed instance ``pid``'s cgroup folders to ``paths``: the
         zygote removes those once it reaps it (no answer: nothing waits for it)."""
         if self._control is not None:
-            with contextlib.suppress(OSError):
-                self._control.send(orjson.dumps({"type": "renamed", "pid": pid,
-                                                 "paths": paths}))
+            self._post(orjson.dumps({"type": "renamed", "pid": pid, "paths": paths}))
 
     async def probe(self, box: dict[str, Any]) -> dict[str, Any]:
         """Ask the zygote which protections work on this host (it tries, in a child)."""
         assert self._control is not None
         self._probe = asyncio.get_running_loop().create_future()
-        self._control.send(orjson.dumps({"type": "probe", "box": box}))
+        self._post(orjson.dumps({"type": "probe", "box": box}))
         async with asyncio.timeout(10):
             return await self._probe
 
+    def _post(self, packet: bytes, fds: list[int] | None = None,
+              sent: Callable[[], None] | None = None) -> None:
+        """Send ``packet`` (with ``fds``, which must stay open until ``sent`` runs)
+        after those in the backlog."""
+        self._backlog.append((packet, fds or [], sent))
+        if len(self._backlog) == 1:
+            self._flush()
+
+    def _withdraw(self, packet: bytes) -> None:
+        """Take ``packet`` out of the backlog if it is still waiting there."""
+        for entry in self._backlog:
+            if entry[0] is packet:
+                self._backlog.remove(entry)
+                return
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._backlog and self._control is not None:
+            packet, fds, sent = self._backlog[0]
+            try:
+                if fds:
+                    socket.send_fds(self._control, [packet], fds)
+                else:
+                    self._control.send(packet)
+            except BlockingIOError:
+                if not self._draining:
+                    loop.add_writer(self._control.fileno(), self._flush)
+                    self._draining = True
+                return
+            except OSError:  # (a zygote gone: its reader sees the end, see _lost)
+                pass
+            self._backlog.popleft()
+            if sent is not None:
+                sent()
+        if self._draining and self._control is not None:
+            loop.remove_writer(self._control.fileno())
+        self._draining = False
+
     def _lost(self) -> None:
         """The zygote is gone; its instances die with it (parent-death signal)."""
+        for _, _, sent in self._backlog:
+            if sent is not None:
+                sent()
+        self._backlog.clear()
         if self._control is not None:
+            if self._draining:
+                asyncio.get_running_loop().remove_writer(self._control.fileno())
+                self._draining = False
             asyncio.get_running_loop().remove_reader(self._control.fileno())
             self._control.close()
             self._control = None
