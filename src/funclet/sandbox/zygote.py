@@ -302,6 +302,8 @@ class Zygote:
                 return
 
     def _flush(self) -> None:
+        """Send the backlog's packets, in order, until the socket is full (then again
+        once it can take more: a writer callback) or the backlog is empty."""
         loop = asyncio.get_running_loop()
         while self._backlog and self._control is not None:
             packet, fds, sent = self._backlog[0]
